@@ -1,0 +1,1 @@
+"""The test node: a Node object and a kubelet for it that runs pod containers as local processes."""

@@ -1,0 +1,71 @@
+"""Becomes a pod's container: runs inside the pod's network namespace and a new mount and UTS
+namespace, bind-mounts the volumes at their mountPaths, then execs the container's command.
+
+Started by the test node as
+    nsenter --net=/run/netns/NS -- unshare --mount --uts --propagation private -- python -I shim.py SPEC
+so it must use the standard library only. SPEC is a JSON file written by the node.
+"""
+
+import ctypes
+import json
+import os
+import socket
+import sys
+
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 4096, 16384
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount(source, target, flags):
+    if _libc.mount(source.encode(), target.encode(), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def ensure_target(path, is_file, created_log):
+    """Create a missing mount point, recording what was created so `cluster down` removes it."""
+    if os.path.lexists(path):
+        return
+    parent = os.path.dirname(path)
+    ensure_target(parent, False, created_log)
+    if is_file:
+        open(path, "a").close()
+    else:
+        os.mkdir(path)
+    with open(created_log, "a") as log:
+        log.write(path + "\n")
+
+
+def main(spec_path):
+    with open(spec_path) as f:
+        spec = json.load(f)
+    # Join the container's cgroup first, so everything it starts can be found and killed.
+    with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as procs:
+        procs.write(str(os.getpid()))
+    socket.sethostname(spec["hostname"])
+    for m in sorted(spec["mounts"], key=lambda m: m["target"].count("/")):
+        target = os.path.realpath(m["target"])
+        ensure_target(target, os.path.isfile(m["source"]), spec["createdPathsLog"])
+        mount(m["source"], target, MS_BIND | MS_REC)
+        if m.get("readOnly"):
+            mount(m["source"], target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+    os.chdir(spec.get("workingDir") or "/")
+    if spec.get("runAsGroup") is not None:
+        os.setgroups([])
+        os.setgid(spec["runAsGroup"])
+    if spec.get("runAsUser") is not None:
+        os.setuid(spec["runAsUser"])
+    argv, env = spec["argv"], spec["env"]
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        print(f"failed to start container command {argv[0]!r}: {exc.strerror}", file=sys.stderr)
+        sys.exit(128)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1])
+    except OSError as exc:
+        print(f"failed to create container: {exc}", file=sys.stderr)
+        sys.exit(128)
