@@ -257,10 +257,10 @@ class PodWorker:
                                                {"waiting": {"reason": "PodInitializing"}}, {}), True)
             for c in spec.get("initContainers") or []
         ]
+        first_wait = "PodInitializing" if self.init_containers else "ContainerCreating"
         self.containers = [
             Container(self, c, ContainerStatus(c["name"], c.get("image", ""),
-                                               {"waiting": {"reason": "ContainerCreating"}}, {}),
-                      False)
+                                               {"waiting": {"reason": first_wait}}, {}), False)
             for c in spec["containers"]
         ]
         self.terminating = asyncio.Event()
@@ -361,7 +361,7 @@ class PodWorker:
                 return True
             except VolumeError as exc:
                 for c in self.init_containers + self.containers:
-                    c.status.state = {"waiting": {"reason": "ContainerCreating",
+                    c.status.state = {"waiting": {"reason": c.status.state["waiting"]["reason"],
                                                   "message": f"FailedMount: {exc}"}}
                 self.changed()
                 await self.sleep_unless_terminating(1.0)

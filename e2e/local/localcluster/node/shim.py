@@ -43,12 +43,19 @@ def main(spec_path):
     with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as procs:
         procs.write(str(os.getpid()))
     socket.sethostname(spec["hostname"])
-    for m in sorted(spec["mounts"], key=lambda m: m["target"].count("/")):
+    mounts = sorted(spec["mounts"], key=lambda m: m["target"].count("/"))
+    # Hold every source open first: a volume mounted over a parent of the node's state
+    # directory (say at /work) would hide the sources of the mounts after it.
+    sources = [os.open(m["source"], os.O_PATH) for m in mounts]
+    for m, fd in zip(mounts, sources):
+        source = f"/proc/self/fd/{fd}"
         target = os.path.realpath(m["target"])
-        ensure_target(target, os.path.isfile(m["source"]), spec["createdPathsLog"])
-        mount(m["source"], target, MS_BIND | MS_REC)
+        ensure_target(target, os.path.isfile(source), spec["createdPathsLog"])
+        mount(source, target, MS_BIND | MS_REC)
         if m.get("readOnly"):
-            mount(m["source"], target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+            mount(source, target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+    for fd in sources:
+        os.close(fd)
     os.chdir(spec.get("workingDir") or "/")
     if spec.get("runAsGroup") is not None:
         os.setgroups([])

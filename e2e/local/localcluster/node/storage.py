@@ -114,8 +114,14 @@ class Provisioner:
 
     async def release(self, claim_uid: str) -> None:
         """The claim is gone: its volume and directory go too (reclaim policy Delete)."""
+        name = f"pvc-{claim_uid}"
         with contextlib.suppress(ApiException):
-            await body(self.core.delete_persistent_volume(f"pvc-{claim_uid}", _preload_content=False))
+            # As the binder would: a Bound volume keeps its pv-protection finalizer.
+            await body(self.core.patch_persistent_volume_status(
+                name, {"status": {"phase": "Released"}},
+                _content_type="application/merge-patch+json", _preload_content=False))
+        with contextlib.suppress(ApiException):
+            await body(self.core.delete_persistent_volume(name, _preload_content=False))
         shutil.rmtree(self.layout.volumes / f"pvc-{claim_uid}", ignore_errors=True)
 
     async def collect_orphans(self, claims: set[str]) -> None:

@@ -1,0 +1,147 @@
+"""Small helpers the integration tests share: objects as dicts, waiting for conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+REPO = Path(__file__).resolve().parents[2]
+Obj = dict[str, Any]
+
+
+class Kube:
+    """The API as the tests use it, scoped to one namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.ns = namespace
+        self.core = client.CoreV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+
+    async def create_namespace(self) -> None:
+        await self.core.create_namespace({"metadata": {"name": self.ns}})
+        # The service-account admission plugin rejects pods until the default account exists.
+        await self.wait(lambda: self._default_account(), timeout=30, what="default serviceaccount")
+
+    async def _default_account(self) -> bool:
+        try:
+            await self.core.read_namespaced_service_account("default", self.ns)
+            return True
+        except ApiException:
+            return False
+
+    async def delete_namespace(self) -> None:
+        try:
+            await self.core.delete_namespace(self.ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def create(self, obj: Obj) -> Obj:
+        """Create a core/v1 or rbac object from a dict in this namespace."""
+        kind = obj["kind"]
+        obj.setdefault("metadata", {})["namespace"] = self.ns
+        creators = {
+            "Pod": self.core.create_namespaced_pod,
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "Secret": self.core.create_namespaced_secret,
+            "Service": self.core.create_namespaced_service,
+            "ServiceAccount": self.core.create_namespaced_service_account,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+            "Role": self.rbac.create_namespaced_role,
+            "RoleBinding": self.rbac.create_namespaced_role_binding,
+        }
+        response = await creators[kind](self.ns, obj, _preload_content=False)
+        return json.loads(await response.read())
+
+    async def pod(self, name: str) -> Obj:
+        response = await self.core.read_namespaced_pod(name, self.ns, _preload_content=False)
+        return json.loads(await response.read())
+
+    async def get(self, kind: str, name: str) -> Obj | None:
+        readers = {
+            "Endpoints": self.core.read_namespaced_endpoints,
+            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+            "Pod": self.core.read_namespaced_pod,
+        }
+        try:
+            response = await readers[kind](name, self.ns, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if response.status == 404:
+            return None
+        return json.loads(await response.read())
+
+    async def delete_pod(self, name: str, grace: int | None = None) -> None:
+        body = {} if grace is None else {"gracePeriodSeconds": grace}
+        await self.core.delete_namespaced_pod(name, self.ns, body=body)
+
+    async def wait(self, check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+        """Poll `check` (plain or async) until it returns something truthy; its value."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = check()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}: {last!r}")
+
+    async def wait_pod(self, name: str, predicate: Callable[[Obj], bool], timeout: float = 60,
+                       what: str = "") -> Obj:
+        async def check() -> Obj | None:
+            pod = await self.get("Pod", name)
+            return pod if pod and predicate(pod) else None
+
+        return await self.wait(check, timeout, what or f"pod {name}")
+
+    async def wait_running(self, name: str, timeout: float = 60) -> Obj:
+        return await self.wait_pod(name, lambda p: is_ready(p), timeout, f"pod {name} Ready")
+
+    async def wait_gone(self, name: str, timeout: float = 60) -> None:
+        async def gone() -> bool:
+            return await self.get("Pod", name) is None
+
+        await self.wait(gone, timeout, f"pod {name} gone")
+
+    def log(self, pod: Obj, container: str, restart: int = 0) -> str:
+        """A container's log file as the test node writes it."""
+        meta = pod["metadata"]
+        path = (REPO / ".local-cluster/logs/pods" /
+                f"{meta['namespace']}_{meta['name']}_{meta['uid']}" / container / f"{restart}.log")
+        return path.read_text() if path.exists() else ""
+
+
+def is_ready(pod: Obj) -> bool:
+    conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions") or []}
+    return conditions.get("Ready") == "True"
+
+
+def container_status(pod: Obj, name: str) -> Obj:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        if status["name"] == name:
+            return status
+    return {}
+
+
+def pod(name: str, *containers: Obj, **spec: Any) -> Obj:
+    """A pod manifest; containers as dicts, extra spec fields as keywords."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": list(containers), "terminationGracePeriodSeconds": 5, **spec}}
+
+
+def sh(name: str, script: str, **fields: Any) -> Obj:
+    """A container that runs a shell script."""
+    return {"name": name, "image": "busybox", "command": ["sh", "-c", script], **fields}
