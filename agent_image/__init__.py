@@ -1,3 +1,6 @@
-"""Foundation's agent runtime (import package ``foundation_agent``): what runs in every member pod."""
+"""Foundation's agent runtime (import package ``foundation_agent``).
+
+What runs in every member pod of an Agent.
+"""
 
 __version__ = "0.1.0"

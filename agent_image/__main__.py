@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         "--port", type=int, default=int(os.environ.get("FOUNDATION_AGENT_PORT", "8080"))
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(serve(args.host, args.port))
 
 

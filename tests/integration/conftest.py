@@ -24,6 +24,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
+    # Tests that take the cluster down and up again go last.
+    items.sort(key=lambda item: item.get_closest_marker("cluster_lifecycle") is not None)
 
 
 @pytest.fixture(scope="session")

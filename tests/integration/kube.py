@@ -99,8 +99,9 @@ class Kube:
             await asyncio.sleep(0.1)
         raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}: {last!r}")
 
-    async def wait_pod(self, name: str, predicate: Callable[[Obj], bool], timeout: float = 60,
-                       what: str = "") -> Obj:
+    async def wait_pod(
+        self, name: str, predicate: Callable[[Obj], bool], timeout: float = 60, what: str = ""
+    ) -> Obj:
         async def check() -> Obj | None:
             pod = await self.get("Pod", name)
             return pod if pod and predicate(pod) else None
@@ -119,8 +120,13 @@ class Kube:
     def log(self, pod: Obj, container: str, restart: int = 0) -> str:
         """A container's log file as the test node writes it."""
         meta = pod["metadata"]
-        path = (REPO / ".local-cluster/logs/pods" /
-                f"{meta['namespace']}_{meta['name']}_{meta['uid']}" / container / f"{restart}.log")
+        path = (
+            REPO
+            / ".local-cluster/logs/pods"
+            / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+            / container
+            / f"{restart}.log"
+        )
         return path.read_text() if path.exists() else ""
 
 
@@ -138,8 +144,12 @@ def container_status(pod: Obj, name: str) -> Obj:
 
 def pod(name: str, *containers: Obj, **spec: Any) -> Obj:
     """A pod manifest; containers as dicts, extra spec fields as keywords."""
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"containers": list(containers), "terminationGracePeriodSeconds": 5, **spec}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": list(containers), "terminationGracePeriodSeconds": 5, **spec},
+    }
 
 
 def sh(name: str, script: str, **fields: Any) -> Obj:

@@ -27,8 +27,8 @@ import os, time, urllib.request
 deadline = time.time() + 20
 while True:
     try:
-        print("answer:", urllib.request.urlopen(os.environ["TARGET_URL"], timeout=2).read().decode(),
-              flush=True)
+        answer = urllib.request.urlopen(os.environ["TARGET_URL"], timeout=2).read().decode()
+        print("answer:", answer, flush=True)
         break
     except OSError as exc:
         if time.time() > deadline:

@@ -10,10 +10,22 @@ from servers import IN_CLUSTER_CLIENT, python
 
 
 async def test_env_from_values_fields_configmaps_and_secrets(kube: Kube) -> None:
-    await kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
-                       "data": {"mode": "fast", "level": "3"}})
-    await kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
-                       "data": {"password": base64.b64encode(b"s3cret").decode()}})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings"},
+            "data": {"mode": "fast", "level": "3"},
+        }
+    )
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "data": {"password": base64.b64encode(b"s3cret").decode()},
+        }
+    )
     env = [
         {"name": "GREETING", "value": "hello"},
         {"name": "EXPANDED", "value": "$(GREETING) world"},
@@ -25,9 +37,17 @@ async def test_env_from_values_fields_configmaps_and_secrets(kube: Kube) -> None
         {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
     ]
     script = "env; echo args: $0"
-    manifest = pod("env", sh("main", script, env=env,
-                             envFrom=[{"prefix": "CFG_", "configMapRef": {"name": "settings"}}],
-                             args=["$(MODE)"]), restartPolicy="Never")
+    manifest = pod(
+        "env",
+        sh(
+            "main",
+            script,
+            env=env,
+            envFrom=[{"prefix": "CFG_", "configMapRef": {"name": "settings"}}],
+            args=["$(MODE)"],
+        ),
+        restartPolicy="Never",
+    )
     manifest["metadata"]["labels"] = {"tier": "gold"}
     await kube.create(manifest)
     done = await kube.wait_pod("env", lambda p: p["status"].get("phase") == "Succeeded")
@@ -54,40 +74,77 @@ async def test_missing_configmap_is_a_config_error_until_it_exists(kube: Kube) -
         state = (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
         return state.get("waiting", {}).get("reason", "")
 
-    blocked = await kube.wait_pod("waits", lambda p: waiting_reason(p) == "CreateContainerConfigError")
+    blocked = await kube.wait_pod(
+        "waits", lambda p: waiting_reason(p) == "CreateContainerConfigError"
+    )
     message = blocked["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
     assert 'configmap "late" not found' in message
-    await kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"},
-                       "data": {"mode": "now"}})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "late"},
+            "data": {"mode": "now"},
+        }
+    )
     running = await kube.wait_running("waits")
     await kube.wait(lambda: "mode=now" in kube.log(running, "main"), what="the container's output")
 
 
 async def test_volumes_configmap_secret_downward_api_and_empty_dir(kube: Kube) -> None:
-    await kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "files"},
-                       "data": {"app.conf": "port=1\n", "other": "x"}})
-    await kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
-                       "data": {"key.pem": base64.b64encode(b"PEM").decode()}})
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "files"},
+            "data": {"app.conf": "port=1\n", "other": "x"},
+        }
+    )
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "keys"},
+            "data": {"key.pem": base64.b64encode(b"PEM").decode()},
+        }
+    )
     mounts = [
         {"name": "conf", "mountPath": "/etc/app", "readOnly": True},
         {"name": "keys", "mountPath": "/etc/keys"},
         {"name": "info", "mountPath": "/etc/podinfo"},
         {"name": "scratch", "mountPath": "/scratch"},
     ]
-    script = ("cat /etc/app/renamed.conf; cat /etc/keys/key.pem; echo; cat /etc/podinfo/labels; "
-              "echo; ls /etc/app; touch /etc/app/nope 2>/dev/null || echo read-only; "
-              "cat /scratch/from-init")
+    script = (
+        "cat /etc/app/renamed.conf; cat /etc/keys/key.pem; echo; cat /etc/podinfo/labels; "
+        "echo; ls /etc/app; touch /etc/app/nope 2>/dev/null || echo read-only; "
+        "cat /scratch/from-init"
+    )
     manifest = pod(
-        "vols", sh("main", script, volumeMounts=mounts),
-        initContainers=[sh("init", "echo shared > /scratch/from-init",
-                           volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}])],
+        "vols",
+        sh("main", script, volumeMounts=mounts),
+        initContainers=[
+            sh(
+                "init",
+                "echo shared > /scratch/from-init",
+                volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+            )
+        ],
         restartPolicy="Never",
         volumes=[
-            {"name": "conf", "configMap": {"name": "files",
-                                            "items": [{"key": "app.conf", "path": "renamed.conf"}]}},
+            {
+                "name": "conf",
+                "configMap": {
+                    "name": "files",
+                    "items": [{"key": "app.conf", "path": "renamed.conf"}],
+                },
+            },
             {"name": "keys", "secret": {"secretName": "keys"}},
-            {"name": "info", "downwardAPI": {"items": [
-                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            {
+                "name": "info",
+                "downwardAPI": {
+                    "items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
+                },
+            },
             {"name": "scratch", "emptyDir": {}},
         ],
     )
@@ -95,26 +152,59 @@ async def test_volumes_configmap_secret_downward_api_and_empty_dir(kube: Kube) -
     await kube.create(manifest)
     done = await kube.wait_pod("vols", lambda p: p["status"].get("phase") == "Succeeded")
     assert kube.log(done, "main").splitlines() == [
-        "port=1", "PEM", 'app="vols"', "renamed.conf", "read-only", "shared"]
+        "port=1",
+        "PEM",
+        'app="vols"',
+        "renamed.conf",
+        "read-only",
+        "shared",
+    ]
 
 
 async def test_in_cluster_client_uses_its_token_and_rbac_limits_it(kube: Kube) -> None:
-    await kube.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}})
-    await kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                       "metadata": {"name": "configmap-reader"},
-                       "rules": [{"apiGroups": [""], "resources": ["configmaps"],
-                                  "verbs": ["get", "list"]}]})
-    await kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                       "metadata": {"name": "reader"},
-                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                   "name": "configmap-reader"},
-                       "subjects": [{"kind": "ServiceAccount", "name": "reader",
-                                     "namespace": kube.ns}]})
-    await kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "visible"},
-                       "data": {"a": "b"}})
-    await kube.create(pod("client", python("list", IN_CLUSTER_CLIENT),
-                          serviceAccountName="reader", restartPolicy="Never"))
-    done = await kube.wait_pod("client", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"))
+    await kube.create(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}
+    )
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "configmap-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+        }
+    )
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "configmap-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": kube.ns}],
+        }
+    )
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "visible"},
+            "data": {"a": "b"},
+        }
+    )
+    await kube.create(
+        pod(
+            "client",
+            python("list", IN_CLUSTER_CLIENT),
+            serviceAccountName="reader",
+            restartPolicy="Never",
+        )
+    )
+    done = await kube.wait_pod(
+        "client", lambda p: p["status"].get("phase") in ("Succeeded", "Failed")
+    )
     output = kube.log(done, "list")
     assert done["status"]["phase"] == "Succeeded", output
     assert "configmaps: kube-root-ca.crt,visible" in output
@@ -122,8 +212,14 @@ async def test_in_cluster_client_uses_its_token_and_rbac_limits_it(kube: Kube) -
 
 
 async def test_kubectl_logs_reads_the_container_log_through_the_api(kube: Kube) -> None:
-    await kube.create(pod("talker", sh("main", "echo line-one; echo line-two"), restartPolicy="Never"))
+    await kube.create(
+        pod("talker", sh("main", "echo line-one; echo line-two"), restartPolicy="Never")
+    )
     await kube.wait_pod("talker", lambda p: p["status"].get("phase") == "Succeeded")
-    out = subprocess.run([str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "logs", "talker",
-                          "--tail=1"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "logs", "talker", "--tail=1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out == "line-two\n"

@@ -40,7 +40,9 @@ def preflight() -> None:
     if not problems and subprocess.run(["unshare", "--mount", "--net", "--uts", "true"]).returncode:
         problems.append("`unshare --mount --net --uts` fails: namespaces are not permitted here")
     if problems:
-        raise SystemExit("cluster: cannot run pods on this machine:\n  - " + "\n  - ".join(problems))
+        raise SystemExit(
+            "cluster: cannot run pods on this machine:\n  - " + "\n  - ".join(problems)
+        )
 
 
 def provision() -> Path:
@@ -63,8 +65,10 @@ def up(lay: Layout, restart_backoff: float | None) -> None:
     bin_dir = provision()
     lay.state.mkdir(parents=True, exist_ok=True)
     config = read_config(lay)
-    backoff = restart_backoff if restart_backoff is not None else config.get(
-        "restartBackoffSeconds", layout.DEFAULT_RESTART_BACKOFF
+    backoff = (
+        restart_backoff
+        if restart_backoff is not None
+        else config.get("restartBackoffSeconds", layout.DEFAULT_RESTART_BACKOFF)
     )
     lay.config.write_text(json.dumps({"restartBackoffSeconds": backoff, "binDir": str(bin_dir)}))
     bin_link = lay.state / "bin"
@@ -90,7 +94,9 @@ def up(lay: Layout, restart_backoff: float | None) -> None:
         elif component.name == "node" and config.get("restartBackoffSeconds") != backoff:
             os.kill(pid, signal.SIGHUP)  # the node re-reads config.json
         control_plane.wait_until(
-            component.ready, component.ready_timeout, component.name,
+            component.ready,
+            component.ready_timeout,
+            component.name,
             lay.logs / f"{component.name}.log",
         )
     if started:
@@ -125,7 +131,9 @@ def wait_for_node(lay: Layout, timeout: float = 60.0) -> None:
 def wait_for_default_service_account(lay: Layout, timeout: float = 60.0) -> None:
     control_plane.wait_until(
         lambda: bool(kubectl(lay, ["get", "serviceaccount", "default", "-o", "name"], check=False)),
-        timeout, "the default service account", lay.logs / "kube-controller-manager.log",
+        timeout,
+        "the default service account",
+        lay.logs / "kube-controller-manager.log",
     )
 
 
@@ -194,12 +202,23 @@ def status(lay: Layout) -> int:
         pid = processes.read_pid(lay.run, name)
         running += pid is not None
         print(f"{name:<24} {'running, pid ' + str(pid) if pid else 'stopped'}")
-    print(f"{'restart back-off':<24} {config.get('restartBackoffSeconds', '-')} s (doubling to "
-          f"{layout.MAX_RESTART_BACKOFF:.0f} s)")
+    print(
+        f"{'restart back-off':<24} {config.get('restartBackoffSeconds', '-')} s (doubling to "
+        f"{layout.MAX_RESTART_BACKOFF:.0f} s)"
+    )
     print(f"{'kubeconfig':<24} {lay.kubeconfig if lay.kubeconfig.exists() else '-'}")
     if running == len(STOP_ORDER):
-        pods = kubectl(lay, ["get", "pods", "-A", "--no-headers",
-                             f"--field-selector=spec.nodeName={layout.NODE_NAME}"], check=False)
+        pods = kubectl(
+            lay,
+            [
+                "get",
+                "pods",
+                "-A",
+                "--no-headers",
+                f"--field-selector=spec.nodeName={layout.NODE_NAME}",
+            ],
+            check=False,
+        )
         nodes = kubectl(lay, ["get", "nodes", "--no-headers"], check=False).strip()
         print(f"{'node':<24} {nodes or '-'}")
         print(f"{'pods on the node':<24} {len(pods.splitlines())}")
@@ -213,8 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="start the cluster (idempotent)")
     up_parser.add_argument(
-        "--restart-backoff", type=float, metavar="SECONDS",
-        help=f"base of the containers' restart back-off (default {layout.DEFAULT_RESTART_BACKOFF:.0f}"
+        "--restart-backoff",
+        type=float,
+        metavar="SECONDS",
+        help="base of the containers' restart back-off (default "
+        f"{layout.DEFAULT_RESTART_BACKOFF:.0f}"
         " s, as a kubelet's; it doubles up to 5 minutes)",
     )
     sub.add_parser("down", help="stop everything and remove the cluster's state")

@@ -38,7 +38,10 @@ def kubeconfig_text(layout_: Layout, token: str) -> str:
             ],
             "users": [{"name": "admin", "user": {"token": token}}],
             "contexts": [
-                {"name": "foundation-local", "context": {"cluster": "foundation-local", "user": "admin"}}
+                {
+                    "name": "foundation-local",
+                    "context": {"cluster": "foundation-local", "user": "admin"},
+                }
             ],
             "current-context": "foundation-local",
         },
@@ -62,7 +65,9 @@ def api_ready(layout_: Layout, token: str) -> bool:
     return _http_ok(f"{layout.API_URL}/readyz", token=token, ca=layout_.pki / "ca.crt")
 
 
-def components(layout_: Layout, bin_dir: Path, token: str, restart_backoff: float) -> list[Component]:
+def components(
+    layout_: Layout, bin_dir: Path, token: str, restart_backoff: float
+) -> list[Component]:
     pki = layout_.pki
     etcd_url = f"http://127.0.0.1:{layout.ETCD_CLIENT_PORT}"
     kubeconfig = str(layout_.kubeconfig)
@@ -72,12 +77,25 @@ def components(layout_: Layout, bin_dir: Path, token: str, restart_backoff: floa
         Component(
             "etcd",
             [
-                "etcd", "--name", "local", "--data-dir", str(layout_.etcd_data),
-                "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-                "--listen-peer-urls", f"http://127.0.0.1:{layout.ETCD_PEER_PORT}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{layout.ETCD_PEER_PORT}",
-                "--initial-cluster", f"local=http://127.0.0.1:{layout.ETCD_PEER_PORT}",
-                "--quota-backend-bytes", str(4 * 1024**3), "--log-level", "warn",
+                "etcd",
+                "--name",
+                "local",
+                "--data-dir",
+                str(layout_.etcd_data),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{layout.ETCD_PEER_PORT}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{layout.ETCD_PEER_PORT}",
+                "--initial-cluster",
+                f"local=http://127.0.0.1:{layout.ETCD_PEER_PORT}",
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
+                "--log-level",
+                "warn",
             ],
             lambda: _http_ok(f"{etcd_url}/health"),
         ),
@@ -146,10 +164,15 @@ def components(layout_: Layout, bin_dir: Path, token: str, restart_backoff: floa
         Component(
             "node",
             [
-                sys.executable, "-m", "localcluster.node",
-                "--kubeconfig", kubeconfig,
-                "--state", str(layout_.state),
-                "--restart-backoff", str(restart_backoff),
+                sys.executable,
+                "-m",
+                "localcluster.node",
+                "--kubeconfig",
+                kubeconfig,
+                "--state",
+                str(layout_.state),
+                "--restart-backoff",
+                str(restart_backoff),
             ],
             lambda: True,
         ),

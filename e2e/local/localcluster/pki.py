@@ -26,9 +26,24 @@ def ensure(pki: Path) -> str:
     """Create what is missing under `pki`; return the admin bearer token."""
     pki.mkdir(parents=True, exist_ok=True)
     if not (pki / "ca.crt").exists():
-        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-             "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"),
-             "-subj", "/CN=foundation-local-ca"])
+        run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "3650",
+                "-keyout",
+                str(pki / "ca.key"),
+                "-out",
+                str(pki / "ca.crt"),
+                "-subj",
+                "/CN=foundation-local-ca",
+            ]
+        )
     _signed(pki, "apiserver", "/CN=kube-apiserver", API_SANS)
     _signed(pki, "kubelet", "/CN=foundation-local-node", f"IP:{BRIDGE_IP},IP:127.0.0.1")
     if not (pki / "sa.key").exists():
@@ -46,12 +61,42 @@ def _signed(pki: Path, name: str, subject: str, sans: str) -> None:
     if (pki / f"{name}.crt").exists():
         return
     key, csr, crt = (pki / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(csr), "-subj", subject])
+    run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            subject,
+        ]
+    )
     ext = pki / f"{name}.ext"
     ext.write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth\n")
-    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"),
-         "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
-         "-extfile", str(ext), "-out", str(crt)])
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(pki / "ca.crt"),
+            "-CAkey",
+            str(pki / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        ]
+    )
     csr.unlink()
     ext.unlink()

@@ -17,8 +17,9 @@ def main() -> None:
     parser.add_argument("--state", required=True, type=Path)
     parser.add_argument("--restart-backoff", type=float, default=DEFAULT_RESTART_BACKOFF)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(kubelet.run(args.kubeconfig, args.state, args.restart_backoff))
 
 

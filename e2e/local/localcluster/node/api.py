@@ -52,7 +52,8 @@ async def optional(call: Awaitable[Any]) -> Obj | None:
 async def list_and_watch(list_call: Any, **kwargs: Any) -> AsyncIterator[tuple[str, Obj]]:
     """Events of a collection, starting with a full list as SYNC events; relists after 410 Gone.
 
-    Yields ("SYNC", {"items": [...]}) after every (re)list, then ("ADDED"|"MODIFIED"|"DELETED", obj).
+    Yields ("SYNC", {"items": [...]}) after every (re)list, then
+    ("ADDED" | "MODIFIED" | "DELETED", obj).
     """
     while True:
         listing = await body(list_call(_preload_content=False, **kwargs))
@@ -64,8 +65,11 @@ async def list_and_watch(list_call: Any, **kwargs: Any) -> AsyncIterator[tuple[s
             try:
                 # The server ends the watch before aiohttp's 300 s default client timeout.
                 async for event in watcher.stream(
-                    list_call, resource_version=version, timeout_seconds=240,
-                    allow_watch_bookmarks=True, **kwargs,
+                    list_call,
+                    resource_version=version,
+                    timeout_seconds=240,
+                    allow_watch_bookmarks=True,
+                    **kwargs,
                 ):
                     raw = event["raw_object"]
                     version = raw["metadata"]["resourceVersion"]

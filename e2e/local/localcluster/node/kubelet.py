@@ -57,18 +57,32 @@ def node_status(allocatable: dict[str, str]) -> Obj:
         "capacity": allocatable,
         "allocatable": allocatable,
         "conditions": [
-            {"type": t, "status": s, "reason": r, "message": "foundation local test node",
-             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+            {
+                "type": t,
+                "status": s,
+                "reason": r,
+                "message": "foundation local test node",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
             for t, s, r in conditions
         ],
-        "addresses": [{"type": "InternalIP", "address": layout.BRIDGE_IP},
-                      {"type": "Hostname", "address": layout.NODE_NAME}],
+        "addresses": [
+            {"type": "InternalIP", "address": layout.BRIDGE_IP},
+            {"type": "Hostname", "address": layout.NODE_NAME},
+        ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": layout.KUBELET_PORT}},
         "nodeInfo": {
-            "machineID": "", "systemUUID": "", "bootID": "",
-            "kernelVersion": platform.release(), "osImage": "foundation local test node",
-            "containerRuntimeVersion": "local-process://0.1", "kubeletVersion": "v1.20.2",
-            "kubeProxyVersion": "v1.20.2", "operatingSystem": "linux", "architecture": "amd64",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
+            "kernelVersion": platform.release(),
+            "osImage": "foundation local test node",
+            "containerRuntimeVersion": "local-process://0.1",
+            "kubeletVersion": "v1.20.2",
+            "kubeProxyVersion": "v1.20.2",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
         },
     }
 
@@ -103,41 +117,64 @@ class Kubelet:
         existing = await optional(self.core.read_node(self.name, _preload_content=False))
         if existing is None:
             await body(self.core.create_node(node_object(self.name), _preload_content=False))
-        await body(self.core.patch_node_status(
-            self.name, {"status": node_status(self.ctx.allocatable)},
-            _content_type="application/merge-patch+json", _preload_content=False))
+        await body(
+            self.core.patch_node_status(
+                self.name,
+                {"status": node_status(self.ctx.allocatable)},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        )
         # Admission taints a new node not-ready; the node-lifecycle controller that would lift
         # the taint does not run here, so the node lifts it once it reports Ready.
-        await body(self.core.patch_node(
-            self.name, {"spec": {"taints": None}},
-            _content_type="application/merge-patch+json", _preload_content=False))
+        await body(
+            self.core.patch_node(
+                self.name,
+                {"spec": {"taints": None}},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        )
         logger.info("node %s registered and Ready", self.name)
 
     async def heartbeat(self) -> None:
         leases = "kube-node-lease"
         while True:
             renew = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                     "metadata": {"name": self.name, "namespace": leases},
-                     "spec": {"holderIdentity": self.name, "leaseDurationSeconds": 40,
-                              "renewTime": renew}}
+            lease = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": leases},
+                "spec": {
+                    "holderIdentity": self.name,
+                    "leaseDurationSeconds": 40,
+                    "renewTime": renew,
+                },
+            }
             try:
                 try:
-                    await body(self.coordination.replace_namespaced_lease(
-                        self.name, leases, lease, _preload_content=False))
+                    await body(
+                        self.coordination.replace_namespaced_lease(
+                            self.name, leases, lease, _preload_content=False
+                        )
+                    )
                 except ApiException as exc:
                     if exc.status != 404:
                         raise
-                    await body(self.coordination.create_namespaced_lease(
-                        leases, lease, _preload_content=False))
+                    await body(
+                        self.coordination.create_namespaced_lease(
+                            leases, lease, _preload_content=False
+                        )
+                    )
             except ApiException as exc:
                 logger.warning("lease renewal failed: %s", exc.reason)
             await asyncio.sleep(10)
 
     async def watch_pods(self) -> None:
         selector = f"spec.nodeName={self.name}"
-        async for kind, obj in list_and_watch(self.core.list_pod_for_all_namespaces,
-                                              field_selector=selector):
+        async for kind, obj in list_and_watch(
+            self.core.list_pod_for_all_namespaces, field_selector=selector
+        ):
             if kind == "SYNC":
                 present = {p["metadata"]["uid"] for p in obj["items"]}
                 for uid in list(self.workers):
@@ -196,8 +233,9 @@ class LogServer:
         return app
 
     def _files(self, namespace: str, pod: str, container: str) -> list[Path]:
-        roots = sorted(self.ctx.layout.pod_logs.glob(f"{namespace}_{pod}_*"),
-                       key=lambda p: p.stat().st_mtime)
+        roots = sorted(
+            self.ctx.layout.pod_logs.glob(f"{namespace}_{pod}_*"), key=lambda p: p.stat().st_mtime
+        )
         if not roots:
             return []
         logs = roots[-1] / container
@@ -209,12 +247,14 @@ class LogServer:
         previous = request.query.get("previous") == "true"
         if len(files) < (2 if previous else 1):
             what = "previous terminated container" if previous else "container"
-            raise web.HTTPNotFound(text=f'{what} "{m["container"]}" in pod "{m["pod"]}" has no logs')
+            raise web.HTTPNotFound(
+                text=f'{what} "{m["container"]}" in pod "{m["pod"]}" has no logs'
+            )
         path = files[-2] if previous else files[-1]
         data = path.read_bytes()
         if "tailLines" in request.query:
             lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(request.query["tailLines"]):]) if lines else b""
+            data = b"".join(lines[-int(request.query["tailLines"]) :]) if lines else b""
         if "limitBytes" in request.query:
             data = data[: int(request.query["limitBytes"])]
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -254,9 +294,14 @@ def read_backoff(config_path: Path, default: float) -> float:
 async def run(kubeconfig: str, state: Path, restart_backoff: float) -> None:
     lay = Layout(state)
     api = await connect(kubeconfig)
-    ctx = NodeContext(api=api, layout=lay, node_name=layout.NODE_NAME,
-                      restart_backoff=restart_backoff, allocatable=dict(ALLOCATABLE),
-                      pool=network.AddressPool())
+    ctx = NodeContext(
+        api=api,
+        layout=lay,
+        node_name=layout.NODE_NAME,
+        restart_backoff=restart_backoff,
+        allocatable=dict(ALLOCATABLE),
+        pool=network.AddressPool(),
+    )
     kubelet = Kubelet(ctx)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -289,4 +334,3 @@ async def run(kubeconfig: str, state: Path, restart_backoff: float) -> None:
     logger.info("node stopped")
     if any(t is not stopper for t in done):
         os._exit(1)
-

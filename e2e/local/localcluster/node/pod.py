@@ -92,8 +92,9 @@ class Container:
                 started = time.monotonic()
                 code = await self.run_once()
             except ConfigError as exc:
-                self.status.state = {"waiting": {"reason": "CreateContainerConfigError",
-                                                 "message": str(exc)}}
+                self.status.state = {
+                    "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
+                }
                 self.worker.changed()
                 await self.worker.sleep_unless_terminating(2.0)
                 continue
@@ -105,10 +106,13 @@ class Container:
             self.status.last_state = {"terminated": self.status.state["terminated"]}
             delay = podspec.restart_delay(self.restarts_in_a_row, self.worker.ctx.restart_backoff)
             if delay:
-                self.status.state = {"waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off {delay:g}s restarting failed container={self.name} "
-                               f"pod={self.worker.name}_{self.worker.namespace}({self.worker.uid})"}}
+                self.status.state = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {delay:g}s restarting failed container={self.name} "
+                        f"pod={self.worker.name}_{self.worker.namespace}({self.worker.uid})",
+                    }
+                }
                 self.worker.changed()
                 await self.worker.sleep_unless_terminating(delay)
 
@@ -116,8 +120,11 @@ class Container:
         worker = self.worker
         lookups = await worker.env_objects(self.spec)
         self.env = podspec.container_env(
-            worker.pod, self.spec, lambda kind, name: lookups.get((kind, name)),
-            path_prefix=worker.ctx.path_prefix, node_allocatable=worker.ctx.allocatable,
+            worker.pod,
+            self.spec,
+            lambda kind, name: lookups.get((kind, name)),
+            path_prefix=worker.ctx.path_prefix,
+            node_allocatable=worker.ctx.allocatable,
         )
         argv = podspec.container_argv(self.spec, self.env)
         mounts = worker.mounts_for(self.spec)
@@ -126,21 +133,41 @@ class Container:
         self.status.restart_count = restart
         self.cgroup.mkdir(parents=True, exist_ok=True)
         spec_path = worker.dir / f"{self.name}.json"
-        spec_path.write_text(json.dumps({
-            "argv": argv, "env": self.env, "mounts": mounts, "hostname": worker.hostname,
-            "workingDir": self.spec.get("workingDir"), "cgroup": str(self.cgroup),
-            "createdPathsLog": str(worker.ctx.layout.created_paths),
-            "runAsUser": worker.security("runAsUser", self.spec),
-            "runAsGroup": worker.security("runAsGroup", self.spec),
-        }))
+        spec_path.write_text(
+            json.dumps(
+                {
+                    "argv": argv,
+                    "env": self.env,
+                    "mounts": mounts,
+                    "hostname": worker.hostname,
+                    "workingDir": self.spec.get("workingDir"),
+                    "cgroup": str(self.cgroup),
+                    "createdPathsLog": str(worker.ctx.layout.created_paths),
+                    "runAsUser": worker.security("runAsUser", self.spec),
+                    "runAsGroup": worker.security("runAsGroup", self.spec),
+                }
+            )
+        )
         log_path = worker.log_dir / self.name / f"{restart}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                "nsenter", f"--net=/run/netns/{worker.netns}", "--",
-                "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                sys.executable, "-I", SHIM, str(spec_path),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                "nsenter",
+                f"--net=/run/netns/{worker.netns}",
+                "--",
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                "-I",
+                SHIM,
+                str(spec_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 start_new_session=True,
             )
         started_at = now()
@@ -157,9 +184,15 @@ class Container:
             await probes
         cgroups.kill(self.cgroup)  # the container ends with its main process
         code = exit_code_of(returncode)
-        self.status.state = {"terminated": {
-            "exitCode": code, "reason": podspec.exit_reason(code), "startedAt": started_at,
-            "finishedAt": now(), "containerID": container_id}}
+        self.status.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": podspec.exit_reason(code),
+                "startedAt": started_at,
+                "finishedAt": now(),
+                "containerID": container_id,
+            }
+        }
         self.status.ready = False
         self.status.started = False
         worker.changed()
@@ -169,8 +202,7 @@ class Container:
         """postStart, then the startup probe, then liveness and readiness side by side."""
         hooks = self.spec.get("lifecycle") or {}
         if "postStart" in hooks:
-            ok, why = await run_action(hooks["postStart"], self.target(),
-                                       self.worker.grace_period)
+            ok, why = await run_action(hooks["postStart"], self.target(), self.worker.grace_period)
             if not ok:
                 logger.warning("%s/%s: postStart hook failed: %s", self.worker.key, self.name, why)
                 await self.kill(self.worker.grace_period)
@@ -180,7 +212,8 @@ class Container:
         startup = self.spec.get("startupProbe")
         if startup:
             await ProbeRunner("startup", startup, self.target, self._startup_result).run(
-                until_success=True)
+                until_success=True
+            )
         self.status.started = True
         readiness = self.spec.get("readinessProbe")
         if not readiness:
@@ -197,7 +230,9 @@ class Container:
 
     async def _startup_result(self, ok: bool, why: str) -> None:
         if not ok:
-            logger.info("%s/%s: startup probe failed, restarting: %s", self.worker.key, self.name, why)
+            logger.info(
+                "%s/%s: startup probe failed, restarting: %s", self.worker.key, self.name, why
+            )
             await self.kill(self.worker.grace_period)
 
     async def _readiness_result(self, ok: bool, why: str) -> None:
@@ -206,7 +241,9 @@ class Container:
 
     async def _liveness_result(self, ok: bool, why: str) -> None:
         if not ok:
-            logger.info("%s/%s: liveness probe failed, restarting: %s", self.worker.key, self.name, why)
+            logger.info(
+                "%s/%s: liveness probe failed, restarting: %s", self.worker.key, self.name, why
+            )
             asyncio.get_running_loop().create_task(self.kill(self.worker.grace_period))
 
     # -- stopping ---------------------------------------------------------------------------
@@ -221,9 +258,12 @@ class Container:
         if run_pre_stop and pre_stop:
             with contextlib.suppress(TimeoutError):
                 ok, why = await asyncio.wait_for(
-                    run_action(pre_stop, self.target(), max(grace, 0.1)), max(grace, 0.1))
+                    run_action(pre_stop, self.target(), max(grace, 0.1)), max(grace, 0.1)
+                )
                 if not ok:
-                    logger.warning("%s/%s: preStop hook failed: %s", self.worker.key, self.name, why)
+                    logger.warning(
+                        "%s/%s: preStop hook failed: %s", self.worker.key, self.name, why
+                    )
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
@@ -253,14 +293,26 @@ class PodWorker:
         self.volumes = PodVolumes(ctx.api, pod, self.dir)
         spec = pod["spec"]
         self.init_containers = [
-            Container(self, c, ContainerStatus(c["name"], c.get("image", ""),
-                                               {"waiting": {"reason": "PodInitializing"}}, {}), True)
+            Container(
+                self,
+                c,
+                ContainerStatus(
+                    c["name"], c.get("image", ""), {"waiting": {"reason": "PodInitializing"}}, {}
+                ),
+                True,
+            )
             for c in spec.get("initContainers") or []
         ]
         first_wait = "PodInitializing" if self.init_containers else "ContainerCreating"
         self.containers = [
-            Container(self, c, ContainerStatus(c["name"], c.get("image", ""),
-                                               {"waiting": {"reason": first_wait}}, {}), False)
+            Container(
+                self,
+                c,
+                ContainerStatus(
+                    c["name"], c.get("image", ""), {"waiting": {"reason": first_wait}}, {}
+                ),
+                False,
+            )
             for c in spec["containers"]
         ]
         self.terminating = asyncio.Event()
@@ -299,7 +351,9 @@ class PodWorker:
 
     def update(self, pod: Obj) -> None:
         labels_changed = (pod["metadata"].get("labels"), pod["metadata"].get("annotations")) != (
-            self.pod["metadata"].get("labels"), self.pod["metadata"].get("annotations"))
+            self.pod["metadata"].get("labels"),
+            self.pod["metadata"].get("annotations"),
+        )
         self.pod = pod
         if pod["metadata"].get("deletionTimestamp"):
             self.terminating.set()
@@ -352,7 +406,8 @@ class PodWorker:
         for argv in network.setup_commands(self.netns, self.veth, self.ip):
             await run_cmd(argv)
         (self.dir / "hosts").write_text(
-            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{self.ip}\t{self.hostname}\n")
+            f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{self.ip}\t{self.hostname}\n"
+        )
         (self.dir / "hostname").write_text(self.hostname + "\n")
         self.changed()
         while not self.terminating.is_set():
@@ -361,8 +416,12 @@ class PodWorker:
                 return True
             except VolumeError as exc:
                 for c in self.init_containers + self.containers:
-                    c.status.state = {"waiting": {"reason": c.status.state["waiting"]["reason"],
-                                                  "message": f"FailedMount: {exc}"}}
+                    c.status.state = {
+                        "waiting": {
+                            "reason": c.status.state["waiting"]["reason"],
+                            "message": f"FailedMount: {exc}",
+                        }
+                    }
                 self.changed()
                 await self.sleep_unless_terminating(1.0)
         return False
@@ -377,8 +436,9 @@ class PodWorker:
     async def _run_containers(self) -> None:
         supervisors = [asyncio.create_task(c.supervise()) for c in self.containers]
         terminating = asyncio.create_task(self.terminating.wait())
-        await asyncio.wait([terminating, asyncio.gather(*supervisors)],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [terminating, asyncio.gather(*supervisors)], return_when=asyncio.FIRST_COMPLETED
+        )
         terminating.cancel()
         if self.terminating.is_set():
             await self._stop_containers(run_pre_stop=True)
@@ -386,8 +446,9 @@ class PodWorker:
 
     async def _stop_containers(self, run_pre_stop: bool = False) -> None:
         grace = 0.0 if self.gone else self.grace_period
-        await asyncio.gather(*(c.kill(grace, run_pre_stop) for c in
-                               self.init_containers + self.containers))
+        await asyncio.gather(
+            *(c.kill(grace, run_pre_stop) for c in self.init_containers + self.containers)
+        )
 
     async def _teardown(self) -> None:
         cgroups.kill(cgroups.CGROUP_ROOT / self.uid)
@@ -414,10 +475,14 @@ class PodWorker:
     async def delete_object(self) -> None:
         """Confirm the deletion: the pod's containers are gone, the object may go too."""
         with contextlib.suppress(ApiException):
-            await body(self.core.delete_namespaced_pod(
-                self.name, self.namespace,
-                body={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
-                _preload_content=False))
+            await body(
+                self.core.delete_namespaced_pod(
+                    self.name,
+                    self.namespace,
+                    body={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
+                    _preload_content=False,
+                )
+            )
 
     # -- what the containers need -----------------------------------------------------------
 
@@ -437,16 +502,21 @@ class PodWorker:
                 wanted.add(("Secret", source["secretKeyRef"]["name"]))
         found: dict[tuple[str, str], Obj] = {}
         for kind, name in wanted:
-            read = (self.core.read_namespaced_config_map if kind == "ConfigMap"
-                    else self.core.read_namespaced_secret)
+            read = (
+                self.core.read_namespaced_config_map
+                if kind == "ConfigMap"
+                else self.core.read_namespaced_secret
+            )
             obj = await optional(read(name, self.namespace, _preload_content=False))
             if obj is not None:
                 found[(kind, name)] = obj
         return found
 
     def mounts_for(self, container: Obj) -> list[Obj]:
-        mounts = [{"source": str(self.dir / "hosts"), "target": "/etc/hosts"},
-                  {"source": str(self.dir / "hostname"), "target": "/etc/hostname"}]
+        mounts = [
+            {"source": str(self.dir / "hosts"), "target": "/etc/hosts"},
+            {"source": str(self.dir / "hostname"), "target": "/etc/hostname"},
+        ]
         for vm in container.get("volumeMounts") or []:
             source = self.volumes.paths.get(vm["name"])
             if source is None:
@@ -458,8 +528,9 @@ class PodWorker:
                 source = os.path.join(source, sub)
                 if not os.path.exists(source):
                     os.makedirs(source, exist_ok=True)
-            mounts.append({"source": source, "target": vm["mountPath"],
-                           "readOnly": bool(vm.get("readOnly"))})
+            mounts.append(
+                {"source": source, "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly"))}
+            )
         return mounts
 
     def _env_hint(self) -> dict[str, str]:
@@ -500,9 +571,15 @@ class PodWorker:
         if comparable == self._last_status:
             return
         try:
-            answer = await body(self.core.patch_namespaced_pod_status(
-                self.name, self.namespace, {"status": status},
-                _content_type="application/merge-patch+json", _preload_content=False))
+            answer = await body(
+                self.core.patch_namespaced_pod_status(
+                    self.name,
+                    self.namespace,
+                    {"status": status},
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                )
+            )
             self.pod["status"] = answer.get("status", status)
             self._last_status = comparable
         except ApiException as exc:

@@ -81,7 +81,9 @@ def _key_from(kind: str, ref: Obj, lookup: Lookup) -> str | None:
             return data[key]
     if optional:
         return None
-    raise ConfigError(f'couldn\'t find key {key} in {kind} {obj["metadata"]["namespace"]}/{ref["name"]}')
+    raise ConfigError(
+        f"couldn't find key {key} in {kind} {obj['metadata']['namespace']}/{ref['name']}"
+    )
 
 
 def _all_from(kind: str, ref: Obj, lookup: Lookup) -> dict[str, str]:
@@ -155,7 +157,10 @@ def container_env(
 
 
 def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
-    """command + args with `$(VAR)` expanded. The test node ignores images, so a command is needed."""
+    """command + args with `$(VAR)` expanded.
+
+    The test node ignores images, so a container without a command cannot run there.
+    """
     command = list(container.get("command") or [])
     args = list(container.get("args") or [])
     if not command:
@@ -276,14 +281,18 @@ def pod_conditions(
     now: str,
 ) -> list[Obj]:
     before = {c["type"]: c for c in previous}
-    initialized = all(
-        (s.terminated or {}).get("exitCode") == 0 for s in init_statuses
-    )
+    initialized = all((s.terminated or {}).get("exitCode") == 0 for s in init_statuses)
     ready = initialized and bool(statuses) and all(s.ready for s in statuses)
     out = [c for c in previous if c["type"] == "PodScheduled"]
-    out.append(condition("Initialized", initialized, now, before.get("Initialized"),
-                         "ContainersNotInitialized"))
+    out.append(
+        condition(
+            "Initialized", initialized, now, before.get("Initialized"), "ContainersNotInitialized"
+        )
+    )
     out.append(condition("Ready", ready, now, before.get("Ready"), "ContainersNotReady"))
-    out.append(condition("ContainersReady", ready, now, before.get("ContainersReady"),
-                         "ContainersNotReady"))
+    out.append(
+        condition(
+            "ContainersReady", ready, now, before.get("ContainersReady"), "ContainersNotReady"
+        )
+    )
     return out

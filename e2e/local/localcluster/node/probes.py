@@ -75,9 +75,18 @@ async def _tcp(spec: Obj, target: Target, timeout: float) -> tuple[bool, str]:
 async def _exec(command: list[str], target: Target, timeout: float) -> tuple[bool, str]:
     # Inside the container's namespaces (network, mounts, hostname) with its environment.
     proc = await asyncio.create_subprocess_exec(
-        "nsenter", "-t", str(target.pid), "-n", "-m", "-u", "--", *command,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=dict(target.env),
+        "nsenter",
+        "-t",
+        str(target.pid),
+        "-n",
+        "-m",
+        "-u",
+        "--",
+        *command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=dict(target.env),
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)

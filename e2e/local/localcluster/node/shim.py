@@ -2,7 +2,8 @@
 namespace, bind-mounts the volumes at their mountPaths, then execs the container's command.
 
 Started by the test node as
-    nsenter --net=/run/netns/NS -- unshare --mount --uts --propagation private -- python -I shim.py SPEC
+    nsenter --net=/run/netns/NS --
+        unshare --mount --uts --propagation private -- python -I shim.py SPEC
 so it must use the standard library only. SPEC is a JSON file written by the node.
 """
 
@@ -47,7 +48,7 @@ def main(spec_path):
     # Hold every source open first: a volume mounted over a parent of the node's state
     # directory (say at /work) would hide the sources of the mounts after it.
     sources = [os.open(m["source"], os.O_PATH) for m in mounts]
-    for m, fd in zip(mounts, sources):
+    for m, fd in zip(mounts, sources, strict=True):
         source = f"/proc/self/fd/{fd}"
         target = os.path.realpath(m["target"])
         ensure_target(target, os.path.isfile(source), spec["createdPathsLog"])

@@ -41,8 +41,11 @@ def volume_for(claim: Obj, path: Path) -> Obj:
             "volumeMode": claim["spec"].get("volumeMode", "Filesystem"),
             "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
             "claimRef": {
-                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"],
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
             },
         },
     }
@@ -62,7 +65,9 @@ class Provisioner:
         self.layout = layout
 
     async def run(self) -> None:
-        async for kind, obj in list_and_watch(self.core.list_persistent_volume_claim_for_all_namespaces):
+        async for kind, obj in list_and_watch(
+            self.core.list_persistent_volume_claim_for_all_namespaces
+        ):
             if kind == "SYNC":
                 claims = {c["metadata"]["uid"] for c in obj["items"]}
                 await self.collect_orphans(claims)
@@ -93,23 +98,48 @@ class Provisioner:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        await body(self.core.patch_persistent_volume_status(
-            name, {"status": {"phase": "Bound"}},
-            _content_type="application/merge-patch+json", _preload_content=False))
+        await body(
+            self.core.patch_persistent_volume_status(
+                name,
+                {"status": {"phase": "Bound"}},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        )
         merge = "application/merge-patch+json"
-        await body(self.core.patch_namespaced_persistent_volume_claim(
-            meta["name"], meta["namespace"],
-            {"metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes",
-                                          "pv.kubernetes.io/bound-by-controller": "yes",
-                                          "volume.beta.kubernetes.io/storage-provisioner":
-                                              PROVISIONER}},
-             "spec": {"volumeName": name}},
-            _content_type=merge, _preload_content=False))
-        await body(self.core.patch_namespaced_persistent_volume_claim_status(
-            meta["name"], meta["namespace"],
-            {"status": {"phase": "Bound", "accessModes": volume["spec"]["accessModes"],
-                        "capacity": volume["spec"]["capacity"]}},
-            _content_type=merge, _preload_content=False))
+        await body(
+            self.core.patch_namespaced_persistent_volume_claim(
+                meta["name"],
+                meta["namespace"],
+                {
+                    "metadata": {
+                        "annotations": {
+                            "pv.kubernetes.io/bind-completed": "yes",
+                            "pv.kubernetes.io/bound-by-controller": "yes",
+                            "volume.beta.kubernetes.io/storage-provisioner": PROVISIONER,
+                        }
+                    },
+                    "spec": {"volumeName": name},
+                },
+                _content_type=merge,
+                _preload_content=False,
+            )
+        )
+        await body(
+            self.core.patch_namespaced_persistent_volume_claim_status(
+                meta["name"],
+                meta["namespace"],
+                {
+                    "status": {
+                        "phase": "Bound",
+                        "accessModes": volume["spec"]["accessModes"],
+                        "capacity": volume["spec"]["capacity"],
+                    }
+                },
+                _content_type=merge,
+                _preload_content=False,
+            )
+        )
         logger.info("bound %s/%s to %s at %s", meta["namespace"], meta["name"], name, path)
 
     async def release(self, claim_uid: str) -> None:
@@ -117,16 +147,24 @@ class Provisioner:
         name = f"pvc-{claim_uid}"
         with contextlib.suppress(ApiException):
             # As the binder would: a Bound volume keeps its pv-protection finalizer.
-            await body(self.core.patch_persistent_volume_status(
-                name, {"status": {"phase": "Released"}},
-                _content_type="application/merge-patch+json", _preload_content=False))
+            await body(
+                self.core.patch_persistent_volume_status(
+                    name,
+                    {"status": {"phase": "Released"}},
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                )
+            )
         with contextlib.suppress(ApiException):
             await body(self.core.delete_persistent_volume(name, _preload_content=False))
         shutil.rmtree(self.layout.volumes / f"pvc-{claim_uid}", ignore_errors=True)
 
     async def collect_orphans(self, claims: set[str]) -> None:
-        volumes = await body(self.core.list_persistent_volume(
-            label_selector="foundation.dev/provisioned-by=local-path", _preload_content=False))
+        volumes = await body(
+            self.core.list_persistent_volume(
+                label_selector="foundation.dev/provisioned-by=local-path", _preload_content=False
+            )
+        )
         for volume in volumes["items"]:
             ref = volume["spec"].get("claimRef") or {}
             if ref.get("uid") not in claims:

@@ -92,7 +92,9 @@ def downward_files(pod: Obj, items: list[Obj], default_mode: int) -> Files:
             for container in pod["spec"]["containers"]:
                 if container["name"] == ref.get("containerName", container["name"]):
                     section, _, name = ref["resource"].partition(".")
-                    value = str(((container.get("resources") or {}).get(section) or {}).get(name, ""))
+                    value = str(
+                        ((container.get("resources") or {}).get(section) or {}).get(name, "")
+                    )
                     break
         files[item["path"]] = (value.encode(), item.get("mode", default_mode))
     return files
@@ -160,42 +162,51 @@ class PodVolumes:
 
     async def _configmap_files(self, source: Obj, default_mode: int | None = None) -> Files:
         mode = source.get("defaultMode", default_mode or 0o644)
-        cm = await optional(self.core.read_namespaced_config_map(
-            source["name"], self.namespace, _preload_content=False))
+        cm = await optional(
+            self.core.read_namespaced_config_map(
+                source["name"], self.namespace, _preload_content=False
+            )
+        )
         what = f'configmap "{source["name"]}"'
         if cm is None:
             if source.get("optional"):
                 return {}
             raise VolumeError(f"{what} not found")
-        return key_files(configmap_data(cm), source.get("items"), mode, what,
-                         bool(source.get("optional")))
+        return key_files(
+            configmap_data(cm), source.get("items"), mode, what, bool(source.get("optional"))
+        )
 
     async def _secret_files(self, source: Obj, default_mode: int | None = None) -> Files:
         mode = source.get("defaultMode", default_mode or 0o644)
         name = source.get("secretName") or source.get("name")
-        secret = await optional(self.core.read_namespaced_secret(
-            name, self.namespace, _preload_content=False))
+        secret = await optional(
+            self.core.read_namespaced_secret(name, self.namespace, _preload_content=False)
+        )
         what = f'secret "{name}"'
         if secret is None:
             if source.get("optional"):
                 return {}
             raise VolumeError(f"{what} not found")
-        return key_files(secret_data(secret), source.get("items"), mode, what,
-                         bool(source.get("optional")))
+        return key_files(
+            secret_data(secret), source.get("items"), mode, what, bool(source.get("optional"))
+        )
 
     async def _projected_files(self, volume_name: str, projected: Obj) -> Files:
         mode = projected.get("defaultMode", 0o644)
         files: Files = {}
         for index, source in enumerate(projected.get("sources") or []):
             if "serviceAccountToken" in source:
-                files.update(await self._token_file(volume_name, index, source["serviceAccountToken"],
-                                                    mode))
+                files.update(
+                    await self._token_file(volume_name, index, source["serviceAccountToken"], mode)
+                )
             elif "configMap" in source:
                 files.update(await self._configmap_files(source["configMap"], mode))
             elif "secret" in source:
                 files.update(await self._secret_files(source["secret"], mode))
             elif "downwardAPI" in source:
-                files.update(downward_files(self.pod, source["downwardAPI"].get("items") or [], mode))
+                files.update(
+                    downward_files(self.pod, source["downwardAPI"].get("items") or [], mode)
+                )
         return files
 
     async def _token_file(self, volume: str, index: int, source: Obj, mode: int) -> Files:
@@ -206,23 +217,33 @@ class PodVolumes:
         seconds = int(source.get("expirationSeconds", 3600))
         spec: dict[str, Any] = {
             "expirationSeconds": seconds,
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
-                               "name": self.pod["metadata"]["name"],
-                               "uid": self.pod["metadata"]["uid"]},
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.pod["metadata"]["name"],
+                "uid": self.pod["metadata"]["uid"],
+            },
         }
         if source.get("audience"):
             spec["audiences"] = [source["audience"]]
         account = self.pod["spec"].get("serviceAccountName") or "default"
-        answer = await body(self.core.create_namespaced_service_account_token(
-            account, self.namespace,
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
-            _preload_content=False))
+        answer = await body(
+            self.core.create_namespaced_service_account_token(
+                account,
+                self.namespace,
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+                _preload_content=False,
+            )
+        )
         self._token_expiry[key] = time.time() + 0.8 * seconds
         return {source["path"]: (answer["status"]["token"].encode(), mode)}
 
     async def _claim_path(self, claim: str) -> str:
-        pvc = await optional(self.core.read_namespaced_persistent_volume_claim(
-            claim, self.namespace, _preload_content=False))
+        pvc = await optional(
+            self.core.read_namespaced_persistent_volume_claim(
+                claim, self.namespace, _preload_content=False
+            )
+        )
         if pvc is None:
             raise VolumeError(f'persistentvolumeclaim "{claim}" not found')
         volume_name = pvc["spec"].get("volumeName")

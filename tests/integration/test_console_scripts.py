@@ -1,0 +1,95 @@
+"""The two console scripts on the local cluster: the operator runs, the agent runs in a pod."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+
+from kube import REPO, Kube, container_status
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_operator_starts_serves_health_and_metrics_and_stops_on_sigterm(cluster: str) -> None:
+    health, metrics = _free_port(), _free_port()
+    env = dict(
+        os.environ,
+        KUBECONFIG=cluster,
+        FOUNDATION_HEALTH_PORT=str(health),
+        FOUNDATION_HEALTH_HOST="127.0.0.1",
+        FOUNDATION_METRICS_PORT=str(metrics),
+    )
+    proc = subprocess.Popen(
+        [str(REPO / ".venv/bin/foundation-operator")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    answer = await http.get(f"http://127.0.0.1:{health}/healthz")
+                    if answer.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "no health endpoint within 30 s"
+                await asyncio.sleep(0.2)
+            assert answer.json() == {"version": "0.1.0"}
+            scraped = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
+            assert 'foundation_operator_build_info{version="0.1.0"} 1.0' in scraped
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, output
+    assert "foundation operator 0.1.0 starting" in output
+
+
+def test_operator_rejects_bad_configuration_clearly() -> None:
+    env = dict(os.environ, FOUNDATION_HEALTH_PORT="not-a-port")
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/foundation-operator")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "FOUNDATION_HEALTH_PORT" in result.stderr
+
+
+async def test_sample_agent_pod_becomes_ready_and_stops_gracefully(kube: Kube) -> None:
+    subprocess.run(
+        [
+            str(REPO / "e2e/local/kubectl"),
+            "-n",
+            kube.ns,
+            "apply",
+            "-f",
+            str(REPO / "examples/sample-pod.yaml"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ready = await kube.wait_running("sample-agent")
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://{ready['status']['podIP']}:8080/healthz")
+    assert answer.json()["status"] == "ok"
+    assert container_status(ready, "agent")["restartCount"] == 0
+    await kube.delete_pod("sample-agent")
+    await kube.wait_gone("sample-agent")
+    assert "SIGTERM received; stopping" in kube.log(ready, "agent")

@@ -1,0 +1,31 @@
+"""The distribution installs two import packages and never shadows the standard library."""
+
+import importlib.metadata
+import operator
+import sys
+from pathlib import Path
+
+import foundation_agent
+import foundation_operator
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_operator_folder_is_foundation_operator_and_stdlib_operator_is_intact() -> None:
+    assert Path(foundation_operator.__file__).parent == REPO / "operator"
+    assert Path(foundation_agent.__file__).parent == REPO / "agent_image"
+    assert Path(operator.__file__).parent != REPO / "operator"
+    assert operator.itemgetter(1)([0, 1]) == 1
+    assert str(REPO) not in [str(Path(p).resolve()) for p in sys.path if p]
+
+
+def test_console_scripts_point_at_the_entry_points() -> None:
+    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts["foundation-operator"] == "foundation_operator.__main__:main"
+    assert scripts["foundation-agent"] == "foundation_agent.__main__:main"
+
+
+def test_agent_image_dockerfile_runs_as_non_root_with_the_agent_entrypoint() -> None:
+    dockerfile = (REPO / "agent_image" / "Dockerfile").read_text()
+    assert "USER 10001" in dockerfile
+    assert 'ENTRYPOINT ["foundation-agent"]' in dockerfile
