@@ -75,8 +75,10 @@ async def test_crash_loop_backs_off_and_reports_last_exit(kube: Kube) -> None:
     await kube.create(pod("crasher", sh("main", "echo crashing; exit 2")))
     seen_backoff = await kube.wait_pod(
         "crasher",
-        lambda p: container_status(p, "main").get("state", {}).get("waiting", {}).get("reason")
-        == "CrashLoopBackOff",
+        lambda p: (
+            container_status(p, "main").get("state", {}).get("waiting", {}).get("reason")
+            == "CrashLoopBackOff"
+        ),
         what="CrashLoopBackOff",
     )
     status = container_status(seen_backoff, "main")

@@ -23,8 +23,13 @@ def test_pod_namespace_and_veth_names_fit_kernel_limits() -> None:
     uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     assert len(network.pod_veth(uid)) <= 15
     assert network.pod_netns(uid).startswith("flpod-")
-    commands = network.setup_commands("flpod-x", "flvx", "10.244.0.7")
-    assert ["ip", "-n", "flpod-x", "addr", "add", "10.244.0.7/16", "dev", "eth0"] in commands
+    (host_argv, host), (inside_argv, inside) = network.setup_batches(
+        "flpod-x", "flvx", "10.244.0.7"
+    )
+    assert host_argv == ["ip", "-batch", "-"]
+    assert "link add flvx type veth peer name eth0 netns flpod-x" in host.splitlines()
+    assert inside_argv == ["ip", "-n", "flpod-x", "-batch", "-"]
+    assert "addr add 10.244.0.7/16 dev eth0" in inside.splitlines()
 
 
 def test_write_files_makes_the_directory_hold_exactly_the_files(tmp_path: Path) -> None:

@@ -55,20 +55,31 @@ def pod_veth(pod_uid: str) -> str:
     return VETH_PREFIX + pod_uid.replace("-", "")[:12]
 
 
-def setup_commands(netns: str, veth: str, ip: str) -> list[list[str]]:
-    """`ip` invocations that give a new namespace `netns` the address `ip` on the bridge."""
-    return [
-        ["ip", "netns", "add", netns],
-        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
-        ["ip", "link", "set", veth, "master", BRIDGE, "up"],
-        ["ip", "-n", netns, "addr", "add", f"{ip}/{POD_PREFIX_LEN}", "dev", "eth0"],
-        ["ip", "-n", netns, "link", "set", "eth0", "up"],
-        ["ip", "-n", netns, "link", "set", "lo", "up"],
-    ]
+def setup_batches(netns: str, veth: str, ip: str) -> list[tuple[list[str], str]]:
+    """`ip -batch` runs (argv, commands) that give a new namespace `netns` the address `ip`.
+
+    Two processes instead of six: pod start is bound by process creation on small machines.
+    """
+    host = "\n".join(
+        [
+            f"netns add {netns}",
+            f"link add {veth} type veth peer name eth0 netns {netns}",
+            f"link set {veth} master {BRIDGE} up",
+        ]
+    )
+    inside = "\n".join(
+        [
+            f"addr add {ip}/{POD_PREFIX_LEN} dev eth0",
+            "link set eth0 up",
+            "link set lo up",
+        ]
+    )
+    return [(["ip", "-batch", "-"], host), (["ip", "-n", netns, "-batch", "-"], inside)]
 
 
-def teardown_commands(netns: str, veth: str) -> list[list[str]]:
-    return [["ip", "link", "del", veth], ["ip", "netns", "del", netns]]
+def teardown_command(netns: str) -> list[str]:
+    """Deleting the namespace destroys the veth pair with it."""
+    return ["ip", "netns", "del", netns]
 
 
 def our_namespaces() -> list[str]:

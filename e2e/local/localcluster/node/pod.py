@@ -43,11 +43,14 @@ class NodeContext:
     path_prefix: str = field(default_factory=lambda: os.path.dirname(sys.executable))
 
 
-async def run_cmd(argv: list[str]) -> None:
+async def run_cmd(argv: list[str], stdin: str | None = None) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await proc.communicate()
+    _, err = await proc.communicate(stdin.encode() if stdin is not None else None)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(argv)}: {err.decode().strip()}")
 
@@ -163,6 +166,7 @@ class Container:
                 "--",
                 sys.executable,
                 "-I",
+                "-S",
                 SHIM,
                 str(spec_path),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -403,8 +407,8 @@ class PodWorker:
         """Network and volumes; volumes are retried until they can be set up or the pod goes."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ip = self.ctx.pool.allocate()
-        for argv in network.setup_commands(self.netns, self.veth, self.ip):
-            await run_cmd(argv)
+        for argv, commands in network.setup_batches(self.netns, self.veth, self.ip):
+            await run_cmd(argv, commands)
         (self.dir / "hosts").write_text(
             f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{self.ip}\t{self.hostname}\n"
         )
@@ -455,9 +459,8 @@ class PodWorker:
         await asyncio.sleep(0.05)
         cgroups.remove(cgroups.CGROUP_ROOT / self.uid)
         if self.ip:
-            for argv in network.teardown_commands(self.netns, self.veth):
-                with contextlib.suppress(RuntimeError):
-                    await run_cmd(argv)
+            with contextlib.suppress(RuntimeError):
+                await run_cmd(network.teardown_command(self.netns))
             self.ctx.pool.release(self.ip)
         shutil.rmtree(self.dir, ignore_errors=True)
 

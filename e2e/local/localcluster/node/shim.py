@@ -3,7 +3,7 @@ namespace, bind-mounts the volumes at their mountPaths, then execs the container
 
 Started by the test node as
     nsenter --net=/run/netns/NS --
-        unshare --mount --uts --propagation private -- python -I shim.py SPEC
+        unshare --mount --uts --propagation private -- python -I -S shim.py SPEC
 so it must use the standard library only. SPEC is a JSON file written by the node.
 """
 
