@@ -88,6 +88,13 @@ def up(lay: Layout, restart_backoff: float | None) -> None:
     started = []
     for component in control_plane.components(lay, bin_dir, token, backoff):
         pid = processes.read_pid(lay.run, component.name)
+        if pid is None and component.listens and control_plane.port_taken(*component.listens):
+            host, port = component.listens
+            raise RuntimeError(
+                f"{host}:{port}, where {component.name} listens, is taken by a process this "
+                f"cluster ({lay.state}) did not start: another checkout's local cluster? "
+                "Stop it with its own `e2e/local/cluster down`."
+            )
         if pid is None:
             processes.start(lay.run, lay.logs, component.name, component.argv, env)
             started.append(component.name)

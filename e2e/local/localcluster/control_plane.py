@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import sys
 import time
@@ -22,6 +23,8 @@ class Component:
     argv: list[str]
     ready: Callable[[], bool]
     ready_timeout: float = 60.0
+    # The address it listens on, to tell a clash with another cluster from a failure.
+    listens: tuple[str, int] | None = None
 
 
 def kubeconfig_text(layout_: Layout, token: str) -> str:
@@ -98,6 +101,7 @@ def components(
                 "warn",
             ],
             lambda: _http_ok(f"{etcd_url}/health"),
+            listens=("127.0.0.1", layout.ETCD_CLIENT_PORT),
         ),
         Component(
             "kube-apiserver",
@@ -125,6 +129,7 @@ def components(
             ],
             lambda: api_ready(layout_, token),
             ready_timeout=90.0,
+            listens=(layout.BRIDGE_IP, layout.APISERVER_PORT),
         ),
         Component(
             "kube-controller-manager",
@@ -177,6 +182,12 @@ def components(
             lambda: True,
         ),
     ]
+
+
+def port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
