@@ -8,17 +8,14 @@ import sys
 
 import kopf
 
-from foundation_operator import handlers, logs, metrics
+from foundation_operator import handlers, logs, metrics  # noqa: F401 (registers handlers)
 from foundation_operator.settings import Settings, SettingsError
 
 logger = logging.getLogger("foundation_operator")
 
 
 async def run(settings: Settings) -> None:
-    registry = kopf.get_default_registry()
-    assert handlers.configure is not None  # the import registers the handlers
     await kopf.operator(
-        registry=registry,
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=settings.liveness_endpoint,

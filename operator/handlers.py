@@ -1,4 +1,8 @@
-"""The kopf handlers the operator registers. Resource handlers arrive with their CRDs."""
+"""The kopf handlers the operator registers. Resource handlers arrive with their CRDs.
+
+They register on kopf's default registry, which also holds kopf's login handlers (kubeconfig,
+in-cluster): importing this module is what registers them.
+"""
 
 from __future__ import annotations
 

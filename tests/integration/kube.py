@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
 import time
@@ -155,3 +156,12 @@ def pod(name: str, *containers: Obj, **spec: Any) -> Obj:
 def sh(name: str, script: str, **fields: Any) -> Obj:
     """A container that runs a shell script."""
     return {"name": name, "image": "busybox", "command": ["sh", "-c", script], **fields}
+
+
+def configmap(name: str, data: dict[str, str]) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def secret(name: str, data: dict[str, bytes]) -> Obj:
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}

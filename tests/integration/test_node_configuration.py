@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
 
-from kube import REPO, Kube, pod, sh
+from kube import REPO, Kube, configmap, pod, secret, sh
 from servers import IN_CLUSTER_CLIENT, python
 
 
 async def test_env_from_values_fields_configmaps_and_secrets(kube: Kube) -> None:
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "settings"},
-            "data": {"mode": "fast", "level": "3"},
-        }
-    )
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "creds"},
-            "data": {"password": base64.b64encode(b"s3cret").decode()},
-        }
-    )
+    await kube.create(configmap("settings", {"mode": "fast", "level": "3"}))
+    await kube.create(secret("creds", {"password": b"s3cret"}))
     env = [
         {"name": "GREETING", "value": "hello"},
         {"name": "EXPANDED", "value": "$(GREETING) world"},
@@ -79,45 +64,25 @@ async def test_missing_configmap_is_a_config_error_until_it_exists(kube: Kube) -
     )
     message = blocked["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
     assert 'configmap "late" not found' in message
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "late"},
-            "data": {"mode": "now"},
-        }
-    )
+    await kube.create(configmap("late", {"mode": "now"}))
     running = await kube.wait_running("waits")
     await kube.wait(lambda: "mode=now" in kube.log(running, "main"), what="the container's output")
 
 
 async def test_volumes_configmap_secret_downward_api_and_empty_dir(kube: Kube) -> None:
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "files"},
-            "data": {"app.conf": "port=1\n", "other": "x"},
-        }
-    )
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "keys"},
-            "data": {"key.pem": base64.b64encode(b"PEM").decode()},
-        }
-    )
+    await kube.create(configmap("files", {"app.conf": "port=1\n", "other": "x"}))
+    await kube.create(secret("keys", {"key.pem": b"PEM"}))
     mounts = [
         {"name": "conf", "mountPath": "/etc/app", "readOnly": True},
         {"name": "keys", "mountPath": "/etc/keys"},
         {"name": "info", "mountPath": "/etc/podinfo"},
         {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "keys", "mountPath": "/scratch/only-the-key.pem", "subPath": "key.pem"},
     ]
     script = (
         "cat /etc/app/renamed.conf; cat /etc/keys/key.pem; echo; cat /etc/podinfo/labels; "
         "echo; ls /etc/app; touch /etc/app/nope 2>/dev/null || echo read-only; "
-        "cat /scratch/from-init"
+        "cat /scratch/from-init; cat /scratch/only-the-key.pem; echo"
     )
     manifest = pod(
         "vols",
@@ -158,6 +123,7 @@ async def test_volumes_configmap_secret_downward_api_and_empty_dir(kube: Kube) -
         "renamed.conf",
         "read-only",
         "shared",
+        "PEM",
     ]
 
 
@@ -186,14 +152,7 @@ async def test_in_cluster_client_uses_its_token_and_rbac_limits_it(kube: Kube) -
             "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": kube.ns}],
         }
     )
-    await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "visible"},
-            "data": {"a": "b"},
-        }
-    )
+    await kube.create(configmap("visible", {"a": "b"}))
     await kube.create(
         pod(
             "client",

@@ -9,7 +9,9 @@ from servers import FETCH, TOGGLE_SERVER, python
 
 
 async def test_two_pods_talk_by_pod_ip(kube: Kube) -> None:
-    await kube.create(pod("server", python("serve", TOGGLE_SERVER)))
+    # Ready only once the tcpSocket probe connects: the server is listening before the client runs.
+    tcp_ready = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+    await kube.create(pod("server", python("serve", TOGGLE_SERVER, readinessProbe=tcp_ready)))
     server = await kube.wait_running("server")
     ip = server["status"]["podIP"]
     await kube.create(

@@ -130,7 +130,7 @@ class Container:
             node_allocatable=worker.ctx.allocatable,
         )
         argv = podspec.container_argv(self.spec, self.env)
-        mounts = worker.mounts_for(self.spec)
+        mounts = worker.mounts_for(self.spec, self.env)
         restart = self.runs
         self.runs += 1
         self.status.restart_count = restart
@@ -515,7 +515,7 @@ class PodWorker:
                 found[(kind, name)] = obj
         return found
 
-    def mounts_for(self, container: Obj) -> list[Obj]:
+    def mounts_for(self, container: Obj, env: dict[str, str]) -> list[Obj]:
         mounts = [
             {"source": str(self.dir / "hosts"), "target": "/etc/hosts"},
             {"source": str(self.dir / "hostname"), "target": "/etc/hostname"},
@@ -524,7 +524,7 @@ class PodWorker:
             source = self.volumes.paths.get(vm["name"])
             if source is None:
                 raise ConfigError(f"volumeMount {vm['name']!r} names no volume of the pod")
-            sub = podspec.expand(vm.get("subPath") or vm.get("subPathExpr") or "", self._env_hint())
+            sub = vm.get("subPath") or podspec.expand(vm.get("subPathExpr") or "", env)
             if sub:
                 if os.path.isabs(sub) or ".." in Path(sub).parts:
                     raise ConfigError(f"subPath {sub!r} must be a relative path inside the volume")
@@ -535,9 +535,6 @@ class PodWorker:
                 {"source": source, "target": vm["mountPath"], "readOnly": bool(vm.get("readOnly"))}
             )
         return mounts
-
-    def _env_hint(self) -> dict[str, str]:
-        return {"POD_NAME": self.name, "POD_NAMESPACE": self.namespace}
 
     # -- status -----------------------------------------------------------------------------
 

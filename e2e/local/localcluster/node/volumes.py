@@ -133,9 +133,9 @@ class PodVolumes:
         if "emptyDir" in volume:
             target.mkdir(parents=True, exist_ok=True)
         elif "configMap" in volume:
-            write_files(target, await self._configmap_files(volume["configMap"]))
+            write_files(target, await self._key_files("ConfigMap", volume["configMap"]))
         elif "secret" in volume:
-            write_files(target, await self._secret_files(volume["secret"]))
+            write_files(target, await self._key_files("Secret", volume["secret"]))
         elif "downwardAPI" in volume:
             source = volume["downwardAPI"]
             mode = source.get("defaultMode", 0o644)
@@ -160,36 +160,22 @@ class PodVolumes:
             raise VolumeError(f"volume {name!r}: the local test node does not support {kinds}")
         return str(target)
 
-    async def _configmap_files(self, source: Obj, default_mode: int | None = None) -> Files:
-        mode = source.get("defaultMode", default_mode or 0o644)
-        cm = await optional(
-            self.core.read_namespaced_config_map(
-                source["name"], self.namespace, _preload_content=False
-            )
-        )
-        what = f'configmap "{source["name"]}"'
-        if cm is None:
-            if source.get("optional"):
+    async def _key_files(self, kind: str, source: Obj, default_mode: int = 0o644) -> Files:
+        """A configMap or secret source as files (`kind` is "ConfigMap" or "Secret")."""
+        mode = source.get("defaultMode", default_mode)
+        name = source.get("secretName") or source["name"]
+        if kind == "ConfigMap":
+            read, decode = self.core.read_namespaced_config_map, configmap_data
+        else:
+            read, decode = self.core.read_namespaced_secret, secret_data
+        obj = await optional(read(name, self.namespace, _preload_content=False))
+        what = f'{kind.lower()} "{name}"'
+        optional_ = bool(source.get("optional"))
+        if obj is None:
+            if optional_:
                 return {}
             raise VolumeError(f"{what} not found")
-        return key_files(
-            configmap_data(cm), source.get("items"), mode, what, bool(source.get("optional"))
-        )
-
-    async def _secret_files(self, source: Obj, default_mode: int | None = None) -> Files:
-        mode = source.get("defaultMode", default_mode or 0o644)
-        name = source.get("secretName") or source.get("name")
-        secret = await optional(
-            self.core.read_namespaced_secret(name, self.namespace, _preload_content=False)
-        )
-        what = f'secret "{name}"'
-        if secret is None:
-            if source.get("optional"):
-                return {}
-            raise VolumeError(f"{what} not found")
-        return key_files(
-            secret_data(secret), source.get("items"), mode, what, bool(source.get("optional"))
-        )
+        return key_files(decode(obj), source.get("items"), mode, what, optional_)
 
     async def _projected_files(self, volume_name: str, projected: Obj) -> Files:
         mode = projected.get("defaultMode", 0o644)
@@ -200,9 +186,9 @@ class PodVolumes:
                     await self._token_file(volume_name, index, source["serviceAccountToken"], mode)
                 )
             elif "configMap" in source:
-                files.update(await self._configmap_files(source["configMap"], mode))
+                files.update(await self._key_files("ConfigMap", source["configMap"], mode))
             elif "secret" in source:
-                files.update(await self._secret_files(source["secret"], mode))
+                files.update(await self._key_files("Secret", source["secret"], mode))
             elif "downwardAPI" in source:
                 files.update(
                     downward_files(self.pod, source["downwardAPI"].get("items") or [], mode)
