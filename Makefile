@@ -1,4 +1,4 @@
-.PHONY: lint test test-unit test-integration demo clean
+.PHONY: lint test test-unit test-integration demo clean crds
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
@@ -42,3 +42,7 @@ demo: $(VENV)
 clean:
 	e2e/local/cluster down || true
 	rm -rf $(VENV) .local-cluster
+
+# Regenerate the CRDs from the pydantic models (a unit test fails when they are stale).
+crds: $(VENV)
+	$(BIN)/python -m foundation_operator.crds

@@ -1,0 +1,175 @@
+"""The Agent custom resource as pydantic models: the single source of truth for its schema.
+
+`crds/agents.foundation.dev.yaml` is generated from `Agent` (see `foundation_operator.crds`);
+the operator parses every Agent it sees through `AgentSpec`. Field names are the API contract:
+attributes are snake_case, their serialized names camelCase.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "foundation.dev"
+VERSION = "v1alpha1"
+KIND = "Agent"
+PLURAL = "agents"
+
+# Kubernetes types the operator passes through to the pod: the API server validates them when
+# the pod is made, so the CRD keeps them as objects without repeating their schemas.
+FreeForm = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+EnvVar = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "minLength": 1}},
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    ),
+]
+# A capability becomes a label key `capability.foundation.dev/<name>` and a Service
+# `foundation-cap-<name>`: a DNS label short enough for both.
+CAPABILITY_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Capability = Annotated[str, Field(min_length=1, max_length=48, pattern=CAPABILITY_PATTERN)]
+AGENT_CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Supervision(Model):
+    """How the operator supervises the members, as an OTP supervisor would."""
+
+    strategy: Literal["OneForOne", "OneForAll", "RestForOne"] = Field(
+        "OneForOne",
+        description="OneForOne restarts the failed member; OneForAll restarts all members; "
+        "RestForOne restarts the failed member and those after it.",
+    )
+    max_restarts: int = Field(
+        3, ge=0, le=10_000, description="Restarts allowed within periodSeconds before Failed."
+    )
+    period_seconds: int = Field(5, ge=1, le=86_400, description="Window for maxRestarts.")
+    on_exhausted: Literal["Stop", "Keep"] = Field(
+        "Stop",
+        description="When restart intensity is exceeded: Stop deletes the members; Keep leaves "
+        "them for debugging.",
+    )
+
+
+class Persistence(Model):
+    """Where each member keeps its durable state."""
+
+    store: Literal["ConfigMap", "PVC", "None"] = Field(
+        "ConfigMap", description="ConfigMap (small state, < 1 MiB), PVC (large), or None."
+    )
+    size: str = Field("1Gi", pattern=QUANTITY_PATTERN, description="PVC size per member.")
+    storage_class_name: str | None = Field(None, description="PVC storage class (default class).")
+    retain_on_delete: bool = Field(
+        False, description="Keep the members' state objects when the Agent is deleted."
+    )
+
+
+class PodTemplate(Model):
+    """Overrides for the member pods."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[FreeForm] = Field(default_factory=list)
+    affinity: FreeForm | None = None
+    security_context: FreeForm | None = Field(None, description="The pod's securityContext.")
+
+
+class AgentSpec(Model):
+    image: str = Field(min_length=1, description="Container image of the agent runtime.")
+    command: list[str] | None = Field(None, description="Defaults to foundation-agent.")
+    args: list[str] | None = None
+    agent: str = Field(
+        pattern=AGENT_CLASS_PATTERN,
+        max_length=253,
+        description="Import path of the agent class the runtime loads: module:Class.",
+    )
+    config: FreeForm = Field(default_factory=dict, description="Free-form config for the agent.")
+    replicas: int = Field(1, ge=0, le=100, description="Members, each with its own state.")
+    capabilities: list[Capability] = Field(default_factory=list, max_length=32)
+    env: list[EnvVar] = Field(default_factory=list)
+    resources: FreeForm | None = Field(None, description="The container's resources.")
+    service_account_name: str | None = Field(
+        None,
+        description="Run the members as this existing ServiceAccount instead of the one the "
+        "operator makes for the Agent.",
+    )
+    pod_template: PodTemplate = Field(default_factory=PodTemplate)
+    supervision: Supervision = Field(default_factory=Supervision)
+    persistence: Persistence = Field(default_factory=Persistence)
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class LastExit(Model):
+    exit_code: int | None = None
+    reason: str = ""
+    finished_at: str | None = None
+
+
+class MemberStatus(Model):
+    name: str
+    pod: str = ""
+    ready: bool = False
+    restarts: int = 0
+    last_exit: LastExit | None = None
+
+
+class StateSummary(Model):
+    store: str = ""
+    key: str = ""
+    version: int = 0
+    last_saved_at: str | None = None
+    size_bytes: int = 0
+
+
+class AgentStatus(Model):
+    phase: Literal["Pending", "Running", "Degraded", "Failed", "Terminating"] = "Pending"
+    ready: str = Field("", description="Ready members / desired members, e.g. 2/3.")
+    restarts: int = 0
+    observed_generation: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    members: list[MemberStatus] = Field(default_factory=list)
+    state: StateSummary | None = None
+    recent_restarts: list[str] = Field(
+        default_factory=list,
+        description="Times of the restarts still inside the restart-intensity window.",
+    )
+    observed_restarted_at: str = Field(
+        "", description="The foundation.dev/restartedAt annotation last acted on."
+    )
+
+
+class AgentMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Agent(Model):
+    """The whole resource, as the CRD describes it."""
+
+    api_version: str = f"{GROUP}/{VERSION}"
+    kind: str = KIND
+    metadata: FreeForm = Field(default_factory=dict)
+    spec: AgentSpec
+    status: AgentStatus | None = None

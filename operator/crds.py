@@ -1,0 +1,165 @@
+"""CustomResourceDefinitions generated from the pydantic models.
+
+    python -m foundation_operator.crds            # rewrite crds/*.yaml
+    python -m foundation_operator.crds --check    # exit 1 if a file is stale
+
+pydantic's JSON Schema is turned into a Kubernetes structural schema: references inlined,
+optional fields unwrapped, titles dropped, nested objects defaulted to {} so the API server
+applies their fields' defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from foundation_operator.agents import api as agents
+
+Schema = dict[str, Any]
+CRDS_DIR = Path(__file__).resolve().parents[1] / "crds"
+
+
+def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
+    """A pydantic JSON Schema node as a structural OpenAPI v3 schema node."""
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return structural(merged, defs)
+    if "anyOf" in schema:
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot make a structural schema of anyOf {schema['anyOf']}")
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        return structural({**options[0], **rest}, defs)
+    out: Schema = {}
+    for key, value in schema.items():
+        if key in ("title", "$defs"):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            out[key] = {name: structural(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = structural(value, defs)
+        else:
+            out[key] = value
+    if out.get("type") == "object" and "properties" in out:
+        out.pop("additionalProperties", None)  # structural: properties or additionalProperties
+    if "properties" in out:
+        for sub in out["properties"].values():
+            # An object with defaults inside gets {} so the API server fills those in.
+            defaults_inside = any("default" in p for p in sub.get("properties", {}).values())
+            if (
+                sub.get("type") == "object"
+                and "default" not in sub
+                and "required" not in sub
+                and defaults_inside
+            ):
+                sub["default"] = {}
+    return out
+
+
+def without_defaults(schema: Schema) -> Schema:
+    """The schema minus every default (status is written by controllers, never defaulted)."""
+    out = {k: v for k, v in schema.items() if k != "default"}
+    if "properties" in out:
+        out["properties"] = {k: without_defaults(v) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = without_defaults(out[key])
+    return out
+
+
+def openapi_schema(model: type[Any]) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def agent_crd() -> Schema:
+    schema = openapi_schema(agents.Agent)
+    props = schema["properties"]
+    # metadata is the API server's; status is written by the operator and the runtime.
+    props["metadata"] = {"type": "object"}
+    props["apiVersion"] = {"type": "string"}
+    props["kind"] = {"type": "string"}
+    props["status"] = without_defaults(props["status"])
+    schema["required"] = ["spec"]
+    plural = agents.PLURAL
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{agents.GROUP}"},
+        "spec": {
+            "group": agents.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": agents.KIND,
+                "listKind": f"{agents.KIND}List",
+                "plural": plural,
+                "singular": "agent",
+                "shortNames": ["ag"],
+                "categories": ["foundation"],
+            },
+            "versions": [
+                {
+                    "name": agents.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+                        {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+                        {
+                            "name": "State version",
+                            "type": "integer",
+                            "jsonPath": ".status.state.version",
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def generated() -> dict[str, str]:
+    """File name -> YAML text of every CRD."""
+    crd = agent_crd()
+    header = (
+        "# Generated by `python -m foundation_operator.crds` from the pydantic models."
+        " Do not edit.\n"
+    )
+    return {f"{crd['metadata']['name']}.yaml": header + yaml.safe_dump(crd, sort_keys=False)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m foundation_operator.crds",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--check", action="store_true", help="fail if a file is stale")
+    parser.add_argument("--out", type=Path, default=CRDS_DIR)
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in generated().items():
+        path = args.out / name
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(str(path))
+        if not args.check:
+            path.write_text(text)
+    if args.check and stale:
+        sys.exit(f"stale CRDs (run `python -m foundation_operator.crds`): {', '.join(stale)}")
+    for path in stale:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
