@@ -1,0 +1,321 @@
+"""Pure builders: the Kubernetes objects an Agent wants, made from its typed view.
+
+No API calls here: the controller compares these with what exists and applies the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentSpec
+
+Obj = dict[str, Any]
+
+AGENT_LABEL = "foundation.dev/agent"
+MEMBER_LABEL = "foundation.dev/member"
+CAPABILITY_PREFIX = "capability.foundation.dev/"
+TEMPLATE_HASH = "foundation.dev/template-hash"
+RESTARTED_AT = "foundation.dev/restartedAt"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
+AGENT_PORT = 8080
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Pod names are <agent>-<ordinal> (ordinals below 100) and label values stop at 63 characters.
+MAX_AGENT_NAME = 59
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be carried out; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """An Agent as the operator reasons about it: identity plus the validated spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: AgentSpec
+    annotations: dict[str, str] = field(default_factory=dict)
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Obj) -> AgentView:
+        meta = body["metadata"]
+        try:
+            spec = AgentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidSpec(problems) from None
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 0)),
+            spec=spec,
+            annotations=dict(meta.get("annotations") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def service_account(self) -> str:
+        return self.spec.service_account_name or self.name
+
+
+def problems(view: AgentView) -> list[str]:
+    """What the schema cannot express but the objects need, as messages for the user."""
+    found = []
+    if not DNS_1035.match(view.name) or len(view.name) > MAX_AGENT_NAME:
+        found.append(
+            f"the Agent's name {view.name!r} must be a DNS-1035 label (lower case letters, digits"
+            f" and '-', starting with a letter) of at most {MAX_AGENT_NAME} characters: it names"
+            " the Agent's Service and pods"
+        )
+    duplicates = sorted({c for c in view.spec.capabilities if view.spec.capabilities.count(c) > 1})
+    if duplicates:
+        found.append(f"spec.capabilities lists {', '.join(duplicates)} more than once")
+    names = [e["name"] for e in view.spec.env]
+    reserved = sorted({n for n in names if n.startswith("FOUNDATION_")})
+    if reserved:
+        found.append(
+            f"spec.env sets {', '.join(reserved)}: FOUNDATION_* variables are the operator's"
+        )
+    return found
+
+
+def owner_reference(view: AgentView, controller: bool = True) -> Obj:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": view.name,
+        "uid": view.uid,
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def agent_labels(view: AgentView) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "foundation-agent", AGENT_LABEL: view.name, **MANAGED_BY}
+
+
+def member_name(view: AgentView, ordinal: int) -> str:
+    return f"{view.name}-{ordinal}"
+
+
+def state_key(view: AgentView, ordinal: int) -> str:
+    """Name of a member's state object (ConfigMap or PVC)."""
+    return f"{view.name}-{ordinal}-state"
+
+
+def container(view: AgentView) -> Obj:
+    spec = view.spec
+    env = [
+        {"name": "FOUNDATION_AGENT_NAME", "value": view.name},
+        {"name": "FOUNDATION_AGENT_CLASS", "value": spec.agent},
+        {"name": "FOUNDATION_AGENT_CONFIG", "value": json.dumps(spec.config, sort_keys=True)},
+        {
+            "name": "FOUNDATION_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {
+            "name": "FOUNDATION_MEMBER_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        },
+        {
+            "name": "FOUNDATION_MEMBER",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{MEMBER_LABEL}']"}},
+        },
+        {"name": "FOUNDATION_STATE_STORE", "value": spec.persistence.store},
+        *spec.env,
+    ]
+    out: Obj = {
+        "name": "agent",
+        "image": spec.image,
+        "command": spec.command or ["foundation-agent"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": AGENT_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+    }
+    if spec.args is not None:
+        out["args"] = spec.args
+    if spec.resources:
+        out["resources"] = spec.resources
+    return out
+
+
+def pod_template(view: AgentView) -> Obj:
+    """Everything of a member pod that a spec change should roll out (no per-member parts)."""
+    spec = view.spec
+    template: Obj = {
+        "labels": {
+            **spec.pod_template.labels,
+            **{CAPABILITY_PREFIX + c: "true" for c in spec.capabilities},
+        },
+        "annotations": dict(spec.pod_template.annotations),
+        "spec": {
+            "serviceAccountName": view.service_account,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "containers": [container(view)],
+        },
+    }
+    pod_spec = template["spec"]
+    if spec.pod_template.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.pod_template.node_selector)
+    if spec.pod_template.tolerations:
+        pod_spec["tolerations"] = list(spec.pod_template.tolerations)
+    if spec.pod_template.affinity:
+        pod_spec["affinity"] = spec.pod_template.affinity
+    if spec.pod_template.security_context:
+        pod_spec["securityContext"] = spec.pod_template.security_context
+    return template
+
+
+def template_hash(view: AgentView) -> str:
+    canonical = json.dumps(pod_template(view), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def member_pod(view: AgentView, ordinal: int) -> Obj:
+    template = pod_template(view)
+    name = member_name(view, ordinal)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": view.namespace,
+            "labels": {**template["labels"], **agent_labels(view), MEMBER_LABEL: str(ordinal)},
+            "annotations": {**template["annotations"], TEMPLATE_HASH: template_hash(view)},
+            "ownerReferences": [owner_reference(view)],
+        },
+        "spec": {**template["spec"], "hostname": name},
+    }
+
+
+def agent_service(view: AgentView) -> Obj:
+    """The Agent's Service: its ready members, by the Agent's name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": view.name,
+            "namespace": view.namespace,
+            "labels": agent_labels(view),
+            "ownerReferences": [owner_reference(view)],
+        },
+        "spec": {
+            "selector": {AGENT_LABEL: view.name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def capability_service_name(capability: str) -> str:
+    return f"foundation-cap-{capability}"
+
+
+def capability_service(namespace: str, capability: str, owners: list[Obj]) -> Obj:
+    """Ready members of every Agent with `capability`; owned by all those Agents, so the
+    garbage collector removes it when the last of them goes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": capability_service_name(capability),
+            "namespace": namespace,
+            "labels": {"foundation.dev/capability": capability, **MANAGED_BY},
+            "ownerReferences": owners,
+        },
+        "spec": {
+            "selector": {CAPABILITY_PREFIX + capability: "true"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def service_account(view: AgentView) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": view.name,
+            "namespace": view.namespace,
+            "labels": agent_labels(view),
+            "ownerReferences": [owner_reference(view)],
+        },
+    }
+
+
+def role(view: AgentView) -> Obj:
+    """Exactly the Agent's own state objects, its own status, and discovery reads."""
+    states = [state_key(view, i) for i in range(view.spec.replicas)]
+    rules: list[Obj] = [
+        {
+            "apiGroups": [GROUP],
+            "resources": ["agents", "agents/status"],
+            "resourceNames": [view.name],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["services", "endpoints"],
+            "verbs": ["get", "list", "watch"],
+        },
+    ]
+    if states and view.spec.persistence.store == "ConfigMap":
+        rules.insert(
+            0,
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": states,
+                "verbs": ["get", "update", "patch"],
+            },
+        )
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {
+            "name": f"foundation-agent-{view.name}",
+            "namespace": view.namespace,
+            "labels": agent_labels(view),
+            "ownerReferences": [owner_reference(view)],
+        },
+        "rules": rules,
+    }
+
+
+def role_binding(view: AgentView) -> Obj:
+    name = f"foundation-agent-{view.name}"
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": name,
+            "namespace": view.namespace,
+            "labels": agent_labels(view),
+            "ownerReferences": [owner_reference(view)],
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": view.service_account, "namespace": view.namespace}
+        ],
+    }

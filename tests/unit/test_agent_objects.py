@@ -1,0 +1,124 @@
+"""The objects an Agent wants, built without a cluster."""
+
+import pytest
+
+from foundation_operator.agents import objects
+from foundation_operator.agents.objects import AgentView, InvalidSpec
+
+
+def agent(**spec: object) -> dict:
+    return {
+        "apiVersion": "foundation.dev/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": "writer", "namespace": "team", "uid": "u-1", "generation": 2},
+        "spec": {"image": "foundation-agent:dev", "agent": "pkg.mod:Writer", **spec},
+    }
+
+
+def view(**spec: object) -> AgentView:
+    return AgentView.from_body(agent(**spec))
+
+
+def test_member_pod_is_owned_labelled_and_runs_the_runtime() -> None:
+    pod = objects.member_pod(view(capabilities=["summarize"], env=[{"name": "X", "value": "1"}]), 1)
+    meta = pod["metadata"]
+    assert meta["name"] == "writer-1"
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "foundation.dev/v1alpha1",
+            "kind": "Agent",
+            "name": "writer",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert meta["labels"]["foundation.dev/agent"] == "writer"
+    assert meta["labels"]["foundation.dev/member"] == "1"
+    assert meta["labels"]["capability.foundation.dev/summarize"] == "true"
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["foundation-agent"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["FOUNDATION_AGENT_CLASS"]["value"] == "pkg.mod:Writer"
+    assert env["X"]["value"] == "1"
+    assert pod["spec"]["serviceAccountName"] == "writer"
+    assert pod["spec"]["restartPolicy"] == "Always"
+
+
+def test_template_hash_follows_the_template_not_replicas() -> None:
+    base = objects.template_hash(view())
+    assert objects.template_hash(view(replicas=5)) == base
+    assert objects.template_hash(view(image="other:1")) != base
+    assert objects.template_hash(view(config={"k": 1})) != base
+    assert objects.member_pod(view(), 0)["metadata"]["annotations"][objects.TEMPLATE_HASH] == base
+
+
+def test_pod_template_overrides_reach_the_pod() -> None:
+    pod = objects.member_pod(
+        view(
+            podTemplate={
+                "labels": {"team": "a"},
+                "annotations": {"note": "x"},
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "securityContext": {"runAsNonRoot": True},
+            }
+        ),
+        0,
+    )
+    assert pod["metadata"]["labels"]["team"] == "a"
+    assert pod["metadata"]["annotations"]["note"] == "x"
+    assert pod["spec"]["nodeSelector"] == {"disk": "ssd"}
+    assert pod["spec"]["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    assert pod["spec"]["securityContext"] == {"runAsNonRoot": True}
+
+
+def test_role_allows_exactly_own_state_status_and_discovery() -> None:
+    rules = objects.role(view(replicas=2))["rules"]
+    assert rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["writer-0-state", "writer-1-state"],
+            "verbs": ["get", "update", "patch"],
+        },
+        {
+            "apiGroups": ["foundation.dev"],
+            "resources": ["agents", "agents/status"],
+            "resourceNames": ["writer"],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["services", "endpoints"],
+            "verbs": ["get", "list", "watch"],
+        },
+    ]
+    binding = objects.role_binding(view(serviceAccountName="custom"))
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "custom", "namespace": "team"}
+    ]
+
+
+def test_capability_service_selects_the_capability_and_has_every_owner() -> None:
+    owners = [objects.owner_reference(view(), controller=False)]
+    service = objects.capability_service("team", "summarize", owners)
+    assert service["metadata"]["name"] == "foundation-cap-summarize"
+    assert service["spec"]["selector"] == {"capability.foundation.dev/summarize": "true"}
+    assert service["metadata"]["ownerReferences"][0]["controller"] is False
+
+
+def test_problems_the_schema_cannot_express() -> None:
+    assert objects.problems(view()) == []
+    dupes = objects.problems(view(capabilities=["a", "a"]))
+    assert dupes == ["spec.capabilities lists a more than once"]
+    reserved = objects.problems(view(env=[{"name": "FOUNDATION_AGENT_CLASS", "value": "x"}]))
+    assert "FOUNDATION_AGENT_CLASS" in reserved[0]
+    body = agent()
+    body["metadata"]["name"] = "9lives"
+    assert "DNS-1035" in objects.problems(AgentView.from_body(body))[0]
+
+
+def test_unparseable_spec_names_the_field() -> None:
+    with pytest.raises(InvalidSpec, match=r"spec\.replicas"):
+        AgentView.from_body(agent(replicas=-3))
