@@ -1,4 +1,4 @@
-"""The kopf handlers the operator registers. Resource handlers arrive with their CRDs.
+"""The kopf handlers: thin. They feed watch events to the Agent supervisor and manage its life.
 
 They register on kopf's default registry, which also holds kopf's login handlers (kubeconfig,
 in-cluster): importing this module is what registers them.
@@ -6,23 +6,61 @@ in-cluster): importing this module is what registers them.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
 import kopf
 
 from foundation_operator import __version__
+from foundation_operator.agents import api, objects
+from foundation_operator.agents.controller import Supervisor
+from foundation_operator.k8s import Kube, connect
 
 logger = logging.getLogger(__name__)
 
 
+class State:
+    supervisor: Supervisor | None = None
+
+
+def _post_event(body: dict, reason: str, message: str) -> None:
+    kopf.warn(body, reason=reason, message=message)
+
+
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Without the KopfPeering CRDs every replica would be active; until the chart installs
     # them, run standalone rather than warn on every start.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
+    State.supervisor = Supervisor(Kube(await connect()), post_event=_post_event)
+    State.supervisor.start()
     logger.info("foundation operator %s starting", __version__)
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    if State.supervisor:
+        await State.supervisor.stop()
+        await State.supervisor.kube.api.close()
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def agent_event(event: dict, **_: Any) -> None:
+    # kopf reports objects of the initial listing with type None.
+    if State.supervisor:
+        State.supervisor.observe_agent(
+            event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
+        )
+
+
+@kopf.on.event("", "v1", "pods", labels={objects.AGENT_LABEL: kopf.PRESENT})
+async def pod_event(event: dict, **_: Any) -> None:
+    if State.supervisor:
+        State.supervisor.observe_pod(
+            event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
+        )
 
 
 @kopf.on.probe(id="version")

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from prometheus_client import Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 from foundation_operator import __version__
 
 BUILD_INFO = Info("foundation_operator_build", "Version of the running Foundation operator.")
 BUILD_INFO.info({"version": __version__})
+
+RECONCILIATIONS = Counter(
+    "foundation_operator_reconciliations_total",
+    "Reconciliations by resource and result (ok, api_error, error).",
+    ["resource", "result"],
+)
+RECONCILE_SECONDS = Histogram(
+    "foundation_operator_reconcile_duration_seconds",
+    "Time one reconciliation takes.",
+    ["resource"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+API_ERRORS = Counter(
+    "foundation_operator_api_errors_total", "Kubernetes API errors by HTTP status.", ["code"]
+)
+MEMBER_RESTARTS = Counter(
+    "foundation_operator_member_restarts_total",
+    "Member restarts the supervisor counted (container restarts and pod re-creations).",
+)
+INTENSITY_EXHAUSTED = Counter(
+    "foundation_operator_restart_intensity_exhausted_total",
+    "Times an Agent failed because its restart intensity was exceeded.",
+)
+AGENTS = Gauge("foundation_operator_agents", "Agents by phase.", ["phase"])
 
 
 def serve(port: int) -> None:

@@ -156,6 +156,9 @@ class AgentStatus(Model):
         default_factory=list,
         description="Times of the restarts still inside the restart-intensity window.",
     )
+    capabilities: list[str] = Field(
+        default_factory=list, description="Capability Services the Agent has joined."
+    )
     observed_restarted_at: str = Field(
         "", description="The foundation.dev/restartedAt annotation last acted on."
     )

@@ -32,7 +32,11 @@ def ensure_target(path, is_file, created_log):
     if is_file:
         open(path, "a").close()
     else:
-        os.mkdir(path)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            return  # another pod's container made it at the same moment
+
     with open(created_log, "a") as log:
         log.write(path + "\n")
 

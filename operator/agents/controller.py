@@ -1,0 +1,633 @@
+"""The Agent supervisor: observes Agents and their member pods, and reconciles each Agent.
+
+Level-triggered: watch events only update the index and queue the Agent's key; workers take
+keys from the queue, one worker per key at a time, and bring the cluster to what the spec wants.
+An Agent whose objects already match its spec costs no API writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from datetime import UTC, datetime, timedelta
+
+from foundation_operator import metrics
+from foundation_operator.agents import objects
+from foundation_operator.agents.objects import AgentView, InvalidSpec
+from foundation_operator.k8s import ApiException, Kube, Obj, status_of
+
+logger = logging.getLogger(__name__)
+FINALIZER = "foundation.dev/supervisor"
+Key = tuple[str, str]  # (namespace, name)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def restart_count(pod: Obj) -> int:
+    return sum(
+        s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses") or []
+    )
+
+
+def pod_ready(pod: Obj) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def last_exit(pod: Obj) -> Obj | None:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (status.get("lastState") or {}).get("terminated") or (
+            status.get("state") or {}
+        ).get("terminated")
+        if terminated:
+            return {
+                "exitCode": terminated.get("exitCode"),
+                "reason": terminated.get("reason", ""),
+                "finishedAt": terminated.get("finishedAt"),
+            }
+    return None
+
+
+def ordinal_of(pod: Obj) -> int:
+    try:
+        return int(pod["metadata"]["labels"][objects.MEMBER_LABEL])
+    except (KeyError, ValueError):
+        return -1
+
+
+@dataclass
+class Restart:
+    member: str
+    ordinal: int
+    at: datetime
+    why: str
+
+
+@dataclass
+class AgentMemory:
+    """What the supervisor remembers of one Agent between reconciliations."""
+
+    restart_baseline: dict[str, int] = field(default_factory=dict)  # pod uid -> restartCount
+    expected_gone: set[str] = field(default_factory=set)  # pod uids the supervisor deleted
+    pending_restarts: list[Restart] = field(default_factory=list)
+
+
+def condition(
+    kind: str, ok: bool | None, reason: str, message: str, generation: int, previous: list[Obj]
+) -> Obj:
+    status = "Unknown" if ok is None else ("True" if ok else "False")
+    before = next((c for c in previous if c.get("type") == kind), None)
+    since = (
+        before["lastTransitionTime"] if before and before.get("status") == status else stamp(now())
+    )
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+
+
+def without_empty_strings(value: Any, in_list: bool = False) -> Any:
+    """A merge patch without "": Kubernetes 1.20 rejects empty strings in custom resources
+    ("must be of type string: null"). In maps "" becomes null, which deletes the field; in list
+    items (replaced whole) the key is dropped."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if v == "":
+                if not in_list:
+                    out[k] = None
+                continue
+            out[k] = without_empty_strings(v, in_list)
+        return out
+    if isinstance(value, list):
+        return [without_empty_strings(v, in_list=True) for v in value]
+    return value
+
+
+def comparable(status: Obj) -> Obj:
+    """A status without transition times, to decide whether anything changed."""
+    out = {k: v for k, v in status.items() if v not in ("", None)}
+    out["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime" and v not in ("", None)}
+        for c in status.get("conditions") or []
+    ]
+    out["members"] = [without_empty_strings(m, in_list=True) for m in status.get("members") or []]
+    return out
+
+
+class Supervisor:
+    def __init__(
+        self,
+        kube: Kube,
+        workers: int = 8,
+        post_event: Callable[[Obj, str, str], None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.workers = workers
+        self.post_event = post_event or (lambda body, reason, message: None)
+        self.agents: dict[Key, Obj] = {}
+        self.pods: dict[Key, dict[str, Obj]] = {}
+        self.memory: dict[Key, AgentMemory] = {}
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._busy: set[Key] = set()
+        self._again: set[Key] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- observation (from watch events) --------------------------------------------------
+
+    def observe_agent(self, event: str, body: Obj) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if event == "DELETED":
+            self.agents.pop(key, None)
+        else:
+            self.agents[key] = body
+        self.enqueue(key)
+
+    def observe_pod(self, event: str, body: Obj) -> None:
+        meta = body["metadata"]
+        agent = (meta.get("labels") or {}).get(objects.AGENT_LABEL)
+        if not agent:
+            return
+        key = (meta["namespace"], agent)
+        members = self.pods.setdefault(key, {})
+        if event == "DELETED":
+            members.pop(meta["name"], None)
+            memory = self.memory.setdefault(key, AgentMemory())
+            uid = meta["uid"]
+            if uid in memory.expected_gone:
+                memory.expected_gone.discard(uid)
+            elif key in self.agents and not self.agents[key]["metadata"].get("deletionTimestamp"):
+                memory.pending_restarts.append(
+                    Restart(meta["name"], ordinal_of(body), now(), "its pod was deleted")
+                )
+            memory.restart_baseline.pop(uid, None)
+        else:
+            members[meta["name"]] = body
+        self.enqueue(key)
+
+    def enqueue(self, key: Key) -> None:
+        if key in self._busy:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._work(), name=f"reconciler-{i}") for i in range(self.workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._busy.add(key)
+            started = time.monotonic()
+            result = "ok"
+            try:
+                await self.reconcile(key)
+            except ApiException as exc:
+                result = "api_error"
+                metrics.API_ERRORS.labels(code=str(status_of(exc))).inc()
+                logger.warning(
+                    "reconcile %s/%s: API error %s %s: %s",
+                    *key,
+                    exc.status,
+                    exc.reason,
+                    (getattr(exc, "body", None) or "")[:500],
+                    extra={"namespace": key[0], "agent": key[1]},
+                )
+                await asyncio.sleep(1.0)
+                self._again.add(key)
+            except Exception:
+                result = "error"
+                logger.exception(
+                    "reconcile %s/%s failed", *key, extra={"namespace": key[0], "agent": key[1]}
+                )
+                await asyncio.sleep(1.0)
+                self._again.add(key)
+            finally:
+                metrics.RECONCILIATIONS.labels(resource="agent", result=result).inc()
+                metrics.RECONCILE_SECONDS.labels(resource="agent").observe(
+                    time.monotonic() - started
+                )
+                self._busy.discard(key)
+                if key in self._again:
+                    self._again.discard(key)
+                    self.enqueue(key)
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.agents.get(key)
+        if body is None:
+            self.memory.pop(key, None)
+            if not self.pods.get(key):
+                self.pods.pop(key, None)
+            return
+        try:
+            view = AgentView.from_body(body)
+        except InvalidSpec as exc:
+            await self._invalid(body, str(exc))
+            return
+        if view.deleting:
+            await self._finalize(view, body)
+            return
+        found = objects.problems(view)
+        if view.spec.service_account_name and not await self.kube.read(
+            "ServiceAccount", view.namespace, view.spec.service_account_name
+        ):
+            found.append(
+                f'spec.serviceAccountName: ServiceAccount "'
+                f'{view.spec.service_account_name}" does not exist in {view.namespace}'
+            )
+        if found:
+            await self._invalid(body, "; ".join(found))
+            return
+        if FINALIZER not in (body["metadata"].get("finalizers") or []):
+            finalizers = [*(body["metadata"].get("finalizers") or []), FINALIZER]
+            await self.kube.patch_agent(
+                view.namespace, view.name, {"metadata": {"finalizers": finalizers}}
+            )
+        await self._ensure_owned(view)
+        await self._supervise(view, body)
+
+    async def _invalid(self, body: Obj, message: str) -> None:
+        meta = body["metadata"]
+        status = dict(body.get("status") or {})
+        previous = status.get("conditions") or []
+        generation = int(meta.get("generation", 0))
+        new = {
+            **status,
+            "phase": "Failed",
+            "observedGeneration": generation,
+            "conditions": [condition("Ready", False, "InvalidSpec", message, generation, previous)],
+        }
+        await self._write_status(body, new)
+
+    async def _ensure(self, want: Obj, fields: tuple[str, ...] = ()) -> None:
+        """Create `want`, or patch the top-level `fields` of what exists where they differ."""
+        meta = want["metadata"]
+        have = await self.kube.read(want["kind"], meta["namespace"], meta["name"])
+        if have is None:
+            try:
+                await self.kube.create(want)
+            except ApiException as exc:
+                if status_of(exc) != 409:
+                    raise
+            return
+        patch = {f: want[f] for f in fields if have.get(f) != want[f]}
+        if patch:
+            await self.kube.patch(want["kind"], meta["namespace"], meta["name"], patch)
+
+    async def _ensure_owned(self, view: AgentView) -> None:
+        if not view.spec.service_account_name:
+            await self._ensure(objects.service_account(view))
+        await self._ensure(objects.role(view), ("rules",))
+        await self._ensure(objects.role_binding(view), ("subjects",))
+        await self._ensure(objects.agent_service(view))
+        for capability in view.spec.capabilities:
+            await self._join_capability(view, capability)
+
+    async def _join_capability(self, view: AgentView, capability: str) -> None:
+        name = objects.capability_service_name(capability)
+        mine = objects.owner_reference(view, controller=False)
+        have = await self.kube.read("Service", view.namespace, name)
+        if have is None:
+            await self._ensure(objects.capability_service(view.namespace, capability, [mine]))
+            return
+        owners = have["metadata"].get("ownerReferences") or []
+        if not any(o.get("uid") == view.uid for o in owners):
+            await self.kube.patch(
+                "Service", view.namespace, name, {"metadata": {"ownerReferences": [*owners, mine]}}
+            )
+
+    async def _leave_capability(self, view: AgentView, capability: str) -> None:
+        """Drop the Agent's owner reference from a capability Service; the last one deletes it."""
+        name = objects.capability_service_name(capability)
+        have = await self.kube.read("Service", view.namespace, name)
+        if have is None:
+            return
+        owners = [
+            o for o in have["metadata"].get("ownerReferences") or [] if o.get("uid") != view.uid
+        ]
+        if len(owners) == len(have["metadata"].get("ownerReferences") or []):
+            return
+        if owners:
+            await self.kube.patch(
+                "Service", view.namespace, name, {"metadata": {"ownerReferences": owners}}
+            )
+        else:
+            await self.kube.delete("Service", view.namespace, name, uid=have["metadata"]["uid"])
+
+    async def _delete_member(self, view: AgentView, pod: Obj) -> None:
+        memory = self.memory.setdefault((view.namespace, view.name), AgentMemory())
+        memory.expected_gone.add(pod["metadata"]["uid"])
+        await self.kube.delete(
+            "Pod", view.namespace, pod["metadata"]["name"], uid=pod["metadata"]["uid"]
+        )
+
+    async def _supervise(self, view: AgentView, body: Obj) -> None:
+        key = (view.namespace, view.name)
+        memory = self.memory.setdefault(key, AgentMemory())
+        status = dict(body.get("status") or {})
+        sup = view.spec.supervision
+        members = dict(self.pods.get(key, {}))
+        previous_members = {m["name"]: m for m in status.get("members") or []}
+
+        # Restarts since the last look: container restarts and pods deleted from under us.
+        restarts = list(memory.pending_restarts)
+        memory.pending_restarts.clear()
+        for name, pod in members.items():
+            uid, count = pod["metadata"]["uid"], restart_count(pod)
+            if uid not in memory.restart_baseline:
+                before = previous_members.get(name, {})
+                known = before.get("restarts", 0) if before.get("pod") == name else 0
+                memory.restart_baseline[uid] = min(known, count)
+            delta = count - memory.restart_baseline[uid]
+            memory.restart_baseline[uid] = count
+            for _ in range(delta):
+                restarts.append(Restart(name, ordinal_of(pod), now(), "its container restarted"))
+
+        # A spec change or the restartedAt annotation starts a failed Agent afresh.
+        restarted_at = view.annotations.get(objects.RESTARTED_AT, "")
+        fresh = (
+            status.get("observedGeneration") != view.generation
+            or status.get("observedRestartedAt", "") != restarted_at
+        )
+        failed = (
+            status.get("phase") == "Failed"
+            and not fresh
+            and any(
+                c.get("reason") == "RestartIntensityExceeded"
+                for c in status.get("conditions") or []
+            )
+        )
+        window = timedelta(seconds=sup.period_seconds)
+        recent = (
+            []
+            if fresh and status.get("phase") == "Failed"
+            else [parse_stamp(t) for t in status.get("recentRestarts") or []]
+        )
+        recent = [t for t in recent + [r.at for r in restarts] if now() - t <= window]
+        total = int(status.get("restarts", 0)) + len(restarts)
+        if restarts:
+            metrics.MEMBER_RESTARTS.inc(len(restarts))
+
+        exhausted_message = ""
+        if not failed and len(recent) > sup.max_restarts:
+            failed = True
+            last = restarts[-1] if restarts else None
+            member = last.member if last else "a member"
+            exit_info = last_exit(members[last.member]) if last and last.member in members else None
+            exit_text = (
+                f"last exit code {exit_info['exitCode']} ({exit_info['reason']})"
+                if exit_info
+                else (last.why if last else "unknown")
+            )
+            exhausted_message = (
+                f"member {member} restarted {len(recent)} times within {sup.period_seconds}s "
+                f"(maxRestarts {sup.max_restarts}); {exit_text}. Change the spec or set the "
+                f"{objects.RESTARTED_AT} annotation to start it again"
+            )
+            metrics.INTENSITY_EXHAUSTED.inc()
+            self.post_event(body, "RestartIntensityExceeded", exhausted_message)
+            logger.warning(
+                "agent %s/%s failed: %s",
+                view.namespace,
+                view.name,
+                exhausted_message,
+                extra={"namespace": view.namespace, "agent": view.name},
+            )
+
+        if failed:
+            if sup.on_exhausted == "Stop":
+                for pod in members.values():
+                    if not pod["metadata"].get("deletionTimestamp"):
+                        await self._delete_member(view, pod)
+            supervised = condition(
+                "Supervised",
+                False,
+                "RestartIntensityExceeded",
+                exhausted_message
+                or next(
+                    (
+                        c["message"]
+                        for c in status.get("conditions") or []
+                        if c.get("type") == "Supervised"
+                    ),
+                    "",
+                ),
+                view.generation,
+                status.get("conditions") or [],
+            )
+            await self._write_agent_status(
+                view, body, members, "Failed", supervised, recent, total, restarted_at
+            )
+            return
+
+        # OTP strategies: siblings of a failed member restart with it.
+        for restart in restarts:
+            if sup.strategy == "OneForOne":
+                continue
+            for pod in members.values():
+                sibling = ordinal_of(pod)
+                if sibling == restart.ordinal or pod["metadata"].get("deletionTimestamp"):
+                    continue
+                if sup.strategy == "OneForAll" or sibling > restart.ordinal:
+                    await self._delete_member(view, pod)
+
+        await self._converge_members(view, members)
+        for capability in set(status.get("capabilities") or []) - set(view.spec.capabilities):
+            await self._leave_capability(view, capability)
+        supervised = condition(
+            "Supervised",
+            True,
+            "WithinIntensity",
+            f"{len(recent)} restarts in the last {sup.period_seconds}s (max {sup.max_restarts})",
+            view.generation,
+            status.get("conditions") or [],
+        )
+        await self._write_agent_status(
+            view, body, members, None, supervised, recent, total, restarted_at
+        )
+
+    async def _converge_members(self, view: AgentView, members: dict[str, Obj]) -> None:
+        want_hash = objects.template_hash(view)
+        replicas = view.spec.replicas
+        by_ordinal = {ordinal_of(p): p for p in members.values()}
+        # Scale down, highest ordinals first.
+        for ordinal in sorted((o for o in by_ordinal if o >= replicas or o < 0), reverse=True):
+            pod = by_ordinal.pop(ordinal)
+            if not pod["metadata"].get("deletionTimestamp"):
+                await self._delete_member(view, pod)
+        # Missing members; failed pods (evicted) are replaced.
+        for ordinal in range(replicas):
+            pod = by_ordinal.get(ordinal)
+            if (
+                pod is not None
+                and pod.get("status", {}).get("phase") in ("Failed", "Succeeded")
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                memory = self.memory.setdefault((view.namespace, view.name), AgentMemory())
+                memory.pending_restarts.append(
+                    Restart(pod["metadata"]["name"], ordinal, now(), "its pod failed")
+                )
+                await self._delete_member(view, pod)
+                continue
+            if pod is None:
+                try:
+                    await self.kube.create(objects.member_pod(view, ordinal))
+                except ApiException as exc:
+                    if status_of(exc) != 409:  # already there: our cache is behind
+                        raise
+        # Roll out a new template one member at a time, once all the others are ready.
+        outdated = [
+            p
+            for o, p in sorted(by_ordinal.items())
+            if o < replicas
+            and p["metadata"].get("annotations", {}).get(objects.TEMPLATE_HASH) != want_hash
+        ]
+        settled = len(by_ordinal) >= replicas and all(
+            pod_ready(p) or p in outdated for p in by_ordinal.values()
+        )
+        if (
+            outdated
+            and settled
+            and not any(p["metadata"].get("deletionTimestamp") for p in by_ordinal.values())
+        ):
+            await self._delete_member(view, outdated[0])
+
+    async def _write_agent_status(
+        self,
+        view: AgentView,
+        body: Obj,
+        members: dict[str, Obj],
+        phase: str | None,
+        supervised: Obj,
+        recent: list[datetime],
+        total: int,
+        restarted_at: str,
+    ) -> None:
+        status = dict(body.get("status") or {})
+        previous = status.get("conditions") or []
+        replicas = view.spec.replicas
+        member_status = []
+        for ordinal in range(replicas):
+            name = objects.member_name(view, ordinal)
+            pod = members.get(name)
+            entry: Obj = {
+                "name": name,
+                "pod": name if pod else "",
+                "ready": bool(pod and pod_ready(pod)),
+                "restarts": restart_count(pod) if pod else 0,
+            }
+            exit_info = last_exit(pod) if pod else None
+            if exit_info:
+                entry["lastExit"] = exit_info
+            member_status.append(entry)
+        ready = sum(1 for m in member_status if m["ready"])
+        if phase is None:
+            started = any(
+                pod.get("status", {}).get("phase") == "Running" for pod in members.values()
+            )
+            phase = "Running" if ready == replicas else ("Degraded" if started else "Pending")
+        ready_condition = condition(
+            "Ready",
+            ready == replicas and phase != "Failed",
+            "AllMembersReady"
+            if ready == replicas and phase != "Failed"
+            else ("RestartIntensityExceeded" if phase == "Failed" else "MembersNotReady"),
+            f"{ready}/{replicas} members ready",
+            view.generation,
+            previous,
+        )
+        persisted = next((c for c in previous if c.get("type") == "Persisted"), None) or condition(
+            "Persisted",
+            None,
+            "NotReported",
+            "the agent runtime has not reported its state yet",
+            view.generation,
+            previous,
+        )
+        new = {
+            **status,
+            "phase": phase,
+            "ready": f"{ready}/{replicas}",
+            "restarts": total,
+            "observedGeneration": view.generation,
+            "observedRestartedAt": restarted_at,
+            "members": member_status,
+            "recentRestarts": [stamp(t) for t in recent],
+            "capabilities": sorted(view.spec.capabilities),
+            "conditions": [ready_condition, supervised, persisted],
+        }
+        await self._write_status(body, new)
+
+    async def _write_status(self, body: Obj, new: Obj) -> None:
+        old = body.get("status") or {}
+        if comparable(new) == comparable(old):
+            return
+        meta = body["metadata"]
+        answer = await self.kube.patch_agent(
+            meta["namespace"], meta["name"], {"status": without_empty_strings(new)}, status=True
+        )
+        # Keep the cache ahead of the watch so the next pass compares with what we wrote.
+        key = (meta["namespace"], meta["name"])
+        if key in self.agents:
+            self.agents[key] = answer
+
+    async def _finalize(self, view: AgentView, body: Obj) -> None:
+        """Stop members gracefully, release shared objects, then let the Agent go."""
+        key = (view.namespace, view.name)
+        if FINALIZER not in (body["metadata"].get("finalizers") or []):
+            return
+        members = self.pods.get(key, {})
+        status = dict(body.get("status") or {})
+        if status.get("phase") != "Terminating":
+            await self._write_status(body, {**status, "phase": "Terminating"})
+        for pod in list(members.values()):
+            if not pod["metadata"].get("deletionTimestamp"):
+                await self._delete_member(view, pod)
+        if members:
+            return  # pod events bring us back when they are gone
+        for capability in set(status.get("capabilities") or []) | set(view.spec.capabilities):
+            await self._leave_capability(view, capability)
+        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
+        await self.kube.patch_agent(
+            view.namespace, view.name, {"metadata": {"finalizers": finalizers or None}}
+        )

@@ -1,0 +1,146 @@
+"""The operator's one way to talk to the API: kubernetes_asyncio, plain dicts, checked statuses.
+
+kubernetes_asyncio raises for error statuses only when it decodes the body itself; calls here
+use `_preload_content=False` (no model building) and check the status in `call`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+Obj = dict[str, Any]
+MERGE = "application/merge-patch+json"
+
+__all__ = ["MERGE", "ApiException", "Kube", "Obj", "call", "connect"]
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+
+
+async def connect() -> client.ApiClient:
+    """In-cluster credentials inside a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = client.Configuration()
+    if in_cluster():
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        await config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 64
+    return client.ApiClient(configuration)
+
+
+async def call(request: Awaitable[Any]) -> Obj:
+    """The decoded answer of a `_preload_content=False` request, or ApiException."""
+    response = await request
+    data = await response.read()
+    if not 200 <= response.status <= 299:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body = data.decode(errors="replace")
+        raise error
+    return json.loads(data) if data else {}
+
+
+def status_of(exc: ApiException) -> int:
+    return int(exc.status or 0)
+
+
+class Kube:
+    """Typed enough for the operator: create, read, patch and delete the kinds it manages."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def _core_kind(self, kind: str) -> tuple[Any, Any, Any, Any]:
+        """(create, read, patch, delete) namespaced functions for a kind."""
+        table = {
+            "Pod": ("pod", self.core),
+            "Service": ("service", self.core),
+            "ServiceAccount": ("service_account", self.core),
+            "ConfigMap": ("config_map", self.core),
+            "Role": ("role", self.rbac),
+            "RoleBinding": ("role_binding", self.rbac),
+        }
+        name, api = table[kind]
+        return (
+            getattr(api, f"create_namespaced_{name}"),
+            getattr(api, f"read_namespaced_{name}"),
+            getattr(api, f"patch_namespaced_{name}"),
+            getattr(api, f"delete_namespaced_{name}"),
+        )
+
+    async def create(self, obj: Obj) -> Obj:
+        create, _, _, _ = self._core_kind(obj["kind"])
+        return await call(create(obj["metadata"]["namespace"], obj, _preload_content=False))
+
+    async def read(self, kind: str, namespace: str, name: str) -> Obj | None:
+        _, read, _, _ = self._core_kind(kind)
+        try:
+            return await call(read(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+
+    async def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
+        _, _, patch_fn, _ = self._core_kind(kind)
+        return await call(
+            patch_fn(name, namespace, patch, _content_type=MERGE, _preload_content=False)
+        )
+
+    async def delete(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        grace: int | None = None,
+    ) -> bool:
+        """Delete; False if it was already gone (or is another object of that name now)."""
+        _, _, _, delete = self._core_kind(kind)
+        body: Obj = {}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        if grace is not None:
+            body["gracePeriodSeconds"] = grace
+        try:
+            await call(delete(name, namespace, body=body, _preload_content=False))
+            return True
+        except ApiException as exc:
+            if status_of(exc) in (404, 409):
+                return False
+            raise
+
+    async def patch_agent(
+        self, namespace: str, name: str, patch: Obj, *, status: bool = False
+    ) -> Obj:
+        from foundation_operator.agents.api import GROUP, PLURAL, VERSION
+
+        fn = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
+        return await call(
+            fn(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type=MERGE,
+                _preload_content=False,
+            )
+        )
