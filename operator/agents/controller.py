@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from foundation_operator import metrics
 from foundation_operator.agents import objects
