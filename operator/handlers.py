@@ -24,17 +24,13 @@ class State:
     supervisor: Supervisor | None = None
 
 
-def _post_event(body: dict, reason: str, message: str) -> None:
-    kopf.warn(body, reason=reason, message=message)
-
-
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Without the KopfPeering CRDs every replica would be active; until the chart installs
     # them, run standalone rather than warn on every start.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
-    State.supervisor = Supervisor(Kube(await connect()), post_event=_post_event)
+    State.supervisor = Supervisor(Kube(await connect()))
     State.supervisor.start()
     logger.info("foundation operator %s starting", __version__)
 

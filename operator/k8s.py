@@ -68,6 +68,7 @@ class Kube:
             "Service": ("service", self.core),
             "ServiceAccount": ("service_account", self.core),
             "ConfigMap": ("config_map", self.core),
+            "Event": ("event", self.core),
             "Role": ("role", self.rbac),
             "RoleBinding": ("role_binding", self.rbac),
         }

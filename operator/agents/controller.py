@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,15 +138,9 @@ def comparable(status: Obj) -> Obj:
 
 
 class Supervisor:
-    def __init__(
-        self,
-        kube: Kube,
-        workers: int = 8,
-        post_event: Callable[[Obj, str, str], None] | None = None,
-    ) -> None:
+    def __init__(self, kube: Kube, workers: int = 8) -> None:
         self.kube = kube
         self.workers = workers
-        self.post_event = post_event or (lambda body, reason, message: None)
         self.agents: dict[Key, Obj] = {}
         self.pods: dict[Key, dict[str, Obj]] = {}
         self.memory: dict[Key, AgentMemory] = {}
@@ -285,6 +278,33 @@ class Supervisor:
             )
         await self._ensure_owned(view)
         await self._supervise(view, body)
+
+    async def _warn(self, view: AgentView, reason: str, message: str) -> None:
+        """A Warning Event on the Agent. Best effort: losing an Event never stops supervision."""
+        moment = stamp(now())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{view.name}.", "namespace": view.namespace},
+            "involvedObject": {
+                "apiVersion": f"{objects.GROUP}/{objects.VERSION}",
+                "kind": objects.KIND,
+                "name": view.name,
+                "namespace": view.namespace,
+                "uid": view.uid,
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "foundation-operator"},
+            "firstTimestamp": moment,
+            "lastTimestamp": moment,
+            "count": 1,
+        }
+        try:
+            await self.kube.create(event)
+        except ApiException as exc:
+            logger.warning("could not record event %s on %s: %s", reason, view.key, exc.reason)
 
     async def _invalid(self, body: Obj, message: str) -> None:
         meta = body["metadata"]
@@ -425,7 +445,7 @@ class Supervisor:
                 f"{objects.RESTARTED_AT} annotation to start it again"
             )
             metrics.INTENSITY_EXHAUSTED.inc()
-            self.post_event(body, "RestartIntensityExceeded", exhausted_message)
+            await self._warn(view, "RestartIntensityExceeded", exhausted_message)
             logger.warning(
                 "agent %s/%s failed: %s",
                 view.namespace,

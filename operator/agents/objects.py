@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentSpec
 
+__all__ = ["GROUP", "KIND", "VERSION", "AgentView", "InvalidSpec"]
+
 Obj = dict[str, Any]
 
 AGENT_LABEL = "foundation.dev/agent"

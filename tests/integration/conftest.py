@@ -7,17 +7,17 @@ test that cannot get the cluster fails: nothing here is ever skipped.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from kubernetes_asyncio import client, config
 
-from kube import REPO, Kube
+from kube import REPO, RESTART_BACKOFF, Kube
 
 pytestmark = pytest.mark.integration
-RESTART_BACKOFF = "1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -57,3 +57,42 @@ async def kube(api: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIt
     finally:
         if os.environ.get("FOUNDATION_KEEP_NAMESPACES") != "1":
             await kube.delete_namespace()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The CRDs applied and `foundation-operator` running against the local cluster."""
+    kubectl = str(REPO / "e2e/local/kubectl")
+    subprocess.run([kubectl, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)
+    subprocess.run(
+        [kubectl, "wait", "--for=condition=Established", "crd/agents.foundation.dev"],
+        check=True,
+        capture_output=True,
+    )
+    proc = start_operator(cluster)
+    yield proc
+    stop_operator(proc)
+
+
+def start_operator(kubeconfig: str) -> subprocess.Popen[bytes]:
+    log = open(REPO / ".local-cluster" / "logs" / "operator-tests.log", "ab")
+    env = dict(
+        os.environ,
+        KUBECONFIG=kubeconfig,
+        FOUNDATION_HEALTH_HOST="127.0.0.1",
+        FOUNDATION_HEALTH_PORT="18080",
+        FOUNDATION_METRICS_PORT="19090",
+        FOUNDATION_LOG_FORMAT="json",
+    )
+    return subprocess.Popen(
+        [str(REPO / ".venv/bin/foundation-operator")], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

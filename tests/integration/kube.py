@@ -15,6 +15,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parents[2]
+# A short back-off base, so restart intensity (3 restarts in 5 s by default) can be reached by
+# crash-looping containers: a kubelet's 10 s base spaces restarts 10, 20, 40 s apart.
+RESTART_BACKOFF = "0.25"
 Obj = dict[str, Any]
 
 
@@ -26,6 +29,7 @@ class Kube:
         self.ns = namespace
         self.core = client.CoreV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
 
     async def create_namespace(self) -> None:
         await self.core.create_namespace({"metadata": {"name": self.ns}})
@@ -118,6 +122,79 @@ class Kube:
 
         await self.wait(gone, timeout, f"pod {name} gone")
 
+    # -- Agents ---------------------------------------------------------------------------
+
+    async def create_agent(self, name: str, **spec: Any) -> Obj:
+        body = {
+            "apiVersion": "foundation.dev/v1alpha1",
+            "kind": "Agent",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "image": "foundation-agent:dev",
+                "agent": "foundation_agent.agents:CounterAgent",
+                **spec,
+            },
+        }
+        return await self.custom.create_namespaced_custom_object(
+            "foundation.dev", "v1alpha1", self.ns, "agents", body
+        )
+
+    async def agent(self, name: str) -> Obj | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                "foundation.dev", "v1alpha1", self.ns, "agents", name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_agent(self, name: str, patch: Obj) -> Obj:
+        return await self.custom.patch_namespaced_custom_object(
+            "foundation.dev",
+            "v1alpha1",
+            self.ns,
+            "agents",
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
+
+    async def delete_agent(self, name: str) -> None:
+        await self.custom.delete_namespaced_custom_object(
+            "foundation.dev", "v1alpha1", self.ns, "agents", name
+        )
+
+    async def wait_agent(
+        self, name: str, predicate: Callable[[Obj], bool], timeout: float = 60, what: str = ""
+    ) -> Obj:
+        async def check() -> Obj | None:
+            agent = await self.agent(name)
+            return agent if agent and predicate(agent) else None
+
+        return await self.wait(check, timeout, what or f"agent {name}")
+
+    async def members(self, agent: str) -> dict[str, Obj]:
+        """The Agent's member pods by name (terminating ones included)."""
+        response = await self.core.list_namespaced_pod(
+            self.ns, label_selector=f"foundation.dev/agent={agent}", _preload_content=False
+        )
+        return {p["metadata"]["name"]: p for p in json.loads(await response.read())["items"]}
+
+    async def names(self, kind: str, label_selector: str = "") -> list[str]:
+        listers = {
+            "Pod": self.core.list_namespaced_pod,
+            "Service": self.core.list_namespaced_service,
+            "ServiceAccount": self.core.list_namespaced_service_account,
+            "ConfigMap": self.core.list_namespaced_config_map,
+            "Role": self.rbac.list_namespaced_role,
+            "RoleBinding": self.rbac.list_namespaced_role_binding,
+        }
+        response = await listers[kind](
+            self.ns, label_selector=label_selector, _preload_content=False
+        )
+        return sorted(i["metadata"]["name"] for i in json.loads(await response.read())["items"])
+
     def log(self, pod: Obj, container: str, restart: int = 0) -> str:
         """A container's log file as the test node writes it."""
         meta = pod["metadata"]
@@ -165,3 +242,14 @@ def configmap(name: str, data: dict[str, str]) -> Obj:
 def secret(name: str, data: dict[str, bytes]) -> Obj:
     encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
+
+
+def phase(agent: Obj) -> str:
+    return (agent.get("status") or {}).get("phase", "")
+
+
+def agent_condition(agent: Obj, kind: str) -> Obj:
+    for cond in (agent.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return cond
+    return {}

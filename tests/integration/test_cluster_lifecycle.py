@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kube import REPO, Kube, pod, sh
+from kube import REPO, RESTART_BACKOFF, Kube, pod, sh
 from localcluster import processes
 
 CLUSTER = str(REPO / "e2e/local/cluster")
@@ -25,14 +25,14 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_up_when_running_is_idempotent_and_fast(cluster: str) -> None:
     started = time.monotonic()
-    result = run("up", "--restart-backoff", "1")
+    result = run("up", "--restart-backoff", RESTART_BACKOFF)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stdout
     assert elapsed < 3, f"warm up took {elapsed:.1f}s"
     status = run("status")
     assert status.returncode == 0
-    assert "restart back-off         1.0 s" in status.stdout
+    assert f"restart back-off         {float(RESTART_BACKOFF)} s" in status.stdout
     assert "node                     foundation-local-node   Ready" in status.stdout
 
 
@@ -70,7 +70,7 @@ async def test_down_leaves_no_process_mount_or_namespace(kube: Kube) -> None:
         assert not _processes_started_from(REPO / ".local-cluster")
         assert running["metadata"]["uid"]  # the pod was really there
     finally:
-        restarted = run("up", "--restart-backoff", "1")
+        restarted = run("up", "--restart-backoff", RESTART_BACKOFF)
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
 
 

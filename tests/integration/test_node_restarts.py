@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from kube import Kube, container_status, pod, sh
+from kube import RESTART_BACKOFF, Kube, container_status, pod, sh
 
 
 async def test_pvc_data_survives_a_crash_and_the_restart_finds_it(kube: Kube) -> None:
@@ -86,15 +86,17 @@ async def test_crash_loop_backs_off_and_reports_last_exit(kube: Kube) -> None:
     assert status["lastState"]["terminated"]["reason"] == "Error"
     assert seen_backoff["status"]["phase"] == "Running"
 
-    # The session runs the node with a 1 s back-off base: restarts 2 and 3 come after 1 s, 2 s.
+    # Restart 1 comes at once, then back-off base, 2 x base, 4 x base: the gaps double.
     first_seen: dict[int, float] = {}
     deadline = time.monotonic() + 30
     while len(first_seen) < 4 and time.monotonic() < deadline:
         count = container_status(await kube.pod("crasher"), "main").get("restartCount", 0)
         first_seen.setdefault(count, time.monotonic())
         await asyncio.sleep(0.05)
-    assert {2, 3} <= set(first_seen), first_seen
-    assert first_seen[3] - first_seen[2] >= 1.5, first_seen
+    assert {2, 3, 4} <= set(first_seen), first_seen
+    base = float(RESTART_BACKOFF)
+    assert first_seen[3] - first_seen[2] >= 1.6 * base, first_seen
+    assert first_seen[4] - first_seen[3] >= 1.5 * (first_seen[3] - first_seen[2]), first_seen
 
 
 async def test_never_policy_fails_the_pod_without_restart(kube: Kube) -> None:

@@ -1,0 +1,216 @@
+"""The real operator supervising Agents on the local cluster, whose members are real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from kube import REPO, Kube, agent_condition, phase
+
+pytestmark = pytest.mark.usefixtures("operator")
+LABEL = "foundation.dev/agent"
+
+
+def running(n: int):
+    return lambda a: phase(a) == "Running" and a["status"].get("ready") == f"{n}/{n}"
+
+
+async def test_agent_runs_members_with_services_rbac_and_status(kube: Kube) -> None:
+    await kube.create_agent("counter", replicas=2, capabilities=["count"])
+    agent = await kube.wait_agent("counter", running(2), what="counter Running 2/2")
+    members = await kube.members("counter")
+    assert sorted(members) == ["counter-0", "counter-1"]
+    for pod in members.values():
+        owner = pod["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("Agent", "counter", True)
+        assert pod["metadata"]["labels"]["capability.foundation.dev/count"] == "true"
+    assert await kube.names("Service") == ["counter", "foundation-cap-count"]
+    assert await kube.names("ServiceAccount", f"{LABEL}=counter") == ["counter"]
+    assert await kube.names("Role", f"{LABEL}=counter") == ["foundation-agent-counter"]
+    assert await kube.names("RoleBinding", f"{LABEL}=counter") == ["foundation-agent-counter"]
+    status = agent["status"]
+    assert status["observedGeneration"] == agent["metadata"]["generation"]
+    assert [m["name"] for m in status["members"]] == ["counter-0", "counter-1"]
+    assert agent_condition(agent, "Ready")["reason"] == "AllMembersReady"
+    assert agent_condition(agent, "Supervised")["status"] == "True"
+    assert "foundation.dev/supervisor" in agent["metadata"]["finalizers"]
+
+    async def cap_endpoints() -> int:
+        endpoints = await kube.get("Endpoints", "foundation-cap-count") or {}
+        return sum(len(s.get("addresses") or []) for s in endpoints.get("subsets") or [])
+
+    await kube.wait(lambda: _eq(cap_endpoints(), 2), what="both members behind the capability")
+    printed = subprocess.run(
+        [str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "get", "ag"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed.split("\n")[0].split() == [
+        "NAME",
+        "PHASE",
+        "READY",
+        "RESTARTS",
+        "STATE",
+        "VERSION",
+        "AGE",
+    ]
+    assert printed.split("\n")[1].split()[:4] == ["counter", "Running", "2/2", "0"]
+
+
+async def _eq(value, expected) -> bool:
+    return await value == expected
+
+
+async def test_member_that_exits_fails_the_agent_by_restart_intensity(kube: Kube) -> None:
+    await kube.create_agent("crasher", command=["sh", "-c", "echo starting; exit 1"])
+    failed = await kube.wait_agent(
+        "crasher", lambda a: phase(a) == "Failed", timeout=30, what="crasher Failed"
+    )
+    supervised = agent_condition(failed, "Supervised")
+    assert supervised["status"] == "False"
+    assert supervised["reason"] == "RestartIntensityExceeded"
+    assert "member crasher-0" in supervised["message"]
+    assert "last exit code 1" in supervised["message"]
+    assert failed["status"]["restarts"] >= 4
+    # onExhausted defaults to Stop: the members go and are not recreated.
+    await kube.wait(lambda: _eq(kube.names("Pod", f"{LABEL}=crasher"), []), what="members stopped")
+    events = await kube.core.list_namespaced_event(
+        kube.ns, field_selector="involvedObject.name=crasher"
+    )
+    assert any(e.reason == "RestartIntensityExceeded" for e in events.items)
+    await asyncio.sleep(1)
+    assert await kube.names("Pod", f"{LABEL}=crasher") == []
+
+    # The restartedAt annotation starts it again: members come back (and fail again).
+    await kube.patch_agent(
+        "crasher",
+        {"metadata": {"annotations": {"foundation.dev/restartedAt": "2026-11-24T00:00:00Z"}}},
+    )
+    await kube.wait_agent(
+        "crasher",
+        lambda a: a["status"].get("observedRestartedAt") == "2026-11-24T00:00:00Z",
+        what="restart acknowledged",
+    )
+    await kube.wait(
+        lambda: _nonempty(kube.names("Pod", f"{LABEL}=crasher")), what="members recreated"
+    )
+
+
+async def _nonempty(value) -> bool:
+    return bool(await value)
+
+
+async def test_deleted_member_comes_back_and_counts_as_a_restart(kube: Kube) -> None:
+    await kube.create_agent("solo", replicas=2)
+    await kube.wait_agent("solo", running(2))
+    before = await kube.members("solo")
+    await kube.delete_pod("solo-0")
+
+    async def replaced() -> bool:
+        now = await kube.members("solo")
+        pod = now.get("solo-0")
+        return bool(pod and pod["metadata"]["uid"] != before["solo-0"]["metadata"]["uid"])
+
+    await kube.wait(replaced, what="solo-0 recreated")
+    after = await kube.members("solo")
+    assert after["solo-1"]["metadata"]["uid"] == before["solo-1"]["metadata"]["uid"]  # OneForOne
+    agent = await kube.wait_agent(
+        "solo",
+        lambda a: a["status"].get("restarts") == 1 and running(2)(a),
+        what="one restart, Running again",
+    )
+    assert agent["status"]["phase"] == "Running"
+
+
+async def test_one_for_all_restarts_every_sibling(kube: Kube) -> None:
+    await kube.create_agent("trio", replicas=3, supervision={"strategy": "OneForAll"})
+    await kube.wait_agent("trio", running(3))
+    before = {n: p["metadata"]["uid"] for n, p in (await kube.members("trio")).items()}
+    await kube.delete_pod("trio-1")
+
+    async def all_replaced() -> bool:
+        now = await kube.members("trio")
+        live = {
+            n: p["metadata"]["uid"]
+            for n, p in now.items()
+            if not p["metadata"].get("deletionTimestamp")
+        }
+        return len(live) == 3 and all(live[n] != before[n] for n in before if n in live)
+
+    await kube.wait(all_replaced, what="all three members replaced")
+    await kube.wait_agent("trio", running(3))
+
+
+async def test_scaling_up_and_down_highest_ordinals_first(kube: Kube) -> None:
+    await kube.create_agent("scaled", replicas=3)
+    await kube.wait_agent("scaled", running(3))
+    await kube.patch_agent("scaled", {"spec": {"replicas": 1}})
+    await kube.wait(
+        lambda: _eq(kube.names("Pod", f"{LABEL}=scaled"), ["scaled-0"]), what="scaled to 1"
+    )
+    await kube.patch_agent("scaled", {"spec": {"replicas": 2}})
+    await kube.wait_agent("scaled", running(2))
+    assert await kube.names("Pod", f"{LABEL}=scaled") == ["scaled-0", "scaled-1"]
+
+
+async def test_deleting_the_agent_leaves_nothing_behind(kube: Kube) -> None:
+    await kube.create_agent("first", capabilities=["shared"])
+    await kube.create_agent("second", capabilities=["shared"])
+    await kube.wait_agent("first", running(1))
+    await kube.wait_agent("second", running(1))
+    await kube.delete_agent("first")
+    await kube.wait(lambda: _eq(kube.agent("first"), None), what="first gone")
+    for kind in ("Pod", "Service", "ServiceAccount", "Role", "RoleBinding"):
+        await kube.wait(
+            lambda k=kind: _eq(kube.names(k, f"{LABEL}=first"), []), what=f"{kind}s of first gone"
+        )
+    # The shared capability Service stays while "second" needs it...
+    assert "foundation-cap-shared" in await kube.names("Service")
+    await kube.delete_agent("second")
+    # ...and goes with the last Agent that has the capability.
+    await kube.wait(lambda: _eq(kube.names("Service"), []), what="all services gone")
+    assert await kube.names("Pod") == []
+
+
+async def test_invalid_specs_are_rejected_or_flagged_and_create_nothing(kube: Kube) -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    with pytest.raises(ApiException) as rejected:
+        await kube.create_agent("bad", replicas=-1, supervision={"strategy": "Sometimes"})
+    assert rejected.value.status == 422
+    assert "spec.replicas" in rejected.value.body
+    assert "spec.supervision.strategy" in rejected.value.body
+
+    await kube.create_agent("lonely", serviceAccountName="does-not-exist")
+    flagged = await kube.wait_agent(
+        "lonely", lambda a: agent_condition(a, "Ready").get("reason") == "InvalidSpec"
+    )
+    assert (
+        'ServiceAccount "does-not-exist" does not exist'
+        in agent_condition(flagged, "Ready")["message"]
+    )
+    assert phase(flagged) == "Failed"
+    assert await kube.names("Pod") == []
+    assert await kube.names("Service") == []
+    assert await kube.names("Role") == []
+
+
+async def test_an_idle_agent_sees_no_writes(kube: Kube) -> None:
+    await kube.create_agent("idle", replicas=2)
+    await kube.wait_agent("idle", running(2))
+    await asyncio.sleep(2)  # let the last probe results settle
+
+    async def versions() -> dict[str, str]:
+        agent = await kube.agent("idle")
+        pods = await kube.members("idle")
+        return {
+            "agent": agent["metadata"]["resourceVersion"],
+            **{n: p["metadata"]["resourceVersion"] for n, p in pods.items()},
+        }
+
+    first = await versions()
+    await asyncio.sleep(6)
+    assert await versions() == first
