@@ -144,6 +144,7 @@ class Supervisor:
         self.agents: dict[Key, Obj] = {}
         self.pods: dict[Key, dict[str, Obj]] = {}
         self.memory: dict[Key, AgentMemory] = {}
+        self.phases: dict[Key, str] = {}
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._busy: set[Key] = set()
@@ -248,6 +249,7 @@ class Supervisor:
     async def reconcile(self, key: Key) -> None:
         body = self.agents.get(key)
         if body is None:
+            self._record_phase(key, None)
             self.memory.pop(key, None)
             if not self.pods.get(key):
                 self.pods.pop(key, None)
@@ -618,11 +620,23 @@ class Supervisor:
         }
         await self._write_status(body, new)
 
+    def _record_phase(self, key: Key, phase: str | None) -> None:
+        """Keep the agents-by-phase gauge in step with what the supervisor reports."""
+        before = self.phases.pop(key, None)
+        if phase:
+            self.phases[key] = phase
+        if before != phase:
+            for changed in {before, phase} - {None}:
+                metrics.AGENTS.labels(phase=changed).set(
+                    sum(1 for p in self.phases.values() if p == changed)
+                )
+
     async def _write_status(self, body: Obj, new: Obj) -> None:
+        meta = body["metadata"]
+        self._record_phase((meta["namespace"], meta["name"]), new.get("phase"))
         old = body.get("status") or {}
         if comparable(new) == comparable(old):
             return
-        meta = body["metadata"]
         answer = await self.kube.patch_agent(
             meta["namespace"], meta["name"], {"status": without_empty_strings(new)}, status=True
         )

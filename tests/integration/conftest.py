@@ -59,8 +59,45 @@ async def kube(api: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIt
             await kube.delete_namespace()
 
 
+class OperatorProcess:
+    """`foundation-operator` running on this machine against the local cluster."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = open(REPO / ".local-cluster" / "logs" / "operator-tests.log", "ab")
+        env = dict(
+            os.environ,
+            KUBECONFIG=self.kubeconfig,
+            FOUNDATION_HEALTH_HOST="127.0.0.1",
+            FOUNDATION_HEALTH_PORT="18080",
+            FOUNDATION_METRICS_PORT="19090",
+            FOUNDATION_LOG_FORMAT="json",
+        )
+        self.proc = subprocess.Popen(
+            [str(REPO / ".venv/bin/foundation-operator")],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self.log.close()
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: str) -> Iterator[subprocess.Popen[bytes]]:
+def operator(cluster: str) -> Iterator[OperatorProcess]:
     """The CRDs applied and `foundation-operator` running against the local cluster."""
     kubectl = str(REPO / "e2e/local/kubectl")
     subprocess.run([kubectl, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)
@@ -69,30 +106,7 @@ def operator(cluster: str) -> Iterator[subprocess.Popen[bytes]]:
         check=True,
         capture_output=True,
     )
-    proc = start_operator(cluster)
-    yield proc
-    stop_operator(proc)
-
-
-def start_operator(kubeconfig: str) -> subprocess.Popen[bytes]:
-    log = open(REPO / ".local-cluster" / "logs" / "operator-tests.log", "ab")
-    env = dict(
-        os.environ,
-        KUBECONFIG=kubeconfig,
-        FOUNDATION_HEALTH_HOST="127.0.0.1",
-        FOUNDATION_HEALTH_PORT="18080",
-        FOUNDATION_METRICS_PORT="19090",
-        FOUNDATION_LOG_FORMAT="json",
-    )
-    return subprocess.Popen(
-        [str(REPO / ".venv/bin/foundation-operator")], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    process = OperatorProcess(cluster)
+    process.start()
+    yield process
+    process.stop()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 
+import httpx
 import pytest
 
-from kube import REPO, Kube, agent_condition, phase
+from kube import REPO, Kube, agent_condition, is_ready, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 LABEL = "foundation.dev/agent"
@@ -42,6 +44,10 @@ async def test_agent_runs_members_with_services_rbac_and_status(kube: Kube) -> N
         return sum(len(s.get("addresses") or []) for s in endpoints.get("subsets") or [])
 
     await kube.wait(lambda: _eq(cap_endpoints(), 2), what="both members behind the capability")
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get("http://127.0.0.1:19090/metrics")).text
+    assert 'foundation_operator_agents{phase="Running"}' in scraped
+    assert 'foundation_operator_reconciliations_total{resource="agent",result="ok"}' in scraped
     printed = subprocess.run(
         [str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "get", "ag"],
         capture_output=True,
@@ -214,3 +220,88 @@ async def test_an_idle_agent_sees_no_writes(kube: Kube) -> None:
     first = await versions()
     await asyncio.sleep(6)
     assert await versions() == first
+
+
+async def test_a_spec_change_rolls_members_one_at_a_time(kube: Kube) -> None:
+    await kube.create_agent("rolling", replicas=3, config={"version": 1})
+    await kube.wait_agent("rolling", running(3))
+    old_hash = next(iter((await kube.members("rolling")).values()))["metadata"]["annotations"][
+        "foundation.dev/template-hash"
+    ]
+    await kube.patch_agent("rolling", {"spec": {"config": {"version": 2}}})
+    worst_unavailable = 0
+    deadline = asyncio.get_running_loop().time() + 90
+    while asyncio.get_running_loop().time() < deadline:
+        pods = await kube.members("rolling")
+        live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
+        ready = [p for p in live if is_ready(p)]
+        worst_unavailable = max(worst_unavailable, 3 - len(ready))
+        hashes = {p["metadata"]["annotations"]["foundation.dev/template-hash"] for p in live}
+        if len(ready) == 3 and old_hash not in hashes:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the rollout did not finish in 90 s")
+    assert worst_unavailable == 1, "members must be replaced one at a time"
+    await kube.wait_agent("rolling", running(3))
+
+
+async def test_operator_killed_mid_reconcile_converges_without_duplicates(
+    kube: Kube, operator
+) -> None:
+    await kube.create_agent("survivor", replicas=4, capabilities=["resilient"])
+    await asyncio.sleep(0.3)  # some members made, not all ready
+    operator.stop(signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    operator.start()
+    agent = await kube.wait_agent("survivor", running(4), what="survivor Running 4/4")
+    pods = await kube.members("survivor")
+    assert sorted(pods) == [f"survivor-{i}" for i in range(4)]
+    assert await kube.names("Service") == ["foundation-cap-resilient", "survivor"]
+    service = await kube.core.read_namespaced_service("foundation-cap-resilient", kube.ns)
+    assert [o.name for o in service.metadata.owner_references] == ["survivor"]
+    assert agent["status"]["restarts"] == 0
+
+
+async def test_member_account_may_touch_only_its_own_agent_and_state(kube: Kube) -> None:
+    from kubernetes_asyncio import client
+
+    await kube.create_agent("private", replicas=2)
+    await kube.wait_agent("private", running(2))
+    authz = client.AuthorizationV1Api(kube.api)
+    user = f"system:serviceaccount:{kube.ns}:private"
+
+    async def allowed(
+        verb: str, resource: str, name: str = "", group: str = "", subresource: str = ""
+    ) -> bool:
+        review = await authz.create_subject_access_review(
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user,
+                    "groups": ["system:serviceaccounts"],
+                    "resourceAttributes": {
+                        "namespace": kube.ns,
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource,
+                        "subresource": subresource,
+                        "name": name,
+                    },
+                },
+            }
+        )
+        return bool(review.status.allowed)
+
+    assert await allowed("patch", "agents", "private", "foundation.dev", "status")
+    assert await allowed("get", "agents", "private", "foundation.dev")
+    assert await allowed("update", "configmaps", "private-1-state")
+    assert await allowed("list", "endpoints")
+    assert await allowed("watch", "services")
+    assert not await allowed("patch", "agents", "other", "foundation.dev", "status")
+    assert not await allowed("update", "configmaps", "other-0-state")
+    assert not await allowed("update", "configmaps", "private-2-state")  # no such member
+    assert not await allowed("list", "secrets")
+    assert not await allowed("create", "pods")
+    assert not await allowed("delete", "agents", "private", "foundation.dev")

@@ -147,6 +147,10 @@ BACKOFF = {"waiting": {"reason": "CrashLoopBackOff"}}
         ("Never", [status(FAILED)], [status(WAITING)], "Failed"),
         ("OnFailure", [status(FAILED)], [status(WAITING)], "Pending"),
         ("Always", [status(OK)], [status(RUNNING)], "Running"),
+        ("Always", [], [status(FAILED)], "Running"),
+        ("Always", [], [status(OK)], "Running"),
+        ("OnFailure", [], [status(FAILED)], "Running"),
+        ("OnFailure", [], [status(OK)], "Succeeded"),
     ],
 )
 def test_pod_phase(policy: str, inits: list, mains: list, phase: str) -> None:

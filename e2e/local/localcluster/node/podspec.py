@@ -258,8 +258,13 @@ def pod_phase(
     if running or waiting_restarted:
         return "Running"
     if statuses and len(terminated) == len(statuses):
+        # As the kubelet's getPhase: containers that will be restarted keep the pod Running.
+        if restart_policy == "Always":
+            return "Running"
         if all(t.get("exitCode") == 0 for t in terminated):
             return "Succeeded"
+        if restart_policy == "OnFailure":
+            return "Running"
         return "Failed"
     return "Pending"
 
