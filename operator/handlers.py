@@ -16,6 +16,7 @@ from foundation_operator import __version__
 from foundation_operator.agents import api, objects
 from foundation_operator.agents.controller import Supervisor
 from foundation_operator.k8s import Kube, connect
+from foundation_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # them, run standalone rather than warn on every start.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
-    State.supervisor = Supervisor(Kube(await connect()))
+    State.supervisor = Supervisor(Kube(await connect()), workers=Settings.from_env().workers)
     State.supervisor.start()
     logger.info("foundation operator %s starting", __version__)
 

@@ -106,13 +106,17 @@ class Kube:
         name: str,
         *,
         uid: str | None = None,
+        resource_version: str | None = None,
         grace: int | None = None,
     ) -> bool:
-        """Delete; False if it was already gone (or is another object of that name now)."""
+        """Delete; False if it is gone, or the preconditions (uid, resourceVersion) fail."""
         _, _, _, delete = self._core_kind(kind)
         body: Obj = {}
-        if uid:
-            body["preconditions"] = {"uid": uid}
+        preconditions = {
+            k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v
+        }
+        if preconditions:
+            body["preconditions"] = preconditions
         if grace is not None:
             body["gracePeriodSeconds"] = grace
         try:

@@ -25,6 +25,9 @@ class Settings(BaseModel, frozen=True):
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=1, le=65535)
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables metrics.")
+    workers: int = Field(
+        default=64, ge=1, le=512, description="Agents reconciled at the same time."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class AgentMemory:
     restart_baseline: dict[str, int] = field(default_factory=dict)  # pod uid -> restartCount
     expected_gone: set[str] = field(default_factory=set)  # pod uids the supervisor deleted
     pending_restarts: list[Restart] = field(default_factory=list)
+    # The owned objects (RBAC, Services) last brought to this desired form; see _ensure_owned.
+    owned_applied: str = ""
 
 
 def condition(
@@ -324,38 +327,71 @@ class Supervisor:
     async def _ensure(self, want: Obj, fields: tuple[str, ...] = ()) -> None:
         """Create `want`, or patch the top-level `fields` of what exists where they differ."""
         meta = want["metadata"]
+        try:
+            await self.kube.create(want)
+            return
+        except ApiException as exc:
+            if status_of(exc) != 409:
+                raise
         have = await self.kube.read(want["kind"], meta["namespace"], meta["name"])
         if have is None:
-            try:
-                await self.kube.create(want)
-            except ApiException as exc:
-                if status_of(exc) != 409:
-                    raise
-            return
+            return  # gone again at once; the next pass creates it
         patch = {f: want[f] for f in fields if have.get(f) != want[f]}
         if patch:
             await self.kube.patch(want["kind"], meta["namespace"], meta["name"], patch)
 
     async def _ensure_owned(self, view: AgentView) -> None:
+        """ServiceAccount, Role, RoleBinding, Service and capability memberships.
+
+        Checked against the API only when their desired form changed since this operator last
+        applied it (or after a restart), so the many reconciliations that pod events cause cost
+        no reads here.
+        """
+        memory = self.memory.setdefault((view.namespace, view.name), AgentMemory())
+        wanted = [objects.role(view), objects.role_binding(view), objects.agent_service(view)]
         if not view.spec.service_account_name:
-            await self._ensure(objects.service_account(view))
-        await self._ensure(objects.role(view), ("rules",))
-        await self._ensure(objects.role_binding(view), ("subjects",))
-        await self._ensure(objects.agent_service(view))
-        for capability in view.spec.capabilities:
-            await self._join_capability(view, capability)
+            wanted.insert(0, objects.service_account(view))
+        fingerprint = json.dumps([wanted, sorted(view.spec.capabilities)], sort_keys=True)
+        if memory.owned_applied == fingerprint:
+            return
+        fields = {"Role": ("rules",), "RoleBinding": ("subjects",)}
+        # Independent writes go out together: etcd commits concurrent writes in one fsync, so
+        # an Agent costs about one round trip instead of one per object.
+        await asyncio.gather(
+            *(self._ensure(want, fields.get(want["kind"], ())) for want in wanted),
+            *(self._join_capability(view, c) for c in view.spec.capabilities),
+        )
+        memory.owned_applied = fingerprint
 
     async def _join_capability(self, view: AgentView, capability: str) -> None:
+        """Create the capability Service or add the Agent to its owners.
+
+        Owner lists are patched with the resourceVersion they were read at: two Agents joining
+        at once get a conflict, and the loser is retried instead of dropping the other's entry.
+        """
         name = objects.capability_service_name(capability)
         mine = objects.owner_reference(view, controller=False)
+        try:
+            await self.kube.create(objects.capability_service(view.namespace, capability, [mine]))
+            return
+        except ApiException as exc:
+            if status_of(exc) != 409:
+                raise
         have = await self.kube.read("Service", view.namespace, name)
         if have is None:
-            await self._ensure(objects.capability_service(view.namespace, capability, [mine]))
-            return
+            raise ApiException(status=409, reason=f"Service {name} went away while joining it")
         owners = have["metadata"].get("ownerReferences") or []
         if not any(o.get("uid") == view.uid for o in owners):
             await self.kube.patch(
-                "Service", view.namespace, name, {"metadata": {"ownerReferences": [*owners, mine]}}
+                "Service",
+                view.namespace,
+                name,
+                {
+                    "metadata": {
+                        "ownerReferences": [*owners, mine],
+                        "resourceVersion": have["metadata"]["resourceVersion"],
+                    }
+                },
             )
 
     async def _leave_capability(self, view: AgentView, capability: str) -> None:
@@ -369,12 +405,19 @@ class Supervisor:
         ]
         if len(owners) == len(have["metadata"].get("ownerReferences") or []):
             return
+        version = have["metadata"]["resourceVersion"]
         if owners:
             await self.kube.patch(
-                "Service", view.namespace, name, {"metadata": {"ownerReferences": owners}}
+                "Service",
+                view.namespace,
+                name,
+                {"metadata": {"ownerReferences": owners, "resourceVersion": version}},
             )
-        else:
-            await self.kube.delete("Service", view.namespace, name, uid=have["metadata"]["uid"])
+        elif not await self.kube.delete(
+            "Service", view.namespace, name, uid=have["metadata"]["uid"], resource_version=version
+        ):
+            # Someone joined (or it changed) since the read: decide again on the next pass.
+            raise ApiException(status=409, reason=f"Service {name} changed while leaving it")
 
     async def _delete_member(self, view: AgentView, pod: Obj) -> None:
         memory = self.memory.setdefault((view.namespace, view.name), AgentMemory())
@@ -517,7 +560,8 @@ class Supervisor:
             pod = by_ordinal.pop(ordinal)
             if not pod["metadata"].get("deletionTimestamp"):
                 await self._delete_member(view, pod)
-        # Missing members; failed pods (evicted) are replaced.
+        # Missing members (created together); failed pods (evicted) are replaced.
+        missing: list[Obj] = []
         for ordinal in range(replicas):
             pod = by_ordinal.get(ordinal)
             if (
@@ -532,11 +576,10 @@ class Supervisor:
                 await self._delete_member(view, pod)
                 continue
             if pod is None:
-                try:
-                    await self.kube.create(objects.member_pod(view, ordinal))
-                except ApiException as exc:
-                    if status_of(exc) != 409:  # already there: our cache is behind
-                        raise
+                missing.append(objects.member_pod(view, ordinal))
+        for created in await asyncio.gather(*(self._create_member(want) for want in missing)):
+            if created:
+                members[created["metadata"]["name"]] = created
         # Roll out a new template one member at a time, once all the others are ready.
         outdated = [
             p
@@ -553,6 +596,14 @@ class Supervisor:
             and not any(p["metadata"].get("deletionTimestamp") for p in by_ordinal.values())
         ):
             await self._delete_member(view, outdated[0])
+
+    async def _create_member(self, want: Obj) -> Obj | None:
+        try:
+            return await self.kube.create(want)
+        except ApiException as exc:
+            if status_of(exc) != 409:  # already there: our cache is behind
+                raise
+            return None
 
     async def _write_agent_status(
         self,
@@ -584,10 +635,13 @@ class Supervisor:
             member_status.append(entry)
         ready = sum(1 for m in member_status if m["ready"])
         if phase is None:
-            started = any(
-                pod.get("status", {}).get("phase") == "Running" for pod in members.values()
-            )
-            phase = "Running" if ready == replicas else ("Degraded" if started else "Pending")
+            # Pending while starting up; Degraded once an Agent that ran has lost a member.
+            if ready == replicas:
+                phase = "Running"
+            elif status.get("phase") in ("Running", "Degraded"):
+                phase = "Degraded"
+            else:
+                phase = "Pending"
         ready_condition = condition(
             "Ready",
             ready == replicas and phase != "Failed",

@@ -22,6 +22,7 @@ from localcluster.layout import (
 from localcluster.processes import run
 
 NETNS_DIR = Path("/run/netns")
+NEIGHBOUR_TABLE = {"gc_thresh1": 4096, "gc_thresh2": 16384, "gc_thresh3": 32768}
 
 
 def bridge_exists() -> bool:
@@ -35,6 +36,12 @@ def ensure_bridge() -> None:
     if f"{BRIDGE_IP}/" not in addrs:
         run(["ip", "addr", "add", f"{BRIDGE_IP}/{POD_PREFIX_LEN}", "dev", BRIDGE])
     run(["ip", "link", "set", BRIDGE, "up"])
+    # The machine talks to every pod: past 512 neighbours (the kernel's default gc_thresh2)
+    # ARP entries are dropped and pods go unreachable ("neighbor table overflow").
+    for knob, wanted in NEIGHBOUR_TABLE.items():
+        path = Path("/proc/sys/net/ipv4/neigh/default") / knob
+        if int(path.read_text()) < wanted:
+            path.write_text(f"{wanted}\n")
     # Bridged frames must not be filtered by iptables rules another tool may have installed.
     for knob in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
         path = Path("/proc/sys/net/bridge") / knob

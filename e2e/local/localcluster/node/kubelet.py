@@ -154,8 +154,12 @@ class Kubelet:
             try:
                 try:
                     await body(
-                        self.coordination.replace_namespaced_lease(
-                            self.name, leases, lease, _preload_content=False
+                        self.coordination.patch_namespaced_lease(
+                            self.name,
+                            leases,
+                            {"spec": lease["spec"]},
+                            _content_type="application/merge-patch+json",
+                            _preload_content=False,
                         )
                     )
                 except ApiException as exc:
@@ -284,6 +288,16 @@ class LogServer:
         await web.TCPSite(runner, layout.BRIDGE_IP, layout.KUBELET_PORT, ssl_context=tls).start()
 
 
+def dump_tasks() -> None:
+    """SIGUSR1: every task's stack into the node's log, to see what a stuck pod waits on."""
+    import io
+
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(file=out)
+        logger.warning("task %s:\n%s", task.get_name(), out.getvalue())
+
+
 def read_backoff(config_path: Path, default: float) -> float:
     try:
         return float(json.loads(config_path.read_text())["restartBackoffSeconds"])
@@ -311,6 +325,7 @@ async def run(kubeconfig: str, state: Path, restart_backoff: float) -> None:
         logger.info("restart back-off base is now %gs", ctx.restart_backoff)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 

@@ -274,7 +274,16 @@ class Container:
             await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 0))
         except TimeoutError:
             cgroups.kill(self.cgroup)
-            await proc.wait()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                # Never let one lost exit status keep a pod from going away.
+                logger.error(
+                    "%s/%s: pid %s did not report its exit after SIGKILL",
+                    self.worker.key,
+                    self.name,
+                    proc.pid,
+                )
 
 
 class PodWorker:

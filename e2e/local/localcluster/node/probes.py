@@ -41,6 +41,22 @@ async def run_action(action: Obj, target: Target, timeout: float) -> tuple[bool,
     return False, f"unsupported handler {sorted(action)}"
 
 
+_shared: aiohttp.ClientSession | None = None
+
+
+def _session() -> aiohttp.ClientSession:
+    """One client for every httpGet probe and hook of the node: a session per probe costs more
+    CPU than the probe itself once hundreds of pods are probed every few seconds. Like a
+    kubelet's prober it does not keep connections alive."""
+    global _shared
+    if _shared is None or _shared.closed:
+        _shared = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True, limit=0),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+    return _shared
+
+
 async def _http_get(spec: Obj, target: Target, timeout: float) -> tuple[bool, str]:
     scheme = spec.get("scheme", "HTTP").lower()
     host = spec.get("host") or target.pod_ip
@@ -50,11 +66,16 @@ async def _http_get(spec: Obj, target: Target, timeout: float) -> tuple[bool, st
     headers = {h["name"]: h["value"] for h in spec.get("httpHeaders") or []}
     headers.setdefault("User-Agent", "kube-probe/1.20")
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(url, headers=headers, ssl=False, allow_redirects=False) as resp:
-                if 200 <= resp.status < 400:
-                    return True, ""
-                return False, f"HTTP probe failed with statuscode: {resp.status}"
+        async with _session().get(
+            url,
+            headers=headers,
+            ssl=False,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            if 200 <= resp.status < 400:
+                return True, ""
+            return False, f"HTTP probe failed with statuscode: {resp.status}"
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         return False, f'Get "{url}": {type(exc).__name__}: {exc}'
 

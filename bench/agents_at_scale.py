@@ -1,0 +1,270 @@
+"""Many Agents on the local cluster, against a minimal kopf operator as the baseline.
+
+    .venv/bin/python bench/agents_at_scale.py [--agents 1000] [--skip-baseline]
+
+For each operator, in turn and in a fresh namespace: create N objects (32 at a time), time until
+every object has its pod and until every pod is Ready, count the API writes the operator made per
+object (from kube-apiserver's request counters: creates/patches/deletes of the kinds the operator
+writes, less the scheduler's one Event per pod), read the operator's RSS; then delete them all
+and read its RSS again. Members run busybox httpd, so 1,000 of them fit in memory.
+A benchmark, not a test: it asserts nothing and prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kubernetes_asyncio import client, config
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECTL = str(REPO / "e2e/local/kubectl")
+KUBECONFIG = str(REPO / ".local-cluster/kubeconfig")
+WWW = Path("/tmp/foundation-bench-www")
+COMMAND = ["busybox", "httpd", "-f", "-p", "8080", "-h", str(WWW)]
+# Resources an operator writes when it makes members; the node writes pods/status, the
+# controller-manager endpoints and token secrets, the scheduler pods/binding and one Event a pod.
+# Writes of those kinds that others make: the benchmark's own creates, the node's token requests,
+# the token controller's service-account updates.
+NOT_THE_OPERATORS = {
+    "POST agents",
+    "POST baselineagents",
+    "POST serviceaccounts/token",
+    "PUT serviceaccounts",
+}
+OPERATOR_WRITES = {
+    "agents",
+    "baselineagents",
+    "pods",
+    "services",
+    "serviceaccounts",
+    "roles",
+    "rolebindings",
+    "events",
+}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def api_writes(api: client.ApiClient) -> dict[str, int]:
+    response = await api.call_api(
+        "/metrics",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        response_types_map={},
+    )
+    text = (await response.read()).decode()
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            # Creation writes only: deletes here are earlier namespaces being collected.
+            if not sample.name.endswith("_total") or labels.get("verb") not in (
+                "POST",
+                "PUT",
+                "PATCH",
+            ):
+                continue
+            if labels.get("resource") not in OPERATOR_WRITES or not labels.get(
+                "code", ""
+            ).startswith("2"):
+                continue
+            sub = labels.get("subresource", "")
+            if labels["resource"] == "pods" and (sub or labels["verb"] != "POST"):
+                continue  # the node's status writes and deletions, the scheduler's bindings
+            what = f"{labels['verb']} {labels['resource']}" + (f"/{sub}" if sub else "")
+            if what in NOT_THE_OPERATORS:
+                continue
+            counts[what] = counts.get(what, 0) + int(sample.value)
+    return counts
+
+
+async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict) -> dict:
+    ns = f"bench-{name}-{uuid.uuid4().hex[:5]}"
+    env = dict(
+        os.environ,
+        KUBECONFIG=KUBECONFIG,
+        FOUNDATION_HEALTH_PORT="18081",
+        FOUNDATION_METRICS_PORT="0",
+        FOUNDATION_HEALTH_HOST="127.0.0.1",
+    )
+    log = open(REPO / ".local-cluster" / "logs" / f"bench-{name}.log", "ab")
+    configuration = client.Configuration()
+    await config.load_kube_config(KUBECONFIG, client_configuration=configuration)
+    async with client.ApiClient(configuration) as api:
+        core = client.CoreV1Api(api)
+        custom = client.CustomObjectsApi(api)
+        await core.create_namespace({"metadata": {"name": ns}})
+        for _ in range(300):
+            if (await core.list_namespaced_service_account(ns)).items:
+                break
+            await asyncio.sleep(0.1)
+        proc = subprocess.Popen(operator_argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        await asyncio.sleep(3)  # the operator's startup
+        writes_before = await api_writes(api)
+        gate = asyncio.Semaphore(32)
+
+        async def create(i: int) -> None:
+            body = {
+                "apiVersion": make["apiVersion"],
+                "kind": make["kind"],
+                "metadata": {"name": f"a{i}"},
+                "spec": make["spec"],
+            }
+            async with gate:
+                await custom.create_namespaced_custom_object(
+                    make["group"], make["version"], ns, make["plural"], body, _preload_content=False
+                )
+
+        started = time.monotonic()
+        await asyncio.gather(*(create(i) for i in range(agents)))
+        created = time.monotonic() - started
+        all_pods = all_ready = None
+        while all_ready is None and time.monotonic() - started < 900:
+            pods = json.loads(
+                await (await core.list_namespaced_pod(ns, _preload_content=False)).read()
+            )["items"]
+            if all_pods is None and len(pods) >= agents:
+                all_pods = time.monotonic() - started
+            ready = sum(
+                1
+                for p in pods
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in p.get("status", {}).get("conditions") or []
+                )
+            )
+            if ready >= agents:
+                all_ready = time.monotonic() - started
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # let status writes that follow readiness land
+        writes_after = await api_writes(api)
+        breakdown = {
+            k: v - writes_before.get(k, 0)
+            for k, v in writes_after.items()
+            if v - writes_before.get(k, 0)
+        }
+        # The scheduler posts one Event per pod it binds.
+        breakdown["POST events"] = breakdown.get("POST events", 0) - agents
+        breakdown = {k: v for k, v in breakdown.items() if v}
+        writes = sum(breakdown.values())
+        rss_full = rss_mb(proc.pid)
+        deleting = time.monotonic()
+        await custom.delete_collection_namespaced_custom_object(
+            make["group"], make["version"], ns, make["plural"]
+        )
+        while time.monotonic() - deleting < 900:
+            left = json.loads(
+                await (await core.list_namespaced_pod(ns, _preload_content=False)).read()
+            )["items"]
+            objs = await custom.list_namespaced_custom_object(
+                make["group"], make["version"], ns, make["plural"]
+            )
+            if not left and not objs["items"]:
+                break
+            await asyncio.sleep(0.5)
+        deleted = time.monotonic() - deleting
+        await asyncio.sleep(2)
+        rss_after = rss_mb(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        await core.delete_namespace(ns)
+    log.close()
+    return {
+        "objects": agents,
+        "created_all_objects_s": round(created, 1),
+        "all_have_pods_s": round(all_pods, 1) if all_pods else None,
+        "all_ready_s": round(all_ready, 1) if all_ready else None,
+        "objects_per_s_to_pods": round(agents / all_pods, 1) if all_pods else None,
+        "api_writes_per_object": round(writes / agents, 2),
+        "api_writes_by_kind": dict(sorted(breakdown.items())),
+        "operator_rss_mb_at_n": rss_full,
+        "operator_rss_mb_after_delete": rss_after,
+        "delete_all_s": round(deleted, 1),
+    }
+
+
+async def main_async(agents: int, skip_baseline: bool) -> dict:
+    results: dict = {}
+    if not skip_baseline:
+        results["baseline_kopf"] = await run_phase(
+            "baseline",
+            agents,
+            [
+                str(REPO / ".venv/bin/kopf"),
+                "run",
+                str(REPO / "bench/baseline_operator.py"),
+                "--standalone",
+                "--all-namespaces",
+            ],
+            {
+                "apiVersion": "bench.foundation.dev/v1",
+                "kind": "BaselineAgent",
+                "group": "bench.foundation.dev",
+                "version": "v1",
+                "plural": "baselineagents",
+                "spec": {"command": COMMAND},
+            },
+        )
+    results["foundation"] = await run_phase(
+        "foundation",
+        agents,
+        [str(REPO / ".venv/bin/foundation-operator")],
+        {
+            "apiVersion": "foundation.dev/v1alpha1",
+            "kind": "Agent",
+            "group": "foundation.dev",
+            "version": "v1alpha1",
+            "plural": "agents",
+            "spec": {
+                "image": "foundation-agent:dev",
+                "agent": "bench:Idle",
+                "command": COMMAND,
+                "persistence": {"store": "None"},
+            },
+        },
+    )
+    if not skip_baseline:
+        ours = results["foundation"]["objects_per_s_to_pods"]
+        theirs = results["baseline_kopf"]["objects_per_s_to_pods"]
+        if ours and theirs:
+            results["ratio_objects_per_s"] = round(ours / theirs, 2)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    subprocess.run([str(REPO / "e2e/local/cluster"), "up"], check=True, capture_output=True)
+    for manifest in (REPO / "crds", REPO / "bench/baseline-crd.yaml"):
+        subprocess.run([KUBECTL, "apply", "-f", str(manifest)], check=True, capture_output=True)
+    WWW.mkdir(exist_ok=True)
+    for name in ("readyz", "healthz"):
+        (WWW / name).write_text("ok\n")
+    print(json.dumps(asyncio.run(main_async(args.agents, args.skip_baseline)), indent=2))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
