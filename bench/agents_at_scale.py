@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +96,39 @@ async def api_writes(api: client.ApiClient) -> dict[str, int]:
     return counts
 
 
+def is_ready(pod: dict) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+async def track_pods(
+    core: client.CoreV1Api, ns: str, agents: int, started: float
+) -> tuple[float | None, float]:
+    """Seconds until every object has a pod, and until all pods are Ready at once (a watch,
+    so measuring costs the API server little)."""
+    seen: set[str] = set()
+    ready: set[str] = set()
+    all_pods = None
+    async for event in watch.Watch(return_type="object").stream(
+        core.list_namespaced_pod, ns, timeout_seconds=900
+    ):
+        pod = event["raw_object"]
+        name = pod["metadata"]["name"]
+        if event["type"] == "DELETED":
+            seen.discard(name)
+            ready.discard(name)
+            continue
+        seen.add(name)
+        (ready.add if is_ready(pod) else ready.discard)(name)
+        if all_pods is None and len(seen) >= agents:
+            all_pods = time.monotonic() - started
+        if len(ready) >= agents:
+            return all_pods, time.monotonic() - started
+    raise TimeoutError
+
+
 async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict) -> dict:
     ns = f"bench-{name}-{uuid.uuid4().hex[:5]}"
     env = dict(
@@ -134,26 +167,13 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
                 )
 
         started = time.monotonic()
+        tracker = asyncio.create_task(track_pods(core, ns, agents, started))
         await asyncio.gather(*(create(i) for i in range(agents)))
         created = time.monotonic() - started
-        all_pods = all_ready = None
-        while all_ready is None and time.monotonic() - started < 900:
-            pods = json.loads(
-                await (await core.list_namespaced_pod(ns, _preload_content=False)).read()
-            )["items"]
-            if all_pods is None and len(pods) >= agents:
-                all_pods = time.monotonic() - started
-            ready = sum(
-                1
-                for p in pods
-                if any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in p.get("status", {}).get("conditions") or []
-                )
-            )
-            if ready >= agents:
-                all_ready = time.monotonic() - started
-            await asyncio.sleep(0.5)
+        try:
+            all_pods, all_ready = await asyncio.wait_for(tracker, 900)
+        except TimeoutError:
+            all_pods = all_ready = None
         await asyncio.sleep(3)  # let status writes that follow readiness land
         writes_after = await api_writes(api)
         breakdown = {
@@ -171,15 +191,13 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
             make["group"], make["version"], ns, make["plural"]
         )
         while time.monotonic() - deleting < 900:
-            left = json.loads(
-                await (await core.list_namespaced_pod(ns, _preload_content=False)).read()
-            )["items"]
+            left = await core.list_namespaced_pod(ns, limit=1)
             objs = await custom.list_namespaced_custom_object(
-                make["group"], make["version"], ns, make["plural"]
+                make["group"], make["version"], ns, make["plural"], limit=1
             )
-            if not left and not objs["items"]:
+            if not left.items and not objs["items"]:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(2)
         deleted = time.monotonic() - deleting
         await asyncio.sleep(2)
         rss_after = rss_mb(proc.pid)

@@ -276,13 +276,16 @@ class Supervisor:
         if found:
             await self._invalid(body, "; ".join(found))
             return
-        if FINALIZER not in (body["metadata"].get("finalizers") or []):
-            finalizers = [*(body["metadata"].get("finalizers") or []), FINALIZER]
-            await self.kube.patch_agent(
-                view.namespace, view.name, {"metadata": {"finalizers": finalizers}}
-            )
-        await self._ensure_owned(view)
+        # The finalizer goes on before any member exists (pods come in _supervise).
+        await asyncio.gather(self._ensure_finalizer(view, body), self._ensure_owned(view))
         await self._supervise(view, body)
+
+    async def _ensure_finalizer(self, view: AgentView, body: Obj) -> None:
+        finalizers = body["metadata"].get("finalizers") or []
+        if FINALIZER not in finalizers:
+            await self.kube.patch_agent(
+                view.namespace, view.name, {"metadata": {"finalizers": [*finalizers, FINALIZER]}}
+            )
 
     async def _warn(self, view: AgentView, reason: str, message: str) -> None:
         """A Warning Event on the Agent. Best effort: losing an Event never stops supervision."""

@@ -65,6 +65,8 @@ async def _http_get(spec: Obj, target: Target, timeout: float) -> tuple[bool, st
     url = f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
     headers = {h["name"]: h["value"] for h in spec.get("httpHeaders") or []}
     headers.setdefault("User-Agent", "kube-probe/1.20")
+    if scheme == "http":
+        return await _plain_http_get(host, port, path, headers, timeout, url)
     try:
         async with _session().get(
             url,
@@ -78,6 +80,33 @@ async def _http_get(spec: Obj, target: Target, timeout: float) -> tuple[bool, st
             return False, f"HTTP probe failed with statuscode: {resp.status}"
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         return False, f'Get "{url}": {type(exc).__name__}: {exc}'
+
+
+async def _plain_http_get(
+    host: str, port: int, path: str, headers: dict[str, str], timeout: float, url: str
+) -> tuple[bool, str]:
+    """One HTTP/1.1 GET on a fresh connection, read up to the status line: what a kubelet's
+    prober needs, at a fraction of a client library's cost per probe."""
+    request = (
+        f"GET {path if path.startswith('/') else '/' + path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    )
+    request += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request += "Connection: close\r\n\r\n"
+    writer = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request.encode())
+            status_line = await reader.readline()
+        code = int(status_line.split()[1])
+    except (OSError, TimeoutError, ValueError, IndexError) as exc:
+        return False, f'Get "{url}": {type(exc).__name__}: {exc}'
+    finally:
+        if writer is not None:
+            writer.close()
+    if 200 <= code < 400:
+        return True, ""
+    return False, f"HTTP probe failed with statuscode: {code}"
 
 
 async def _tcp(spec: Obj, target: Target, timeout: float) -> tuple[bool, str]:
