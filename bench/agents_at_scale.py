@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,9 +188,25 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
         writes = sum(breakdown.values())
         rss_full = rss_mb(proc.pid)
         deleting = time.monotonic()
-        await custom.delete_collection_namespaced_custom_object(
-            make["group"], make["version"], ns, make["plural"]
+        print(
+            f"{name} created: all pods {all_pods} s, all ready {all_ready} s, "
+            f"writes/object {writes / agents:.2f}, rss {rss_full} MB",
+            file=sys.stderr,
+            flush=True,
         )
+        while (
+            await custom.list_namespaced_custom_object(
+                make["group"], make["version"], ns, make["plural"], limit=1
+            )
+        )["items"]:
+            try:
+                await custom.delete_collection_namespaced_custom_object(
+                    make["group"], make["version"], ns, make["plural"]
+                )
+            except ApiException as exc:
+                if exc.status != 504:
+                    raise  # 504: it stopped partway at its timeout; delete the rest
+
         while time.monotonic() - deleting < 900:
             left = await core.list_namespaced_pod(ns, limit=1)
             objs = await custom.list_namespaced_custom_object(
@@ -205,7 +222,7 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
         proc.wait(timeout=30)
         await core.delete_namespace(ns)
     log.close()
-    return {
+    result = {
         "objects": agents,
         "created_all_objects_s": round(created, 1),
         "all_have_pods_s": round(all_pods, 1) if all_pods else None,
@@ -217,6 +234,8 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
         "operator_rss_mb_after_delete": rss_after,
         "delete_all_s": round(deleted, 1),
     }
+    print(f"{name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
 
 
 async def main_async(agents: int, skip_baseline: bool) -> dict:

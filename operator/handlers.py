@@ -31,6 +31,8 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # them, run standalone rather than warn on every start.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
+    # kopf logs every handled watch event at INFO; with thousands of pods that is all noise.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     State.supervisor = Supervisor(Kube(await connect()), workers=Settings.from_env().workers)
     State.supervisor.start()
     logger.info("foundation operator %s starting", __version__)
