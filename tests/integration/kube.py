@@ -6,6 +6,7 @@ import asyncio
 import base64
 import inspect
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,6 +195,14 @@ class Kube:
             self.ns, label_selector=label_selector, _preload_content=False
         )
         return sorted(i["metadata"]["name"] for i in json.loads(await response.read())["items"])
+
+    def kubectl_apply(self, manifest: Path) -> None:
+        """`kubectl apply -f` in this namespace, with the local cluster's kubectl."""
+        subprocess.run(
+            [str(REPO / "e2e/local/kubectl"), "-n", self.ns, "apply", "-f", str(manifest)],
+            check=True,
+            capture_output=True,
+        )
 
     def log(self, pod: Obj, container: str, restart: int = 0) -> str:
         """A container's log file as the test node writes it."""

@@ -308,18 +308,7 @@ async def test_member_account_may_touch_only_its_own_agent_and_state(kube: Kube)
 
 
 async def test_the_example_agent_runs_with_kubectl_apply(kube: Kube) -> None:
-    subprocess.run(
-        [
-            str(REPO / "e2e/local/kubectl"),
-            "-n",
-            kube.ns,
-            "apply",
-            "-f",
-            str(REPO / "examples/agent.yaml"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    kube.kubectl_apply(REPO / "examples/agent.yaml")
     agent = await kube.wait_agent("counter", running(2), what="the example Running 2/2")
     assert agent["spec"]["capabilities"] == ["count"]
     assert "foundation-cap-count" in await kube.names("Service")

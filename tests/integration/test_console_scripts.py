@@ -73,18 +73,7 @@ def test_operator_rejects_bad_configuration_clearly() -> None:
 
 
 async def test_sample_agent_pod_becomes_ready_and_stops_gracefully(kube: Kube) -> None:
-    subprocess.run(
-        [
-            str(REPO / "e2e/local/kubectl"),
-            "-n",
-            kube.ns,
-            "apply",
-            "-f",
-            str(REPO / "examples/sample-pod.yaml"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    kube.kubectl_apply(REPO / "examples/sample-pod.yaml")
     ready = await kube.wait_running("sample-agent")
     async with httpx.AsyncClient() as http:
         answer = await http.get(f"http://{ready['status']['podIP']}:8080/healthz")

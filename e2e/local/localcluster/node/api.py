@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from foundation_operator.k8s import call
 
 Obj = dict[str, Any]
 
@@ -24,19 +25,8 @@ async def connect(kubeconfig: str) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-async def body(call: Awaitable[Any]) -> Obj:
-    """Await a call made with `_preload_content=False`: its decoded JSON, or ApiException.
-
-    kubernetes_asyncio raises for error statuses only when it preloads the content itself,
-    so the status is checked here.
-    """
-    response = await call
-    data = await response.read()
-    if not 200 <= response.status <= 299:
-        error = ApiException(status=response.status, reason=response.reason)
-        error.body = data.decode(errors="replace")
-        raise error
-    return json.loads(data) if data else {}
+# One way to decode a `_preload_content=False` answer and check its status: the operator's.
+body = call
 
 
 async def optional(call: Awaitable[Any]) -> Obj | None:
