@@ -14,6 +14,8 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from foundation_operator.agents.api import GROUP, PLURAL, VERSION
+
 Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 
@@ -130,8 +132,6 @@ class Kube:
     async def patch_agent(
         self, namespace: str, name: str, patch: Obj, *, status: bool = False
     ) -> Obj:
-        from foundation_operator.agents.api import GROUP, PLURAL, VERSION
-
         fn = (
             self.custom.patch_namespaced_custom_object_status
             if status

@@ -12,12 +12,14 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from foundation_operator import metrics
 from foundation_operator.agents import objects
+from foundation_operator.agents.api import Supervision
 from foundation_operator.agents.objects import AgentView, InvalidSpec
 from foundation_operator.k8s import ApiException, Kube, Obj, status_of
 
@@ -127,6 +129,30 @@ def without_empty_strings(value: Any, in_list: bool = False) -> Any:
     if isinstance(value, list):
         return [without_empty_strings(v, in_list=True) for v in value]
     return value
+
+
+def sibling_of(ordinal: int, failed: int, strategy: str) -> bool:
+    """Whether member `ordinal` restarts with the failed member `failed` under `strategy`."""
+    if ordinal == failed or strategy == "OneForOne":
+        return False
+    return strategy == "OneForAll" or ordinal > failed
+
+
+def exhaustion_message(
+    restarts: list[Restart], members: dict[str, Obj], count: int, sup: Supervision
+) -> str:
+    """Why an Agent failed: the member that restarted last, its last exit, what to do."""
+    last = restarts[-1] if restarts else None
+    exit_info = last_exit(members[last.member]) if last and last.member in members else None
+    if exit_info:
+        exit_text = f"last exit code {exit_info['exitCode']} ({exit_info['reason']})"
+    else:
+        exit_text = last.why if last else "unknown"
+    return (
+        f"member {last.member if last else 'a member'} restarted {count} times within "
+        f"{sup.period_seconds}s (maxRestarts {sup.max_restarts}); {exit_text}. Change the spec "
+        f"or set the {objects.RESTARTED_AT} annotation to start it again"
+    )
 
 
 def comparable(status: Obj) -> Obj:
@@ -422,6 +448,16 @@ class Supervisor:
             # Someone joined (or it changed) since the read: decide again on the next pass.
             raise ApiException(status=409, reason=f"Service {name} changed while leaving it")
 
+    async def _stop_members(self, view: AgentView, pods: Iterable[Obj]) -> None:
+        """Delete these member pods together (graceful); those already going are left be."""
+        await asyncio.gather(
+            *(
+                self._delete_member(view, pod)
+                for pod in pods
+                if not pod["metadata"].get("deletionTimestamp")
+            )
+        )
+
     async def _delete_member(self, view: AgentView, pod: Obj) -> None:
         memory = self.memory.setdefault((view.namespace, view.name), AgentMemory())
         memory.expected_gone.add(pod["metadata"]["uid"])
@@ -479,19 +515,7 @@ class Supervisor:
         exhausted_message = ""
         if not failed and len(recent) > sup.max_restarts:
             failed = True
-            last = restarts[-1] if restarts else None
-            member = last.member if last else "a member"
-            exit_info = last_exit(members[last.member]) if last and last.member in members else None
-            exit_text = (
-                f"last exit code {exit_info['exitCode']} ({exit_info['reason']})"
-                if exit_info
-                else (last.why if last else "unknown")
-            )
-            exhausted_message = (
-                f"member {member} restarted {len(recent)} times within {sup.period_seconds}s "
-                f"(maxRestarts {sup.max_restarts}); {exit_text}. Change the spec or set the "
-                f"{objects.RESTARTED_AT} annotation to start it again"
-            )
+            exhausted_message = exhaustion_message(restarts, members, len(recent), sup)
             metrics.INTENSITY_EXHAUSTED.inc()
             await self._warn(view, "RestartIntensityExceeded", exhausted_message)
             logger.warning(
@@ -504,9 +528,7 @@ class Supervisor:
 
         if failed:
             if sup.on_exhausted == "Stop":
-                for pod in members.values():
-                    if not pod["metadata"].get("deletionTimestamp"):
-                        await self._delete_member(view, pod)
+                await self._stop_members(view, members.values())
             supervised = condition(
                 "Supervised",
                 False,
@@ -529,15 +551,15 @@ class Supervisor:
             return
 
         # OTP strategies: siblings of a failed member restart with it.
-        for restart in restarts:
-            if sup.strategy == "OneForOne":
-                continue
-            for pod in members.values():
-                sibling = ordinal_of(pod)
-                if sibling == restart.ordinal or pod["metadata"].get("deletionTimestamp"):
-                    continue
-                if sup.strategy == "OneForAll" or sibling > restart.ordinal:
-                    await self._delete_member(view, pod)
+        if sup.strategy != "OneForOne":
+            await self._stop_members(
+                view,
+                [
+                    pod
+                    for pod in members.values()
+                    if any(sibling_of(ordinal_of(pod), r.ordinal, sup.strategy) for r in restarts)
+                ],
+            )
 
         await self._converge_members(view, members)
         for capability in set(status.get("capabilities") or []) - set(view.spec.capabilities):
@@ -711,9 +733,7 @@ class Supervisor:
         status = dict(body.get("status") or {})
         if status.get("phase") != "Terminating":
             await self._write_status(body, {**status, "phase": "Terminating"})
-        for pod in list(members.values()):
-            if not pod["metadata"].get("deletionTimestamp"):
-                await self._delete_member(view, pod)
+        await self._stop_members(view, list(members.values()))
         if members:
             return  # pod events bring us back when they are gone
         for capability in set(status.get("capabilities") or []) | set(view.spec.capabilities):

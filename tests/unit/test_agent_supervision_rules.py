@@ -59,3 +59,33 @@ def test_last_exit_prefers_the_previous_termination() -> None:
     assert controller.last_exit(pod) == {"exitCode": 1, "reason": "Error", "finishedAt": "t"}
     assert controller.restart_count(pod) == 2
     assert controller.last_exit({"status": {}}) is None
+
+
+def test_exhaustion_message_names_the_member_its_exit_and_the_way_out() -> None:
+    from foundation_operator.agents.api import Supervision
+
+    pod = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "restartCount": 4,
+                    "lastState": {
+                        "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "t"}
+                    },
+                }
+            ]
+        }
+    }
+    restart = controller.Restart("w-0", 0, controller.now(), "its container restarted")
+    message = controller.exhaustion_message([restart], {"w-0": pod}, 4, Supervision())
+    assert message.startswith("member w-0 restarted 4 times within 5s (maxRestarts 3)")
+    assert "last exit code 1 (Error)" in message
+    assert "foundation.dev/restartedAt" in message
+    deleted = controller.Restart("w-1", 1, controller.now(), "its pod was deleted")
+    assert "its pod was deleted" in controller.exhaustion_message([deleted], {}, 4, Supervision())
+
+
+def test_siblings_follow_the_otp_strategy() -> None:
+    assert [controller.sibling_of(o, 1, "OneForAll") for o in range(3)] == [True, False, True]
+    assert [controller.sibling_of(o, 1, "RestForOne") for o in range(3)] == [False, False, True]
+    assert [controller.sibling_of(o, 1, "OneForOne") for o in range(3)] == [False, False, False]

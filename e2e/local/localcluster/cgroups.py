@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from localcluster.layout import CGROUP_ROOT
@@ -62,8 +63,6 @@ def remove(group: Path) -> None:
 
 
 def remove_all() -> None:
-    import time
-
     deadline = time.monotonic() + 5
     while pids() and time.monotonic() < deadline:
         time.sleep(0.05)

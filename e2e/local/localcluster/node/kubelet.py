@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
@@ -290,8 +291,6 @@ class LogServer:
 
 def dump_tasks() -> None:
     """SIGUSR1: every task's stack into the node's log, to see what a stuck pod waits on."""
-    import io
-
     for task in asyncio.all_tasks():
         out = io.StringIO()
         task.print_stack(file=out)
