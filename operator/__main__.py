@@ -1,25 +1,85 @@
-"""`foundation-operator`: configure logging and metrics, then run the kopf operator."""
+"""`foundation-operator`: configure logging and metrics, stand for leadership, run kopf."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 import kopf
 
-from foundation_operator import handlers, logs, metrics  # noqa: F401 (registers handlers)
+from foundation_operator import handlers, logs, metrics  # noqa: F401 (handlers register)
+from foundation_operator.health import Health
+from foundation_operator.k8s import connect
+from foundation_operator.leadership import Leadership, LostLeadership
 from foundation_operator.settings import Settings, SettingsError
 
 logger = logging.getLogger("foundation_operator")
 
 
-async def run(settings: Settings) -> None:
-    await kopf.operator(
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        liveness_endpoint=settings.liveness_endpoint,
-    )
+def handle_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_kopf(settings: Settings, health: Health, stop: asyncio.Event) -> None:
+    """The supervisor proper: kopf's watches feeding the handlers until `stop` is set."""
+    ready = asyncio.Event()
+    health.role = "leader"
+    health.ready = False
+
+    async def mark_ready() -> None:
+        await ready.wait()
+        health.ready = True
+        # kopf installs its own SIGTERM handler; ours stops it through `stop` (an intended
+        # stop, without kopf's last-resort SIGKILL) and lets the Lease be handed over.
+        handle_signals(stop)
+
+    marker = asyncio.create_task(mark_ready())
+    try:
+        await kopf.operator(
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    finally:
+        marker.cancel()
+        health.ready = False
+
+
+async def run(settings: Settings) -> int:
+    stop = asyncio.Event()
+    handle_signals(stop)
+    health = Health()
+    runner = await health.serve(settings.health_host, settings.health_port)
+    try:
+        if not settings.leader_election:
+            await run_kopf(settings, health, stop)
+            return 0
+        async with await connect() as api:
+            leadership = Leadership(api, settings)
+            health.role, health.ready = "standby", True
+            campaign = asyncio.create_task(leadership.run(lambda: run_kopf(settings, health, stop)))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({campaign, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not campaign.done():
+                if leadership.leading:
+                    # kopf has seen `stop` too; wait for it to finish and hand the Lease over.
+                    await campaign
+                else:
+                    campaign.cancel()
+                    await asyncio.gather(campaign, return_exceptions=True)
+            elif isinstance(campaign.exception(), LostLeadership):
+                logger.error("%s", campaign.exception())
+                return 1
+            else:
+                campaign.result()
+            return 0
+    finally:
+        await runner.cleanup()
 
 
 def main() -> None:
@@ -31,12 +91,16 @@ def main() -> None:
     logs.configure(settings.log_level, settings.log_format)
     metrics.serve(settings.metrics_port)
     logger.info(
-        "watching %s; health on %s; metrics on :%s",
+        "watching %s; health on %s:%s; metrics on :%s; leader election %s",
         ",".join(settings.namespaces) or "all namespaces",
-        settings.liveness_endpoint,
+        settings.health_host,
+        settings.health_port,
         settings.metrics_port or "(off)",
+        f"on (Lease {settings.lease_name}, identity {settings.identity})"
+        if settings.leader_election
+        else "off",
     )
-    asyncio.run(run(settings))
+    raise SystemExit(asyncio.run(run(settings)))
 
 
 if __name__ == "__main__":

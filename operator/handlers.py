@@ -60,8 +60,3 @@ async def pod_event(event: dict, **_: Any) -> None:
         State.supervisor.observe_pod(
             event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
         )
-
-
-@kopf.on.probe(id="version")
-async def version_probe(**_: Any) -> str:
-    return __version__

@@ -32,6 +32,10 @@ INTENSITY_EXHAUSTED = Counter(
     "Times an Agent failed because its restart intensity was exceeded.",
 )
 AGENTS = Gauge("foundation_operator_agents", "Agents by phase.", ["phase"])
+LEADER = Gauge(
+    "foundation_operator_leader",
+    "1 while this replica holds the Lease and supervises; 0 while it stands by.",
+)
 
 
 def serve(port: int) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 ENV_PREFIX = "FOUNDATION_"
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 class SettingsError(ValueError):
@@ -30,6 +32,20 @@ class Settings(BaseModel, frozen=True):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
+    leader_election: bool = Field(
+        default=True, description="Run active only while holding the Lease (several replicas)."
+    )
+    lease_name: str = Field(default="foundation-operator", min_length=1, max_length=253)
+    lease_namespace: str = Field(
+        default="", description="Namespace of the Lease; empty: the pod's own, else default."
+    )
+    lease_duration_seconds: int = Field(
+        default=15, ge=2, le=300, description="How long a silent leader keeps the Lease."
+    )
+    identity: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This replica's name in the Lease (the pod name in a cluster).",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -44,8 +60,23 @@ class Settings(BaseModel, frozen=True):
         return value.upper() if isinstance(value, str) else value
 
     @property
-    def liveness_endpoint(self) -> str:
-        return f"http://{self.health_host}:{self.health_port}/healthz"
+    def renew_deadline_seconds(self) -> float:
+        """A leader that cannot renew for this long stops, before its Lease can expire."""
+        return self.lease_duration_seconds * 2 / 3
+
+    @property
+    def retry_period_seconds(self) -> float:
+        # kubernetes_asyncio's election wants renewDeadline > 1.2 x retryPeriod >= 1.2 s.
+        return max(1.0, self.lease_duration_seconds / 7.5)
+
+    def lease_namespace_or_own(self, own_namespace_file: str = SERVICE_ACCOUNT_NAMESPACE) -> str:
+        if self.lease_namespace:
+            return self.lease_namespace
+        try:
+            with open(own_namespace_file) as f:
+                return f.read().strip() or "default"
+        except OSError:
+            return "default"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

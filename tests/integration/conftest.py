@@ -7,7 +7,6 @@ test that cannot get the cluster fails: nothing here is ever skipped.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +15,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from kube import REPO, RESTART_BACKOFF, Kube
+from operators import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -57,43 +57,6 @@ async def kube(api: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIt
     finally:
         if os.environ.get("FOUNDATION_KEEP_NAMESPACES") != "1":
             await kube.delete_namespace()
-
-
-class OperatorProcess:
-    """`foundation-operator` running on this machine against the local cluster."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log = open(REPO / ".local-cluster" / "logs" / "operator-tests.log", "ab")
-        env = dict(
-            os.environ,
-            KUBECONFIG=self.kubeconfig,
-            FOUNDATION_HEALTH_HOST="127.0.0.1",
-            FOUNDATION_HEALTH_PORT="18080",
-            FOUNDATION_METRICS_PORT="19090",
-            FOUNDATION_LOG_FORMAT="json",
-        )
-        self.proc = subprocess.Popen(
-            [str(REPO / ".venv/bin/foundation-operator")],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

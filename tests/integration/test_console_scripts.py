@@ -41,22 +41,28 @@ async def test_operator_starts_serves_health_and_metrics_and_stops_on_sigterm(cl
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    answer = await http.get(f"http://127.0.0.1:{health}/healthz")
+                    answer = await http.get(f"http://127.0.0.1:{health}/readyz")
                     if answer.status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "no health endpoint within 30 s"
+                assert time.monotonic() < deadline, "not ready within 30 s"
                 await asyncio.sleep(0.2)
-            assert answer.json() == {"version": "0.1.0"}
+            health_report = answer.json()
+            assert health_report["version"] == "0.1.0"
+            # The leader, or a standby if the tests' operator holds the Lease.
+            assert health_report["role"] in ("leader", "standby")
+            assert health_report["ready"] is True
+            assert (await http.get(f"http://127.0.0.1:{health}/healthz")).status_code == 200
             scraped = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
             assert 'foundation_operator_build_info{version="0.1.0"} 1.0' in scraped
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, output
-    assert "foundation operator 0.1.0 starting" in output
+    assert "leader election on (Lease foundation-operator" in output
+    assert "is standing for Lease" in output
 
 
 def test_operator_rejects_bad_configuration_clearly() -> None:

@@ -6,7 +6,25 @@ from foundation_operator.settings import Settings, SettingsError
 def test_defaults_watch_all_namespaces() -> None:
     settings = Settings.from_env({})
     assert settings.namespaces == ()
-    assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert (settings.health_host, settings.health_port) == ("0.0.0.0", 8080)
+    assert settings.leader_election is True
+
+
+def test_lease_timings_follow_client_go_ratios_and_satisfy_the_election() -> None:
+    default = Settings.from_env({})
+    assert (default.renew_deadline_seconds, default.retry_period_seconds) == (10, 2)
+    short = Settings.from_env({"FOUNDATION_LEASE_DURATION_SECONDS": "2"})
+    # kubernetes_asyncio's election refuses renewDeadline <= 1.2 x retryPeriod.
+    assert short.renew_deadline_seconds > 1.2 * short.retry_period_seconds >= 1.2
+
+
+def test_lease_namespace_is_explicit_or_the_pods_own(tmp_path) -> None:
+    own = tmp_path / "namespace"
+    own.write_text("foundation-system\n")
+    assert Settings.from_env({}).lease_namespace_or_own(str(own)) == "foundation-system"
+    assert Settings.from_env({}).lease_namespace_or_own(str(tmp_path / "none")) == "default"
+    explicit = Settings.from_env({"FOUNDATION_LEASE_NAMESPACE": "ops"})
+    assert explicit.lease_namespace_or_own(str(own)) == "ops"
 
 
 def test_values_come_from_prefixed_environment() -> None:

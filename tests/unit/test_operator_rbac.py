@@ -1,0 +1,64 @@
+"""The operator's written-down permissions: enough to grant what Agents get, and no more."""
+
+import io
+from contextlib import redirect_stdout
+
+import yaml
+
+from foundation_operator import rbac
+from foundation_operator.agents import objects
+from foundation_operator.agents.objects import AgentView
+
+
+def allows(rules: list[dict], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+def test_operator_holds_every_permission_it_grants_an_agent() -> None:
+    # Kubernetes refuses to let a subject create a Role granting more than it holds.
+    for store in ("ConfigMap", "PVC", "None"):
+        view = AgentView.from_body(
+            {
+                "metadata": {"name": "a", "namespace": "n", "uid": "u", "generation": 1},
+                "spec": {
+                    "image": "i",
+                    "agent": "m:C",
+                    "replicas": 3,
+                    "persistence": {"store": store},
+                },
+            }
+        )
+        for rule in objects.role(view)["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        assert allows(rbac.cluster_rules(), group, resource, verb), (
+                            group,
+                            resource,
+                            verb,
+                        )
+
+
+def test_operator_may_not_touch_secrets_or_delete_agents() -> None:
+    rules = rbac.cluster_rules()
+    assert not any("secrets" in r["resources"] or "*" in r["resources"] for r in rules)
+    assert not any("*" in r["verbs"] or "escalate" in r["verbs"] for r in rules)
+    assert not allows(rules, "foundation.dev", "agents", "delete")
+    assert not allows(rules, "coordination.k8s.io", "leases", "get")  # namespaced Role only
+    assert allows(rbac.lease_rules(), "coordination.k8s.io", "leases", "update")
+
+
+def test_manifests_bind_the_rules_to_one_account() -> None:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rbac.main(["--namespace", "ops"])
+    docs = list(yaml.safe_load_all(out.getvalue()))
+    kinds = [d["kind"] for d in docs]
+    assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+    for binding in (docs[2], docs[4]):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "foundation-operator", "namespace": "ops"}
+        ]
+    assert docs[3]["metadata"]["namespace"] == "ops"
