@@ -7,6 +7,8 @@ import logging
 from datetime import UTC, datetime
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# kopf's per-object loggers attach these; `k8s_ref` becomes the same fields our own lines carry.
+_KOPF_ONLY = {"settings", "k8s_skip", "k8s_ref"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,8 +21,17 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and ref.get("name"):
+            if ref.get("namespace"):
+                entry["namespace"] = ref["namespace"]
+            entry[str(ref.get("kind", "object")).lower()] = ref["name"]
         entry.update(
-            {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
+            {
+                k: v
+                for k, v in vars(record).items()
+                if k not in _RESERVED and k not in _KOPF_ONLY and not k.startswith("_")
+            }
         )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

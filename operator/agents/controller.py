@@ -25,7 +25,13 @@ from foundation_operator.k8s import ApiException, Kube, Obj, status_of
 
 logger = logging.getLogger(__name__)
 FINALIZER = "foundation.dev/supervisor"
+STATUS_INTERVAL = 1.0  # seconds
 Key = tuple[str, str]  # (namespace, name)
+
+
+def about(key: Key) -> dict[str, str]:
+    """Log fields naming the Agent a line is about (JSON logs carry them as fields)."""
+    return {"namespace": key[0], "agent": key[1]}
 
 
 def now() -> datetime:
@@ -93,6 +99,10 @@ class AgentMemory:
     pending_restarts: list[Restart] = field(default_factory=list)
     # The owned objects (RBAC, Services) last brought to this desired form; see _ensure_owned.
     owned_applied: str = ""
+    # Progress-only status changes are written at most once per STATUS_INTERVAL; a new Agent's
+    # first one waits too, so members that start quickly cost one write instead of two.
+    status_written_at: float = field(default_factory=time.monotonic)
+    flush_scheduled: bool = False
 
 
 def condition(
@@ -155,6 +165,24 @@ def exhaustion_message(
     )
 
 
+def older_than(body: Obj, cached: Obj | None) -> bool:
+    """Whether `body` is an older version of the same object than `cached`.
+
+    resourceVersions are opaque to clients, but the API server serves etcd revisions, which
+    only grow; anything that does not parse as such is taken as newer.
+    """
+    if cached is None or cached["metadata"].get("uid") != body["metadata"].get("uid"):
+        return False
+    try:
+        return int(body["metadata"]["resourceVersion"]) < int(cached["metadata"]["resourceVersion"])
+    except (KeyError, ValueError):
+        return False
+
+
+def namespace_terminating(exc: ApiException) -> bool:
+    return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", ""))
+
+
 def comparable(status: Obj) -> Obj:
     """A status without transition times, to decide whether anything changed."""
     out = {k: v for k, v in status.items() if v not in ("", None)}
@@ -186,6 +214,10 @@ class Supervisor:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event == "DELETED":
             self.agents.pop(key, None)
+        elif older_than(body, self.agents.get(key)):
+            # The watch still delivers what came before a write of ours whose answer is cached:
+            # taking it would make the next pass repeat that write.
+            return
         else:
             self.agents[key] = body
         self.enqueue(key)
@@ -244,6 +276,11 @@ class Supervisor:
             try:
                 await self.reconcile(key)
             except ApiException as exc:
+                if namespace_terminating(exc):
+                    # Nothing new may be made there; the namespace's deletion removes the Agent
+                    # next, and that event brings it back here to be finalized.
+                    logger.debug("%s/%s: namespace terminating", *key, extra=about(key))
+                    continue
                 result = "api_error"
                 metrics.API_ERRORS.labels(code=str(status_of(exc))).inc()
                 logger.warning(
@@ -252,15 +289,13 @@ class Supervisor:
                     exc.status,
                     exc.reason,
                     (getattr(exc, "body", None) or "")[:500],
-                    extra={"namespace": key[0], "agent": key[1]},
+                    extra=about(key),
                 )
                 await asyncio.sleep(1.0)
                 self._again.add(key)
             except Exception:
                 result = "error"
-                logger.exception(
-                    "reconcile %s/%s failed", *key, extra={"namespace": key[0], "agent": key[1]}
-                )
+                logger.exception("reconcile %s/%s failed", *key, extra=about(key))
                 await asyncio.sleep(1.0)
                 self._again.add(key)
             finally:
@@ -309,9 +344,10 @@ class Supervisor:
     async def _ensure_finalizer(self, view: AgentView, body: Obj) -> None:
         finalizers = body["metadata"].get("finalizers") or []
         if FINALIZER not in finalizers:
-            await self.kube.patch_agent(
+            answer = await self.kube.patch_agent(
                 view.namespace, view.name, {"metadata": {"finalizers": [*finalizers, FINALIZER]}}
             )
+            self._cache_ahead(answer)
 
     async def _warn(self, view: AgentView, reason: str, message: str) -> None:
         """A Warning Event on the Agent. Best effort: losing an Event never stops supervision."""
@@ -338,7 +374,13 @@ class Supervisor:
         try:
             await self.kube.create(event)
         except ApiException as exc:
-            logger.warning("could not record event %s on %s: %s", reason, view.key, exc.reason)
+            logger.warning(
+                "could not record event %s on %s: %s",
+                reason,
+                view.key,
+                exc.reason,
+                extra=about((view.namespace, view.name)),
+            )
 
     async def _invalid(self, body: Obj, message: str) -> None:
         meta = body["metadata"]
@@ -523,7 +565,7 @@ class Supervisor:
                 view.namespace,
                 view.name,
                 exhausted_message,
-                extra={"namespace": view.namespace, "agent": view.name},
+                extra=about((view.namespace, view.name)),
             )
 
         if failed:
@@ -546,7 +588,7 @@ class Supervisor:
                 status.get("conditions") or [],
             )
             await self._write_agent_status(
-                view, body, members, "Failed", supervised, recent, total, restarted_at
+                view, body, members, "Failed", supervised, recent, total, restarted_at, True
             )
             return
 
@@ -573,7 +615,7 @@ class Supervisor:
             status.get("conditions") or [],
         )
         await self._write_agent_status(
-            view, body, members, None, supervised, recent, total, restarted_at
+            view, body, members, None, supervised, recent, total, restarted_at, bool(restarts)
         )
 
     async def _converge_members(self, view: AgentView, members: dict[str, Obj]) -> None:
@@ -640,6 +682,7 @@ class Supervisor:
         recent: list[datetime],
         total: int,
         restarted_at: str,
+        urgent: bool,
     ) -> None:
         status = dict(body.get("status") or {})
         previous = status.get("conditions") or []
@@ -697,7 +740,7 @@ class Supervisor:
             "capabilities": sorted(view.spec.capabilities),
             "conditions": [ready_condition, supervised, persisted],
         }
-        await self._write_status(body, new)
+        await self._write_status(body, new, urgent=urgent)
 
     def _record_phase(self, key: Key, phase: str | None) -> None:
         """Keep the agents-by-phase gauge in step with what the supervisor reports."""
@@ -705,23 +748,48 @@ class Supervisor:
         if phase:
             self.phases[key] = phase
         if before != phase:
+            if phase:
+                logger.info(
+                    "agent %s/%s is %s (was %s)", *key, phase, before or "unseen", extra=about(key)
+                )
             for changed in {before, phase} - {None}:
                 metrics.AGENTS.labels(phase=changed).set(
                     sum(1 for p in self.phases.values() if p == changed)
                 )
 
-    async def _write_status(self, body: Obj, new: Obj) -> None:
+    async def _write_status(self, body: Obj, new: Obj, *, urgent: bool = True) -> None:
+        """Patch the status if it changed. A non-urgent change (members progressing, nothing
+        counted that the next pass could not count again) waits for the status interval."""
         meta = body["metadata"]
-        self._record_phase((meta["namespace"], meta["name"]), new.get("phase"))
+        key = (meta["namespace"], meta["name"])
+        self._record_phase(key, new.get("phase"))
         old = body.get("status") or {}
         if comparable(new) == comparable(old):
+            return
+        memory = self.memory.setdefault(key, AgentMemory())
+        wait = memory.status_written_at + STATUS_INTERVAL - time.monotonic()
+        if not urgent and wait > 0:
+            if not memory.flush_scheduled:
+                memory.flush_scheduled = True
+                asyncio.get_running_loop().call_later(wait, self._flush_status, key)
             return
         answer = await self.kube.patch_agent(
             meta["namespace"], meta["name"], {"status": without_empty_strings(new)}, status=True
         )
-        # Keep the cache ahead of the watch so the next pass compares with what we wrote.
-        key = (meta["namespace"], meta["name"])
-        if key in self.agents:
+        memory.status_written_at = time.monotonic()
+        self._cache_ahead(answer)
+
+    def _flush_status(self, key: Key) -> None:
+        memory = self.memory.get(key)
+        if memory is not None:
+            memory.flush_scheduled = False
+            self.enqueue(key)
+
+    def _cache_ahead(self, answer: Obj) -> None:
+        """Keep the cache ahead of the watch, so the next pass compares with what we wrote."""
+        key = (answer["metadata"]["namespace"], answer["metadata"]["name"])
+        cached = self.agents.get(key)
+        if cached is not None and not older_than(answer, cached):
             self.agents[key] = answer
 
     async def _finalize(self, view: AgentView, body: Obj) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 
@@ -148,6 +149,58 @@ async def test_one_for_all_restarts_every_sibling(kube: Kube) -> None:
 
     await kube.wait(all_replaced, what="all three members replaced")
     await kube.wait_agent("trio", running(3))
+
+
+async def test_rest_for_one_restarts_the_member_and_those_after_it(kube: Kube) -> None:
+    await kube.create_agent("chain", replicas=3, supervision={"strategy": "RestForOne"})
+    await kube.wait_agent("chain", running(3))
+    before = {n: p["metadata"]["uid"] for n, p in (await kube.members("chain")).items()}
+    await kube.delete_pod("chain-1")
+
+    async def rest_replaced() -> bool:
+        now = {
+            n: p["metadata"]["uid"]
+            for n, p in (await kube.members("chain")).items()
+            if not p["metadata"].get("deletionTimestamp")
+        }
+        return (
+            len(now) == 3
+            and now["chain-1"] != before["chain-1"]
+            and now["chain-2"] != before["chain-2"]
+        )
+
+    await kube.wait(rest_replaced, what="chain-1 and chain-2 replaced")
+    agent = await kube.wait_agent("chain", running(3))
+    after = await kube.members("chain")
+    assert after["chain-0"]["metadata"]["uid"] == before["chain-0"]
+    # One failure; the sibling stopped with it is not a failure of its own.
+    assert agent["status"]["restarts"] == 1
+
+
+async def test_exhausted_agent_keeps_members_for_debugging_and_logs_it_as_json(
+    kube: Kube,
+) -> None:
+    await kube.create_agent(
+        "keeper",
+        command=["sh", "-c", "echo starting; exit 3"],
+        supervision={"onExhausted": "Keep"},
+    )
+    failed = await kube.wait_agent("keeper", lambda a: phase(a) == "Failed", timeout=30)
+    assert agent_condition(failed, "Supervised")["reason"] == "RestartIntensityExceeded"
+    assert "last exit code 3" in agent_condition(failed, "Supervised")["message"]
+    await asyncio.sleep(1.5)
+    pods = await kube.members("keeper")
+    assert list(pods) == ["keeper-0"], "Keep leaves the member in place"
+    assert not pods["keeper-0"]["metadata"].get("deletionTimestamp")
+
+    # Every operator log line about this Agent is JSON carrying its namespace and name.
+    log = REPO / ".local-cluster/logs/operator-tests-operator.log"
+    about = [json.loads(line) for line in log.read_text().splitlines() if kube.ns in line]
+    assert about, "the exhaustion is logged"
+    for entry in about:
+        assert entry.get("namespace") == kube.ns, entry
+        assert entry.get("agent") == "keeper" or entry.get("pod", "").startswith("keeper-"), entry
+    assert any("restarted" in e["message"] for e in about)
 
 
 async def test_scaling_up_and_down_highest_ordinals_first(kube: Kube) -> None:

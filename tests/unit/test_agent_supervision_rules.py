@@ -89,3 +89,17 @@ def test_siblings_follow_the_otp_strategy() -> None:
     assert [controller.sibling_of(o, 1, "OneForAll") for o in range(3)] == [True, False, True]
     assert [controller.sibling_of(o, 1, "RestForOne") for o in range(3)] == [False, False, True]
     assert [controller.sibling_of(o, 1, "OneForOne") for o in range(3)] == [False, False, False]
+
+
+def _at(version: str, uid: str = "u") -> dict:
+    return {"metadata": {"uid": uid, "resourceVersion": version}}
+
+
+def test_a_watch_event_from_before_a_cached_write_is_older() -> None:
+    assert controller.older_than(_at("9"), _at("10"))  # numeric, not lexical
+    assert not controller.older_than(_at("11"), _at("10"))
+    assert not controller.older_than(_at("10"), None)
+    assert not controller.older_than(
+        _at("9", uid="new"), _at("10")
+    )  # re-created under the same name
+    assert not controller.older_than(_at("opaque"), _at("10"))
