@@ -5,8 +5,9 @@
 For each operator, in turn and in a fresh namespace: create N objects (32 at a time), time until
 every object has its pod and until every pod is Ready, count the API writes the operator made per
 object (from kube-apiserver's request counters: creates/patches/deletes of the kinds the operator
-writes, less the scheduler's one Event per pod), read the operator's RSS; then delete them all
-and read its RSS again. Members run busybox httpd, so 1,000 of them fit in memory.
+writes, less the scheduler's one Event per pod) and, for Foundation, its own count of requests
+by verb and kind; read the operator's RSS; then delete them all and read its RSS again.
+Members run busybox httpd, so 1,000 of them fit in memory.
 A benchmark, not a test: it asserts nothing and prints JSON.
 """
 
@@ -23,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
@@ -130,13 +132,49 @@ async def track_pods(
     raise TimeoutError
 
 
-async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict) -> dict:
+async def operator_requests(port: int) -> dict[str, int]:
+    """Foundation's own count of its API requests by verb and kind (2xx and errors alike)."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    counts: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "foundation_operator_api_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                labels = sample.labels
+                what = f"{labels['verb']} {labels['kind']} {labels['code']}"
+                counts[what] = counts.get(what, 0) + int(sample.value)
+    return counts
+
+
+async def until_leading(port: int, proc: subprocess.Popen) -> None:
+    """Wait until the operator holds its Lease (a Lease left by an earlier run expires first)."""
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the operator exited with {proc.returncode}")
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/healthz") as answer,
+            ):
+                if (await answer.json()).get("role") == "leader":
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the operator never became the leader")
+
+
+async def run_phase(
+    name: str, agents: int, operator_argv: list[str], make: dict, metrics_port: int = 0
+) -> dict:
     ns = f"bench-{name}-{uuid.uuid4().hex[:5]}"
     env = dict(
         os.environ,
         KUBECONFIG=KUBECONFIG,
         FOUNDATION_HEALTH_PORT="18081",
-        FOUNDATION_METRICS_PORT="0",
+        FOUNDATION_METRICS_PORT=str(metrics_port),
         FOUNDATION_HEALTH_HOST="127.0.0.1",
     )
     log = open(REPO / ".local-cluster" / "logs" / f"bench-{name}.log", "ab")
@@ -151,8 +189,12 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
                 break
             await asyncio.sleep(0.1)
         proc = subprocess.Popen(operator_argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        await asyncio.sleep(3)  # the operator's startup
+        if metrics_port:
+            await until_leading(18081, proc)
+        else:
+            await asyncio.sleep(3)  # the operator's startup
         writes_before = await api_writes(api)
+        requests_before = await operator_requests(metrics_port) if metrics_port else {}
         gate = asyncio.Semaphore(32)
 
         async def create(i: int) -> None:
@@ -177,6 +219,14 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
             all_pods = all_ready = None
         await asyncio.sleep(3)  # let status writes that follow readiness land
         writes_after = await api_writes(api)
+        requests = {}
+        if metrics_port:
+            requests_after = await operator_requests(metrics_port)
+            requests = {
+                k: v - requests_before.get(k, 0)
+                for k, v in sorted(requests_after.items())
+                if v - requests_before.get(k, 0)
+            }
         breakdown = {
             k: v - writes_before.get(k, 0)
             for k, v in writes_after.items()
@@ -230,6 +280,7 @@ async def run_phase(name: str, agents: int, operator_argv: list[str], make: dict
         "objects_per_s_to_pods": round(agents / all_pods, 1) if all_pods else None,
         "api_writes_per_object": round(writes / agents, 2),
         "api_writes_by_kind": dict(sorted(breakdown.items())),
+        **({"operator_requests_by_kind": requests} if metrics_port else {}),
         "operator_rss_mb_at_n": rss_full,
         "operator_rss_mb_after_delete": rss_after,
         "delete_all_s": round(deleted, 1),
@@ -277,6 +328,7 @@ async def main_async(agents: int, skip_baseline: bool) -> dict:
                 "persistence": {"store": "None"},
             },
         },
+        metrics_port=19091,
     )
     if not skip_baseline:
         ours = results["foundation"]["objects_per_s_to_pods"]

@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from foundation_operator import metrics
 from foundation_operator.agents.api import GROUP, PLURAL, VERSION
 
 Obj = dict[str, Any]
@@ -39,10 +40,15 @@ async def connect() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-async def call(request: Awaitable[Any]) -> Obj:
-    """The decoded answer of a `_preload_content=False` request, or ApiException."""
+async def call(request: Awaitable[Any], verb: str = "", kind: str = "") -> Obj:
+    """The decoded answer of a `_preload_content=False` request, or ApiException.
+
+    With a verb and kind, the request is counted in foundation_operator_api_requests_total.
+    """
     response = await request
     data = await response.read()
+    if verb:
+        metrics.API_REQUESTS.labels(verb=verb, kind=kind, code=str(response.status)).inc()
     if not 200 <= response.status <= 299:
         error = ApiException(status=response.status, reason=response.reason)
         error.body = data.decode(errors="replace")
@@ -84,12 +90,14 @@ class Kube:
 
     async def create(self, obj: Obj) -> Obj:
         create, _, _, _ = self._core_kind(obj["kind"])
-        return await call(create(obj["metadata"]["namespace"], obj, _preload_content=False))
+        return await call(
+            create(obj["metadata"]["namespace"], obj, _preload_content=False), "create", obj["kind"]
+        )
 
     async def read(self, kind: str, namespace: str, name: str) -> Obj | None:
         _, read, _, _ = self._core_kind(kind)
         try:
-            return await call(read(name, namespace, _preload_content=False))
+            return await call(read(name, namespace, _preload_content=False), "get", kind)
         except ApiException as exc:
             if status_of(exc) == 404:
                 return None
@@ -98,7 +106,9 @@ class Kube:
     async def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
         _, _, patch_fn, _ = self._core_kind(kind)
         return await call(
-            patch_fn(name, namespace, patch, _content_type=MERGE, _preload_content=False)
+            patch_fn(name, namespace, patch, _content_type=MERGE, _preload_content=False),
+            "patch",
+            kind,
         )
 
     async def delete(
@@ -122,7 +132,7 @@ class Kube:
         if grace is not None:
             body["gracePeriodSeconds"] = grace
         try:
-            await call(delete(name, namespace, body=body, _preload_content=False))
+            await call(delete(name, namespace, body=body, _preload_content=False), "delete", kind)
             return True
         except ApiException as exc:
             if status_of(exc) in (404, 409):
@@ -147,5 +157,7 @@ class Kube:
                 patch,
                 _content_type=MERGE,
                 _preload_content=False,
-            )
+            ),
+            "patch",
+            "Agent/status" if status else "Agent",
         )

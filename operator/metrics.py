@@ -20,6 +20,12 @@ RECONCILE_SECONDS = Histogram(
     ["resource"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+API_REQUESTS = Counter(
+    "foundation_operator_api_requests_total",
+    "Requests the supervisor made to the Kubernetes API by verb, kind and HTTP status "
+    "(watches and the Lease are not counted).",
+    ["verb", "kind", "code"],
+)
 API_ERRORS = Counter(
     "foundation_operator_api_errors_total", "Kubernetes API errors by HTTP status.", ["code"]
 )
