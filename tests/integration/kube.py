@@ -77,6 +77,7 @@ class Kube:
             "Endpoints": self.core.read_namespaced_endpoints,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
             "Pod": self.core.read_namespaced_pod,
+            "Service": self.core.read_namespaced_service,
         }
         try:
             response = await readers[kind](name, self.ns, _preload_content=False)

@@ -45,13 +45,12 @@ async def test_agent_runs_members_with_services_rbac_and_status(kube: Kube) -> N
         return sum(len(s.get("addresses") or []) for s in endpoints.get("subsets") or [])
 
     await kube.wait(lambda: _eq(cap_endpoints(), 2), what="both members behind the capability")
+    assert (await kube.get("Service", "counter"))["spec"]["clusterIP"] == "None"
     async with httpx.AsyncClient() as http:
         scraped = (await http.get("http://127.0.0.1:19090/metrics")).text
     assert 'foundation_operator_agents{phase="Running"}' in scraped
     assert 'foundation_operator_reconciliations_total{resource="agent",result="ok"}' in scraped
-    assert (
-        'foundation_operator_api_requests_total{code="201",kind="Pod",verb="create"}' in scraped
-    )
+    assert 'foundation_operator_api_requests_total{code="201",kind="Pod",verb="create"}' in scraped
     assert 'kind="Agent/status",verb="patch"' in scraped
     printed = subprocess.run(
         [str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "get", "ag"],

@@ -43,6 +43,8 @@ def test_member_pod_is_owned_labelled_and_runs_the_runtime() -> None:
     assert env["X"]["value"] == "1"
     assert pod["spec"]["serviceAccountName"] == "writer"
     assert pod["spec"]["restartPolicy"] == "Always"
+    # <agent>-<i>.<agent>.<namespace>.svc on a cluster's DNS, through the headless Service.
+    assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == ("writer-1", "writer")
 
 
 def test_template_hash_follows_the_template_not_replicas() -> None:
@@ -106,6 +108,17 @@ def test_capability_service_selects_the_capability_and_has_every_owner() -> None
     assert service["metadata"]["name"] == "foundation-cap-summarize"
     assert service["spec"]["selector"] == {"capability.foundation.dev/summarize": "true"}
     assert service["metadata"]["ownerReferences"][0]["controller"] is False
+
+
+def test_discovery_services_are_headless_on_the_members_port() -> None:
+    owners = [objects.owner_reference(view(), controller=False)]
+    for service in (
+        objects.agent_service(view()),
+        objects.capability_service("team", "summarize", owners),
+    ):
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+    assert objects.agent_service(view())["spec"]["selector"] == {"foundation.dev/agent": "writer"}
 
 
 def test_problems_the_schema_cannot_express() -> None:
