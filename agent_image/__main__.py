@@ -1,72 +1,150 @@
-"""`foundation-agent`: the agent runtime's entry point.
+"""`foundation-agent`: the runtime of one Agent member.
 
-For now it serves health and readiness and stops cleanly on SIGTERM; the task API and durable
-state build on this process.
+Loads the agent class and its durable state, serves the task API, runs tasks exactly once, and
+on SIGTERM stops taking tasks, finishes or re-queues the one in flight, saves and exits.
+Configuration comes from FOUNDATION_* variables, which the operator sets on every member.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
-import os
 import signal
+import sys
 
 from aiohttp import web
 
 from foundation_agent import __version__
+from foundation_agent.model import AgentError, load_agent
+from foundation_agent.runtime.member import Member
+from foundation_agent.runtime.server import TaskApi
+from foundation_agent.runtime.settings import Settings, SettingsError
+from foundation_agent.runtime.status import StatusReporter
+from foundation_agent.stores import MemoryStore, Store, StoreError
+from foundation_agent.stores.configmap import ConfigMapStore
+from foundation_agent.stores.sqlite import SqliteStore
+from foundation_operator.k8s import connect  # the one API client setup: in-cluster or kubeconfig
 
 logger = logging.getLogger("foundation_agent")
 
-
-class Runtime:
-    """Health and readiness of one agent member."""
-
-    def __init__(self) -> None:
-        self.ready = False
-        self.stopping = asyncio.Event()
-
-    async def healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "version": __version__})
-
-    async def readyz(self, _: web.Request) -> web.Response:
-        if self.ready and not self.stopping.is_set():
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        return app
+LOAD_RETRY_SECONDS = (1, 2, 5, 10, 30)
+EXIT_STORE_FAILED = 3
 
 
-async def serve(host: str, port: int) -> None:
-    runtime = Runtime()
+async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.stopping.set)
-    runner = web.AppRunner(runtime.app())
+        loop.add_signal_handler(sig, stop.set)
+
+    agent = load_agent(settings.agent_class, settings.agent_config)
+    api = None
+    if settings.state_store == "ConfigMap" or settings.report_status:
+        api = await connect()
+    store: Store
+    if settings.state_store == "ConfigMap":
+        store = ConfigMapStore(api, settings.namespace, settings.configmap)
+    elif settings.state_store == "PVC":
+        store = SqliteStore(settings.state_path)
+    else:
+        store = MemoryStore()
+    reporter = (
+        StatusReporter(
+            api,
+            settings.namespace,
+            settings.agent_name,
+            settings.member_name,
+            settings.member,
+            settings.status_interval_seconds,
+        )
+        if settings.report_status and api is not None
+        else None
+    )
+
+    task_api = TaskApi()
+    runner = web.AppRunner(task_api.app(), handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    runtime.ready = True
-    logger.info("foundation-agent %s serving on %s:%d", __version__, host, port)
-    await runtime.stopping.wait()
-    logger.info("SIGTERM received; stopping")
+    await web.TCPSite(runner, settings.agent_host, settings.agent_port).start()
+    logger.info(
+        "foundation-agent %s: %s, store %s %s, serving on %s:%d",
+        __version__,
+        settings.agent_class,
+        store.kind,
+        store.key or "-",
+        settings.agent_host,
+        settings.agent_port,
+    )
+
+    # Load the state; a state that cannot be loaded is reported and retried, not crash-looped.
+    member = Member(agent, store, settings)
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await member.load()
+            break
+        except StoreError as exc:
+            task_api.problem = exc.message
+            member.error = exc
+            logger.error("cannot load the state (%s): %s", exc.reason, exc.message)
+            if reporter is not None:
+                await reporter.report(member.summary())
+            delay = LOAD_RETRY_SECONDS[min(attempt, len(LOAD_RETRY_SECONDS) - 1)]
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            member = Member(agent, store, settings)
+    else:
+        await runner.cleanup()
+        await store.close()
+        return 0
+    member.start()
+    task_api.member = member
+    logger.info("state loaded: version %d, %d tasks queued", member.version, len(member.queue))
+    reporting = loop.create_task(reporter.run(member.summary, member.changed)) if reporter else None
+    member.changed.set()
+
+    failed = loop.create_task(_wait_fatal(member))
+    await asyncio.wait({loop.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")
+    if member.fatal is None:
+        logger.info("SIGTERM: taking no more tasks, finishing the one in flight, saving")
+    await member.stop()
     await runner.cleanup()
+    if reporting is not None:
+        reporting.cancel()
+        await reporter.report(member.summary())
+    if api is not None:
+        await api.close()
+    if member.fatal is not None:
+        logger.error("stopped: %s", member.fatal.message)
+        return EXIT_STORE_FAILED
+    logger.info("stopped at state version %d", member.version)
+    return 0
+
+
+async def _wait_fatal(member: Member) -> None:
+    while member.fatal is None:
+        await member.changed.wait()
+        if member.fatal is None:
+            await asyncio.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="foundation-agent", description=__doc__)
-    parser.add_argument("--host", default=os.environ.get("FOUNDATION_AGENT_HOST", "0.0.0.0"))
-    parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("FOUNDATION_AGENT_PORT", "8080"))
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(args.host, args.port))
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"foundation-agent: {exc}")
+    try:
+        sys.exit(asyncio.run(run(settings)))
+    except AgentError as exc:
+        sys.exit(f"foundation-agent: {exc}")
 
 
 if __name__ == "__main__":

@@ -82,9 +82,15 @@ async def test_sample_agent_pod_becomes_ready_and_stops_gracefully(kube: Kube) -
     kube.kubectl_apply(REPO / "examples/sample-pod.yaml")
     ready = await kube.wait_running("sample-agent")
     async with httpx.AsyncClient() as http:
-        answer = await http.get(f"http://{ready['status']['podIP']}:8080/healthz")
+        base = f"http://{ready['status']['podIP']}:8080"
+        answer = await http.get(f"{base}/healthz")
+        task = await http.post(f"{base}/v1/tasks", json={"id": "t1", "action": "increment"})
     assert answer.json()["status"] == "ok"
+    assert task.status_code == 202 and task.json()["id"] == "t1"
     assert container_status(ready, "agent")["restartCount"] == 0
     await kube.delete_pod("sample-agent")
     await kube.wait_gone("sample-agent")
-    assert "SIGTERM received; stopping" in kube.log(ready, "agent")
+    log = kube.log(ready, "agent")
+    assert "SIGTERM: taking no more tasks, finishing the one in flight, saving" in log
+    # Three writes: the initial state, the task accepted, the task done with its effect.
+    assert "stopped at state version 3" in log

@@ -1,15 +1,26 @@
 from aiohttp.test_utils import TestClient, TestServer
 
-from foundation_agent.__main__ import Runtime
+from foundation_agent.agents import CounterAgent
+from foundation_agent.runtime.member import Member
+from foundation_agent.runtime.server import TaskApi
+from foundation_agent.runtime.settings import Settings
+from foundation_agent.stores import MemoryStore
 
 
-async def test_readiness_follows_startup_and_shutdown() -> None:
-    runtime = Runtime()
-    async with TestClient(TestServer(runtime.app())) as http:
+async def test_readiness_follows_loading_and_shutdown() -> None:
+    api = TaskApi()
+    async with TestClient(TestServer(api.app())) as http:
         assert (await http.get("/healthz")).status == 200
-        assert (await http.get("/readyz")).status == 503
-        runtime.ready = True
+        loading = await http.get("/readyz")
+        assert loading.status == 503
+        assert (await loading.json())["reason"] == "loading the state"
+        posted = await http.post("/v1/tasks", json={"id": "a", "action": "get"})
+        assert posted.status == 503 and posted.headers["Retry-After"] == "1"
+        member = Member(CounterAgent(), MemoryStore(), Settings(agent_class="x:Y"))
+        await member.load()
+        member.start()
+        api.member = member
         assert (await http.get("/readyz")).status == 200
-        runtime.stopping.set()
+        await member.stop()
         assert (await http.get("/readyz")).status == 503
         assert (await http.get("/healthz")).status == 200

@@ -1,0 +1,491 @@
+"""One member's runtime: the inbox, the executor and the group committer.
+
+Exactly once, by construction:
+- A task is acknowledged (202) only after a write that stores it as queued.
+- The executor runs queued tasks one at a time on the current state. A task's new state and its
+  completion record go out in the same write, and the task reads as done only after that
+  write. After any crash the store holds either both or neither: the task is then done, or
+  still queued and runs again on the state from before it.
+- With group commit, acceptances and completions that gather while a write is in flight go
+  out together in the next one; the executor carries on with the state it computed (which no
+  one sees until written). A write that fails for good ends the process, so nothing
+  unwritten is ever acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from foundation_agent.model import Agent, InvalidInput
+from foundation_agent.runtime import metrics
+from foundation_agent.runtime.settings import Settings
+from foundation_agent.stores import (
+    Commit,
+    Record,
+    StateCorrupt,
+    StateTooLarge,
+    Store,
+    StoreError,
+)
+
+logger = logging.getLogger("foundation_agent.runtime")
+
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+DONE = ("succeeded", "failed")
+# A write the store could not make for a moment is retried with back-off for this long before
+# the member gives up (and restarts, reloading what was stored).
+RETRY_WRITES_FOR = 30.0
+
+
+class Refused(Exception):
+    """A task the inbox does not take: HTTP status, message and Retry-After seconds."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class Change:
+    """A record to store: a task accepted or finished, with the state after it if it changed."""
+
+    record: Record
+    accepted: bool
+    state: str | None = None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def stamp(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def public(record: Record) -> Record:
+    """A task record as the task API shows it."""
+    return {
+        "id": record["id"],
+        "action": record["action"],
+        "status": record["status"],
+        "result": record.get("result"),
+        "error": record.get("error"),
+        "attempts": record.get("attempts", 0),
+        "acceptedAt": stamp(record.get("acceptedAt")),
+        "finishedAt": stamp(record.get("finishedAt")),
+    }
+
+
+class Member:
+    def __init__(
+        self,
+        agent: Agent[Any],
+        store: Store,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.agent = agent
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.actions = agent.actions()
+        self.state_model: type[BaseModel] = type(agent).State
+        self.state: BaseModel = agent.initial_state()
+        self._state_json = ""
+        self._state_unsaved = False
+        self.records: dict[str, Record] = {}  # what the store holds, plus the task running
+        self.queue: deque[str] = deque()  # stored as queued, in order of acceptance
+        self.completed: deque[tuple[float, str]] = deque()  # (finishedAt, id), oldest first
+        self.accepting: dict[str, Change] = {}  # acceptances not yet written
+        self.running: str | None = None
+        self.seq = 0
+        self.version = 0
+        self.saved_at: float | None = None
+        self.size_bytes = 0
+        self.error: StoreError | None = None  # shown in the status while it lasts
+        self.ready = False
+        self.stopping = False
+        self.fatal: StoreError | None = None
+        self.changed = asyncio.Event()  # the summary changed: the status reporter wakes
+        self._pending: list[Change] = []
+        self._wake_committer = asyncio.Event()
+        self._wake_executor = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load the stored state and records, or begin with the initial state."""
+        snapshot = await self.store.load()
+        if snapshot is not None:
+            if snapshot.state is not None:
+                try:
+                    self.state = self.state_model.model_validate(snapshot.state)
+                except ValidationError as exc:
+                    raise StateCorrupt(
+                        f"the stored state in {self.store.key} does not fit "
+                        f"{self.state_model.__name__}: {exc.errors()[0]['msg']} at "
+                        f"{'.'.join(str(p) for p in exc.errors()[0]['loc']) or 'the top'}; "
+                        "repair it, or remove it to start from the initial state"
+                    ) from None
+            else:
+                self._state_unsaved = True
+            self.version = snapshot.version
+            self.saved_at = snapshot.saved_at
+            self.size_bytes = snapshot.size_bytes
+            self.records = dict(snapshot.tasks)
+            ordered = sorted(self.records.values(), key=lambda r: r.get("seq", 0))
+            for record in ordered:
+                if record.get("status") in DONE:
+                    continue
+                # "running" is never stored; anything not done is queued again.
+                self.records[record["id"]] = {**record, "status": "queued"}
+                self.queue.append(record["id"])
+            self.completed = deque(
+                sorted(
+                    (r.get("finishedAt") or 0.0, r["id"])
+                    for r in ordered
+                    if r.get("status") in DONE
+                )
+            )
+            self.seq = max((r.get("seq", 0) for r in ordered), default=0)
+        else:
+            self._state_unsaved = True  # the first write stores the initial state
+        started = await self.agent.on_start(self.state)
+        if started is not None:
+            self.state = self._validated(started)
+            self._state_unsaved = True
+        self._state_json = self.state.model_dump_json()
+        metrics.STATE_VERSION.set(self.version)
+        metrics.CHECKPOINT_BYTES.set(self.size_bytes)
+        metrics.QUEUE_DEPTH.set(len(self.queue))
+        if self._state_unsaved:
+            await self._write([])
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._execute(), name="executor"),
+            loop.create_task(self._commit(), name="committer"),
+        ]
+        self.ready = True
+        self._wake_executor.set()
+
+    # -- the inbox -----------------------------------------------------------------------------
+
+    def queued(self) -> int:
+        return len(self.queue) + len(self.accepting)
+
+    async def submit(self, task_id: Any, action: Any, raw_input: Any) -> tuple[int, Record]:
+        """Accept a task durably: (202, record) new, (200, record) known; else Refused."""
+        if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+            raise Refused(
+                400,
+                "id must be a string of 1-128 letters, digits and . _ : - (starting with a letter"
+                " or digit), chosen by the client so retries are recognised",
+            )
+        known = self.records.get(task_id)
+        if known is not None:
+            return 200, public(known)
+        waiting = self.accepting.get(task_id)
+        if waiting is not None:
+            await asyncio.shield(waiting.done)
+            return 200, public(self.records[task_id])
+        if self.fatal is not None or not self.ready or self.stopping:
+            reason = self.fatal.message if self.fatal else "the member is not taking tasks now"
+            raise Refused(503, reason, retry_after=1)
+        if not isinstance(action, str) or action not in self.actions:
+            raise Refused(
+                400,
+                f"unknown action {action!r}; this agent's actions are "
+                f"{', '.join(sorted(self.actions))}",
+            )
+        try:
+            self.actions[action].parse(raw_input)
+        except InvalidInput as exc:
+            raise Refused(400, str(exc)) from None
+        if self.queued() >= self.settings.inbox_max_queued:
+            metrics.REFUSED.labels(reason="inbox_full").inc()
+            raise Refused(
+                429,
+                f"the inbox is full ({self.settings.inbox_max_queued} tasks queued); retry later",
+                retry_after=1,
+            )
+        self.seq += 1
+        record: Record = {
+            "id": task_id,
+            "action": action,
+            "input": raw_input,
+            "status": "queued",
+            "attempts": 0,
+            "seq": self.seq,
+            "acceptedAt": self.clock(),
+        }
+        change = Change(record, accepted=True)
+        self.accepting[task_id] = change
+        metrics.QUEUE_DEPTH.set(self.queued())
+        self._enqueue_change(change)
+        try:
+            await asyncio.shield(change.done)
+        except StoreError as exc:
+            metrics.REFUSED.labels(reason="store").inc()
+            raise Refused(503, f"the task could not be stored: {exc.message}", 1) from None
+        finally:
+            self.accepting.pop(task_id, None)
+        return 202, public(self.records[task_id])
+
+    def task(self, task_id: str) -> Record | None:
+        record = self.records.get(task_id)
+        return public(record) if record else None
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def _validated(self, state: Any) -> BaseModel:
+        if not isinstance(state, self.state_model):
+            raise TypeError(
+                f"the action returned {type(state).__name__} as the new state, not "
+                f"{self.state_model.__name__}"
+            )
+        # model_copy/attribute assignment skip validation: check the whole state again.
+        return self.state_model.model_validate(state.model_dump())
+
+    async def _execute(self) -> None:
+        while True:
+            while not self.queue or self.stopping:
+                if self.stopping:
+                    return
+                self._wake_executor.clear()
+                await self._wake_executor.wait()
+            task_id = self.queue.popleft()
+            queued = self.records[task_id]
+            record = {**queued, "status": "running", "attempts": queued.get("attempts", 0) + 1}
+            self.records[task_id] = record
+            self.running = task_id
+            try:
+                change = await self._run(record)
+            except asyncio.CancelledError:
+                # Shutdown ran out of time: the stored record is still queued, and so is this.
+                self.records[task_id] = queued
+                self.queue.appendleft(task_id)
+                self.running = None
+                raise
+            self.running = None
+            self._enqueue_change(change)
+            if not self.settings.group_commit:
+                with contextlib.suppress(StoreError):
+                    await asyncio.shield(change.done)
+
+    async def _run(self, record: Record) -> Change:
+        action = self.actions.get(record["action"])
+        state_json: str | None = None
+        try:
+            if action is None:
+                raise InvalidInput(f"the agent no longer has action {record['action']!r}")
+            result, new_state = await action.fn(self.state, action.parse(record.get("input")))
+            new_state = self._validated(new_state)
+            json.dumps(result)  # results are stored as JSON
+            candidate = new_state.model_dump_json()
+            limit = self.store.max_bytes
+            if limit and candidate != self._state_json:
+                size = self.store.size_with(candidate)  # type: ignore[attr-defined]
+                if size > limit:
+                    raise StateTooLarge(
+                        f"the new state would take {size} bytes in {self.store.key}, over the "
+                        f"{self.store.kind} store's limit of {limit} bytes; the state is kept as"
+                        " it was (use persistence.store PVC for large state)"
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, StateTooLarge):
+                self._set_error(exc)
+            message = exc.message if isinstance(exc, StoreError) else f"{exc}"
+            if isinstance(exc, ValidationError):
+                message = f"the new state is invalid: {exc.errors()[0]['msg']} at " + ".".join(
+                    str(p) for p in exc.errors()[0]["loc"]
+                )
+            # The action may have changed the state in place before failing: go back to the
+            # last good state (restored only on failure, so successes cost no copy).
+            self.state = self.state_model.model_validate_json(self._state_json)
+            logger.info("task %s (%s) failed: %s", record["id"], record["action"], message)
+            outcome: Record = {"status": "failed", "error": f"{type(exc).__name__}: {message}"}
+        else:
+            if candidate != self._state_json:
+                state_json = candidate
+                self._state_json = candidate
+            self.state = new_state
+            outcome = {"status": "succeeded", "result": result}
+        finished = {**record, **outcome, "finishedAt": self.clock()}
+        return Change(finished, accepted=False, state=state_json)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _enqueue_change(self, change: Change) -> None:
+        self._pending.append(change)
+        self._idle.clear()
+        self._wake_committer.set()
+
+    async def _commit(self) -> None:
+        while True:
+            await self._wake_committer.wait()
+            self._wake_committer.clear()
+            while self._pending:
+                if self.settings.group_commit:
+                    batch, self._pending = self._pending, []
+                else:
+                    batch, self._pending = self._pending[:1], self._pending[1:]
+                try:
+                    await self._write(batch)
+                except StoreError as exc:
+                    self._give_up(exc, batch)
+                    return
+            self._idle.set()
+
+    def _expired(self, now: float) -> list[str]:
+        keep, horizon = self.settings.keep_completed, now - self.settings.keep_completed_seconds
+        drop = []
+        while self.completed and (len(self.completed) > keep or self.completed[0][0] < horizon):
+            drop.append(self.completed.popleft()[1])
+        return drop
+
+    async def _write(self, batch: list[Change]) -> None:
+        now = self.clock()
+        state = next((c.state for c in reversed(batch) if c.state is not None), None)
+        if state is None and self._state_unsaved:
+            state = self._state_json
+        for change in batch:
+            if not change.accepted:
+                self.completed.append((change.record["finishedAt"], change.record["id"]))
+        drop = self._expired(now)
+        commit = Commit(
+            version=self.version + 1,
+            saved_at=now,
+            state=state,
+            put={c.record["id"]: c.record for c in batch},
+            drop=drop,
+        )
+        started, delay = time.monotonic(), 0.05
+        while True:
+            try:
+                size = await self.store.commit(commit)
+                break
+            except StoreError as exc:
+                if exc.fatal or time.monotonic() - started > RETRY_WRITES_FOR:
+                    raise
+                if self.error is None or self.error.reason != exc.reason:
+                    logger.warning("could not save to %s, retrying: %s", self.store.key, exc)
+                self._set_error(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        metrics.CHECKPOINT_SECONDS.labels(store=self.store.kind).observe(time.monotonic() - started)
+        metrics.CHECKPOINT_CHANGES.observe(len(batch))
+        self.version, self.saved_at, self.size_bytes = commit.version, now, size
+        if state is not None:
+            self._state_unsaved = False
+            if self.error is not None:
+                self._set_error(None)
+        elif self.error is not None and not isinstance(self.error, StateTooLarge):
+            self._set_error(None)
+        for task_id in drop:
+            self.records.pop(task_id, None)
+        for change in batch:
+            record = change.record
+            self.records[record["id"]] = record
+            if change.accepted:
+                self.queue.append(record["id"])
+                self._wake_executor.set()
+            else:
+                metrics.TASKS.labels(action=record["action"], outcome=record["status"]).inc()
+                metrics.TASK_SECONDS.labels(action=record["action"]).observe(
+                    max(0.0, record["finishedAt"] - record["acceptedAt"])
+                )
+            if not change.done.done():
+                change.done.set_result(None)
+        metrics.STATE_VERSION.set(self.version)
+        metrics.CHECKPOINT_BYTES.set(size)
+        metrics.QUEUE_DEPTH.set(self.queued())
+        self.changed.set()
+
+    def _give_up(self, exc: StoreError, batch: list[Change]) -> None:
+        """A write failed for good: acknowledge nothing more, report, and let the process end."""
+        logger.error("cannot save to %s: %s", self.store.key, exc.message)
+        self.fatal = exc
+        self._set_error(exc)
+        for change in batch + self._pending:
+            if not change.done.done():
+                change.done.set_exception(exc)
+                change.done.exception()  # retrieved: no "never retrieved" warnings
+        self._pending.clear()
+        self._idle.set()
+
+    def _set_error(self, exc: StoreError | None) -> None:
+        self.error = exc
+        self.changed.set()
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """SIGTERM: take no more tasks, finish (or re-queue) the one in flight, save, stop."""
+        self.stopping = True
+        self._wake_executor.set()
+        executor, committer = self._tasks or (None, None)
+        if executor is not None:
+            done, _ = await asyncio.wait({executor}, timeout=self.settings.shutdown_seconds)
+            if not done:
+                logger.warning(
+                    "task %s still running after %.0fs; it stays queued for the next start",
+                    self.running,
+                    self.settings.shutdown_seconds,
+                )
+                executor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await executor
+        if self.fatal is None:
+            stopped = await self.agent.on_stop(self.state)
+            if stopped is not None:
+                self.state = self._validated(stopped)
+                candidate = self.state.model_dump_json()
+                if candidate != self._state_json:
+                    self._state_json = candidate
+                    self._state_unsaved = True
+            await self._idle.wait()  # what the executor finished is written
+            if self._state_unsaved and self.fatal is None:
+                try:
+                    await self._write([])
+                except StoreError as exc:
+                    logger.error("could not save the state on stop: %s", exc.message)
+        if committer is not None:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+        await self.store.close()
+
+    def summary(self) -> dict[str, Any]:
+        """The state summary the Agent's status shows for this member."""
+        return {
+            "store": self.store.kind,
+            "key": self.store.key,
+            "version": self.version,
+            "lastSavedAt": stamp(self.saved_at),
+            "sizeBytes": self.size_bytes,
+            "queued": self.queued(),
+            "reason": self.error.reason if self.error else None,
+            "message": self.error.message if self.error else None,
+        }

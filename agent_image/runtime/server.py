@@ -1,0 +1,85 @@
+"""The task API of one member (aiohttp): tasks, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from foundation_agent import __version__
+from foundation_agent.runtime import metrics
+from foundation_agent.runtime.member import Member, Refused
+
+MAX_BODY = 1024 * 1024
+
+
+def refusal(status: int, message: str, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class TaskApi:
+    def __init__(self, member: Member | None = None) -> None:
+        self.member = member  # None until the state is loaded
+        self.problem = "loading the state"
+
+    async def post_task(self, request: web.Request) -> web.Response:
+        if self.member is None:
+            return refusal(503, f"not ready: {self.problem}", 1)
+        try:
+            body: Any = await request.json(loads=json.loads)
+        except (ValueError, UnicodeDecodeError):
+            return refusal(400, 'the body must be JSON: {"id", "action", "input"}')
+        if not isinstance(body, dict):
+            return refusal(400, 'the body must be a JSON object: {"id", "action", "input"}')
+        unknown = sorted(set(body) - {"id", "action", "input"})
+        if unknown:
+            return refusal(400, f"unknown fields {', '.join(unknown)}; expected id, action, input")
+        try:
+            status, record = await self.member.submit(
+                body.get("id"), body.get("action"), body.get("input")
+            )
+        except Refused as exc:
+            if exc.status == 400:
+                metrics.REFUSED.labels(reason="invalid").inc()
+            return refusal(exc.status, exc.message, exc.retry_after)
+        return web.json_response(record, status=status)
+
+    async def get_task(self, request: web.Request) -> web.Response:
+        record = self.member.task(request.match_info["id"]) if self.member else None
+        if record is None:
+            return refusal(404, f"no task {request.match_info['id']!r} (or its record expired)")
+        return web.json_response(record)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        # Alive even while blocked on a bad state: restarting would only hide the cause.
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        member = self.member
+        if member is None:
+            return web.json_response({"status": "not ready", "reason": self.problem}, status=503)
+        if member.fatal is not None:
+            return web.json_response(
+                {"status": "not ready", "reason": member.fatal.message}, status=503
+            )
+        if member.stopping or not member.ready:
+            return web.json_response({"status": "not ready", "reason": "stopping"}, status=503)
+        return web.json_response({"status": "ready", "version": member.version})
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.REGISTRY),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/v1/tasks", self.post_task)
+        app.router.add_get("/v1/tasks/{id}", self.get_task)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        return app

@@ -1,0 +1,74 @@
+"""The runtime's configuration, from the environment the operator gives each member pod."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+ENV_PREFIX = "FOUNDATION_"
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable."""
+
+
+class Settings(BaseModel, frozen=True):
+    """Environment: FOUNDATION_<FIELD> (upper case)."""
+
+    agent_class: str = Field(min_length=1, description="module:Class of the agent.")
+    agent_config: dict[str, Any] = Field(default_factory=dict)
+    agent_name: str = "agent"
+    namespace: str = "default"
+    member_name: str = "agent-0"
+    member: int = Field(0, ge=0)
+    state_store: Literal["ConfigMap", "PVC", "None"] = "None"
+    state_key: str = Field("", description="The member's ConfigMap; default <member>-state.")
+    state_path: str = "/var/lib/foundation/state/agent.db"
+    inbox_max_queued: int = Field(1000, ge=1, le=1_000_000)
+    keep_completed: int = Field(
+        1000, ge=0, le=1_000_000, description="Completion records kept for deduplication."
+    )
+    keep_completed_seconds: float = Field(3600.0, ge=0)
+    group_commit: bool = True
+    status_interval_seconds: float = Field(5.0, ge=0.1, description="Status report rate bound.")
+    report_status: bool = Field(False, description="Report the state into the Agent status.")
+    shutdown_seconds: float = Field(
+        20.0, ge=0, description="How long SIGTERM waits for the task in flight."
+    )
+    agent_host: str = "0.0.0.0"
+    agent_port: int = Field(8080, ge=1, le=65535)
+
+    @field_validator("agent_config", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @property
+    def configmap(self) -> str:
+        return self.state_key or f"{self.member_name}-state"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        raw = {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if ENV_PREFIX + name.upper() in environ
+        }
+        try:
+            return cls.model_validate(raw)
+        except (ValidationError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                problems = "; ".join(
+                    f"{ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                    for e in exc.errors()
+                )
+            else:
+                problems = str(exc)
+            raise SettingsError(f"invalid agent runtime configuration: {problems}") from None

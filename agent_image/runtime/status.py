@@ -1,0 +1,73 @@
+"""Reports the member's state summary into its Agent's status, at a bounded rate.
+
+Each member merge-patches only its own key of `status.memberStates` (member 0 also the
+`status.state` summary the printer column shows), so members and the operator never overwrite
+each other. Problems (a corrupt state, a refused write) are reported at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes_asyncio import client
+
+logger = logging.getLogger("foundation_agent.status")
+
+GROUP, VERSION, PLURAL = "foundation.dev", "v1alpha1", "agents"
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        agent: str,
+        member_name: str,
+        ordinal: int,
+        interval: float,
+    ) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace, self.agent = namespace, agent
+        self.member_name, self.ordinal = member_name, ordinal
+        self.interval = interval
+        self.reported: dict[str, Any] | None = None
+
+    async def report(self, summary: dict[str, Any]) -> bool:
+        if summary == self.reported:
+            return True
+        status: dict[str, Any] = {"memberStates": {self.member_name: summary}}
+        if self.ordinal == 0:
+            status["state"] = {k: summary[k] for k in ("store", "key", "version", "sizeBytes")}
+            status["state"]["lastSavedAt"] = summary["lastSavedAt"]
+        try:
+            response = await self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                self.agent,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+            await response.read()
+            if response.status >= 300:
+                raise RuntimeError(f"{response.status} {response.reason}")
+        except Exception as exc:  # reported again on the next round
+            logger.warning("could not report the state to Agent %s: %s", self.agent, exc)
+            return False
+        self.reported = summary
+        return True
+
+    async def run(self, summary: Callable[[], dict[str, Any]], changed: asyncio.Event) -> None:
+        """Report when the summary changes, at most once per interval (at once for problems)."""
+        while True:
+            await changed.wait()
+            changed.clear()
+            current = summary()
+            await self.report(current)
+            if current.get("reason") is None:
+                await asyncio.sleep(self.interval)

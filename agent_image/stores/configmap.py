@@ -1,0 +1,162 @@
+"""The ConfigMap store: the whole document in the member's ConfigMap `<agent>-<i>-state`.
+
+Small state only: Kubernetes limits a ConfigMap's data to 1 MiB, and every commit rewrites it.
+Writes are replaces carrying the resourceVersion last read or written (optimistic concurrency):
+a conflict means another writer, which is reported and never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from foundation_agent.stores import (
+    Commit,
+    Record,
+    Snapshot,
+    StateConflict,
+    StateCorrupt,
+    StateMissing,
+    StateTooLarge,
+    StoreError,
+    StoreUnavailable,
+)
+
+STATE_KEY = "state.json"
+TASKS_KEY = "tasks.json"
+LIMIT = 1024 * 1024  # bytes of data, keys included (Kubernetes' ConfigMap limit)
+
+
+def data_size(data: dict[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+
+
+def encode(version: int, saved_at: float, state: str, tasks: dict[str, Record]) -> dict[str, str]:
+    head = json.dumps({"version": version, "savedAt": saved_at}, separators=(",", ":"))
+    return {
+        # The state is spliced in as the JSON text the runtime validated, not re-encoded.
+        STATE_KEY: head[:-1] + ',"state":' + state + "}",
+        TASKS_KEY: json.dumps(tasks, separators=(",", ":"), sort_keys=True),
+    }
+
+
+def decode(name: str, data: dict[str, str]) -> Snapshot | None:
+    """The document in a ConfigMap's data; None when it holds none yet."""
+    if not data.get(STATE_KEY):
+        return None
+    try:
+        head = json.loads(data[STATE_KEY])
+        tasks = json.loads(data.get(TASKS_KEY) or "{}")
+        version = int(head["version"])
+        state = head["state"]
+        if not isinstance(tasks, dict) or not all(isinstance(r, dict) for r in tasks.values()):
+            raise ValueError(f"{TASKS_KEY} must be an object of task records")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateCorrupt(
+            f"ConfigMap {name} does not hold a readable state ({exc}); repair it, or remove its"
+            f" data to start from the initial state"
+        ) from None
+    return Snapshot(version, state, tasks, head.get("savedAt"), data_size(data))
+
+
+def unavailable_or_forbidden(exc: ApiException, doing: str) -> StoreError:
+    if exc.status in (401, 403):
+        # Retrying will not help: the member's account lacks the permission.
+        return StoreError(f"{doing}: the member's account is not allowed ({exc.reason})")
+    return StoreUnavailable(f"{doing}: {exc.status} {exc.reason}")
+
+
+class ConfigMapStore:
+    kind = "ConfigMap"
+    max_bytes = LIMIT
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.key = name
+        self._resource_version = ""
+        self._state = "null"
+        self._tasks: dict[str, Record] = {}
+
+    async def _call(self, request: Any) -> dict[str, Any]:
+        try:
+            response = await request
+            body = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"the API server did not answer: {exc}") from None
+        if response.status >= 300:
+            text = body.decode(errors="replace")[:500]
+            raise ApiException(status=response.status, reason=text)
+        return json.loads(body)
+
+    async def load(self) -> Snapshot | None:
+        try:
+            found = await self._call(
+                self.core.read_namespaced_config_map(
+                    self.key, self.namespace, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise StateMissing(
+                    f"ConfigMap {self.namespace}/{self.key} does not exist; the operator creates"
+                    " it with the member"
+                ) from None
+            raise unavailable_or_forbidden(exc, f"reading ConfigMap {self.key}") from None
+        self._resource_version = found["metadata"]["resourceVersion"]
+        snapshot = decode(f"{self.namespace}/{self.key}", found.get("data") or {})
+        if snapshot is not None:
+            self._state = json.dumps(snapshot.state, separators=(",", ":"))
+            self._tasks = dict(snapshot.tasks)
+        return snapshot
+
+    def size_with(self, state: str) -> int:
+        """The data size if the state became `state` with the records as they are."""
+        return data_size(encode(0, 0.0, state, self._tasks)) + 64
+
+    async def commit(self, commit: Commit) -> int:
+        state = commit.state if commit.state is not None else self._state
+        tasks = {k: v for k, v in self._tasks.items() if k not in set(commit.drop)}
+        tasks.update(commit.put)
+        data = encode(commit.version, commit.saved_at, state, tasks)
+        size = data_size(data)
+        if size > LIMIT:
+            raise StateTooLarge(
+                f"the state would take {size} bytes in ConfigMap {self.key}, over the ConfigMap"
+                f" store's limit of {LIMIT} bytes (1 MiB); use persistence.store PVC for large"
+                " state"
+            )
+        # A merge patch that carries the resourceVersion is refused (409) if anyone wrote since,
+        # and leaves the metadata the operator owns (labels, owner references) alone.
+        body = {"metadata": {"resourceVersion": self._resource_version}, "data": data}
+        try:
+            answer = await self._call(
+                self.core.patch_namespaced_config_map(
+                    self.key,
+                    self.namespace,
+                    body,
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise StateConflict(
+                    f"ConfigMap {self.namespace}/{self.key} was changed by another writer (version"
+                    f" {self._resource_version} is no longer current); not overwriting it"
+                ) from None
+            if exc.status == 404:
+                raise StateMissing(f"ConfigMap {self.namespace}/{self.key} was deleted") from None
+            if exc.status == 422:
+                raise StateTooLarge(f"ConfigMap {self.key} refused: {exc.reason}") from None
+            raise unavailable_or_forbidden(exc, f"writing ConfigMap {self.key}") from None
+        self._resource_version = answer["metadata"]["resourceVersion"]
+        self._state, self._tasks = state, tasks
+        return size
+
+    async def close(self) -> None:
+        return None
