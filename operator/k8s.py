@@ -76,6 +76,7 @@ class Kube:
             "Service": ("service", self.core),
             "ServiceAccount": ("service_account", self.core),
             "ConfigMap": ("config_map", self.core),
+            "PersistentVolumeClaim": ("persistent_volume_claim", self.core),
             "Event": ("event", self.core),
             "Role": ("role", self.rbac),
             "RoleBinding": ("role_binding", self.rbac),

@@ -49,8 +49,14 @@ def cluster_rules() -> list[Obj]:
             "resources": ["roles", "rolebindings"],
             "verbs": ["get", "create", "patch"],
         },
-        # Granted to Agents on their own state objects.
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update", "patch"]},
+        # Members' state objects: made (and adopted) by the supervisor; get/update/patch on
+        # their own ConfigMaps is also granted to the members.
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "verbs": ["get", "create", "update", "patch"],
+        },
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},
         # Warning Events on Agents (the supervisor's and kopf's).
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         # kopf notices CRDs and namespaces appearing while it runs.

@@ -76,6 +76,28 @@ class Persistence(Model):
     retain_on_delete: bool = Field(
         False, description="Keep the members' state objects when the Agent is deleted."
     )
+    group_commit: bool = Field(
+        True,
+        description="Write the tasks that arrive together in one write (a task is still "
+        "acknowledged only after its write).",
+    )
+
+
+class Inbox(Model):
+    """Each member's durable task queue."""
+
+    max_queued: int = Field(
+        1000, ge=1, le=1_000_000, description="Queued tasks beyond which new ones get 429."
+    )
+    keep_completed: int = Field(
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="Completion records kept, so a retried task id is recognised.",
+    )
+    keep_completed_seconds: int = Field(
+        3600, ge=0, le=30 * 86_400, description="How long completion records are kept at most."
+    )
 
 
 class PodTemplate(Model):
@@ -111,6 +133,7 @@ class AgentSpec(Model):
     pod_template: PodTemplate = Field(default_factory=PodTemplate)
     supervision: Supervision = Field(default_factory=Supervision)
     persistence: Persistence = Field(default_factory=Persistence)
+    inbox: Inbox = Field(default_factory=Inbox)
 
 
 class Condition(Model):
@@ -144,6 +167,19 @@ class StateSummary(Model):
     size_bytes: int = 0
 
 
+class MemberState(Model):
+    """What a member's runtime reports of its state (it writes only its own entry)."""
+
+    store: str = ""
+    key: str = ""
+    version: int = 0
+    last_saved_at: str | None = None
+    size_bytes: int = 0
+    queued: int = 0
+    reason: str | None = Field(None, description="Why the state is not saved, if it is not.")
+    message: str | None = None
+
+
 class AgentStatus(Model):
     phase: Literal["Pending", "Running", "Degraded", "Failed", "Terminating"] = "Pending"
     ready: str = Field("", description="Ready members / desired members, e.g. 2/3.")
@@ -151,7 +187,10 @@ class AgentStatus(Model):
     observed_generation: int = 0
     conditions: list[Condition] = Field(default_factory=list)
     members: list[MemberStatus] = Field(default_factory=list)
-    state: StateSummary | None = None
+    state: StateSummary | None = Field(None, description="Member 0's state, as it reports it.")
+    member_states: dict[str, MemberState] = Field(
+        default_factory=dict, description="Each member's state, reported by its runtime."
+    )
     recent_restarts: list[str] = Field(
         default_factory=list,
         description="Times of the restarts still inside the restart-intensity window.",

@@ -103,6 +103,8 @@ class AgentMemory:
     # first one waits too, so members that start quickly cost one write instead of two.
     status_written_at: float = field(default_factory=time.monotonic)
     flush_scheduled: bool = False
+    # (ordinal, kind) of the state objects made or adopted since this operator started.
+    states_made: set[tuple[int, str]] = field(default_factory=set)
 
 
 def condition(
@@ -183,9 +185,58 @@ def namespace_terminating(exc: ApiException) -> bool:
     return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", ""))
 
 
+# Status fields the members' runtimes write; the supervisor reads them and never writes them.
+RUNTIME_FIELDS = ("state", "memberStates")
+
+
+def persisted_condition(view: AgentView, member_states: dict[str, Obj], previous: list[Obj]) -> Obj:
+    """Persisted, from what the members' runtimes report of their state."""
+    store = view.spec.persistence.store
+    generation = view.generation
+    if store == "None":
+        return condition(
+            "Persisted",
+            False,
+            "StoreNone",
+            "persistence.store is None: members keep no state",
+            generation,
+            previous,
+        )
+    names = [objects.member_name(view, i) for i in range(view.spec.replicas)]
+    reports = {n: member_states.get(n) for n in names}
+    problems = [(n, r) for n, r in reports.items() if r and r.get("reason")]
+    if problems:
+        return condition(
+            "Persisted",
+            False,
+            problems[0][1]["reason"],
+            "; ".join(f"member {n}: {r.get('message') or r['reason']}" for n, r in problems),
+            generation,
+            previous,
+        )
+    missing = [n for n, r in reports.items() if not r or r.get("store") != store]
+    if missing:
+        return condition(
+            "Persisted",
+            None,
+            "NotReported",
+            f"waiting for {len(missing)} of {len(names)} members to report their state",
+            generation,
+            previous,
+        )
+    return condition(
+        "Persisted",
+        True,
+        "Saved",
+        f"{len(names)} members report their state saved in {store}",
+        generation,
+        previous,
+    )
+
+
 def comparable(status: Obj) -> Obj:
     """A status without transition times, to decide whether anything changed."""
-    out = {k: v for k, v in status.items() if v not in ("", None)}
+    out = {k: v for k, v in status.items() if v not in ("", None) and k not in RUNTIME_FIELDS}
     out["conditions"] = [
         {k: v for k, v in c.items() if k != "lastTransitionTime" and v not in ("", None)}
         for c in status.get("conditions") or []
@@ -644,6 +695,8 @@ class Supervisor:
                 continue
             if pod is None:
                 missing.append(objects.member_pod(view, ordinal))
+        # A member's state object exists before its pod: the runtime loads from it at start.
+        await asyncio.gather(*(self._ensure_state(view, ordinal_of(pod)) for pod in missing))
         for created in await asyncio.gather(*(self._create_member(want) for want in missing)):
             if created:
                 members[created["metadata"]["name"]] = created
@@ -663,6 +716,41 @@ class Supervisor:
             and not any(p["metadata"].get("deletionTimestamp") for p in by_ordinal.values())
         ):
             await self._delete_member(view, outdated[0])
+
+    async def _ensure_state(self, view: AgentView, ordinal: int) -> None:
+        """Create the member's state object, or adopt one kept from an earlier Agent."""
+        want = objects.state_object(view, ordinal)
+        memory = self.memory.setdefault((view.namespace, view.name), AgentMemory())
+        if want is None or (ordinal, want["kind"]) in memory.states_made:
+            return
+        meta = want["metadata"]
+        try:
+            await self.kube.create(want)
+        except ApiException as exc:
+            if status_of(exc) != 409:
+                raise
+            have = await self.kube.read(want["kind"], view.namespace, meta["name"])
+            if have is None:
+                raise ApiException(status=409, reason=f"{meta['name']} went away") from None
+            owners = have["metadata"].get("ownerReferences") or []
+            if not any(o.get("uid") == view.uid for o in owners):
+                # Kept by persistence.retainOnDelete (or made by hand): this Agent takes it
+                # over, state and all; an owner that was another Agent's is replaced.
+                await self.kube.patch(
+                    want["kind"],
+                    view.namespace,
+                    meta["name"],
+                    {
+                        "metadata": {
+                            "ownerReferences": [
+                                *(o for o in owners if o.get("kind") != objects.KIND),
+                                *meta["ownerReferences"],
+                            ],
+                            "resourceVersion": have["metadata"]["resourceVersion"],
+                        }
+                    },
+                )
+        memory.states_made.add((ordinal, want["kind"]))
 
     async def _create_member(self, want: Obj) -> Obj | None:
         try:
@@ -720,14 +808,7 @@ class Supervisor:
             view.generation,
             previous,
         )
-        persisted = next((c for c in previous if c.get("type") == "Persisted"), None) or condition(
-            "Persisted",
-            None,
-            "NotReported",
-            "the agent runtime has not reported its state yet",
-            view.generation,
-            previous,
-        )
+        persisted = persisted_condition(view, status.get("memberStates") or {}, previous)
         new = {
             **status,
             "phase": phase,
@@ -773,8 +854,9 @@ class Supervisor:
                 memory.flush_scheduled = True
                 asyncio.get_running_loop().call_later(wait, self._flush_status, key)
             return
+        mine = {k: v for k, v in new.items() if k not in RUNTIME_FIELDS}
         answer = await self.kube.patch_agent(
-            meta["namespace"], meta["name"], {"status": without_empty_strings(new)}, status=True
+            meta["namespace"], meta["name"], {"status": without_empty_strings(mine)}, status=True
         )
         memory.status_written_at = time.monotonic()
         self._cache_ahead(answer)

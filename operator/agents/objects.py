@@ -26,6 +26,8 @@ TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 AGENT_PORT = 8080
+STATE_VOLUME = "state"
+STATE_MOUNT = "/var/lib/foundation/state"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Pod names are <agent>-<ordinal> (ordinals below 100) and label values stop at 63 characters.
 MAX_AGENT_NAME = 59
@@ -140,6 +142,15 @@ def container(view: AgentView) -> Obj:
             "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{MEMBER_LABEL}']"}},
         },
         {"name": "FOUNDATION_STATE_STORE", "value": spec.persistence.store},
+        {"name": "FOUNDATION_STATE_PATH", "value": f"{STATE_MOUNT}/agent.db"},
+        {"name": "FOUNDATION_GROUP_COMMIT", "value": str(spec.persistence.group_commit).lower()},
+        {"name": "FOUNDATION_INBOX_MAX_QUEUED", "value": str(spec.inbox.max_queued)},
+        {"name": "FOUNDATION_KEEP_COMPLETED", "value": str(spec.inbox.keep_completed)},
+        {
+            "name": "FOUNDATION_KEEP_COMPLETED_SECONDS",
+            "value": str(spec.inbox.keep_completed_seconds),
+        },
+        {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
         *spec.env,
     ]
     out: Obj = {
@@ -155,6 +166,8 @@ def container(view: AgentView) -> Obj:
             "failureThreshold": 3,
         },
     }
+    if spec.persistence.store == "PVC":
+        out["volumeMounts"] = [{"name": STATE_VOLUME, "mountPath": STATE_MOUNT}]
     if spec.args is not None:
         out["args"] = spec.args
     if spec.resources:
@@ -198,7 +211,7 @@ def template_hash(view: AgentView) -> str:
 def member_pod(view: AgentView, ordinal: int) -> Obj:
     template = pod_template(view)
     name = member_name(view, ordinal)
-    return {
+    pod: Obj = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -211,6 +224,42 @@ def member_pod(view: AgentView, ordinal: int) -> Obj:
         # hostname + subdomain: <agent>-<i>.<agent>.<namespace>.svc resolves on a cluster's DNS.
         "spec": {**template["spec"], "hostname": name, "subdomain": view.name},
     }
+    if view.spec.persistence.store == "PVC":
+        pod["spec"]["volumes"] = [
+            {
+                "name": STATE_VOLUME,
+                "persistentVolumeClaim": {"claimName": state_key(view, ordinal)},
+            }
+        ]
+    return pod
+
+
+def state_object(view: AgentView, ordinal: int) -> Obj | None:
+    """A member's state object: an empty ConfigMap its runtime fills, or its PVC; owned by the
+    Agent, so it goes with it (persistence.retainOnDelete aside) but outlives the pod."""
+    persistence = view.spec.persistence
+    meta = {
+        "name": state_key(view, ordinal),
+        "namespace": view.namespace,
+        "labels": {**agent_labels(view), MEMBER_LABEL: str(ordinal)},
+        "ownerReferences": [owner_reference(view)],
+    }
+    if persistence.store == "ConfigMap":
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+    if persistence.store == "PVC":
+        spec: Obj = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": persistence.size}},
+        }
+        if persistence.storage_class_name:
+            spec["storageClassName"] = persistence.storage_class_name
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": meta,
+            "spec": spec,
+        }
+    return None
 
 
 # Discovery Services are headless: clients (the sidecar) balance over the Endpoints themselves,

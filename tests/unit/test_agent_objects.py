@@ -135,3 +135,35 @@ def test_problems_the_schema_cannot_express() -> None:
 def test_unparseable_spec_names_the_field() -> None:
     with pytest.raises(InvalidSpec, match=r"spec\.replicas"):
         AgentView.from_body(agent(replicas=-3))
+
+
+def test_each_member_gets_a_state_object_owned_by_the_agent() -> None:
+    configmap = objects.state_object(view(), 1)
+    assert (configmap["kind"], configmap["metadata"]["name"]) == ("ConfigMap", "writer-1-state")
+    assert configmap["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert "data" not in configmap  # the runtime writes it
+    assert objects.state_object(view(persistence={"store": "None"}), 0) is None
+
+    pvc_view = view(persistence={"store": "PVC", "size": "2Gi", "storageClassName": "fast"})
+    claim = objects.state_object(pvc_view, 0)
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    pod = objects.member_pod(pvc_view, 0)
+    assert pod["spec"]["volumes"] == [
+        {"name": "state", "persistentVolumeClaim": {"claimName": "writer-0-state"}}
+    ]
+    mounts = pod["spec"]["containers"][0]["volumeMounts"]
+    assert mounts == [{"name": "state", "mountPath": "/var/lib/foundation/state"}]
+    assert "volumes" not in objects.member_pod(view(), 0)["spec"]
+
+
+def test_the_runtime_is_told_its_store_and_inbox() -> None:
+    pod = objects.member_pod(
+        view(inbox={"maxQueued": 7}, persistence={"store": "PVC", "groupCommit": False}), 0
+    )
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["FOUNDATION_STATE_STORE"] == "PVC"
+    assert env["FOUNDATION_INBOX_MAX_QUEUED"] == "7"
+    assert env["FOUNDATION_GROUP_COMMIT"] == "false"
+    assert env["FOUNDATION_REPORT_STATUS"] == "true"

@@ -103,3 +103,33 @@ def test_a_watch_event_from_before_a_cached_write_is_older() -> None:
         _at("9", uid="new"), _at("10")
     )  # re-created under the same name
     assert not controller.older_than(_at("opaque"), _at("10"))
+
+
+def test_persisted_condition_follows_what_members_report() -> None:
+    from foundation_operator.agents.controller import persisted_condition
+    from foundation_operator.agents.objects import AgentView
+
+    def agent_view(**persistence: object) -> AgentView:
+        return AgentView.from_body(
+            {
+                "metadata": {"name": "a", "namespace": "n", "uid": "u", "generation": 1},
+                "spec": {
+                    "image": "i",
+                    "agent": "m:C",
+                    "replicas": 2,
+                    "persistence": persistence,
+                },
+            }
+        )
+
+    saved = {"store": "ConfigMap", "version": 3}
+    ok = persisted_condition(agent_view(), {"a-0": saved, "a-1": saved}, [])
+    assert (ok["status"], ok["reason"]) == ("True", "Saved")
+    waiting = persisted_condition(agent_view(), {"a-0": saved}, [])
+    assert (waiting["status"], waiting["reason"]) == ("Unknown", "NotReported")
+    broken = {**saved, "reason": "StateCorrupt", "message": "ConfigMap n/a-1-state is garbage"}
+    bad = persisted_condition(agent_view(), {"a-0": saved, "a-1": broken}, [])
+    assert (bad["status"], bad["reason"]) == ("False", "StateCorrupt")
+    assert bad["message"] == "member a-1: ConfigMap n/a-1-state is garbage"
+    none = persisted_condition(agent_view(store="None"), {}, [])
+    assert (none["status"], none["reason"]) == ("False", "StoreNone")
