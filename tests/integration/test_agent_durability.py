@@ -1,0 +1,140 @@
+"""Agents that never lose a task or apply it twice: the runtime in member pods, killed at will."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kube import Kube, agent_condition, phase
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+TASKS = 1000
+
+
+def member_pids(namespace: str, pod: str) -> list[int]:
+    """The runtime processes of a member pod (the test node runs containers as processes)."""
+    wanted = {
+        f"FOUNDATION_NAMESPACE={namespace}".encode(),
+        f"FOUNDATION_MEMBER_NAME={pod}".encode(),
+    }
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+class Client:
+    """Sends each task until the member accepts it, always with the same id."""
+
+    def __init__(self, kube: Kube, agent: str) -> None:
+        self.kube, self.agent = kube, agent
+        self.address = ""
+        self.accepted = 0
+        self.retries = 0
+
+    async def refresh(self) -> None:
+        pod = await self.kube.get("Pod", f"{self.agent}-0")
+        self.address = (pod or {}).get("status", {}).get("podIP", "")
+
+    async def send(self, http: httpx.AsyncClient, task: dict) -> dict:
+        while True:
+            try:
+                if not self.address:
+                    raise httpx.ConnectError("no address yet")
+                answer = await http.post(f"http://{self.address}:8080/v1/tasks", json=task)
+                if answer.status_code in (200, 202):
+                    return answer.json()
+                assert answer.status_code in (429, 503), answer.text
+            except httpx.TransportError:
+                await self.refresh()
+            self.retries += 1
+            await asyncio.sleep(0.1)
+
+    async def record(self, http: httpx.AsyncClient, task_id: str) -> dict:
+        while True:
+            try:
+                answer = await http.get(f"http://{self.address}:8080/v1/tasks/{task_id}")
+                if answer.status_code == 200:
+                    return answer.json()
+            except httpx.TransportError:
+                await self.refresh()
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("store", ["ConfigMap", "PVC"])
+async def test_a_thousand_increments_survive_kills_and_pod_deletions(
+    kube: Kube, store: str
+) -> None:
+    await kube.create_agent(
+        "count",
+        persistence={"store": store},
+        supervision={"maxRestarts": 20, "periodSeconds": 5},
+    )
+    await kube.wait_agent("count", lambda a: phase(a) == "Running", timeout=60)
+    client = Client(kube, "count")
+    await client.refresh()
+    disruptions = {150: "kill", 300: "kill", 450: "delete", 600: "kill", 750: "delete"}
+    done_disruptions: list[str] = []
+
+    async def disrupt(how: str) -> None:
+        if how == "kill":
+            pids = member_pids(kube.ns, "count-0")
+            assert pids, "the member's process was not found"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+        else:
+            await kube.delete_pod("count-0", grace=0)
+        done_disruptions.append(how)
+
+    gate = asyncio.Semaphore(16)
+
+    async def one(i: int, http: httpx.AsyncClient) -> None:
+        async with gate:
+            await client.send(http, {"id": f"inc-{i}", "action": "increment", "input": {"by": 1}})
+            client.accepted += 1
+            if client.accepted in disruptions:
+                await disrupt(disruptions[client.accepted])
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        await asyncio.gather(*(one(i, http) for i in range(TASKS)))
+        # Every task ends succeeded, once: the final count is exactly the number of tasks.
+        records = [await client.record(http, f"inc-{i}") for i in range(TASKS)]
+        for _ in range(300):
+            pending = [r for r in records if r["status"] not in ("succeeded", "failed")]
+            if not pending:
+                break
+            await asyncio.sleep(0.1)
+            records = [await client.record(http, r["id"]) if r in pending else r for r in records]
+        assert {r["status"] for r in records} == {"succeeded"}
+        final = await client.send(http, {"id": "final-get", "action": "get"})
+        while final["status"] != "succeeded":
+            await asyncio.sleep(0.05)
+            final = await client.record(http, "final-get")
+    assert done_disruptions == ["kill", "kill", "delete", "kill", "delete"]
+    assert final["result"] == {"count": TASKS}
+    print(f"{store}: {TASKS} tasks, {client.retries} retries, 3 kills and 2 pod deletions")
+
+    agent = await kube.wait_agent(
+        "count",
+        lambda a: (
+            (a["status"].get("state") or {}).get("store") == store
+            and agent_condition(a, "Persisted")["status"] == "True"
+        ),
+        timeout=30,
+        what="Persisted=True with the state summary",
+    )
+    summary = agent["status"]["state"]
+    assert summary["key"] and summary["version"] > 0 and summary["sizeBytes"] > 0
