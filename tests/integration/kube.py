@@ -78,6 +78,7 @@ class Kube:
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
             "Pod": self.core.read_namespaced_pod,
             "Service": self.core.read_namespaced_service,
+            "ConfigMap": self.core.read_namespaced_config_map,
         }
         try:
             response = await readers[kind](name, self.ns, _preload_content=False)

@@ -138,3 +138,67 @@ async def test_a_thousand_increments_survive_kills_and_pod_deletions(
     )
     summary = agent["status"]["state"]
     assert summary["key"] and summary["version"] > 0 and summary["sizeBytes"] > 0
+
+
+async def test_a_corrupt_state_is_a_condition_not_a_hidden_crash_loop(kube: Kube) -> None:
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "broken-0-state"},
+            "data": {"state.json": '{"version": 4, "state": {"count": "lots"}}'},
+        }
+    )
+    await kube.create_agent("broken")
+    agent = await kube.wait_agent(
+        "broken",
+        lambda a: agent_condition(a, "Persisted").get("status") == "False",
+        timeout=60,
+        what="Persisted=False",
+    )
+    persisted = agent_condition(agent, "Persisted")
+    assert persisted["reason"] == "StateCorrupt"
+    assert "member broken-0:" in persisted["message"]
+    assert "does not fit CounterState" in persisted["message"]
+    assert agent_condition(agent, "Ready")["status"] == "False"
+    # The member stays up (alive, not ready) with the cause on record instead of restarting.
+    await asyncio.sleep(3)
+    pod = await kube.get("Pod", "broken-0")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    # The state object was the user's: the Agent adopted it rather than replacing it.
+    adopted = await kube.get("ConfigMap", "broken-0-state")
+    assert adopted["metadata"]["ownerReferences"][0]["name"] == "broken"
+    assert "lots" in adopted["data"]["state.json"]
+
+
+async def test_a_full_inbox_answers_429_and_loses_nothing_accepted(kube: Kube) -> None:
+    await kube.create_agent(
+        "busy",
+        agent="foundation_agent.agents:TaskAgent",
+        inbox={"maxQueued": 5},
+    )
+    await kube.wait_agent("busy", lambda a: phase(a) == "Running", timeout=60)
+    pod = await kube.get("Pod", "busy-0")
+    base = f"http://{pod['status']['podIP']}:8080"
+    async with httpx.AsyncClient(timeout=5) as http:
+        first = await http.post(
+            f"{base}/v1/tasks", json={"id": "slow", "action": "sleep", "input": {"seconds": 2}}
+        )
+        assert first.status_code == 202
+        answers = [
+            await http.post(f"{base}/v1/tasks", json={"id": f"t{i}", "action": "echo", "input": i})
+            for i in range(8)
+        ]
+        codes = [a.status_code for a in answers]
+        accepted = [f"t{i}" for i, code in enumerate(codes) if code == 202]
+        assert 429 in codes and len(accepted) >= 4
+        refused = answers[codes.index(429)]
+        assert refused.headers["Retry-After"] == "1"
+        assert "inbox is full" in refused.json()["error"]
+        for task_id in ["slow", *accepted]:
+            for _ in range(100):
+                record = (await http.get(f"{base}/v1/tasks/{task_id}")).json()
+                if record["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.1)
+            assert record["status"] == "succeeded", record
