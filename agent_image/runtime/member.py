@@ -128,6 +128,7 @@ class Member:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- start -------------------------------------------------------------------------------
 
@@ -250,6 +251,17 @@ class Member:
         finally:
             self.accepting.pop(task_id, None)
         return 202, public(self.records[task_id])
+
+    async def finished(self, task_id: str) -> Record:
+        """Wait until a known task is durably done; its record."""
+        record = self.records.get(task_id)
+        if record is None:
+            raise KeyError(task_id)
+        if record["status"] not in DONE:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(task_id, []).append(waiter)
+            await waiter
+        return public(self.records[task_id])
 
     def task(self, task_id: str) -> Record | None:
         record = self.records.get(task_id)
@@ -412,6 +424,9 @@ class Member:
                 self.queue.append(record["id"])
                 self._wake_executor.set()
             else:
+                for waiter in self._waiters.pop(record["id"], []):
+                    if not waiter.done():
+                        waiter.set_result(None)
                 metrics.TASKS.labels(action=record["action"], outcome=record["status"]).inc()
                 metrics.TASK_SECONDS.labels(action=record["action"]).observe(
                     max(0.0, record["finishedAt"] - record["acceptedAt"])
