@@ -104,6 +104,18 @@ class Kube:
                 return None
             raise
 
+    async def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
+        table = {
+            "ConfigMap": self.core.list_namespaced_config_map,
+            "PersistentVolumeClaim": self.core.list_namespaced_persistent_volume_claim,
+        }
+        answer = await call(
+            table[kind](namespace, label_selector=label_selector, _preload_content=False),
+            "list",
+            kind,
+        )
+        return answer.get("items") or []
+
     async def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
         _, _, patch_fn, _ = self._core_kind(kind)
         return await call(

@@ -51,12 +51,17 @@ def cluster_rules() -> list[Obj]:
         },
         # Members' state objects: made (and adopted) by the supervisor; get/update/patch on
         # their own ConfigMaps is also granted to the members.
+        # list: to release them all under persistence.retainOnDelete.
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "verbs": ["get", "create", "update", "patch"],
+            "verbs": ["get", "list", "create", "update", "patch"],
         },
-        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims"],
+            "verbs": ["get", "list", "create", "patch"],
+        },
         # Warning Events on Agents (the supervisor's and kopf's).
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
         # kopf notices CRDs and namespaces appearing while it runs.

@@ -752,6 +752,37 @@ class Supervisor:
                 )
         memory.states_made.add((ordinal, want["kind"]))
 
+    async def _release_state(self, view: AgentView) -> None:
+        """persistence.retainOnDelete: drop the Agent's owner reference from its members' state
+        objects (every ordinal it ever had), so the garbage collector leaves them; an Agent of
+        the same name adopts them later."""
+        selector = f"{objects.AGENT_LABEL}={view.name}"
+        for kind in ("ConfigMap", "PersistentVolumeClaim"):
+            for have in await self.kube.list(kind, view.namespace, selector):
+                meta = have["metadata"]
+                owners = meta.get("ownerReferences") or []
+                if any(o.get("uid") == view.uid for o in owners):
+                    await self.kube.patch(
+                        kind,
+                        view.namespace,
+                        meta["name"],
+                        {
+                            "metadata": {
+                                "ownerReferences": [o for o in owners if o.get("uid") != view.uid]
+                                or None,
+                                "resourceVersion": meta["resourceVersion"],
+                            }
+                        },
+                    )
+                    logger.info(
+                        "kept %s %s/%s of deleted Agent %s (retainOnDelete)",
+                        kind,
+                        view.namespace,
+                        meta["name"],
+                        view.name,
+                        extra=about((view.namespace, view.name)),
+                    )
+
     async def _create_member(self, want: Obj) -> Obj | None:
         try:
             return await self.kube.create(want)
@@ -888,6 +919,8 @@ class Supervisor:
             return  # pod events bring us back when they are gone
         for capability in set(status.get("capabilities") or []) | set(view.spec.capabilities):
             await self._leave_capability(view, capability)
+        if view.spec.persistence.retain_on_delete:
+            await self._release_state(view)
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
         await self.kube.patch_agent(
             view.namespace, view.name, {"metadata": {"finalizers": finalizers or None}}

@@ -202,3 +202,41 @@ async def test_a_full_inbox_answers_429_and_loses_nothing_accepted(kube: Kube) -
                     break
                 await asyncio.sleep(0.1)
             assert record["status"] == "succeeded", record
+
+
+async def test_retain_on_delete_keeps_the_state_for_the_next_agent_of_that_name(
+    kube: Kube,
+) -> None:
+    client = Client(kube, "keeper")
+
+    async def run_task(http: httpx.AsyncClient, task: dict) -> dict:
+        await client.refresh()
+        await client.send(http, task)
+        record = await client.record(http, task["id"])
+        while record["status"] not in ("succeeded", "failed"):
+            await asyncio.sleep(0.05)
+            record = await client.record(http, task["id"])
+        return record
+
+    spec = {"persistence": {"store": "ConfigMap", "retainOnDelete": True}}
+    await kube.create_agent("keeper", **spec)
+    await kube.wait_agent("keeper", lambda a: phase(a) == "Running", timeout=60)
+    async with httpx.AsyncClient(timeout=5) as http:
+        done = await run_task(http, {"id": "add", "action": "increment", "input": {"by": 5}})
+        assert done["result"] == {"count": 5}
+        await kube.delete_agent("keeper")
+        await kube.wait(lambda: _none(kube.agent("keeper")), what="keeper gone")
+        await asyncio.sleep(2)  # the garbage collector's turn
+        kept = await kube.get("ConfigMap", "keeper-0-state")
+        assert kept is not None and not kept["metadata"].get("ownerReferences")
+
+        await kube.create_agent("keeper", **spec)
+        agent = await kube.wait_agent("keeper", lambda a: phase(a) == "Running", timeout=60)
+        adopted = await kube.get("ConfigMap", "keeper-0-state")
+        assert adopted["metadata"]["ownerReferences"][0]["uid"] == agent["metadata"]["uid"]
+        again = await run_task(http, {"id": "read", "action": "get"})
+        assert again["result"] == {"count": 5}
+
+
+async def _none(value) -> bool:
+    return await value is None

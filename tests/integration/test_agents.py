@@ -225,7 +225,7 @@ async def test_deleting_the_agent_leaves_nothing_behind(kube: Kube) -> None:
     await kube.wait_agent("second", running(1))
     await kube.delete_agent("first")
     await kube.wait(lambda: _eq(kube.agent("first"), None), what="first gone")
-    for kind in ("Pod", "Service", "ServiceAccount", "Role", "RoleBinding"):
+    for kind in ("Pod", "Service", "ServiceAccount", "Role", "RoleBinding", "ConfigMap"):
         await kube.wait(
             lambda k=kind: _eq(kube.names(k, f"{LABEL}=first"), []), what=f"{kind}s of first gone"
         )
