@@ -45,7 +45,16 @@ async def sleep(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
     return {"slept": seconds}, {**data, "slept": int(data.get("slept", 0)) + 1}
 
 
-BUILT_IN = {"echo": echo, "put": put, "get": get, "sleep": sleep}
+async def fill(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
+    """`{"key", "bytes"}`: stores a string of that many bytes (state that grows on its own,
+    for trying the stores' limits)."""
+    if not isinstance(input, dict) or not isinstance(input.get("key"), str):
+        raise ValueError('input must be {"key": <string>, "bytes": <count>}')
+    size = int(input.get("bytes", 0))
+    return {"key": input["key"], "bytes": size}, {**data, input["key"]: "x" * size}
+
+
+BUILT_IN = {"echo": echo, "put": put, "get": get, "sleep": sleep, "fill": fill}
 
 
 def _handler(name: str, path: str) -> Any:

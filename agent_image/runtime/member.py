@@ -222,6 +222,16 @@ class Member:
             self.actions[action].parse(raw_input)
         except InvalidInput as exc:
             raise Refused(400, str(exc)) from None
+        limit = self.store.max_bytes
+        if limit:
+            # Queued tasks are stored with their input, beside the state.
+            size = self.store.size_with(self._state_json) + len(json.dumps(raw_input)) + 512  # type: ignore[attr-defined]
+            if size > limit:
+                raise Refused(
+                    413,
+                    f"the task's input would not fit in {self.store.key} beside the state "
+                    f"({size} bytes, over the {self.store.kind} store's limit of {limit} bytes)",
+                )
         if self.queued() >= self.settings.inbox_max_queued:
             metrics.REFUSED.labels(reason="inbox_full").inc()
             raise Refused(
@@ -344,7 +354,9 @@ class Member:
                 self._state_json = candidate
             self.state = new_state
             outcome = {"status": "succeeded", "result": result}
-        finished = {**record, **outcome, "finishedAt": self.clock()}
+        # A done task's input is not kept: only its outcome is needed to answer a retry.
+        finished = {k: v for k, v in record.items() if k != "input"}
+        finished.update(outcome, finishedAt=self.clock())
         return Change(finished, accepted=False, state=state_json)
 
     # -- writes --------------------------------------------------------------------------------

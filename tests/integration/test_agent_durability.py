@@ -240,3 +240,57 @@ async def test_retain_on_delete_keeps_the_state_for_the_next_agent_of_that_name(
 
 async def _none(value) -> bool:
     return await value is None
+
+
+async def test_an_oversized_state_fails_its_task_with_a_clear_condition(kube: Kube) -> None:
+    await kube.create_agent("big", agent="foundation_agent.agents:TaskAgent")
+    await kube.wait_agent("big", lambda a: phase(a) == "Running", timeout=60)
+    client = Client(kube, "big")
+    await client.refresh()
+    async with httpx.AsyncClient(timeout=10) as http:
+        tasks = {
+            "a": {"key": "a", "bytes": 600 * 1024},
+            "b": {"key": "b", "bytes": 600 * 1024},
+        }
+        records = {}
+        for task_id, task_input in tasks.items():
+            await client.send(http, {"id": task_id, "action": "fill", "input": task_input})
+            record = await client.record(http, task_id)
+            while record["status"] not in ("succeeded", "failed"):
+                await asyncio.sleep(0.05)
+                record = await client.record(http, task_id)
+            records[task_id] = record
+        # An input that cannot be stored is refused at the door, with the reason.
+        too_big = await http.post(
+            f"http://{client.address}:8080/v1/tasks",
+            json={"id": "c", "action": "put", "input": {"key": "c", "value": "y" * 500_000}},
+        )
+    assert too_big.status_code == 413 and "would not fit" in too_big.json()["error"]
+    assert records["a"]["status"] == "succeeded"
+    assert records["b"]["status"] == "failed"
+    assert "over the ConfigMap store's limit of 1048576 bytes" in records["b"]["error"]
+    agent = await kube.wait_agent(
+        "big",
+        lambda a: agent_condition(a, "Persisted").get("reason") == "StateTooLarge",
+        timeout=30,
+        what="Persisted=False StateTooLarge",
+    )
+    assert "use persistence.store PVC" in agent_condition(agent, "Persisted")["message"]
+    assert agent_condition(agent, "Ready")["status"] == "True"  # the member goes on
+
+
+async def test_a_configmap_written_by_someone_else_is_reported_not_overwritten(
+    kube: Kube,
+) -> None:
+    from foundation_agent.stores import Commit, StateConflict
+    from foundation_agent.stores.configmap import ConfigMapStore
+
+    await kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}})
+    mine = ConfigMapStore(kube.api, kube.ns, "shared")
+    theirs = ConfigMapStore(kube.api, kube.ns, "shared")
+    assert await mine.load() is None and await theirs.load() is None
+    await theirs.commit(Commit(version=1, saved_at=1.0, state='{"count": 7}'))
+    with pytest.raises(StateConflict) as conflict:
+        await mine.commit(Commit(version=1, saved_at=2.0, state='{"count": 1}'))
+    assert "changed by another writer" in conflict.value.message
+    assert (await ConfigMapStore(kube.api, kube.ns, "shared").load()).state == {"count": 7}

@@ -52,12 +52,14 @@ async def test_agent_runs_members_with_services_rbac_and_status(kube: Kube) -> N
     assert 'foundation_operator_reconciliations_total{resource="agent",result="ok"}' in scraped
     assert 'foundation_operator_api_requests_total{code="201",kind="Pod",verb="create"}' in scraped
     assert 'kind="Agent/status",verb="patch"' in scraped
-    printed = subprocess.run(
+    listing = subprocess.run(
         [str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "get", "ag"],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    printed = listing.stdout
     assert printed.split("\n")[0].split() == [
         "NAME",
         "PHASE",
