@@ -1,0 +1,88 @@
+"""The sidecar's configuration: the Agent's `spec.sidecar`, as the operator renders it into the pod
+(one JSON document in FOUNDATION_SIDECAR_CONFIG). Defaults suit a production LLM API: a few
+seconds of patience, few retries, a breaker that opens on a run of failures and comes back
+slowly."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from foundation_agent.sidecar.breaker import BreakerConfig
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class CircuitBreaker(Model):
+    failure_threshold: int | None = Field(5, ge=1, le=10_000)
+    failure_ratio: float | None = Field(None, gt=0, le=1)
+    window_seconds: float = Field(10, gt=0, le=3600)
+    minimum_requests: int = Field(20, ge=1, le=1_000_000)
+    open_seconds: float = Field(5, gt=0, le=3600)
+    max_open_seconds: float = Field(60, gt=0, le=86_400)
+    half_open_max_calls: int = Field(1, ge=1, le=1000)
+    recovery_seconds: float = Field(10, ge=0, le=3600)
+    failure_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [500, 502, 503, 504],
+        description="Answers that count as failures (timeouts and connection errors always do).",
+    )
+
+    @model_validator(mode="after")
+    def _can_trip(self) -> CircuitBreaker:
+        if self.failure_threshold is None and self.failure_ratio is None:
+            raise ValueError("set failureThreshold, failureRatio or both")
+        return self
+
+    def breaker(self) -> BreakerConfig:
+        return BreakerConfig(
+            failure_threshold=self.failure_threshold,
+            failure_ratio=self.failure_ratio,
+            window_seconds=self.window_seconds,
+            minimum_requests=self.minimum_requests,
+            open_seconds=self.open_seconds,
+            max_open_seconds=max(self.open_seconds, self.max_open_seconds),
+            half_open_max_calls=self.half_open_max_calls,
+            recovery_seconds=self.recovery_seconds,
+        )
+
+
+class RateLimit(Model):
+    requests_per_second: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(1, ge=1, le=1_000_000)
+    max_wait_ms: int = Field(
+        0, ge=0, le=60_000, description="Queue this long for a token before answering 429."
+    )
+
+
+class Pool(Model):
+    max_connections: int = Field(100, ge=1, le=10_000)
+    keepalive_seconds: float = Field(30, ge=0, le=3600)
+
+
+class Upstream(Model):
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+    url: Annotated[str, Field(pattern=r"^https?://[^/]+")]
+    timeout_seconds: float = Field(30, gt=0, le=3600, description="Budget of one request.")
+    retries: int = Field(2, ge=0, le=10)
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    rate_limit: RateLimit | None = None
+    pool: Pool = Field(default_factory=Pool)
+
+
+class SidecarConfig(Model):
+    upstreams: list[Upstream] = Field(default_factory=list, max_length=64)
+    rate_limit: RateLimit | None = Field(None, description="For the agent as a whole.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> SidecarConfig:
+        names = [u.name for u in self.upstreams]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"upstream names must be unique: {', '.join(twice)}")
+        return self
