@@ -105,8 +105,10 @@ async def run(settings: Settings) -> int:
     reporting = loop.create_task(reporter.run(member.summary, member.changed)) if reporter else None
     member.changed.set()
 
-    failed = loop.create_task(_wait_fatal(member))
-    await asyncio.wait({loop.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")
+    waits = {loop.create_task(stop.wait()), loop.create_task(member.failed.wait())}
+    _, pending = await asyncio.wait(waits, return_when="FIRST_COMPLETED")
+    for wait in pending:
+        wait.cancel()
     if member.fatal is None:
         logger.info("SIGTERM: taking no more tasks, finishing the one in flight, saving")
     await member.stop()
@@ -121,13 +123,6 @@ async def run(settings: Settings) -> int:
         return EXIT_STORE_FAILED
     logger.info("stopped at state version %d", member.version)
     return 0
-
-
-async def _wait_fatal(member: Member) -> None:
-    while member.fatal is None:
-        await member.changed.wait()
-        if member.fatal is None:
-            await asyncio.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> None:

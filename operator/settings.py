@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -80,17 +80,26 @@ class Settings(BaseModel, frozen=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
-        raw = {
-            name: environ[ENV_PREFIX + name.upper()]
-            for name in cls.model_fields
-            if ENV_PREFIX + name.upper() in environ
-        }
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise SettingsError(f"invalid operator configuration: {problems}") from None
+        return settings_from_env(cls, environ, "operator")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def settings_from_env(model: type[M], environ: Mapping[str, str] | None, what: str) -> M:
+    """`model` from FOUNDATION_<FIELD> variables; SettingsError naming each wrong variable.
+    The agent runtime reads its settings the same way."""
+    environ = os.environ if environ is None else environ
+    raw = {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in model.model_fields
+        if ENV_PREFIX + name.upper() in environ
+    }
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid {what} configuration: {problems}") from None

@@ -121,6 +121,7 @@ class Member:
         self.ready = False
         self.stopping = False
         self.fatal: StoreError | None = None
+        self.failed = asyncio.Event()  # set with `fatal`: the process should end
         self.changed = asyncio.Event()  # the summary changed: the status reporter wakes
         self._pending: list[Change] = []
         self._wake_committer = asyncio.Event()
@@ -225,7 +226,7 @@ class Member:
         limit = self.store.max_bytes
         if limit:
             # Queued tasks are stored with their input, beside the state.
-            size = self.store.size_with(self._state_json) + len(json.dumps(raw_input)) + 512  # type: ignore[attr-defined]
+            size = self.store.size_with(self._state_json) + len(json.dumps(raw_input)) + 512
             if size > limit:
                 raise Refused(
                     413,
@@ -326,7 +327,7 @@ class Member:
             candidate = new_state.model_dump_json()
             limit = self.store.max_bytes
             if limit and candidate != self._state_json:
-                size = self.store.size_with(candidate)  # type: ignore[attr-defined]
+                size = self.store.size_with(candidate)
                 if size > limit:
                     raise StateTooLarge(
                         f"the new state would take {size} bytes in {self.store.key}, over the "
@@ -454,6 +455,7 @@ class Member:
         """A write failed for good: acknowledge nothing more, report, and let the process end."""
         logger.error("cannot save to %s: %s", self.store.key, exc.message)
         self.fatal = exc
+        self.failed.set()
         self._set_error(exc)
         for change in batch + self._pending:
             if not change.done.done():

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-ENV_PREFIX = "FOUNDATION_"
+from foundation_operator.settings import SettingsError, settings_from_env
 
-
-class SettingsError(ValueError):
-    """A configuration value is wrong; the message names the variable."""
+__all__ = ["Settings", "SettingsError"]
 
 
 class Settings(BaseModel, frozen=True):
@@ -55,20 +52,4 @@ class Settings(BaseModel, frozen=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
-        raw = {
-            name: environ[ENV_PREFIX + name.upper()]
-            for name in cls.model_fields
-            if ENV_PREFIX + name.upper() in environ
-        }
-        try:
-            return cls.model_validate(raw)
-        except (ValidationError, ValueError) as exc:
-            if isinstance(exc, ValidationError):
-                problems = "; ".join(
-                    f"{ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                    for e in exc.errors()
-                )
-            else:
-                problems = str(exc)
-            raise SettingsError(f"invalid agent runtime configuration: {problems}") from None
+        return settings_from_env(cls, environ, "agent runtime")

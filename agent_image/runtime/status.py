@@ -14,9 +14,10 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-logger = logging.getLogger("foundation_agent.status")
+from foundation_operator.agents.api import GROUP, PLURAL, VERSION
+from foundation_operator.k8s import MERGE, call
 
-GROUP, VERSION, PLURAL = "foundation.dev", "v1alpha1", "agents"
+logger = logging.getLogger("foundation_agent.status")
 
 
 class StatusReporter:
@@ -43,19 +44,18 @@ class StatusReporter:
             status["state"] = {k: summary[k] for k in ("store", "key", "version", "sizeBytes")}
             status["state"]["lastSavedAt"] = summary["lastSavedAt"]
         try:
-            response = await self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                self.agent,
-                {"status": status},
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
+            await call(
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    self.agent,
+                    {"status": status},
+                    _content_type=MERGE,
+                    _preload_content=False,
+                )
             )
-            await response.read()
-            if response.status >= 300:
-                raise RuntimeError(f"{response.status} {response.reason}")
         except Exception as exc:  # reported again on the next round
             logger.warning("could not report the state to Agent %s: %s", self.agent, exc)
             return False

@@ -46,8 +46,11 @@ CIRCUIT_HEADER = "X-Foundation-Circuit"
 LIMIT_HEADER = "X-Foundation-Rate-Limited"
 
 
-def bucket(limit: RateLimit | None) -> TokenBucket | None:
-    return TokenBucket(limit.requests_per_second, limit.burst) if limit else None
+def bucket(limit: RateLimit | None) -> tuple[TokenBucket | None, float]:
+    """The token bucket of a limit, if any, and how long a call may wait for a token."""
+    if limit is None:
+        return None, 0.0
+    return TokenBucket(limit.requests_per_second, limit.burst), limit.max_wait_ms / 1000
 
 
 def retry_after(seconds: float) -> str:
@@ -67,7 +70,7 @@ class UpstreamClient:
         self.breaker = Breaker(
             config.name, config.circuit_breaker.breaker(), on_transition=log_transition
         )
-        self.limiter = bucket(config.rate_limit)
+        self.limiter, self.max_wait = bucket(config.rate_limit)
         self.failure_codes = set(config.circuit_breaker.failure_status_codes)
         self.session: aiohttp.ClientSession | None = None
 
@@ -88,8 +91,7 @@ class UpstreamClient:
 class Proxy:
     def __init__(self, config: SidecarConfig) -> None:
         self.upstreams = {u.name: UpstreamClient(u) for u in config.upstreams}
-        self.limiter = bucket(config.rate_limit)
-        self.max_wait = (config.rate_limit.max_wait_ms / 1000) if config.rate_limit else 0.0
+        self.limiter, self.max_wait = bucket(config.rate_limit)
 
     async def start(self, _: web.Application | None = None) -> None:
         for upstream in self.upstreams.values():
@@ -112,13 +114,7 @@ class Proxy:
         wait = 0.0
         limits = [
             ("agent", self.limiter, self.max_wait),
-            (
-                "upstream",
-                upstream.limiter,
-                (upstream.config.rate_limit.max_wait_ms / 1000)
-                if upstream.config.rate_limit
-                else 0.0,
-            ),
+            ("upstream", upstream.limiter, upstream.max_wait),
         ]
         for scope, limiter, max_wait in limits:
             if limiter is None:

@@ -76,6 +76,10 @@ class Store(Protocol):
 
     async def load(self) -> Snapshot | None: ...
 
+    def size_with(self, state: str) -> int:
+        """About the stored size if the state became `state` (what `max_bytes` is held to)."""
+        ...
+
     async def commit(self, commit: Commit) -> int:
         """Write atomically; the document's size in bytes afterwards."""
         ...
@@ -92,6 +96,9 @@ class MemoryStore:
 
     async def load(self) -> Snapshot | None:
         return None
+
+    def size_with(self, state: str) -> int:
+        return len(state.encode())
 
     async def commit(self, commit: Commit) -> int:
         return len(commit.state or "")

@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from foundation_agent.stores import (
     Commit,
@@ -25,6 +24,7 @@ from foundation_agent.stores import (
     StoreError,
     StoreUnavailable,
 )
+from foundation_operator.k8s import ApiException, call
 
 STATE_KEY = "state.json"
 TASKS_KEY = "tasks.json"
@@ -35,13 +35,21 @@ def data_size(data: dict[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
 
 
-def encode(version: int, saved_at: float, state: str, tasks: dict[str, Record]) -> dict[str, str]:
+def encode_state(version: int, saved_at: float, state: str) -> str:
     head = json.dumps({"version": version, "savedAt": saved_at}, separators=(",", ":"))
+    # The state is spliced in as the JSON text the runtime validated, not re-encoded.
+    return head[:-1] + ',"state":' + state + "}"
+
+
+def encode(version: int, saved_at: float, state: str, tasks: dict[str, Record]) -> dict[str, str]:
     return {
-        # The state is spliced in as the JSON text the runtime validated, not re-encoded.
-        STATE_KEY: head[:-1] + ',"state":' + state + "}",
+        STATE_KEY: encode_state(version, saved_at, state),
         TASKS_KEY: json.dumps(tasks, separators=(",", ":"), sort_keys=True),
     }
+
+
+def tasks_bytes(data: dict[str, str]) -> int:
+    return len(TASKS_KEY.encode()) + len((data.get(TASKS_KEY) or "{}").encode())
 
 
 def decode(name: str, data: dict[str, str]) -> Snapshot | None:
@@ -81,17 +89,14 @@ class ConfigMapStore:
         self._resource_version = ""
         self._state = "null"
         self._tasks: dict[str, Record] = {}
+        self._tasks_bytes = tasks_bytes({})  # what the records take in the stored data
 
     async def _call(self, request: Any) -> dict[str, Any]:
+        """k8s.call (ApiException on error statuses); an unreachable API is StoreUnavailable."""
         try:
-            response = await request
-            body = await response.read()
+            return await call(request)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"the API server did not answer: {exc}") from None
-        if response.status >= 300:
-            text = body.decode(errors="replace")[:500]
-            raise ApiException(status=response.status, reason=text)
-        return json.loads(body)
 
     async def load(self) -> Snapshot | None:
         try:
@@ -112,15 +117,19 @@ class ConfigMapStore:
         if snapshot is not None:
             self._state = json.dumps(snapshot.state, separators=(",", ":"))
             self._tasks = dict(snapshot.tasks)
+            self._tasks_bytes = tasks_bytes(found.get("data") or {})
         return snapshot
 
     def size_with(self, state: str) -> int:
         """The data size if the state became `state` with the records as they are."""
-        return data_size(encode(0, 0.0, state, self._tasks)) + 64
+        # Per task, so the records are not encoded again: their size is kept from the last write.
+        head = len(STATE_KEY.encode()) + len(encode_state(0, 0.0, state).encode())
+        return head + self._tasks_bytes + 64
 
     async def commit(self, commit: Commit) -> int:
         state = commit.state if commit.state is not None else self._state
-        tasks = {k: v for k, v in self._tasks.items() if k not in set(commit.drop)}
+        dropped = set(commit.drop)
+        tasks = {k: v for k, v in self._tasks.items() if k not in dropped}
         tasks.update(commit.put)
         data = encode(commit.version, commit.saved_at, state, tasks)
         size = data_size(data)
@@ -156,6 +165,7 @@ class ConfigMapStore:
             raise unavailable_or_forbidden(exc, f"writing ConfigMap {self.key}") from None
         self._resource_version = answer["metadata"]["resourceVersion"]
         self._state, self._tasks = state, tasks
+        self._tasks_bytes = tasks_bytes(data)
         return size
 
     async def close(self) -> None:

@@ -35,6 +35,10 @@ class SqliteStore:
         self.path = Path(path)
         self.key = str(self.path)
         self._db: aiosqlite.Connection | None = None
+        self._page_size = 4096
+
+    def size_with(self, state: str) -> int:
+        return len(state.encode())  # no limit but the volume's
 
     def _corrupt(self, exc: Exception) -> StateCorrupt:
         return StateCorrupt(
@@ -56,6 +60,7 @@ class SqliteStore:
                 if check != "ok":
                     raise sqlite3.DatabaseError(check)
                 await db.executescript(SCHEMA)
+                (self._page_size,) = await (await db.execute("PRAGMA page_size")).fetchone()
             except sqlite3.DatabaseError as exc:
                 await db.close()
                 raise self._corrupt(exc) from None
@@ -84,8 +89,7 @@ class SqliteStore:
 
     async def _size(self, db: aiosqlite.Connection) -> int:
         (pages,) = await (await db.execute("PRAGMA page_count")).fetchone()
-        (page,) = await (await db.execute("PRAGMA page_size")).fetchone()
-        return int(pages) * int(page)
+        return int(pages) * int(self._page_size)
 
     async def commit(self, commit: Commit) -> int:
         db = await self._open()

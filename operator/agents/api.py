@@ -167,14 +167,9 @@ class StateSummary(Model):
     size_bytes: int = 0
 
 
-class MemberState(Model):
+class MemberState(StateSummary):
     """What a member's runtime reports of its state (it writes only its own entry)."""
 
-    store: str = ""
-    key: str = ""
-    version: int = 0
-    last_saved_at: str | None = None
-    size_bytes: int = 0
     queued: int = 0
     reason: str | None = Field(None, description="Why the state is not saved, if it is not.")
     message: str | None = None
