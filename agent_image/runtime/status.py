@@ -8,6 +8,7 @@ each other. Problems (a corrupt state, a refused write) are reported at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -63,11 +64,22 @@ class StatusReporter:
         return True
 
     async def run(self, summary: Callable[[], dict[str, Any]], changed: asyncio.Event) -> None:
-        """Report when the summary changes, at most once per interval (at once for problems)."""
+        """Report when the summary changes, at most once per interval; a problem (a summary
+        with a reason) is reported at once, even in the middle of an interval."""
+        loop = asyncio.get_running_loop()
+        next_at = 0.0
         while True:
             await changed.wait()
             changed.clear()
-            current = summary()
-            await self.report(current)
-            if current.get("reason") is None:
-                await asyncio.sleep(self.interval)
+            wait = next_at - loop.time()
+            if wait > 0 and summary().get("reason") is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_until_problem(summary, changed), wait)
+            await self.report(summary())
+            next_at = loop.time() + self.interval
+
+
+async def _until_problem(summary: Callable[[], dict[str, Any]], changed: asyncio.Event) -> None:
+    while summary().get("reason") is None:
+        await changed.wait()
+        changed.clear()

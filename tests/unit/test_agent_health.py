@@ -7,7 +7,7 @@ from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import MemoryStore
 
 
-async def test_readiness_follows_loading_and_shutdown() -> None:
+async def test_readiness_tasks_and_metrics_follow_loading_and_shutdown() -> None:
     api = TaskApi()
     async with TestClient(TestServer(api.app())) as http:
         assert (await http.get("/healthz")).status == 200
@@ -21,6 +21,11 @@ async def test_readiness_follows_loading_and_shutdown() -> None:
         member.start()
         api.member = member
         assert (await http.get("/readyz")).status == 200
+        assert (await http.post("/v1/tasks", json={"id": "a", "action": "increment"})).status == 202
+        await member.finished("a")
+        scraped = await (await http.get("/metrics")).text()
+        assert 'foundation_agent_tasks_total{action="increment",outcome="succeeded"}' in scraped
+        assert "foundation_agent_checkpoint_duration_seconds_bucket" in scraped
         await member.stop()
         assert (await http.get("/readyz")).status == 503
         assert (await http.get("/healthz")).status == 200

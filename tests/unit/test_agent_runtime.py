@@ -9,9 +9,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 from foundation_agent.agents import CounterAgent, TaskAgent
-from foundation_agent.model import Agent, action
+from foundation_agent.agents.counter import CounterState
+from foundation_agent.model import Agent, NoInput, action
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.settings import Settings
+from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import Commit, StateCorrupt, StateTooLarge, StoreUnavailable
 from foundation_agent.stores.configmap import LIMIT, data_size, decode, encode
 from foundation_agent.stores.sqlite import SqliteStore
@@ -259,3 +261,57 @@ async def test_a_state_over_the_store_limit_fails_the_task_and_keeps_the_state(
     assert len(member.state.blob) == 1000
     assert member.summary()["reason"] == "StateTooLarge"
     await member.stop()
+
+
+class Hooked(Agent[CounterState]):
+    State = CounterState
+
+    async def on_start(self, state: CounterState) -> CounterState:
+        return CounterState(count=state.count + 100)
+
+    async def on_stop(self, state: CounterState) -> CounterState:
+        return CounterState(count=state.count + 1)
+
+    @action
+    async def get(self, state: CounterState, input: NoInput) -> tuple[int, CounterState]:
+        return state.count, state
+
+
+async def test_start_and_stop_hooks_change_the_state_and_stop_saves_it(tmp_path: Path) -> None:
+    member = await started(Hooked(), SqliteStore(tmp_path / "a.db"))
+    assert member.state.count == 100
+    await member.stop()  # on_stop adds 1, and the stop saves it
+    reloaded = await started(Hooked(), SqliteStore(tmp_path / "a.db"))
+    assert reloaded.state.count == 201
+    await reloaded.stop()
+
+
+class Recorder(StatusReporter):
+    """The reporter's pacing, with the report itself recorded instead of sent."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.sent: list[dict] = []
+
+    async def report(self, summary: dict) -> bool:
+        self.sent.append(summary)
+        return True
+
+
+async def test_status_reports_are_rate_bounded_and_problems_go_at_once() -> None:
+    reporter = Recorder(interval=0.2)
+    changed = asyncio.Event()
+    summary = {"version": 0, "reason": None}
+    running = asyncio.create_task(reporter.run(lambda: dict(summary), changed))
+    for version in range(50):  # a change every 10 ms for half a second
+        summary["version"] = version
+        changed.set()
+        await asyncio.sleep(0.01)
+    assert 2 <= len(reporter.sent) <= 4
+    await asyncio.sleep(0.25)
+    before = len(reporter.sent)
+    summary["reason"] = "StateConflict"
+    changed.set()
+    await asyncio.sleep(0.02)
+    assert len(reporter.sent) == before + 1 and reporter.sent[-1]["reason"] == "StateConflict"
+    running.cancel()
