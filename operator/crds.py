@@ -41,6 +41,11 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             continue
         if key == "default" and value is None:
             continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema's number form; OpenAPI v3.0 (Kubernetes) has a bound and a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+            continue
         if key == "properties":
             out[key] = {name: structural(sub, defs) for name, sub in value.items()}
         elif key in ("items", "additionalProperties") and isinstance(value, dict):

@@ -75,9 +75,35 @@ class Upstream(Model):
     pool: Pool = Field(default_factory=Pool)
 
 
+class Discovery(Model):
+    """Calls to other agents by capability (`/agents/<capability>/...`)."""
+
+    timeout_seconds: float = Field(30, gt=0, le=3600, description="Budget of one call.")
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Other members tried after a failure (connection errors always; other "
+        "failures for idempotent methods or calls with an Idempotency-Key).",
+    )
+    eject_after_failures: int = Field(
+        3, ge=1, le=1000, description="Failures in a row that eject a member for a while."
+    )
+    eject_seconds: float = Field(10, gt=0, le=3600, description="First ejection's length.")
+    max_eject_seconds: float = Field(
+        120, gt=0, le=86_400, description="Cap of the ejection time, which doubles in a row."
+    )
+    failure_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [502, 503, 504],
+        description="Answers that count as a member's failure (besides connection errors "
+        "and timeouts).",
+    )
+
+
 class SidecarConfig(Model):
     upstreams: list[Upstream] = Field(default_factory=list, max_length=64)
     rate_limit: RateLimit | None = Field(None, description="For the agent as a whole.")
+    discovery: Discovery = Field(default_factory=Discovery)
 
     @model_validator(mode="after")
     def _unique(self) -> SidecarConfig:

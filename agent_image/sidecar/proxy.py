@@ -1,5 +1,7 @@
-"""`/upstream/<name>/<path>`: forwards a call to an upstream through its limiters, its breaker
-and its pooled client, and streams the answer back.
+"""The sidecar's proxy, on 127.0.0.1:15000 in every member pod.
+
+`/upstream/<name>/<path>` forwards a call to an upstream through its limiters, its breaker and
+its pooled client, and streams the answer back.
 
 - Rate limits (the agent's, then the upstream's): a call waits at most `maxWaitMs` for a token,
   else `429` with `Retry-After` and `X-Foundation-Rate-Limited: agent|upstream`.
@@ -9,6 +11,12 @@ and its pooled client, and streams the answer back.
   everything (connects, retries, the answer's body) inside the upstream's `timeoutSeconds`.
 - Failures (for the breaker and for retries): the configured status codes, timeouts and
   connection errors.
+
+`/agents/<capability>/<path>` reaches a ready member of any Agent with that capability
+(`discovery.py`): round robin, or by `X-Foundation-Affinity` (a task id) to the member that key
+hashes to, or to the member `X-Foundation-Member` names. A failed attempt is retried on another
+member: always for connection errors (nothing was sent), else for idempotent methods or calls
+with an `Idempotency-Key`. The answer says which member gave it in `X-Foundation-Member`.
 """
 
 from __future__ import annotations
@@ -18,12 +26,15 @@ import logging
 import math
 import random
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, Refusal, State
 from foundation_agent.sidecar.config import RateLimit, SidecarConfig, Upstream
+from foundation_agent.sidecar.discovery import Directory, Member
 from foundation_agent.sidecar.limiter import TokenBucket
 
 logger = logging.getLogger("foundation_agent.sidecar")
@@ -44,6 +55,9 @@ NOT_FORWARDED = {
 }
 CIRCUIT_HEADER = "X-Foundation-Circuit"
 LIMIT_HEADER = "X-Foundation-Rate-Limited"
+MEMBER_HEADER = "X-Foundation-Member"
+AFFINITY_HEADER = "X-Foundation-Affinity"
+NOT_FORWARDED |= {MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
 
 
 def bucket(limit: RateLimit | None) -> tuple[TokenBucket | None, float]:
@@ -57,8 +71,30 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+def show_state(name: str, state: State) -> None:
+    for each in State:
+        metrics.CIRCUIT_STATE.labels(upstream=name, state=each.value).set(each is state)
+
+
 def log_transition(name: str, before: State, after: State) -> None:
     logger.warning("circuit %s: %s -> %s", name, before.value, after.value)
+    metrics.TRANSITIONS.labels(upstream=name, to=after.value).inc()
+    show_state(name, after)
+
+
+async def backoff(attempt: int, deadline: float) -> None:
+    """A short, growing, jittered pause before the next attempt, within the budget."""
+    pause = min(0.05 * 2**attempt * (0.5 + random.random()), 1.0)
+    await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+
+def retryable(request: web.Request) -> bool:
+    return request.method in IDEMPOTENT or "Idempotency-Key" in request.headers
+
+
+def count(target: str, name: str, outcome: str, status: int, started: float) -> None:
+    metrics.REQUESTS.labels(target=target, name=name, outcome=outcome, code=str(status)).inc()
+    metrics.SECONDS.labels(target=target, name=name).observe(time.monotonic() - started)
 
 
 class UpstreamClient:
@@ -73,6 +109,7 @@ class UpstreamClient:
         self.limiter, self.max_wait = bucket(config.rate_limit)
         self.failure_codes = set(config.circuit_breaker.failure_status_codes)
         self.session: aiohttp.ClientSession | None = None
+        show_state(config.name, State.CLOSED)
 
     def open(self) -> None:
         pool = self.config.pool
@@ -89,24 +126,46 @@ class UpstreamClient:
 
 
 class Proxy:
-    def __init__(self, config: SidecarConfig) -> None:
+    def __init__(self, config: SidecarConfig, directory: Directory | None = None) -> None:
+        self.config = config
         self.upstreams = {u.name: UpstreamClient(u) for u in config.upstreams}
         self.limiter, self.max_wait = bucket(config.rate_limit)
+        self.directory = directory
+        self.members: aiohttp.ClientSession | None = None  # one pool for all agents' members
+        self.in_flight = 0
 
     async def start(self, _: web.Application | None = None) -> None:
         for upstream in self.upstreams.values():
             upstream.open()
+        self.members = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+            auto_decompress=False,
+        )
 
     async def close(self, _: web.Application | None = None) -> None:
         for upstream in self.upstreams.values():
             await upstream.close()
+        if self.members is not None:
+            await self.members.close()
+        if self.directory is not None:
+            await self.directory.close()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._track])
         app.router.add_route("*", "/upstream/{name}/{path:.*}", self.forward)
+        app.router.add_route("*", "/agents/{capability}/{path:.*}", self.to_capability)
         app.on_startup.append(self.start)
         app.on_cleanup.append(self.close)
         return app
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Count calls in flight, so a stopping sidecar can wait for the agent's last ones."""
+        self.in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
     async def _rate_limit(self, upstream: UpstreamClient) -> web.Response | None:
         """Take a token from each limiter (or none at all); wait if allowed; else a 429."""
@@ -123,6 +182,7 @@ class Proxy:
             if not decision.allowed:
                 for earlier in taken:
                     earlier.release()
+                metrics.RATE_LIMITED.labels(upstream=upstream.config.name, scope=scope).inc()
                 return web.json_response(
                     {"error": f"rate limit of the {scope} exceeded"},
                     status=429,
@@ -135,6 +195,7 @@ class Proxy:
         return None
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
         name = request.match_info["name"]
         upstream = self.upstreams.get(name)
         if upstream is None or upstream.session is None:
@@ -144,6 +205,7 @@ class Proxy:
             )
         limited = await self._rate_limit(upstream)
         if limited is not None:
+            count("upstream", name, "rate_limited", 429, started)
             return limited
         config = upstream.config
         deadline = time.monotonic() + config.timeout_seconds
@@ -152,15 +214,17 @@ class Proxy:
         target = f"{upstream.base}/{request.match_info['path']}"
         if request.query_string:
             target += f"?{request.query_string}"
-        retryable = request.method in IDEMPOTENT or "Idempotency-Key" in request.headers
-        attempts = 1 + (config.retries if retryable else 0)
+        attempts = 1 + (config.retries if retryable(request) else 0)
         problem = "no attempt made"
         for attempt in range(attempts):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if attempt:
+                metrics.RETRIES.labels(target="upstream", name=name).inc()
             permit = upstream.breaker.allow()
             if isinstance(permit, Refusal):
+                count("upstream", name, "circuit_open", 503, started)
                 return web.json_response(
                     {"error": f"the circuit of upstream {name} is {permit.state.value}"},
                     status=503,
@@ -188,27 +252,114 @@ class Proxy:
                     problem = f"answered {answer.status}"
                     answer.release()
                 else:
-                    return await self._relay(request, answer, deadline)
+                    count("upstream", name, "error" if failed else "ok", answer.status, started)
+                    return await self._relay(request, answer)
             if attempt + 1 < attempts:
-                pause = min(0.05 * 2**attempt * (0.5 + random.random()), 1.0)
-                await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                await backoff(attempt, deadline)
+        return self._gave_up("upstream", name, problem, deadline, config.timeout_seconds, started)
+
+    def _gave_up(
+        self, target: str, name: str, problem: str, deadline: float, budget: float, started: float
+    ) -> web.Response:
         timed_out = time.monotonic() >= deadline
+        status = 504 if timed_out else 502
+        count(target, name, "timeout" if timed_out else "error", status, started)
         return web.json_response(
             {
-                "error": f"upstream {name}: {problem}"
-                + (f" (budget of {config.timeout_seconds}s spent)" if timed_out else "")
+                "error": f"{target} {name}: {problem}"
+                + (f" (budget of {budget:g}s spent)" if timed_out else "")
             },
-            status=504 if timed_out else 502,
+            status=status,
         )
 
+    async def to_capability(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        name = request.match_info["capability"]
+        config = self.config.discovery
+        deadline = started + config.timeout_seconds
+        if self.directory is None or self.members is None:
+            return web.json_response({"error": "discovery is not configured"}, status=503)
+        capability = await self.directory.get(name, wait=min(5.0, config.timeout_seconds))
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
+        path = "/" + request.match_info["path"]
+        if request.query_string:
+            path += f"?{request.query_string}"
+        pinned = request.headers.get(MEMBER_HEADER)
+        affinity = request.headers.get(AFFINITY_HEADER) or request.headers.get("Idempotency-Key")
+        tried: set[str] = set()
+        problem = "no attempt made"
+        for attempt in range(1 + config.retries):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            member: Member | None
+            if pinned:
+                member = capability.pinned(pinned)
+                if member is None:
+                    count("capability", name, "no_member", 404, started)
+                    return web.json_response(
+                        {"error": f"{pinned} is not a ready member of capability {name}"},
+                        status=404,
+                    )
+            else:
+                member = capability.pick(affinity, frozenset(tried))
+            if member is None:
+                break
+            if attempt:
+                metrics.RETRIES.labels(target="capability", name=name).inc()
+            tried.add(member.name)
+            try:
+                answer = await self.members.request(
+                    request.method,
+                    f"http://{member.address}{path}",
+                    headers=headers,
+                    data=body or None,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=remaining),
+                )
+            except aiohttp.ClientConnectorError as exc:
+                capability.record(member, ok=False)  # nothing was sent: any call may go again
+                problem = f"member {member.name}: {exc}"
+                if pinned:
+                    break
+                continue
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                capability.record(member, ok=False)
+                problem = f"member {member.name}: {type(exc).__name__} {exc}".strip()
+                if not retryable(request) or pinned:
+                    break
+            else:
+                failed = answer.status in config.failure_status_codes
+                capability.record(member, ok=not failed)
+                last_try = pinned or not retryable(request) or attempt == config.retries
+                if not failed or last_try:
+                    count("capability", name, "error" if failed else "ok", answer.status, started)
+                    return await self._relay(request, answer, {MEMBER_HEADER: member.name})
+                problem = f"member {member.name} answered {answer.status}"
+                answer.release()
+            if pinned:
+                break
+            await backoff(attempt, deadline)
+        if not tried:
+            count("capability", name, "no_member", 503, started)
+            return web.json_response(
+                {"error": f"no ready member of capability {name}"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        return self._gave_up("capability", name, problem, deadline, config.timeout_seconds, started)
+
     async def _relay(
-        self, request: web.Request, answer: aiohttp.ClientResponse, deadline: float
+        self,
+        request: web.Request,
+        answer: aiohttp.ClientResponse,
+        extra: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        """Stream the upstream's answer back as it arrives."""
+        """Stream the answer back as it arrives."""
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in NOT_FORWARDED}
         out = web.StreamResponse(
-            status=answer.status,
-            reason=answer.reason,
-            headers={k: v for k, v in answer.headers.items() if k.lower() not in NOT_FORWARDED},
+            status=answer.status, reason=answer.reason, headers={**headers, **(extra or {})}
         )
         try:
             await out.prepare(request)

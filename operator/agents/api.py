@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from foundation_agent.sidecar.config import SidecarConfig
+
 GROUP = "foundation.dev"
 VERSION = "v1alpha1"
 KIND = "Agent"
@@ -111,6 +113,19 @@ class PodTemplate(Model):
     security_context: FreeForm | None = Field(None, description="The pod's securityContext.")
 
 
+class Sidecar(SidecarConfig):
+    """The resilience sidecar in every member pod: upstreams with circuit breakers and rate
+    limits, and calls to other agents by capability. Its configuration model is the sidecar's
+    own, so what the CRD accepts is exactly what the sidecar runs."""
+
+    enabled: bool = Field(True, description="Run the sidecar container in each member pod.")
+    resources: FreeForm | None = Field(None, description="The sidecar container's resources.")
+
+    def runtime_config(self) -> str:
+        """The JSON the sidecar reads (FOUNDATION_SIDECAR_CONFIG)."""
+        return self.model_dump_json(by_alias=True, exclude={"enabled", "resources"})
+
+
 class AgentSpec(Model):
     image: str = Field(min_length=1, description="Container image of the agent runtime.")
     command: list[str] | None = Field(None, description="Defaults to foundation-agent.")
@@ -134,6 +149,7 @@ class AgentSpec(Model):
     supervision: Supervision = Field(default_factory=Supervision)
     persistence: Persistence = Field(default_factory=Persistence)
     inbox: Inbox = Field(default_factory=Inbox)
+    sidecar: Sidecar = Field(default_factory=Sidecar)
 
 
 class Condition(Model):

@@ -26,6 +26,8 @@ TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 AGENT_PORT = 8080
+SIDECAR_URL = "http://127.0.0.1:15000"
+SIDECAR_ADMIN_PORT = 15090
 STATE_VOLUME = "state"
 STATE_MOUNT = "/var/lib/foundation/state"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -151,6 +153,11 @@ def container(view: AgentView) -> Obj:
             "value": str(spec.inbox.keep_completed_seconds),
         },
         {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
+        *(
+            [{"name": "FOUNDATION_SIDECAR_URL", "value": SIDECAR_URL}]
+            if spec.sidecar.enabled
+            else []
+        ),
         *spec.env,
     ]
     out: Obj = {
@@ -175,6 +182,38 @@ def container(view: AgentView) -> Obj:
     return out
 
 
+def sidecar_container(view: AgentView) -> Obj:
+    """The resilience sidecar: same image, its proxy on the pod's loopback only, its admin port
+    (probes, metrics) on the pod's address."""
+    sidecar = view.spec.sidecar
+    out: Obj = {
+        "name": "sidecar",
+        "image": view.spec.image,
+        "command": ["foundation-sidecar"],
+        "env": [
+            {"name": "FOUNDATION_SIDECAR_CONFIG", "value": sidecar.runtime_config()},
+            {
+                "name": "FOUNDATION_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "FOUNDATION_AGENT_PORT", "value": str(AGENT_PORT)},
+        ],
+        "ports": [{"name": "sidecar-admin", "containerPort": SIDECAR_ADMIN_PORT}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "sidecar-admin"},
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "sidecar-admin"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+    }
+    if sidecar.resources:
+        out["resources"] = sidecar.resources
+    return out
+
+
 def pod_template(view: AgentView) -> Obj:
     """Everything of a member pod that a spec change should roll out (no per-member parts)."""
     spec = view.spec
@@ -188,7 +227,10 @@ def pod_template(view: AgentView) -> Obj:
             "serviceAccountName": view.service_account,
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 30,
-            "containers": [container(view)],
+            "containers": [
+                container(view),
+                *([sidecar_container(view)] if spec.sidecar.enabled else []),
+            ],
         },
     }
     pod_spec = template["spec"]

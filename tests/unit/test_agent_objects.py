@@ -1,5 +1,7 @@
 """The objects an Agent wants, built without a cluster."""
 
+import json
+
 import pytest
 
 from foundation_operator.agents import objects
@@ -167,3 +169,39 @@ def test_the_runtime_is_told_its_store_and_inbox() -> None:
     assert env["FOUNDATION_INBOX_MAX_QUEUED"] == "7"
     assert env["FOUNDATION_GROUP_COMMIT"] == "false"
     assert env["FOUNDATION_REPORT_STATUS"] == "true"
+
+
+def test_every_member_gets_the_sidecar_with_its_configuration() -> None:
+    upstream = {
+        "name": "llm",
+        "url": "https://api.example.test",
+        "rateLimit": {"requestsPerSecond": 5},
+    }
+    pod = objects.member_pod(view(sidecar={"upstreams": [upstream]}), 0)
+    agent_container, sidecar = pod["spec"]["containers"]
+    assert sidecar["name"] == "sidecar" and sidecar["command"] == ["foundation-sidecar"]
+    assert sidecar["image"] == agent_container["image"]
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    config = json.loads(env["FOUNDATION_SIDECAR_CONFIG"])
+    assert config["upstreams"][0]["rateLimit"] == {
+        "requestsPerSecond": 5,
+        "burst": 1,
+        "maxWaitMs": 0,
+    }
+    assert config["upstreams"][0]["circuitBreaker"]["failureThreshold"] == 5
+    assert "enabled" not in config
+    assert sidecar["readinessProbe"]["httpGet"]["port"] == "sidecar-admin"
+    agent_env = {e["name"]: e.get("value") for e in agent_container["env"]}
+    assert agent_env["FOUNDATION_SIDECAR_URL"] == "http://127.0.0.1:15000"
+    # A sidecar change rolls the members; disabling it leaves the agent alone in its pod.
+    assert objects.template_hash(view(sidecar={"upstreams": [upstream]})) != objects.template_hash(
+        view()
+    )
+    alone = objects.member_pod(view(sidecar={"enabled": False}), 0)
+    assert [c["name"] for c in alone["spec"]["containers"]] == ["agent"]
+
+
+def test_sidecar_rules_the_schema_cannot_say_are_invalid_specs() -> None:
+    twice = [{"name": "llm", "url": "http://a.test"}, {"name": "llm", "url": "http://b.test"}]
+    with pytest.raises(InvalidSpec, match=r"spec\.sidecar.*upstream names must be unique: llm"):
+        AgentView.from_body(agent(sidecar={"upstreams": twice}))

@@ -1,0 +1,139 @@
+"""What an agent uses to reach the world and other agents: its sidecar.
+
+    async with Sidecar() as sidecar:
+        answer = await sidecar.call("llm", "v1/chat/completions", method="POST", json={...})
+        delivered = await sidecar.send_task("summarize", "run", {"text": "..."})
+        record = await sidecar.task(delivered)
+
+`send_task` delivers a task to a member of any Agent with a capability, with a guarantee: it
+sends the same task id again (with back-off, honouring `Retry-After`) until a member accepts it
+or the deadline passes. Ids route by affinity, so the retries reach the member that may already
+hold the task, and that member's idempotency makes the delivery exactly-once in effect. It
+replaces fire-and-forget messages. A task refused for what it is (400, 413) is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:15000"
+MEMBER_HEADER = "X-Foundation-Member"
+AFFINITY_HEADER = "X-Foundation-Affinity"
+RETRY_STATUSES = {429, 502, 503, 504}
+
+
+class DeliveryError(Exception):
+    """A task could not be delivered: refused for what it is, or not accepted in time."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Delivered:
+    capability: str
+    id: str
+    member: str  # the pod that holds the task
+    record: dict[str, Any]
+    attempts: int
+
+
+def retry_after(answer: httpx.Response | None, attempt: int) -> float:
+    """The pause before the next attempt: the server's Retry-After, else jittered back-off."""
+    if answer is not None:
+        try:
+            return min(float(answer.headers["Retry-After"]), 10.0)
+        except (KeyError, ValueError):
+            pass
+    return min(0.1 * 2**attempt, 5.0) * (0.5 + random.random())
+
+
+class Sidecar:
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=url,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    async def __aenter__(self) -> Sidecar:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def call(
+        self, upstream: str, path: str, method: str = "GET", **kwargs: Any
+    ) -> httpx.Response:
+        """One call to a configured upstream through its limiter and breaker (retries, if the
+        call is idempotent or has an Idempotency-Key, happen in the sidecar)."""
+        return await self.http.request(method, f"/upstream/{upstream}/{path.lstrip('/')}", **kwargs)
+
+    async def send_task(
+        self,
+        capability: str,
+        action: str,
+        input: Any = None,
+        id: str | None = None,
+        deadline_seconds: float = 60.0,
+    ) -> Delivered:
+        task_id = id or uuid.uuid4().hex
+        body = {"id": task_id, "action": action, "input": input}
+        headers = {AFFINITY_HEADER: task_id, "Idempotency-Key": task_id}
+        deadline = time.monotonic() + deadline_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            answer: httpx.Response | None = None
+            try:
+                answer = await self.http.post(
+                    f"/agents/{capability}/v1/tasks", json=body, headers=headers
+                )
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if answer.status_code in (200, 202):
+                    return Delivered(
+                        capability,
+                        task_id,
+                        answer.headers.get(MEMBER_HEADER, ""),
+                        answer.json(),
+                        attempt,
+                    )
+                if answer.status_code not in RETRY_STATUSES:
+                    raise DeliveryError(
+                        f"task {task_id} refused by capability {capability}: "
+                        f"{answer.status_code} {answer.text[:300]}",
+                        answer.status_code,
+                        answer.text,
+                    )
+                problem = f"{answer.status_code} {answer.text[:200]}"
+            pause = retry_after(answer, attempt)
+            if time.monotonic() + pause > deadline:
+                raise DeliveryError(
+                    f"task {task_id} not accepted by capability {capability} within "
+                    f"{deadline_seconds:g}s ({attempt} attempts; last: {problem})",
+                    answer.status_code if answer is not None else None,
+                )
+            await asyncio.sleep(pause)
+
+    async def task(self, delivered: Delivered) -> dict[str, Any]:
+        """The task's current record, from the member that holds it."""
+        answer = await self.http.get(
+            f"/agents/{delivered.capability}/v1/tasks/{delivered.id}",
+            headers={MEMBER_HEADER: delivered.member},
+        )
+        answer.raise_for_status()
+        return answer.json()

@@ -1,0 +1,221 @@
+"""Discovery by capability: the ready members behind `foundation-cap-<capability>`, kept from a
+watch on that Service's Endpoints through the API (no cluster DNS or kube-proxy needed), with
+balancing and outlier detection.
+
+- Balancing: round robin over the ready members; a call with an affinity key (a task id) goes
+  to the member that key hashes to (rendezvous hashing), so the retries of one task reach the
+  member that may already hold it while that member stays ready.
+- Outlier detection: `ejectAfterFailures` failures in a row (connection errors, timeouts, the
+  configured status codes) eject a member for `ejectSeconds`, doubled on each ejection in a
+  row up to `maxEjectSeconds`; a success resets it. When every member is ejected, all are used
+  again (as Envoy's panic threshold does): better a member that may fail than none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from foundation_agent.sidecar import metrics
+from foundation_agent.sidecar.config import Discovery
+
+logger = logging.getLogger("foundation_agent.sidecar")
+
+Obj = dict[str, Any]
+SERVICE_PREFIX = "foundation-cap-"
+PORT_NAME = "http"
+
+
+@dataclass
+class Member:
+    name: str  # the pod's name
+    address: str  # host:port
+    failures: int = 0
+    ejections: int = 0  # in a row
+    ejected_until: float = 0.0
+
+
+def ready_members(endpoints: Obj | None) -> dict[str, str]:
+    """Pod name -> host:port of the ready addresses of an Endpoints object."""
+    found: dict[str, str] = {}
+    for subset in (endpoints or {}).get("subsets") or []:
+        ports = subset.get("ports") or []
+        port = next((p for p in ports if p.get("name") == PORT_NAME), ports[0] if ports else None)
+        if port is None:
+            continue
+        for address in subset.get("addresses") or []:
+            name = (address.get("targetRef") or {}).get("name") or address["ip"]
+            found[name] = f"{address['ip']}:{port['port']}"
+    return found
+
+
+def rendezvous(key: str, names: list[str]) -> str:
+    """The name `key` hashes highest with: stable while that name stays among `names`."""
+    return max(names, key=lambda n: hashlib.blake2b(f"{key}/{n}".encode(), digest_size=8).digest())
+
+
+class Capability:
+    """The members of one capability, as the last Endpoints said, with their outlier state."""
+
+    def __init__(
+        self, name: str, config: Discovery, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.clock = clock
+        self.members: dict[str, Member] = {}
+        self.listed = asyncio.Event()  # set once the first answer about the Endpoints came
+        self._turn = 0
+
+    def update(self, endpoints: Obj | None) -> None:
+        now_ready = ready_members(endpoints)
+        for name in list(self.members):
+            if name not in now_ready:
+                del self.members[name]
+        for name, address in now_ready.items():
+            member = self.members.get(name)
+            if member is None or member.address != address:
+                self.members[name] = Member(name, address)
+        metrics.MEMBERS.labels(capability=self.name).set(len(self.members))
+        self.listed.set()
+
+    def pick(
+        self, affinity: str | None = None, avoid: frozenset[str] = frozenset()
+    ) -> Member | None:
+        """A member for the next attempt: not ejected and not yet tried, if there is one."""
+        now = self.clock()
+        untried = [m for m in self.members.values() if m.name not in avoid]
+        healthy = [m for m in untried if m.ejected_until <= now]
+        candidates = healthy or untried
+        if not candidates:
+            return None
+        if affinity:
+            chosen = rendezvous(affinity, [m.name for m in candidates])
+            return self.members[chosen]
+        candidates.sort(key=lambda m: m.name)
+        self._turn += 1
+        return candidates[self._turn % len(candidates)]
+
+    def pinned(self, name: str) -> Member | None:
+        return self.members.get(name)
+
+    def record(self, member: Member, ok: bool) -> None:
+        if ok:
+            member.failures = 0
+            if member.ejected_until <= self.clock():
+                member.ejections = 0
+            return
+        member.failures += 1
+        if member.failures >= self.config.eject_after_failures:
+            member.failures = 0
+            seconds = min(
+                self.config.max_eject_seconds, self.config.eject_seconds * 2**member.ejections
+            )
+            member.ejections += 1
+            member.ejected_until = self.clock() + seconds
+            metrics.EJECTIONS.labels(capability=self.name).inc()
+            logger.warning(
+                "capability %s: member %s ejected for %.0fs after %d failures in a row",
+                self.name,
+                member.name,
+                seconds,
+                self.config.eject_after_failures,
+            )
+
+
+class Directory:
+    """Capabilities by name, each kept current by its own watch once something asks for it."""
+
+    def __init__(
+        self,
+        config: Discovery,
+        namespace: str,
+        connect: Callable[[], Any],
+    ) -> None:
+        self.config = config
+        self.namespace = namespace
+        self._connect = connect
+        self._api: client.ApiClient | None = None
+        self._lock = asyncio.Lock()
+        self.capabilities: dict[str, Capability] = {}
+        self._watches: dict[str, asyncio.Task[None]] = {}
+
+    async def get(self, name: str, wait: float) -> Capability:
+        """The capability, watched from now on; waits up to `wait` s for its first listing."""
+        capability = self.capabilities.get(name)
+        if capability is None:
+            capability = self.capabilities[name] = Capability(name, self.config)
+            self._watches[name] = asyncio.get_running_loop().create_task(
+                self._watch(capability), name=f"watch-{name}"
+            )
+        if not capability.listed.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(capability.listed.wait(), wait)
+        return capability
+
+    async def _client(self) -> client.ApiClient:
+        async with self._lock:
+            if self._api is None:
+                self._api = await self._connect()
+            return self._api
+
+    async def _watch(self, capability: Capability) -> None:
+        """List, then watch from that version; start over after any error, with back-off."""
+        service = SERVICE_PREFIX + capability.name
+        selector = f"metadata.name={service}"
+        pause = 0.5
+        while True:
+            try:
+                core = client.CoreV1Api(await self._client())
+                listing = await core.list_namespaced_endpoints(
+                    self.namespace, field_selector=selector, _preload_content=False
+                )
+                body = await listing.json()
+                if listing.status != 200:
+                    raise ApiException(status=listing.status, reason=str(body)[:200])
+                items = body.get("items") or []
+                capability.update(items[0] if items else None)
+                version = body["metadata"]["resourceVersion"]
+                pause = 0.5
+                async with watch.Watch() as events:
+                    async for event in events.stream(
+                        core.list_namespaced_endpoints,
+                        self.namespace,
+                        field_selector=selector,
+                        resource_version=version,
+                        timeout_seconds=300,
+                    ):
+                        obj = event["raw_object"]
+                        capability.update(None if event["type"] == "DELETED" else obj)
+            except ApiException as exc:
+                if exc.status == 410:  # the version is too old: list again at once
+                    continue
+                logger.warning("capability %s: watching %s: %s", capability.name, service, exc)
+                capability.listed.set()  # callers get "no member" instead of waiting on
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API away: say so, keep trying
+                logger.warning("capability %s: watching %s: %s", capability.name, service, exc)
+                capability.listed.set()  # callers get "no member" instead of waiting on
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    async def close(self) -> None:
+        for task in self._watches.values():
+            task.cancel()
+        for task in self._watches.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._api is not None:
+            await self._api.close()

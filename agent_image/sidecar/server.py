@@ -1,0 +1,145 @@
+"""`foundation-sidecar`: the resilience sidecar of an Agent member.
+
+Two listeners: the proxy on 127.0.0.1:15000 (only the agent in the same pod can call it) and the
+admin port 15090 on every address (`/healthz`, `/readyz`, `/metrics`) for probes and Prometheus.
+On SIGTERM it goes on serving while the agent (stopped at the same moment) finishes its last
+task: it exits once the agent's port in the same pod is closed and no call is in flight, or
+after `drain_seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from foundation_agent import __version__
+from foundation_agent.sidecar import metrics
+from foundation_agent.sidecar.config import SidecarConfig
+from foundation_agent.sidecar.discovery import Directory
+from foundation_agent.sidecar.proxy import Proxy
+from foundation_operator.k8s import connect
+from foundation_operator.settings import SettingsError, settings_from_env
+
+logger = logging.getLogger("foundation_agent.sidecar")
+
+
+async def listening(port: int) -> bool:
+    """Whether something (the agent) still accepts connections on 127.0.0.1:`port`."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+class SidecarSettings(BaseModel, frozen=True):
+    """Environment: FOUNDATION_<FIELD> (upper case); the operator sets them on every member."""
+
+    sidecar_config: SidecarConfig = Field(default_factory=SidecarConfig)
+    namespace: str = "default"
+    sidecar_host: str = "127.0.0.1"
+    sidecar_port: int = Field(15000, ge=1, le=65535)
+    sidecar_admin_host: str = "0.0.0.0"
+    sidecar_admin_port: int = Field(15090, ge=0, le=65535, description="0 turns it off.")
+    sidecar_drain_seconds: float = Field(25.0, ge=0, le=3600)
+    agent_port: int = Field(8080, ge=1, le=65535, description="The agent's, to see it stop.")
+
+    @field_validator("sidecar_config", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> SidecarSettings:
+        return settings_from_env(cls, environ, "sidecar")
+
+
+def admin_app(proxy: Proxy, ready: asyncio.Event) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready.is_set():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", scrape)
+    return app
+
+
+async def run(settings: SidecarSettings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    config = settings.sidecar_config
+    proxy = Proxy(config, Directory(config.discovery, settings.namespace, connect))
+    ready = asyncio.Event()
+    runners = [web.AppRunner(proxy.app(), handle_signals=False, access_log=None)]
+    await runners[0].setup()
+    await web.TCPSite(runners[0], settings.sidecar_host, settings.sidecar_port).start()
+    if settings.sidecar_admin_port:
+        runners.append(
+            web.AppRunner(admin_app(proxy, ready), handle_signals=False, access_log=None)
+        )
+        await runners[1].setup()
+        await web.TCPSite(
+            runners[1], settings.sidecar_admin_host, settings.sidecar_admin_port
+        ).start()
+    ready.set()
+    logger.info(
+        "foundation-sidecar %s on %s:%d: upstreams %s",
+        __version__,
+        settings.sidecar_host,
+        settings.sidecar_port,
+        ", ".join(u.name for u in config.upstreams) or "none",
+    )
+    await stop.wait()
+    ready.clear()
+    logger.info("SIGTERM: serving the agent's last calls, then stopping")
+    deadline = time.monotonic() + settings.sidecar_drain_seconds
+    while time.monotonic() < deadline:
+        if not proxy.in_flight and not await listening(settings.agent_port):
+            break
+        await asyncio.sleep(0.2)
+    for runner in runners:
+        await runner.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="foundation-sidecar", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = SidecarSettings.from_env()
+    except (SettingsError, ValidationError) as exc:
+        sys.exit(f"foundation-sidecar: {exc}")
+    sys.exit(asyncio.run(run(settings)))
+
+
+if __name__ == "__main__":
+    main()

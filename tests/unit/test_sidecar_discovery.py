@@ -1,0 +1,220 @@
+"""Discovery by capability: members from Endpoints, balancing, affinity, outlier ejection; the
+`/agents/<capability>` route against real member servers on loopback; the agents' client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from foundation_agent.client import DeliveryError, Sidecar
+from foundation_agent.sidecar.config import Discovery, SidecarConfig
+from foundation_agent.sidecar.discovery import Capability, Directory, ready_members
+from foundation_agent.sidecar.proxy import Proxy
+
+
+def endpoints(ready: dict[str, str], not_ready: dict[str, str] | None = None) -> dict:
+    """An Endpoints object as the API serves it: pod name -> host:port."""
+    subsets = []
+    for name, address in ready.items():
+        ip, port = address.rsplit(":", 1)
+        subsets.append(
+            {
+                "addresses": [{"ip": ip, "targetRef": {"kind": "Pod", "name": name}}],
+                "notReadyAddresses": [
+                    {"ip": "10.0.0.99", "targetRef": {"kind": "Pod", "name": n}}
+                    for n in (not_ready or {})
+                ],
+                "ports": [{"name": "http", "port": int(port)}],
+            }
+        )
+    return {"subsets": subsets}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_only_ready_addresses_are_members() -> None:
+    found = ready_members(endpoints({"a-0": "10.0.0.1:8080"}, not_ready={"a-1": "x"}))
+    assert found == {"a-0": "10.0.0.1:8080"}
+    assert ready_members(None) == {} and ready_members({"subsets": None}) == {}
+
+
+def test_round_robin_and_affinity_that_is_stable_while_the_member_stays() -> None:
+    cap = Capability("calc", Discovery())
+    cap.update(endpoints({f"a-{i}": f"10.0.0.{i}:8080" for i in range(3)}))
+    spread = Counter(cap.pick().name for _ in range(30))
+    assert spread == {"a-0": 10, "a-1": 10, "a-2": 10}
+    chosen = cap.pick("task-42").name
+    assert all(cap.pick("task-42").name == chosen for _ in range(10))
+    # Another member leaving does not move the key; its own member leaving does.
+    others = {f"a-{i}": f"10.0.0.{i}:8080" for i in range(3) if f"a-{i}" != chosen}
+    cap.update(endpoints({**others, chosen: "10.0.0.9:8080"}))
+    assert cap.pick("task-42").name == chosen
+    cap.update(endpoints(others))
+    assert cap.pick("task-42").name in others
+    # Keys spread over members.
+    assert len({cap.pick(f"k{i}").name for i in range(50)}) == 2
+
+
+def test_failures_in_a_row_eject_a_member_for_growing_times_and_panic_uses_all() -> None:
+    clock = Clock()
+    cap = Capability("calc", Discovery(eject_after_failures=3, eject_seconds=10), clock)
+    cap.update(endpoints({"a-0": "10.0.0.1:8080", "b-0": "10.0.0.2:8080"}))
+    bad, good = cap.members["a-0"], cap.members["b-0"]
+    cap.record(bad, ok=False)
+    cap.record(bad, ok=True)  # a success resets the run
+    cap.record(bad, ok=False)
+    cap.record(bad, ok=False)
+    assert {cap.pick().name for _ in range(4)} == {"a-0", "b-0"}
+    cap.record(bad, ok=False)  # third in a row: ejected for 10 s
+    assert {cap.pick().name for _ in range(4)} == {"b-0"}
+    clock.now += 10.1
+    assert {cap.pick().name for _ in range(4)} == {"a-0", "b-0"}
+    for _ in range(3):
+        cap.record(bad, ok=False)  # ejected again, in a row: 20 s
+    clock.now += 15
+    assert {cap.pick().name for _ in range(4)} == {"b-0"}
+    for _ in range(3):
+        cap.record(good, ok=False)  # both ejected: use them all rather than none
+    assert {cap.pick().name for _ in range(4)} == {"a-0", "b-0"}
+    # Tried members are avoided within one call.
+    assert cap.pick(avoid=frozenset({"a-0"})).name == "b-0"
+    assert cap.pick(avoid=frozenset({"a-0", "b-0"})) is None
+
+
+class MemberServer:
+    """A member's task API on loopback: answers with its name, or fails as told."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mode = "ok"
+        self.calls = 0
+        self.tasks: dict[str, dict] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if self.mode == "fail":
+            return web.json_response({"error": "broken"}, status=503)
+        if request.method == "POST" and request.path == "/v1/tasks":
+            task = await request.json()
+            known = task["id"] in self.tasks
+            self.tasks.setdefault(task["id"], {"id": task["id"], "status": "queued"})
+            return web.json_response(self.tasks[task["id"]], status=200 if known else 202)
+        if request.path.startswith("/v1/tasks/"):
+            record = self.tasks.get(request.path.rsplit("/", 1)[1])
+            return web.json_response(record or {"error": "unknown"}, status=200 if record else 404)
+        return web.json_response({"member": self.name, "path": request.path_qs})
+
+
+@pytest.fixture
+async def members():
+    servers, started = {}, []
+    for name in ("a-0", "a-1", "b-0"):
+        member = MemberServer(name)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", member.handle)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        member.address = f"127.0.0.1:{server.port}"
+        servers[name] = member
+        started.append(server)
+    yield servers
+    for server in started:
+        await server.close()
+
+
+async def proxy_for(members: dict[str, MemberServer], **discovery: object):
+    config = SidecarConfig.model_validate({"discovery": discovery})
+
+    async def no_api():
+        raise AssertionError("the test feeds the Endpoints itself")
+
+    directory = Directory(config.discovery, "ns", no_api)
+    cap = directory.capabilities["calc"] = Capability("calc", config.discovery)
+    cap.update(endpoints({n: m.address for n, m in members.items()}))
+    client = TestClient(TestServer(Proxy(config, directory).app()))
+    await client.start_server()
+    return client, cap
+
+
+async def test_capability_calls_reach_every_member_and_say_which(members) -> None:
+    client, _ = await proxy_for(members)
+    seen = Counter()
+    for _ in range(9):
+        answer = await client.get("/agents/calc/hello?x=1")
+        body = await answer.json()
+        assert answer.status == 200 and body["path"] == "/hello?x=1"
+        assert answer.headers["X-Foundation-Member"] == body["member"]
+        seen[body["member"]] += 1
+    assert seen == {"a-0": 3, "a-1": 3, "b-0": 3}
+    unknown = await client.get("/agents/nobody/hello")
+    assert unknown.status == 503 and "no ready member of capability nobody" in await unknown.text()
+    await client.close()
+
+
+async def test_a_failing_member_is_retried_around_then_ejected(members) -> None:
+    client, cap = await proxy_for(members, eject_after_failures=2, eject_seconds=60)
+    members["a-1"].mode = "fail"
+    for _ in range(12):
+        answer = await client.get("/agents/calc/hello")
+        assert answer.status == 200, await answer.text()
+        assert (await answer.json())["member"] != "a-1"
+    assert members["a-1"].calls == 2  # two failures in a row, then ejected
+    assert cap.members["a-1"].ejected_until > 0
+    # A POST without an idempotency key is not sent twice: the member's 503 comes back.
+    members["a-1"].mode = "ok"
+    cap.members["a-1"].ejected_until = 0
+    members["a-0"].mode = members["b-0"].mode = "fail"
+    answers = [(await client.post("/agents/calc/work", data=b"x")).status for _ in range(3)]
+    assert sorted(answers) == [200, 503, 503]
+    await client.close()
+
+
+async def test_a_dead_member_is_skipped_for_any_method(members) -> None:
+    client, cap = await proxy_for(members)
+    cap.update(endpoints({"gone-0": "127.0.0.1:1", "b-0": members["b-0"].address}))
+    for _ in range(4):
+        answer = await client.post("/agents/calc/work", data=b"x")
+        assert answer.status == 200 and answer.headers["X-Foundation-Member"] == "b-0"
+    await client.close()
+
+
+async def test_send_task_delivers_once_to_one_member_and_reads_it_back(members) -> None:
+    client, _ = await proxy_for(members)
+    async with Sidecar(str(client.make_url(""))) as sidecar:
+        first = await sidecar.send_task("calc", "increment", {"by": 1}, id="t-1")
+        again = await sidecar.send_task("calc", "increment", {"by": 1}, id="t-1")
+        assert first.member == again.member and first.record["id"] == "t-1"
+        holders = [m for m in members.values() if "t-1" in m.tasks]
+        assert [m.name for m in holders] == [first.member]
+        assert (await sidecar.task(first))["status"] == "queued"
+        with pytest.raises(DeliveryError, match="not accepted by capability none"):
+            await sidecar.send_task("none", "increment", id="t-2", deadline_seconds=0.5)
+    await client.close()
+
+
+async def test_send_task_retries_through_refusals_until_accepted(members) -> None:
+    client, cap = await proxy_for(members)
+    cap.update(endpoints({"a-0": members["a-0"].address}))
+    members["a-0"].mode = "fail"
+
+    async def recover() -> None:
+        await asyncio.sleep(0.4)
+        members["a-0"].mode = "ok"
+
+    async with Sidecar(str(client.make_url(""))) as sidecar:
+        recovering = asyncio.create_task(recover())
+        delivered = await sidecar.send_task("calc", "increment", id="t-3", deadline_seconds=10)
+        await recovering
+    assert delivered.attempts > 1 and delivered.member == "a-0"
+    assert list(members["a-0"].tasks) == ["t-3"]
+    await client.close()
