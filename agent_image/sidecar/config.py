@@ -5,6 +5,7 @@ slowly."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -54,10 +55,21 @@ class CircuitBreaker(Model):
 
 class RateLimit(Model):
     requests_per_second: float = Field(gt=0, le=1_000_000)
-    burst: int = Field(1, ge=1, le=1_000_000)
+    burst: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Calls that may come at once; default one second's worth (at least 1). "
+        "A burst of 1 holds the rate only if calls arrive exactly on time: the jitter of "
+        "real arrivals is lost and the rate delivered falls short.",
+    )
     max_wait_ms: int = Field(
         0, ge=0, le=60_000, description="Queue this long for a token before answering 429."
     )
+
+    @property
+    def tokens(self) -> int:
+        return self.burst or max(1, math.ceil(self.requests_per_second))
 
 
 class Pool(Model):

@@ -64,7 +64,7 @@ def bucket(limit: RateLimit | None) -> tuple[TokenBucket | None, float]:
     """The token bucket of a limit, if any, and how long a call may wait for a token."""
     if limit is None:
         return None, 0.0
-    return TokenBucket(limit.requests_per_second, limit.burst), limit.max_wait_ms / 1000
+    return TokenBucket(limit.requests_per_second, limit.tokens), limit.max_wait_ms / 1000
 
 
 def retry_after(seconds: float) -> str:

@@ -61,3 +61,19 @@ asyncio.run(main())
 
 def python(name: str, program: str, **fields: object) -> dict:
     return {"name": name, "image": "python", "command": ["python", "-c", program], **fields}
+
+
+# A member that is ready (/readyz, /healthz answer 200) but fails every call with 503.
+FAILING_MEMBER = """
+import http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    def reply(self):
+        ok = self.path in ("/readyz", "/healthz")
+        self.send_response(200 if ok else 503)
+        self.end_headers()
+        self.wfile.write(b"ok" if ok else b"broken")
+    do_GET = do_POST = reply
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", 8080), Handler).serve_forever()
+"""

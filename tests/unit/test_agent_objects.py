@@ -185,7 +185,7 @@ def test_every_member_gets_the_sidecar_with_its_configuration() -> None:
     config = json.loads(env["FOUNDATION_SIDECAR_CONFIG"])
     assert config["upstreams"][0]["rateLimit"] == {
         "requestsPerSecond": 5,
-        "burst": 1,
+        "burst": None,
         "maxWaitMs": 0,
     }
     assert config["upstreams"][0]["circuitBreaker"]["failureThreshold"] == 5

@@ -23,6 +23,7 @@ def test_console_scripts_point_at_the_entry_points() -> None:
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
     assert scripts["foundation-operator"] == "foundation_operator.__main__:main"
     assert scripts["foundation-agent"] == "foundation_agent.__main__:main"
+    assert scripts["foundation-sidecar"] == "foundation_agent.sidecar.server:main"
 
 
 def test_agent_image_dockerfile_runs_as_non_root_with_the_agent_entrypoint() -> None:

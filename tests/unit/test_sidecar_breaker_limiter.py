@@ -167,3 +167,21 @@ def test_token_bucket_holds_its_rate_over_time() -> None:
         clock.now += 0.001
         allowed += bucket.reserve().allowed
     assert 500 <= allowed <= 505  # rate x seconds, plus the burst
+
+
+def test_the_default_burst_is_a_second_of_calls_and_holds_the_rate_under_jitter() -> None:
+    from foundation_agent.sidecar.config import RateLimit
+
+    assert RateLimit(requests_per_second=20).tokens == 20
+    assert RateLimit(requests_per_second=0.5).tokens == 1
+    assert RateLimit(requests_per_second=20, burst=3).tokens == 3
+    # Calls every 7 ms for 10 s, as a busy agent makes them: a burst of 1 loses the jitter
+    # between each token and the call that takes it; a second's worth does not.
+    for burst, low, high in ((1, 160, 195), (20, 215, 221)):
+        clock = Clock()
+        bucket = TokenBucket(rate=20, burst=burst, clock=clock)
+        allowed = 0
+        for _ in range(int(10 / 0.007)):
+            allowed += bucket.reserve().allowed
+            clock.now += 0.007
+        assert low <= allowed <= high, (burst, allowed)

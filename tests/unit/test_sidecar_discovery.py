@@ -218,3 +218,19 @@ async def test_send_task_retries_through_refusals_until_accepted(members) -> Non
     assert delivered.attempts > 1 and delivered.member == "a-0"
     assert list(members["a-0"].tasks) == ["t-3"]
     await client.close()
+
+
+def test_sidecar_settings_come_from_the_environment_and_name_bad_values() -> None:
+    from foundation_agent.sidecar.server import SidecarSettings
+    from foundation_operator.settings import SettingsError
+
+    settings = SidecarSettings.from_env(
+        {
+            "FOUNDATION_SIDECAR_CONFIG": '{"upstreams": [{"name": "llm", "url": "http://x.test"}]}',
+            "FOUNDATION_NAMESPACE": "team",
+        }
+    )
+    assert settings.sidecar_config.upstreams[0].name == "llm"
+    assert (settings.sidecar_host, settings.sidecar_port) == ("127.0.0.1", 15000)
+    with pytest.raises(SettingsError, match="FOUNDATION_SIDECAR_CONFIG"):
+        SidecarSettings.from_env({"FOUNDATION_SIDECAR_CONFIG": '{"upstreams": [{"name": "X"}]}'})
