@@ -20,13 +20,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any
 
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.config import Discovery
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -170,6 +170,11 @@ class Directory:
 
     async def _watch(self, capability: Capability) -> None:
         """List, then watch from that version; start over after any error, with back-off."""
+        # Imported here: the API client's models are about 36 MB, which a sidecar that never
+        # calls a capability (most of them, one per member pod) should not carry.
+        from kubernetes_asyncio import client, watch
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         service = SERVICE_PREFIX + capability.name
         selector = f"metadata.name={service}"
         pause = 0.5
