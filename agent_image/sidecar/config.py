@@ -72,9 +72,21 @@ class RateLimit(Model):
         return self.burst or max(1, math.ceil(self.requests_per_second))
 
 
+class HealthCheck(Model):
+    """An active check: a GET of `path` every `intervalSeconds`, counted by the breaker like a
+    call. A failing upstream opens its circuit before callers' calls fail; an open one is
+    probed by the check once `openSeconds` have passed, so it recovers without a caller's call
+    being the probe."""
+
+    path: str = Field("/", pattern=r"^/", max_length=1024)
+    interval_seconds: float = Field(5, ge=0.1, le=3600)
+    timeout_seconds: float = Field(2, gt=0, le=600)
+
+
 class Pool(Model):
     max_connections: int = Field(100, ge=1, le=10_000)
     keepalive_seconds: float = Field(30, ge=0, le=3600)
+    health_check: HealthCheck | None = Field(None, description="Off unless set.")
 
 
 class Upstream(Model):

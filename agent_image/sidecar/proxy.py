@@ -109,6 +109,7 @@ class UpstreamClient:
         self.limiter, self.max_wait = bucket(config.rate_limit)
         self.failure_codes = set(config.circuit_breaker.failure_status_codes)
         self.session: aiohttp.ClientSession | None = None
+        self.checking: asyncio.Task[None] | None = None
         show_state(config.name, State.CLOSED)
 
     def open(self) -> None:
@@ -119,10 +120,34 @@ class UpstreamClient:
             ),
             auto_decompress=False,  # bytes pass through as the upstream sent them
         )
+        if self.config.pool.health_check is not None:
+            self.checking = asyncio.get_running_loop().create_task(self.check_health())
 
     async def close(self) -> None:
+        if self.checking is not None:
+            self.checking.cancel()
         if self.session is not None:
             await self.session.close()
+
+    async def check_health(self) -> None:
+        """The active health check, a call like any other for the breaker: refused while the
+        circuit is open, the probe when it is half-open."""
+        check = self.config.pool.health_check
+        assert check is not None and self.session is not None
+        while True:
+            await asyncio.sleep(check.interval_seconds)
+            permit = self.breaker.allow()
+            if isinstance(permit, Refusal):
+                continue
+            try:
+                async with self.session.get(
+                    self.base + check.path,
+                    timeout=aiohttp.ClientTimeout(total=check.timeout_seconds),
+                ) as answer:
+                    ok = answer.status < 400 and answer.status not in self.failure_codes
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            self.breaker.record(permit, ok=ok)
 
 
 class Proxy:

@@ -63,16 +63,25 @@ def python(name: str, program: str, **fields: object) -> dict:
     return {"name": name, "image": "python", "command": ["python", "-c", program], **fields}
 
 
-# A member that is ready (/readyz, /healthz answer 200) but fails every call with 503.
+# A member that is ready (/readyz, /healthz answer 200) but fails every call with 503; a POST
+# to /toggle flips its readiness.
 FAILING_MEMBER = """
 import http.server
+ready = True
 class Handler(http.server.BaseHTTPRequestHandler):
-    def reply(self):
-        ok = self.path in ("/readyz", "/healthz")
+    def do_GET(self):
+        ok = self.path == "/healthz" or (self.path == "/readyz" and ready)
         self.send_response(200 if ok else 503)
         self.end_headers()
         self.wfile.write(b"ok" if ok else b"broken")
-    do_GET = do_POST = reply
+    def do_POST(self):
+        global ready
+        if self.path == "/toggle":
+            ready = not ready
+            self.send_response(200)
+        else:
+            self.send_response(503)
+        self.end_headers()
     def log_message(self, *args):
         pass
 http.server.ThreadingHTTPServer(("", 8080), Handler).serve_forever()

@@ -196,6 +196,24 @@ async def test_capability_calls_reach_two_agents_avoid_a_failing_member_and_foll
     assert first_member == again_member and first_member != "broken-0"
     assert record["status"] == "succeeded" and record["result"] == {"count": 5}
 
+    # broken-0 turns unready while its pod stays: the caller's sidecar drops it.
+    broken = await kube.pod("broken-0")
+    async with httpx.AsyncClient() as http:
+        await http.post(f"http://{broken['status']['podIP']}:8080/toggle")
+
+        async def members_seen() -> str:
+            scraped = (await http.get(f"http://{pod['status']['podIP']}:15090/metrics")).text
+            return 'foundation_sidecar_capability_members{capability="calc"} 3.0' in scraped
+
+        await kube.wait(members_seen, what="the sidecar sees broken-0 unready")
+    endpoints = await kube.get("Endpoints", "foundation-cap-calc")
+    unready = [
+        a["targetRef"]["name"]
+        for s in endpoints["subsets"]
+        for a in s.get("notReadyAddresses") or []
+    ]
+    assert unready == ["broken-0"]
+
     await kube.patch_agent("beta", {"spec": {"replicas": 0}})
 
     async def beta_gone() -> bool:

@@ -165,3 +165,28 @@ def test_configuration_is_validated_with_clear_messages() -> None:
                 ]
             }
         )
+
+
+async def test_the_health_check_opens_the_circuit_before_callers_fail_and_probes_it_back(
+    upstream,
+) -> None:
+    client, proxy = await proxied(
+        upstream.url,
+        retries=0,
+        circuitBreaker={"failureThreshold": 2, "openSeconds": 0.3, "recoverySeconds": 0},
+        pool={"healthCheck": {"path": "/health", "intervalSeconds": 0.1}},
+    )
+    breaker = proxy.upstreams["llm"].breaker
+    await asyncio.sleep(0.25)
+    assert breaker.state.value == "closed" and upstream.calls >= 1  # the check runs
+    upstream.mode = "fail"
+    await asyncio.sleep(0.35)  # two failed checks open it, without a caller's call
+    assert breaker.state.value == "open"
+    refused = await client.get("/upstream/llm/x")
+    assert refused.status == 503 and refused.headers["X-Foundation-Circuit"] == "open"
+    upstream.mode = "ok"
+    await asyncio.sleep(0.8)  # open time passes; the next check is the successful probe
+    assert breaker.state.value in ("recovering", "closed")
+    assert (await client.get("/upstream/llm/x")).status == 200
+    await client.close()
+    assert proxy.upstreams["llm"].checking.cancelled()
