@@ -33,7 +33,10 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # kopf logs every handled watch event at INFO; with thousands of pods that is all noise.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    State.supervisor = Supervisor(Kube(await connect()), workers=Settings.from_env().workers)
+    settings = Settings.from_env()
+    State.supervisor = Supervisor(
+        Kube(await connect()), workers=settings.workers, agent_image=settings.agent_image
+    )
     State.supervisor.start()
     logger.info("foundation operator %s starting", __version__)
 

@@ -30,6 +30,10 @@ class Settings(BaseModel, frozen=True):
     workers: int = Field(
         default=64, ge=1, le=512, description="Agents reconciled at the same time."
     )
+    agent_image: str = Field(
+        default="",
+        description="Image of Agents that name none in spec.image (the chart's agents.image).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
     leader_election: bool = Field(

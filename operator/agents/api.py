@@ -127,7 +127,11 @@ class Sidecar(SidecarConfig):
 
 
 class AgentSpec(Model):
-    image: str = Field(min_length=1, description="Container image of the agent runtime.")
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Container image of the agent runtime; default: the operator's agents image.",
+    )
     command: list[str] | None = Field(None, description="Defaults to foundation-agent.")
     args: list[str] | None = None
     agent: str = Field(

@@ -246,9 +246,10 @@ def comparable(status: Obj) -> Obj:
 
 
 class Supervisor:
-    def __init__(self, kube: Kube, workers: int = 8) -> None:
+    def __init__(self, kube: Kube, workers: int = 8, agent_image: str = "") -> None:
         self.kube = kube
         self.workers = workers
+        self.agent_image = agent_image
         self.agents: dict[Key, Obj] = {}
         self.pods: dict[Key, dict[str, Obj]] = {}
         self.memory: dict[Key, AgentMemory] = {}
@@ -370,9 +371,14 @@ class Supervisor:
                 self.pods.pop(key, None)
             return
         try:
-            view = AgentView.from_body(body)
+            view = AgentView.from_body(body, self.agent_image)
         except InvalidSpec as exc:
-            await self._invalid(body, str(exc))
+            if body["metadata"].get("deletionTimestamp"):
+                # Nothing can be built from this spec, so nothing is released either: let the
+                # Agent go; the garbage collector removes what it owns.
+                await self._release_finalizer(body)
+            else:
+                await self._invalid(body, str(exc))
             return
         if view.deleting:
             await self._finalize(view, body)
@@ -921,7 +927,13 @@ class Supervisor:
             await self._leave_capability(view, capability)
         if view.spec.persistence.retain_on_delete:
             await self._release_state(view)
-        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != FINALIZER]
+        await self._release_finalizer(body)
+
+    async def _release_finalizer(self, body: Obj) -> None:
+        meta = body["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return
+        finalizers = [f for f in meta["finalizers"] if f != FINALIZER]
         await self.kube.patch_agent(
-            view.namespace, view.name, {"metadata": {"finalizers": finalizers or None}}
+            meta["namespace"], meta["name"], {"metadata": {"finalizers": finalizers or None}}
         )

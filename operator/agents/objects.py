@@ -51,8 +51,10 @@ class AgentView:
     annotations: dict[str, str] = field(default_factory=dict)
     deleting: bool = False
 
+    image: str = ""  # spec.image, else the operator's default agent image
+
     @classmethod
-    def from_body(cls, body: Obj) -> AgentView:
+    def from_body(cls, body: Obj, default_image: str = "") -> AgentView:
         meta = body["metadata"]
         try:
             spec = AgentSpec.model_validate(body.get("spec") or {})
@@ -61,6 +63,12 @@ class AgentView:
                 f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidSpec(problems) from None
+        image = spec.image or default_image
+        if not image:
+            raise InvalidSpec(
+                "spec.image: set it, or give the operator a default agent image "
+                "(FOUNDATION_AGENT_IMAGE; the Helm chart's agents.image)"
+            )
         return cls(
             name=meta["name"],
             namespace=meta["namespace"],
@@ -69,6 +77,7 @@ class AgentView:
             spec=spec,
             annotations=dict(meta.get("annotations") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
+            image=image,
         )
 
     @property
@@ -162,7 +171,7 @@ def container(view: AgentView) -> Obj:
     ]
     out: Obj = {
         "name": "agent",
-        "image": spec.image,
+        "image": view.image,
         "command": spec.command or ["foundation-agent"],
         "env": env,
         "ports": [{"name": "http", "containerPort": AGENT_PORT}],
@@ -188,7 +197,7 @@ def sidecar_container(view: AgentView) -> Obj:
     sidecar = view.spec.sidecar
     out: Obj = {
         "name": "sidecar",
-        "image": view.spec.image,
+        "image": view.image,
         "command": ["foundation-sidecar"],
         "env": [
             {"name": "FOUNDATION_SIDECAR_CONFIG", "value": sidecar.runtime_config()},

@@ -205,3 +205,18 @@ def test_sidecar_rules_the_schema_cannot_say_are_invalid_specs() -> None:
     twice = [{"name": "llm", "url": "http://a.test"}, {"name": "llm", "url": "http://b.test"}]
     with pytest.raises(InvalidSpec, match=r"spec\.sidecar.*upstream names must be unique: llm"):
         AgentView.from_body(agent(sidecar={"upstreams": twice}))
+
+
+def test_the_image_is_the_agents_own_or_the_operators_default() -> None:
+    body = agent()
+    assert AgentView.from_body(body, "registry.test/agent:1").image == "foundation-agent:dev"
+    del body["spec"]["image"]
+    with_default = AgentView.from_body(body, "registry.test/agent:1")
+    assert objects.member_pod(with_default, 0)["spec"]["containers"][0]["image"] == (
+        "registry.test/agent:1"
+    )
+    assert objects.member_pod(with_default, 0)["spec"]["containers"][1]["image"] == (
+        "registry.test/agent:1"
+    )
+    with pytest.raises(InvalidSpec, match=r"spec\.image: set it, or give the operator a default"):
+        AgentView.from_body(body)
