@@ -136,7 +136,9 @@ async def test_circuit_opens_fails_fast_recovers_gradually_and_rate_limits_hold(
         codes = await in_pod(kube, "caller-0", LOAD.format(seconds=10, path="/upstream/limited/x"))
         allowed = codes.get("200", 0)
         assert abs(allowed - 220) <= 0.05 * 220, codes  # a burst of 20, then 20/s for 10 s
-        assert codes.get("429", 0) > 200 and upstream.calls == allowed
+        assert codes.get("429", 0) > 200, codes
+        # The upstream sees the limit too (a retry after a connection error stays in its token).
+        assert abs(upstream.calls - 220) <= 0.05 * 220, (upstream.calls, codes)
 
         pod = await kube.pod("caller-0")
         async with httpx.AsyncClient() as http:

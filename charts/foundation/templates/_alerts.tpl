@@ -1,0 +1,72 @@
+{{/*
+The alert rules, with thresholds from .Values.alerts. The PrometheusRule carries them; the
+tests render them into a plain rules file for promtool and for a real Prometheus.
+*/}}
+{{- define "foundation.alertGroups" -}}
+- name: foundation
+  rules:
+    - alert: FoundationAgentRestartIntensityExceeded
+      expr: increase(foundation_operator_restart_intensity_exhausted_total[10m]) > 0
+      labels:
+        severity: critical
+      annotations:
+        summary: An Agent failed by restart intensity
+        description: >-
+          {{ "{{" }} $value | humanize {{ "}}" }} Agent(s) exceeded maxRestarts in periodSeconds in
+          the last 10 minutes and are Failed (condition Supervised=False, reason
+          RestartIntensityExceeded). kubectl get agents -A shows which; the condition's message
+          names the member and its last exit. Change the spec or set the
+          foundation.dev/restartedAt annotation to start it again.
+    - alert: FoundationAgentDegraded
+      expr: max(foundation_operator_agents{phase="Degraded"}) > 0
+      for: {{ .Values.alerts.degradedMinutes }}m
+      labels:
+        severity: warning
+      annotations:
+        summary: Agents have been Degraded for {{ .Values.alerts.degradedMinutes }} minutes
+        description: >-
+          {{ "{{" }} $value {{ "}}" }} Agent(s) have fewer ready members than replicas.
+    - alert: FoundationCircuitOpen
+      expr: max by (namespace, pod, upstream) (foundation_sidecar_circuit_state{state=~"open|half_open"}) > 0
+      for: {{ .Values.alerts.circuitOpenMinutes }}m
+      labels:
+        severity: warning
+      annotations:
+        summary: A circuit has been open for {{ .Values.alerts.circuitOpenMinutes }} minutes
+        description: >-
+          The sidecar of {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }}
+          refuses calls to upstream {{ "{{" }} $labels.upstream {{ "}}" }}: it keeps failing.
+    - alert: FoundationCheckpointSlow
+      expr: >-
+        histogram_quantile(0.99, sum by (namespace, pod, le)
+        (rate(foundation_agent_checkpoint_duration_seconds_bucket[5m])))
+        > {{ divf .Values.alerts.checkpointP99Ms 1000 }}
+      for: 10m
+      labels:
+        severity: warning
+      annotations:
+        summary: Persistence p99 above {{ .Values.alerts.checkpointP99Ms }} ms
+        description: >-
+          Checkpoints of {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }}
+          take {{ "{{" }} $value | humanizeDuration {{ "}}" }} at p99; tasks wait on them.
+    - alert: FoundationReconcileErrors
+      expr: sum(rate(foundation_operator_reconciliations_total{result!="ok"}[5m])) > {{ .Values.alerts.reconcileErrorsPerSecond }}
+      for: 10m
+      labels:
+        severity: warning
+      annotations:
+        summary: The operator's reconciliations fail
+        description: >-
+          {{ "{{" }} $value {{ "}}" }} failed reconciliations a second; the operator's log says why
+          (API errors carry the answer's body).
+    - alert: FoundationNoActiveOperator
+      expr: (sum(foundation_operator_leader) or vector(0)) < 1
+      for: {{ .Values.alerts.noLeaderMinutes }}m
+      labels:
+        severity: critical
+      annotations:
+        summary: No Foundation operator is active
+        description: >-
+          No replica holds the Lease: Agents are not supervised (members keep running, but
+          nothing restarts, scales or rolls them).
+{{- end -}}

@@ -1,0 +1,191 @@
+"""The Helm chart, with Helm 4's own engine (helm-python-sdk): lint, render with several value
+sets, validate every object against the Kubernetes schemas kubernetes-validate carries (its
+oldest, 1.25, and its newest), and reject bad values clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts/foundation"
+EVERYTHING = {
+    "serviceMonitor": {"enabled": True},
+    "podMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "dashboard": {"enabled": True},
+    "networkPolicy": {"enabled": True},
+}
+VALUE_SETS = {
+    "defaults": {},
+    "everything": EVERYTHING,
+    "namespaced": {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"], "replicas": 3},
+    "single": {"replicas": 1, "leaderElection": {"enabled": False}, "logFormat": "text"},
+    "no-extras": {
+        "metrics": {"service": {"enabled": False}},
+        "podDisruptionBudget": {"enabled": False},
+    },
+}
+PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
+
+
+def render(values: dict) -> list[dict]:
+    chart = helm_python.Chart.load(CHART)
+    try:
+        files = chart.render(values, name="fdn", namespace="foundation-system")
+    finally:
+        chart.close()
+    return [
+        doc
+        for name, text in files.items()
+        if name.endswith(".yaml")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+@pytest.mark.parametrize("kube_version", ["v1.20.2", "v1.25.0", "v1.37.0"])
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_chart_lints_clean_on_old_and_new_clusters(values: dict, kube_version: str) -> None:
+    report = helm_python.lint(CHART, values, strict=True, kube_version=kube_version)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert problems == []
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_object_validates_against_the_kubernetes_schemas(values: dict) -> None:
+    objects = render(values)
+    assert objects
+    for obj in objects:
+        if obj["apiVersion"] == PROMETHEUS_OPERATOR:
+            continue  # not Kubernetes' own; the rules are checked by promtool
+        for version in ("1.25.0", kubernetes_validate.latest_version()):
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() -> None:
+    objects = render({})
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    (deployment,) = by_kind(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (operator,) = pod["containers"]
+    assert operator["command"] == ["foundation-operator"]
+    assert operator["image"] == "foundation-agent:0.1.0"
+    assert operator["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    env = {e["name"]: e["value"] for e in operator["env"]}
+    assert env["FOUNDATION_AGENT_IMAGE"] == "foundation-agent:0.1.0"
+    assert env["FOUNDATION_NAMESPACES"] == ""
+    assert env["FOUNDATION_LOG_FORMAT"] == "json"
+    assert env["FOUNDATION_LEASE_NAMESPACE"] == "foundation-system"
+    assert operator["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert operator["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (pdb,) = by_kind(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+
+
+def test_rbac_is_the_operators_written_rules_cluster_wide_or_per_watched_namespace() -> None:
+    from foundation_operator import rbac
+
+    (cluster_role,) = by_kind(render({}), "ClusterRole")
+    assert cluster_role["rules"] == rbac.cluster_rules()
+
+    objects = render({**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]})
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    assert {r["resources"][0] for r in cluster_role["rules"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
+    roles = {
+        (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(objects, "Role")
+    }
+    assert set(roles) == {
+        ("team-a", "fdn-foundation-operator"),
+        ("team-b", "fdn-foundation-operator"),
+        ("foundation-system", "fdn-foundation-operator-leader"),
+    }
+    assert roles[("team-a", "fdn-foundation-operator")]["rules"] + cluster_role["rules"] == (
+        rbac.cluster_rules()
+    )
+    assert roles[("foundation-system", "fdn-foundation-operator-leader")]["rules"] == (
+        rbac.lease_rules()
+    )
+    (deployment,) = by_kind(objects, "Deployment")
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["FOUNDATION_NAMESPACES"] == "team-a,team-b"
+    (pod_monitor,) = by_kind(objects, "PodMonitor")
+    assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]} == {
+        "http",
+        "sidecar-admin",
+    }
+
+
+def test_optional_objects_come_with_their_flags() -> None:
+    objects = render(EVERYTHING)
+    kinds = {o["kind"] for o in objects}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "NetworkPolicy"} <= kinds
+    dashboards = [o for o in by_kind(objects, "ConfigMap") if "foundation.json" in o["data"]]
+    assert dashboards and dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (rule,) = by_kind(objects, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {
+        "FoundationAgentRestartIntensityExceeded",
+        "FoundationAgentDegraded",
+        "FoundationCircuitOpen",
+        "FoundationCheckpointSlow",
+        "FoundationReconcileErrors",
+        "FoundationNoActiveOperator",
+    }
+    thresholds = render({**EVERYTHING, "alerts": {"degradedMinutes": 42, "checkpointP99Ms": 250}})
+    (rule,) = by_kind(thresholds, "PrometheusRule")
+    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert rules["FoundationAgentDegraded"]["for"] == "42m"
+    assert rules["FoundationCheckpointSlow"]["expr"].rstrip().endswith("> 0.25")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"logLevel": "LOUD"}, "logLevel"),
+        ({"workers": 1000}, "workers"),
+        ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+        ({"replica": 2}, "replica"),
+        ({"serviceMonitor": {"enabled": True, "interval": "often"}}, "interval"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_value(values: dict, message: str) -> None:
+    chart = helm_python.Chart.load(CHART)
+    try:
+        with pytest.raises(helm_python.HelmError, match=message):
+            chart.validate_schema(values)
+    finally:
+        chart.close()
