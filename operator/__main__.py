@@ -40,6 +40,9 @@ async def run_kopf(settings: Settings, health: Health, stop: asyncio.Event) -> N
     marker = asyncio.create_task(mark_ready())
     try:
         await kopf.operator(
+            # Our identity, not kopf's default from getpass.getuser(), which fails for a uid
+            # with no passwd entry (runAsUser without a user in the image, OpenShift's UIDs).
+            identity=settings.identity,
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
             ready_flag=ready,

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -59,9 +60,22 @@ def read_config(lay: Layout) -> dict:
         return {}
 
 
+def let_container_users_through(*paths: Path) -> None:
+    """Containers that run as another user (a pod's runAsUser) start the project's Python and
+    code, which an image would carry readable by any user: every directory above them must let
+    such users pass (o+x: pass through, not list). pyenv's home under /root is 0700."""
+    for path in paths:
+        real = path.resolve()
+        for directory in [real, *real.parents] if real.is_dir() else real.parents:
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(mode | stat.S_IXOTH)
+
+
 def up(lay: Layout, restart_backoff: float | None) -> None:
     started_at = time.monotonic()
     preflight()
+    let_container_users_through(Path(sys.executable), Path(__file__).resolve().parents[3])
     bin_dir = provision()
     lay.state.mkdir(parents=True, exist_ok=True)
     config = read_config(lay)
