@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import helm_python
 import httpx
 import pytest
+import yaml
+from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -24,6 +28,7 @@ from operators import OperatorProcess
 
 pytestmark = pytest.mark.usefixtures("operator")
 CHART = REPO / "charts/foundation"
+KUBECTL = str(REPO / "e2e/local/kubectl")
 VALUES = {"leaderElection": {"leaseDurationSeconds": 4}, "logLevel": "INFO"}
 
 
@@ -74,7 +79,7 @@ async def test_install_upgrade_and_uninstall_keep_agents_and_their_state(
         )
         pdb = json.loads(
             subprocess.run(
-                [str(REPO / "e2e/local/kubectl"), "-n", kube.ns, "get", "pdb", "-o", "json"],
+                [KUBECTL, "-n", kube.ns, "get", "pdb", "-o", "json"],
                 capture_output=True,
                 check=True,
             ).stdout
@@ -110,9 +115,14 @@ async def test_install_upgrade_and_uninstall_keep_agents_and_their_state(
         await kube.wait(
             lambda: _one_leader(kube, release), 60, "one replica active after the upgrade"
         )
-        pods = await operator_pods(kube, release)
-        env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
-        assert env["FOUNDATION_LOG_LEVEL"] == "DEBUG" and env["FOUNDATION_WORKERS"] == "32"
+        live = [
+            p
+            for p in await operator_pods(kube, release)
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        for pod in live:
+            env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+            assert env["FOUNDATION_LOG_LEVEL"] == "DEBUG" and env["FOUNDATION_WORKERS"] == "32"
         agent = await kube.wait_agent("counter", running(2), 60, "the example still Running")
         after = await kube.members("counter")
         assert {n: p["metadata"]["uid"] for n, p in after.items()} == uids  # never restarted
@@ -165,3 +175,223 @@ async def _no_operator(kube: Kube, release: str) -> bool:
 
 async def _leads(operator: OperatorProcess) -> bool:
     return await operator.role() == "leader"
+
+
+def prometheus_config(discovery_url: str, rules: Path) -> dict:
+    """Scrape what the discovery adapter lists, keeping pods that expose a metrics port: the
+    operators' `metrics`, the members' `http` (runtime) and `sidecar-admin`. The relabelling is
+    what kubernetes_sd_configs (role: pod) would take."""
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {
+                "job_name": "foundation",
+                "http_sd_configs": [{"url": discovery_url, "refresh_interval": "1s"}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                        "regex": "metrics|http|sidecar-admin",
+                        "action": "keep",
+                    },
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ],
+    }
+
+
+class PodDiscovery:
+    """Prometheus's pod discovery, through the local API server: Debian's prometheus is built
+    without kubernetes_sd_configs ("field kubernetes_sd_configs not found"), so this serves
+    the namespace's pods in http_sd form with kubernetes_sd's meta labels, one target a
+    container port."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def targets(self, _: web.Request) -> web.Response:
+        answer = await self.kube.core.list_namespaced_pod(self.kube.ns, _preload_content=False)
+        groups = []
+        for pod in json.loads(await answer.read())["items"]:
+            ip = pod.get("status", {}).get("podIP")
+            if not ip or pod["status"].get("phase") != "Running":
+                continue
+            for container in pod["spec"]["containers"]:
+                for port in container.get("ports") or []:
+                    groups.append(
+                        {
+                            "targets": [f"{ip}:{port['containerPort']}"],
+                            "labels": {
+                                "__meta_kubernetes_namespace": self.kube.ns,
+                                "__meta_kubernetes_pod_name": pod["metadata"]["name"],
+                                "__meta_kubernetes_pod_container_name": container["name"],
+                                "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                            },
+                        }
+                    )
+        return web.json_response(groups)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/targets", self.targets)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/targets"
+
+
+async def query(http: httpx.AsyncClient, expr: str) -> list[dict]:
+    answer = await http.get("/api/v1/query", params={"query": expr})
+    return answer.json()["data"]["result"]
+
+
+async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fires(
+    kube: Kube, operator: OperatorProcess, cluster: str, tmp_path: Path
+) -> None:
+    from test_alert_rules import rendered_rules
+
+    release = f"fdn-{uuid.uuid4().hex[:5]}"
+    helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
+    operator.stop(signal.SIGTERM)
+    prometheus = None
+    try:
+        await asyncio.to_thread(
+            helm.install, CHART, release, VALUES, namespace=kube.ns, wait="watcher", timeout=180
+        )
+        await kube.wait(lambda: _one_leader(kube, release), 30, "one operator replica active")
+        await kube.create_agent("counter")
+        await kube.wait_agent("counter", running(1), 60, "counter Running")
+        ip = (await kube.pod("counter-0"))["status"]["podIP"]
+        async with httpx.AsyncClient() as http:
+            await http.post(f"http://{ip}:8080/v1/tasks", json={"id": "a", "action": "increment"})
+
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(yaml.safe_dump(rendered_rules()))
+        config = tmp_path / "prometheus.yml"
+        discovery = PodDiscovery(kube)
+        config.write_text(yaml.safe_dump(prometheus_config(await discovery.start(), rules)))
+        port = free_port()
+        prometheus = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "prometheus.log").open("wb"),
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            seen: list = []
+
+            async def scraped() -> bool:
+                try:
+                    targets = (await http.get("/api/v1/targets")).json()["data"]["activeTargets"]
+                except (httpx.TransportError, ValueError):
+                    return False  # not up yet: it answers "Service Unavailable" while starting
+                seen[:] = [(t["labels"].get("pod"), t["health"], t["lastError"]) for t in targets]
+                up = {pod for pod, health, _ in seen if health == "up"}
+                return len(up) == 3  # two operators and the member
+
+            try:
+                await kube.wait(scraped, 60, "Prometheus scraping both operators and the member")
+            except AssertionError as exc:
+                log = (tmp_path / "prometheus.log").read_text()[-2000:]
+                raise AssertionError(f"{exc}; targets {seen}; log {log}") from None
+            leaders = await query(http, "foundation_operator_leader")
+            assert sorted(float(s["value"][1]) for s in leaders) == [0.0, 1.0]
+            tasks = await query(http, "foundation_agent_tasks_total")
+            assert [s["metric"]["pod"] for s in tasks] == ["counter-0"]
+            assert await query(http, 'foundation_operator_agents{phase="Running"} == 1')
+            assert await query(http, "foundation_sidecar_capability_members") == []  # none asked
+            sidecar_up = await query(http, 'up{pod="counter-0"}')
+            assert len(sidecar_up) == 2  # the runtime's and the sidecar's endpoints
+
+            await kube.create_agent("crasher", command=["sh", "-c", "echo starting; exit 1"])
+            await kube.wait_agent("crasher", lambda a: phase(a) == "Failed", 60, "crasher Failed")
+
+            async def firing() -> bool:
+                alerts = (await http.get("/api/v1/alerts")).json()["data"]["alerts"]
+                return any(
+                    a["labels"]["alertname"] == "FoundationAgentRestartIntensityExceeded"
+                    and a["state"] == "firing"
+                    for a in alerts
+                )
+
+            await kube.wait(firing, 60, "the restart-intensity alert firing in Prometheus")
+
+        # The operator's log: JSON lines, those about an Agent carrying its namespace and name.
+        pods = await operator_pods(kube, release)
+        leader = next(
+            p
+            for p, role in zip(pods, [await roles([p]) for p in pods], strict=True)
+            if role == ["leader"]
+        )
+        lines = [json.loads(line) for line in kube.log(leader, "operator").splitlines() if line]
+        about = [line for line in lines if "crasher" in line["message"]]
+        assert about and all(
+            (line.get("namespace"), line.get("agent")) == (kube.ns, "crasher") for line in about
+        )
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(timeout=30)
+            await discovery.runner.cleanup()
+        try:
+            await asyncio.to_thread(helm.uninstall, release, ignore_not_found=True)
+        finally:
+            helm.close()
+            operator.start()
+            await kube.wait(lambda: _leads(operator), 30, "the tests' operator leading again")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_every_value_set_passes_a_server_side_dry_run(
+    kube: Kube, cluster: str, tmp_path: Path
+) -> None:
+    """Rendered with this cluster's capabilities (Helm's server dry run: policy/v1beta1 PDBs on
+    1.20), then sent to its API server with dryRun=All (kubectl apply --dry-run=server), which
+    validates every object without storing it; Helm's own dry run submits nothing. The
+    prometheus-operator kinds are left out: this cluster has no monitoring.coreos.com CRDs (the
+    rules are checked by promtool)."""
+    value_sets = [
+        {},
+        {"watchNamespaces": [kube.ns], "replicas": 3},
+        {"dashboard": {"enabled": True}, "networkPolicy": {"enabled": True}},
+        {"metrics": {"service": {"enabled": False}}, "podDisruptionBudget": {"enabled": False}},
+        {"podLabels": {"bad key!": "x"}},  # Helm lets it through; the API server must not
+    ]
+    helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
+    results = []
+    try:
+        for i, values in enumerate(value_sets):
+            rendered = await asyncio.to_thread(
+                helm.install, CHART, f"dry-{i}", values, namespace=kube.ns, dry_run="server"
+            )
+            manifest = tmp_path / f"dry-{i}.yaml"
+            manifest.write_text(rendered["manifest"])
+            results.append(
+                subprocess.run(
+                    [KUBECTL, "apply", "--dry-run=server", "-n", kube.ns, "-f", str(manifest)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+            )
+    finally:
+        helm.close()
+    *valid, invalid = results
+    for result in valid:
+        assert result.returncode == 0, result.stderr
+        assert "deployment.apps/dry-" in result.stdout and "(server dry run)" in result.stdout
+    assert "poddisruptionbudget.policy/dry-0-foundation-operator created" in valid[0].stdout
+    assert invalid.returncode != 0 and "bad key!" in invalid.stderr
+    assert await operator_pods(kube, "dry-0") == []  # nothing was stored
