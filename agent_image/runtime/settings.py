@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from foundation_operator.settings import SettingsError, settings_from_env
+from foundation_operator.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -39,12 +38,7 @@ class Settings(BaseModel, frozen=True):
     agent_host: str = "0.0.0.0"
     agent_port: int = Field(8080, ge=1, le=65535)
 
-    @field_validator("agent_config", mode="before")
-    @classmethod
-    def _json(cls, value: object) -> object:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
-        return value
+    _json = field_validator("agent_config", mode="before")(json_setting)
 
     @property
     def configmap(self) -> str:

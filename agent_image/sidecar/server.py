@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import signal
 import sys
@@ -29,7 +28,7 @@ from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.config import SidecarConfig
 from foundation_agent.sidecar.discovery import Directory
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_operator.settings import SettingsError, settings_from_env
+from foundation_operator.settings import SettingsError, json_setting, settings_from_env
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -56,12 +55,7 @@ class SidecarSettings(BaseModel, frozen=True):
     sidecar_drain_seconds: float = Field(25.0, ge=0, le=3600)
     agent_port: int = Field(8080, ge=1, le=65535, description="The agent's, to see it stop.")
 
-    @field_validator("sidecar_config", mode="before")
-    @classmethod
-    def _json(cls, value: object) -> object:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
-        return value
+    _json = field_validator("sidecar_config", mode="before")(json_setting)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> SidecarSettings:

@@ -7,12 +7,14 @@ and leaves the CRDs and Agents (as Helm does)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import helm_python
@@ -57,13 +59,30 @@ async def roles(pods: list[dict]) -> list[str]:
     return sorted(found)
 
 
+@contextlib.asynccontextmanager
+async def chart_in_charge(
+    kube: Kube, operator: OperatorProcess, cluster: str
+) -> AsyncIterator[tuple[helm_python.Config, str]]:
+    """A Helm client and a release name for one test. The tests' own operator stops meanwhile
+    (one supervisor at a time: the chart's) and comes back after, the release uninstalled."""
+    release = f"fdn-{uuid.uuid4().hex[:5]}"
+    helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
+    operator.stop(signal.SIGTERM)
+    try:
+        yield helm, release
+    finally:
+        try:
+            await asyncio.to_thread(helm.uninstall, release, ignore_not_found=True)
+        finally:
+            helm.close()
+            operator.start()
+            await kube.wait(lambda: _leads(operator), 30, "the tests' operator leading again")
+
+
 async def test_install_upgrade_and_uninstall_keep_agents_and_their_state(
     kube: Kube, operator: OperatorProcess, cluster: str
 ) -> None:
-    release = f"fdn-{uuid.uuid4().hex[:5]}"
-    helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
-    operator.stop(signal.SIGTERM)  # one supervisor at a time: the chart's
-    try:
+    async with chart_in_charge(kube, operator, cluster) as (helm, release):
         started = time.monotonic()
         installed = await asyncio.to_thread(
             helm.install, CHART, release, VALUES, namespace=kube.ns, wait="watcher", timeout=180
@@ -148,13 +167,6 @@ async def test_install_upgrade_and_uninstall_keep_agents_and_their_state(
         assert (await extensions.read_custom_resource_definition("agents.foundation.dev")).metadata
         assert await kube.agent("counter") is not None
         print(f"helm install took {install_seconds:.1f} s (both operator pods Ready)")
-    finally:
-        try:
-            await asyncio.to_thread(helm.uninstall, release, ignore_not_found=True)
-        finally:
-            helm.close()
-            operator.start()
-            await kube.wait(lambda: _leads(operator), 30, "the tests' operator leading again")
 
 
 async def _one_leader(kube: Kube, release: str) -> bool:
@@ -253,99 +265,103 @@ async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fi
 ) -> None:
     from test_alert_rules import rendered_rules
 
-    release = f"fdn-{uuid.uuid4().hex[:5]}"
-    helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
-    operator.stop(signal.SIGTERM)
-    prometheus = None
-    try:
-        await asyncio.to_thread(
-            helm.install, CHART, release, VALUES, namespace=kube.ns, wait="watcher", timeout=180
-        )
-        await kube.wait(lambda: _one_leader(kube, release), 30, "one operator replica active")
-        await kube.create_agent("counter")
-        await kube.wait_agent("counter", running(1), 60, "counter Running")
-        ip = (await kube.pod("counter-0"))["status"]["podIP"]
-        async with httpx.AsyncClient() as http:
-            await http.post(f"http://{ip}:8080/v1/tasks", json={"id": "a", "action": "increment"})
-
-        rules = tmp_path / "rules.yaml"
-        rules.write_text(yaml.safe_dump(rendered_rules()))
-        config = tmp_path / "prometheus.yml"
-        discovery = PodDiscovery(kube)
-        config.write_text(yaml.safe_dump(prometheus_config(await discovery.start(), rules)))
-        port = free_port()
-        prometheus = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "prometheus.log").open("wb"),
-        )
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            seen: list = []
-
-            async def scraped() -> bool:
-                try:
-                    targets = (await http.get("/api/v1/targets")).json()["data"]["activeTargets"]
-                except (httpx.TransportError, ValueError):
-                    return False  # not up yet: it answers "Service Unavailable" while starting
-                seen[:] = [(t["labels"].get("pod"), t["health"], t["lastError"]) for t in targets]
-                up = {pod for pod, health, _ in seen if health == "up"}
-                return len(up) == 3  # two operators and the member
-
-            try:
-                await kube.wait(scraped, 60, "Prometheus scraping both operators and the member")
-            except AssertionError as exc:
-                log = (tmp_path / "prometheus.log").read_text()[-2000:]
-                raise AssertionError(f"{exc}; targets {seen}; log {log}") from None
-            leaders = await query(http, "foundation_operator_leader")
-            assert sorted(float(s["value"][1]) for s in leaders) == [0.0, 1.0]
-            tasks = await query(http, "foundation_agent_tasks_total")
-            assert [s["metric"]["pod"] for s in tasks] == ["counter-0"]
-            assert await query(http, 'foundation_operator_agents{phase="Running"} == 1')
-            assert await query(http, "foundation_sidecar_capability_members") == []  # none asked
-            sidecar_up = await query(http, 'up{pod="counter-0"}')
-            assert len(sidecar_up) == 2  # the runtime's and the sidecar's endpoints
-
-            await kube.create_agent("crasher", command=["sh", "-c", "echo starting; exit 1"])
-            await kube.wait_agent("crasher", lambda a: phase(a) == "Failed", 60, "crasher Failed")
-
-            async def firing() -> bool:
-                alerts = (await http.get("/api/v1/alerts")).json()["data"]["alerts"]
-                return any(
-                    a["labels"]["alertname"] == "FoundationAgentRestartIntensityExceeded"
-                    and a["state"] == "firing"
-                    for a in alerts
+    async with chart_in_charge(kube, operator, cluster) as (helm, release):
+        prometheus = None
+        try:
+            await asyncio.to_thread(
+                helm.install, CHART, release, VALUES, namespace=kube.ns, wait="watcher", timeout=180
+            )
+            await kube.wait(lambda: _one_leader(kube, release), 30, "one operator replica active")
+            await kube.create_agent("counter")
+            await kube.wait_agent("counter", running(1), 60, "counter Running")
+            ip = (await kube.pod("counter-0"))["status"]["podIP"]
+            async with httpx.AsyncClient() as http:
+                await http.post(
+                    f"http://{ip}:8080/v1/tasks", json={"id": "a", "action": "increment"}
                 )
 
-            await kube.wait(firing, 60, "the restart-intensity alert firing in Prometheus")
+            rules = tmp_path / "rules.yaml"
+            rules.write_text(yaml.safe_dump(rendered_rules()))
+            config = tmp_path / "prometheus.yml"
+            discovery = PodDiscovery(kube)
+            config.write_text(yaml.safe_dump(prometheus_config(await discovery.start(), rules)))
+            port = free_port()
+            prometheus = subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp_path / "prometheus.log").open("wb"),
+            )
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+                seen: list = []
 
-        # The operator's log: JSON lines, those about an Agent carrying its namespace and name.
-        pods = await operator_pods(kube, release)
-        leader = next(
-            p
-            for p, role in zip(pods, [await roles([p]) for p in pods], strict=True)
-            if role == ["leader"]
-        )
-        lines = [json.loads(line) for line in kube.log(leader, "operator").splitlines() if line]
-        about = [line for line in lines if "crasher" in line["message"]]
-        assert about and all(
-            (line.get("namespace"), line.get("agent")) == (kube.ns, "crasher") for line in about
-        )
-    finally:
-        if prometheus is not None:
-            prometheus.terminate()
-            prometheus.wait(timeout=30)
-            await discovery.runner.cleanup()
-        try:
-            await asyncio.to_thread(helm.uninstall, release, ignore_not_found=True)
+                async def scraped() -> bool:
+                    try:
+                        targets = (await http.get("/api/v1/targets")).json()["data"][
+                            "activeTargets"
+                        ]
+                    except (httpx.TransportError, ValueError):
+                        return False  # not up yet: it answers "Service Unavailable" while starting
+                    seen[:] = [
+                        (t["labels"].get("pod"), t["health"], t["lastError"]) for t in targets
+                    ]
+                    up = {pod for pod, health, _ in seen if health == "up"}
+                    return len(up) == 3  # two operators and the member
+
+                try:
+                    await kube.wait(
+                        scraped, 60, "Prometheus scraping both operators and the member"
+                    )
+                except AssertionError as exc:
+                    log = (tmp_path / "prometheus.log").read_text()[-2000:]
+                    raise AssertionError(f"{exc}; targets {seen}; log {log}") from None
+                leaders = await query(http, "foundation_operator_leader")
+                assert sorted(float(s["value"][1]) for s in leaders) == [0.0, 1.0]
+                tasks = await query(http, "foundation_agent_tasks_total")
+                assert [s["metric"]["pod"] for s in tasks] == ["counter-0"]
+                assert await query(http, 'foundation_operator_agents{phase="Running"} == 1')
+                assert (
+                    await query(http, "foundation_sidecar_capability_members") == []
+                )  # none asked
+                sidecar_up = await query(http, 'up{pod="counter-0"}')
+                assert len(sidecar_up) == 2  # the runtime's and the sidecar's endpoints
+
+                await kube.create_agent("crasher", command=["sh", "-c", "echo starting; exit 1"])
+                await kube.wait_agent(
+                    "crasher", lambda a: phase(a) == "Failed", 60, "crasher Failed"
+                )
+
+                async def firing() -> bool:
+                    alerts = (await http.get("/api/v1/alerts")).json()["data"]["alerts"]
+                    return any(
+                        a["labels"]["alertname"] == "FoundationAgentRestartIntensityExceeded"
+                        and a["state"] == "firing"
+                        for a in alerts
+                    )
+
+                await kube.wait(firing, 60, "the restart-intensity alert firing in Prometheus")
+
+            # The operator's log: JSON lines, those about an Agent carrying its namespace and name.
+            pods = await operator_pods(kube, release)
+            leader = next(
+                p
+                for p, role in zip(pods, [await roles([p]) for p in pods], strict=True)
+                if role == ["leader"]
+            )
+            lines = [json.loads(line) for line in kube.log(leader, "operator").splitlines() if line]
+            about = [line for line in lines if "crasher" in line["message"]]
+            assert about and all(
+                (line.get("namespace"), line.get("agent")) == (kube.ns, "crasher") for line in about
+            )
         finally:
-            helm.close()
-            operator.start()
-            await kube.wait(lambda: _leads(operator), 30, "the tests' operator leading again")
+            if prometheus is not None:
+                prometheus.terminate()
+                prometheus.wait(timeout=30)
+                await discovery.runner.cleanup()
 
 
 def free_port() -> int:
