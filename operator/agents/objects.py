@@ -50,7 +50,6 @@ class AgentView:
     spec: AgentSpec
     annotations: dict[str, str] = field(default_factory=dict)
     deleting: bool = False
-
     image: str = ""  # spec.image, else the operator's default agent image
 
     @classmethod
