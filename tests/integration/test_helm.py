@@ -279,6 +279,7 @@ async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fi
                 await http.post(
                     f"http://{ip}:8080/v1/tasks", json={"id": "a", "action": "increment"}
                 )
+                await kube.wait(lambda: _done(http, ip, "a"), 30, "the task done")
 
             rules = tmp_path / "rules.yaml"
             rules.write_text(yaml.safe_dump(rendered_rules()))
@@ -319,16 +320,40 @@ async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fi
                 except AssertionError as exc:
                     log = (tmp_path / "prometheus.log").read_text()[-2000:]
                     raise AssertionError(f"{exc}; targets {seen}; log {log}") from None
-                leaders = await query(http, "foundation_operator_leader")
-                assert sorted(float(s["value"][1]) for s in leaders) == [0.0, 1.0]
-                tasks = await query(http, "foundation_agent_tasks_total")
-                assert [s["metric"]["pod"] for s in tasks] == ["counter-0"]
-                assert await query(http, 'foundation_operator_agents{phase="Running"} == 1')
+
+                async def answers(expr: str, check) -> bool:
+                    return check(await query(http, expr))
+
+                # Each answer as soon as a scrape carries it (a scrape a second).
+                await kube.wait(
+                    lambda: answers(
+                        "foundation_operator_leader",
+                        lambda r: sorted(float(s["value"][1]) for s in r) == [0.0, 1.0],
+                    ),
+                    15,
+                    "one leader and one standby in Prometheus",
+                )
+                await kube.wait(
+                    lambda: answers(
+                        'foundation_agent_tasks_total{outcome="succeeded"}',
+                        lambda r: [s["metric"]["pod"] for s in r] == ["counter-0"],
+                    ),
+                    15,
+                    "the member's task counted in Prometheus",
+                )
+                await kube.wait(
+                    lambda: answers('foundation_operator_agents{phase="Running"} == 1', bool),
+                    15,
+                    "the operator's Agents by phase in Prometheus",
+                )
                 assert (
                     await query(http, "foundation_sidecar_capability_members") == []
                 )  # none asked
-                sidecar_up = await query(http, 'up{pod="counter-0"}')
-                assert len(sidecar_up) == 2  # the runtime's and the sidecar's endpoints
+                await kube.wait(
+                    lambda: answers('up{pod="counter-0"} == 1', lambda r: len(r) == 2),
+                    15,
+                    "the member's runtime and sidecar both scraped",
+                )
 
                 await kube.create_agent("crasher", command=["sh", "-c", "echo starting; exit 1"])
                 await kube.wait_agent(
