@@ -378,7 +378,8 @@ async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fi
                 if role == ["leader"]
             )
             lines = [json.loads(line) for line in kube.log(leader, "operator").splitlines() if line]
-            about = [line for line in lines if "crasher" in line["message"]]
+            # (the operator watches every namespace: an earlier test's Agent may show too)
+            about = [line for line in lines if f"{kube.ns}/crasher" in line["message"]]
             assert about and all(
                 (line.get("namespace"), line.get("agent")) == (kube.ns, "crasher") for line in about
             )
