@@ -7,7 +7,6 @@ Configuration comes from FOUNDATION_* variables, which the operator sets on ever
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -17,10 +16,11 @@ import sys
 from aiohttp import web
 
 from foundation_agent import __version__
+from foundation_agent.cli import command_line
 from foundation_agent.model import AgentError, load_agent
 from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.server import TaskApi
-from foundation_agent.runtime.settings import Settings, SettingsError
+from foundation_agent.runtime.settings import Settings
 from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
@@ -126,16 +126,7 @@ async def run(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="foundation-agent", description=__doc__)
-    parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        sys.exit(f"foundation-agent: {exc}")
+    settings = command_line("foundation-agent", __doc__, argv, Settings.from_env)
     try:
         sys.exit(asyncio.run(run(settings)))
     except AgentError as exc:

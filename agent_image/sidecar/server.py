@@ -9,7 +9,6 @@ after `drain_seconds`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import logging
@@ -21,14 +20,15 @@ from typing import Any
 import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from foundation_agent import __version__
+from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.config import SidecarConfig
 from foundation_agent.sidecar.discovery import Directory
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_operator.settings import SettingsError, json_setting, settings_from_env
+from foundation_operator.settings import json_setting, settings_from_env
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -136,16 +136,7 @@ async def run(settings: SidecarSettings) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="foundation-sidecar", description=__doc__)
-    parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        settings = SidecarSettings.from_env()
-    except (SettingsError, ValidationError) as exc:
-        sys.exit(f"foundation-sidecar: {exc}")
+    settings = command_line("foundation-sidecar", __doc__, argv, SidecarSettings.from_env)
     # uvloop: a libuv event loop, about half the per-call overhead of asyncio's own.
     sys.exit(uvloop.run(run(settings)))
 
