@@ -25,7 +25,7 @@ from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
 from foundation_agent.stores.sqlite import SqliteStore
-from foundation_operator.k8s import connect  # the one API client setup: in-cluster or kubeconfig
+from foundation_common.kube import connect  # the one API client setup: in-cluster or kubeconfig
 
 logger = logging.getLogger("foundation_agent")
 

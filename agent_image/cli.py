@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from foundation_agent import __version__
-from foundation_operator.settings import SettingsError
+from foundation_common.settings import SettingsError
 
 S = TypeVar("S")
 

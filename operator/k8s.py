@@ -1,63 +1,31 @@
-"""The operator's one way to talk to the API: kubernetes_asyncio, plain dicts, checked statuses.
+"""The operator's API client: the kinds it manages, as plain dicts, every request counted.
 
-kubernetes_asyncio raises for error statuses only when it decodes the body itself; calls here
-use `_preload_content=False` (no model building) and check the status in `call`.
+Calls go through `foundation_common.kube.call` (checked statuses, no model building); this
+module adds the operator's per-request metric (foundation_operator_api_requests_total).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Awaitable
 from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
+from foundation_common.kube import MERGE, ApiException, Obj, connect, status_of
+from foundation_common.kube import call as checked_call
+from foundation_common.resources import AGENT_PLURAL, GROUP, VERSION
 from foundation_operator import metrics
-from foundation_operator.agents.api import GROUP, PLURAL, VERSION
 
-Obj = dict[str, Any]
-MERGE = "application/merge-patch+json"
-
-__all__ = ["MERGE", "ApiException", "Kube", "Obj", "call", "connect"]
+__all__ = ["MERGE", "ApiException", "Kube", "Obj", "call", "connect", "status_of"]
 
 
-def in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    )
+async def call(request: Awaitable[Any], verb: str, kind: str) -> Obj:
+    """`foundation_common.kube.call`, counted by verb, kind and status."""
 
+    def count(code: int) -> None:
+        metrics.API_REQUESTS.labels(verb=verb, kind=kind, code=str(code)).inc()
 
-async def connect() -> client.ApiClient:
-    """In-cluster credentials inside a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    configuration = client.Configuration()
-    if in_cluster():
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        await config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = 64
-    return client.ApiClient(configuration)
-
-
-async def call(request: Awaitable[Any], verb: str = "", kind: str = "") -> Obj:
-    """The decoded answer of a `_preload_content=False` request, or ApiException.
-
-    With a verb and kind, the request is counted in foundation_operator_api_requests_total.
-    """
-    response = await request
-    data = await response.read()
-    if verb:
-        metrics.API_REQUESTS.labels(verb=verb, kind=kind, code=str(response.status)).inc()
-    if not 200 <= response.status <= 299:
-        error = ApiException(status=response.status, reason=response.reason)
-        error.body = data.decode(errors="replace")
-        raise error
-    return json.loads(data) if data else {}
-
-
-def status_of(exc: ApiException) -> int:
-    return int(exc.status or 0)
+    return await checked_call(request, count)
 
 
 class Kube:
@@ -165,7 +133,7 @@ class Kube:
                 GROUP,
                 VERSION,
                 namespace,
-                PLURAL,
+                AGENT_PLURAL,
                 name,
                 patch,
                 _content_type=MERGE,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-ENV_PREFIX = "FOUNDATION_"
+from foundation_common.settings import SettingsError, settings_from_env
+
+__all__ = ["Settings", "SettingsError"]
+
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
-class SettingsError(ValueError):
-    """A configuration value is wrong; the message names the variable and what to set."""
 
 
 class Settings(BaseModel, frozen=True):
@@ -86,33 +84,3 @@ class Settings(BaseModel, frozen=True):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         return settings_from_env(cls, environ, "operator")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def json_setting(value: object) -> object:
-    """A setting given as JSON in the environment (a string); empty means an empty object.
-    For `mode="before"` field validators of settings models."""
-    if isinstance(value, str):
-        return json.loads(value) if value.strip() else {}
-    return value
-
-
-def settings_from_env(model: type[M], environ: Mapping[str, str] | None, what: str) -> M:
-    """`model` from FOUNDATION_<FIELD> variables; SettingsError naming each wrong variable.
-    The agent runtime reads its settings the same way."""
-    environ = os.environ if environ is None else environ
-    raw = {
-        name: environ[ENV_PREFIX + name.upper()]
-        for name in model.model_fields
-        if ENV_PREFIX + name.upper() in environ
-    }
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise SettingsError(f"invalid {what} configuration: {problems}") from None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from foundation_operator.settings import SettingsError, json_setting, settings_from_env
+from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
 

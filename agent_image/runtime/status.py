@@ -15,8 +15,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from foundation_operator.agents.api import GROUP, PLURAL, VERSION
-from foundation_operator.k8s import MERGE, call
+from foundation_common.kube import MERGE, call
+from foundation_common.resources import AGENT_PLURAL, GROUP, VERSION
 
 logger = logging.getLogger("foundation_agent.status")
 
@@ -50,7 +50,7 @@ class StatusReporter:
                     GROUP,
                     VERSION,
                     self.namespace,
-                    PLURAL,
+                    AGENT_PLURAL,
                     self.agent,
                     {"status": status},
                     _content_type=MERGE,

@@ -27,6 +27,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from foundation_common.sidecar import CircuitBreaker
 
 
 class State(StrEnum):
@@ -54,6 +58,20 @@ class BreakerConfig:
             raise ValueError("failure_ratio must be in (0, 1]")
         if self.half_open_max_calls < 1 or self.open_seconds <= 0 or self.window_seconds <= 0:
             raise ValueError("half_open_max_calls, open_seconds and window_seconds must be > 0")
+
+    @classmethod
+    def of(cls, model: CircuitBreaker) -> BreakerConfig:
+        """From an upstream's `circuitBreaker` configuration."""
+        return cls(
+            failure_threshold=model.failure_threshold,
+            failure_ratio=model.failure_ratio,
+            window_seconds=model.window_seconds,
+            minimum_requests=model.minimum_requests,
+            open_seconds=model.open_seconds,
+            max_open_seconds=max(model.open_seconds, model.max_open_seconds),
+            half_open_max_calls=model.half_open_max_calls,
+            recovery_seconds=model.recovery_seconds,
+        )
 
 
 @dataclass(frozen=True)

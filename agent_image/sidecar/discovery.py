@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from foundation_agent.sidecar import metrics
-from foundation_agent.sidecar.config import Discovery
+from foundation_common.sidecar import Discovery
 
 if TYPE_CHECKING:
     from kubernetes_asyncio import client

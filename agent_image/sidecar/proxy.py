@@ -32,10 +32,10 @@ import aiohttp
 from aiohttp import web
 
 from foundation_agent.sidecar import metrics
-from foundation_agent.sidecar.breaker import Breaker, Refusal, State
-from foundation_agent.sidecar.config import RateLimit, SidecarConfig, Upstream
+from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.discovery import Directory, Member
 from foundation_agent.sidecar.limiter import TokenBucket
+from foundation_common.sidecar import RateLimit, SidecarConfig, Upstream
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -104,7 +104,7 @@ class UpstreamClient:
         self.config = config
         self.base = config.url.rstrip("/")
         self.breaker = Breaker(
-            config.name, config.circuit_breaker.breaker(), on_transition=log_transition
+            config.name, BreakerConfig.of(config.circuit_breaker), on_transition=log_transition
         )
         self.limiter, self.max_wait = bucket(config.rate_limit)
         self.failure_codes = set(config.circuit_breaker.failure_status_codes)

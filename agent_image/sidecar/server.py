@@ -25,10 +25,10 @@ from pydantic import BaseModel, Field, field_validator
 from foundation_agent import __version__
 from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
-from foundation_agent.sidecar.config import SidecarConfig
 from foundation_agent.sidecar.discovery import Directory
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_operator.settings import json_setting, settings_from_env
+from foundation_common.settings import json_setting, settings_from_env
+from foundation_common.sidecar import SidecarConfig
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -63,9 +63,9 @@ class SidecarSettings(BaseModel, frozen=True):
 
 
 async def connect() -> Any:
-    """The operator's one API client setup (in-cluster or kubeconfig), imported when the first
-    capability is called (see discovery.Directory)."""
-    from foundation_operator.k8s import connect as connect_api
+    """The one API client setup (in-cluster or kubeconfig), imported when the first capability
+    is called (see discovery.Directory)."""
+    from foundation_common.kube import connect as connect_api
 
     return await connect_api()
 

@@ -24,7 +24,7 @@ from foundation_agent.stores import (
     StoreError,
     StoreUnavailable,
 )
-from foundation_operator.k8s import ApiException, call
+from foundation_common.kube import ApiException, call
 
 STATE_KEY = "state.json"
 TASKS_KEY = "tasks.json"

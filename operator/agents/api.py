@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
-from foundation_agent.sidecar.config import SidecarConfig
+from foundation_common.resources import AGENT_KIND as KIND
+from foundation_common.resources import AGENT_PLURAL as PLURAL
+from foundation_common.resources import GROUP, VERSION
+from foundation_common.sidecar import SidecarConfig
 
-GROUP = "foundation.dev"
-VERSION = "v1alpha1"
-KIND = "Agent"
-PLURAL = "agents"
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION"]
 
 # Kubernetes types the operator passes through to the pod: the API server validates them when
 # the pod is made, so the CRD keeps them as objects without repeating their schemas.

@@ -170,7 +170,7 @@ def test_token_bucket_holds_its_rate_over_time() -> None:
 
 
 def test_the_default_burst_is_a_second_of_calls_and_holds_the_rate_under_jitter() -> None:
-    from foundation_agent.sidecar.config import RateLimit
+    from foundation_common.sidecar import RateLimit
 
     assert RateLimit(requests_per_second=20).tokens == 20
     assert RateLimit(requests_per_second=0.5).tokens == 1

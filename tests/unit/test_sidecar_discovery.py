@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from foundation_agent.client import DeliveryError, Sidecar
-from foundation_agent.sidecar.config import Discovery, SidecarConfig
 from foundation_agent.sidecar.discovery import Capability, Directory, ready_members
 from foundation_agent.sidecar.proxy import Proxy
+from foundation_common.sidecar import Discovery, SidecarConfig
 
 
 def endpoints(ready: dict[str, str], not_ready: dict[str, str] | None = None) -> dict:
@@ -222,7 +222,7 @@ async def test_send_task_retries_through_refusals_until_accepted(members) -> Non
 
 def test_sidecar_settings_come_from_the_environment_and_name_bad_values() -> None:
     from foundation_agent.sidecar.server import SidecarSettings
-    from foundation_operator.settings import SettingsError
+    from foundation_common.settings import SettingsError
 
     settings = SidecarSettings.from_env(
         {

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from foundation_agent.sidecar.config import SidecarConfig
 from foundation_agent.sidecar.proxy import Proxy
+from foundation_common.sidecar import SidecarConfig
 
 
 class Misbehaving:

@@ -1,7 +1,7 @@
-"""The sidecar's configuration: the Agent's `spec.sidecar`, as the operator renders it into the pod
-(one JSON document in FOUNDATION_SIDECAR_CONFIG). Defaults suit a production LLM API: a few
-seconds of patience, few retries, a breaker that opens on a run of failures and comes back
-slowly."""
+"""The sidecar's configuration: the Agent's `spec.sidecar`, as the operator renders it into the
+pod (one JSON document in FOUNDATION_SIDECAR_CONFIG); the CRD's schema is generated from it.
+Defaults suit a production LLM API: a few seconds of patience, few retries, a breaker that
+opens on a run of failures and comes back slowly."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
-
-from foundation_agent.sidecar.breaker import BreakerConfig
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -39,18 +37,6 @@ class CircuitBreaker(Model):
         if self.failure_threshold is None and self.failure_ratio is None:
             raise ValueError("set failureThreshold, failureRatio or both")
         return self
-
-    def breaker(self) -> BreakerConfig:
-        return BreakerConfig(
-            failure_threshold=self.failure_threshold,
-            failure_ratio=self.failure_ratio,
-            window_seconds=self.window_seconds,
-            minimum_requests=self.minimum_requests,
-            open_seconds=self.open_seconds,
-            max_open_seconds=max(self.open_seconds, self.max_open_seconds),
-            half_open_max_calls=self.half_open_max_calls,
-            recovery_seconds=self.recovery_seconds,
-        )
 
 
 class RateLimit(Model):

@@ -1,0 +1,67 @@
+"""Package boundaries: the operator and the agent image never import each other; both (and the
+test node) share only `foundation_common`, which imports neither."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = {
+    "foundation_common": REPO / "common",
+    "foundation_operator": REPO / "operator",
+    "foundation_agent": REPO / "agent_image",
+    "localcluster": REPO / "e2e" / "local" / "localcluster",
+}
+FORBIDDEN = {
+    "foundation_common": {"foundation_operator", "foundation_agent", "localcluster"},
+    "foundation_operator": {"foundation_agent", "localcluster"},
+    "foundation_agent": {"foundation_operator", "localcluster"},
+    "localcluster": {"foundation_operator", "foundation_agent"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level packages a module imports anywhere (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_no_package_imports_what_it_must_not(package: str) -> None:
+    offenders = {
+        str(path.relative_to(REPO)): sorted(imported_packages(path) & FORBIDDEN[package])
+        for path in sorted(PACKAGES[package].rglob("*.py"))
+        if imported_packages(path) & FORBIDDEN[package]
+    }
+    assert offenders == {}
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from foundation_operator.k8s import call\n")
+    assert "foundation_operator" in imported_packages(module)
+
+
+def test_the_sidecar_starts_without_the_operator_or_the_api_client() -> None:
+    """The sidecar in every member pod carries neither the operator nor, until a capability is
+    called, kubernetes_asyncio's models (about 36 MB)."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, foundation_agent.sidecar.server; print(' '.join(sorted(sys.modules)))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "foundation_operator" not in loaded
+    assert "kubernetes_asyncio" not in loaded
