@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 GROUP = "foundation.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-AGENT_KIND = "Agent"
-AGENT_PLURAL = "agents"
+
+@dataclass(frozen=True)
+class Resource:
+    """A custom resource of Foundation's group and version."""
+
+    kind: str
+    plural: str
+    group: str = GROUP
+    version: str = VERSION
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+AGENT = Resource("Agent", "agents")
+AGENT_KIND = AGENT.kind
+AGENT_PLURAL = AGENT.plural

@@ -13,7 +13,7 @@ from kubernetes_asyncio import client
 
 from foundation_common.kube import MERGE, ApiException, Obj, connect, status_of
 from foundation_common.kube import call as checked_call
-from foundation_common.resources import AGENT_PLURAL, GROUP, VERSION
+from foundation_common.resources import Resource
 from foundation_operator import metrics
 
 __all__ = ["MERGE", "ApiException", "Kube", "Obj", "call", "connect", "status_of"]
@@ -82,7 +82,10 @@ class Kube:
             "list",
             kind,
         )
-        return answer.get("items") or []
+        items = answer.get("items") or []
+        for item in items:  # list items carry no kind of their own
+            item.setdefault("kind", kind)
+        return items
 
     async def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
         _, _, patch_fn, _ = self._core_kind(kind)
@@ -120,9 +123,10 @@ class Kube:
                 return False
             raise
 
-    async def patch_agent(
-        self, namespace: str, name: str, patch: Obj, *, status: bool = False
+    async def patch_custom(
+        self, resource: Resource, namespace: str, name: str, patch: Obj, *, status: bool = False
     ) -> Obj:
+        """Merge-patch one of Foundation's custom objects, or its status subresource."""
         fn = (
             self.custom.patch_namespaced_custom_object_status
             if status
@@ -130,15 +134,15 @@ class Kube:
         )
         return await call(
             fn(
-                GROUP,
-                VERSION,
+                resource.group,
+                resource.version,
                 namespace,
-                AGENT_PLURAL,
+                resource.plural,
                 name,
                 patch,
                 _content_type=MERGE,
                 _preload_content=False,
             ),
             "patch",
-            "Agent/status" if status else "Agent",
+            f"{resource.kind}/status" if status else resource.kind,
         )

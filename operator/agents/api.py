@@ -16,8 +16,9 @@ from foundation_common.resources import AGENT_KIND as KIND
 from foundation_common.resources import AGENT_PLURAL as PLURAL
 from foundation_common.resources import GROUP, VERSION
 from foundation_common.sidecar import SidecarConfig
+from foundation_operator.core.status import Condition
 
-__all__ = ["GROUP", "KIND", "PLURAL", "VERSION"]
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "Condition"]
 
 # Kubernetes types the operator passes through to the pod: the API server validates them when
 # the pod is made, so the CRD keeps them as objects without repeating their schemas.
@@ -154,15 +155,6 @@ class AgentSpec(Model):
     persistence: Persistence = Field(default_factory=Persistence)
     inbox: Inbox = Field(default_factory=Inbox)
     sidecar: Sidecar = Field(default_factory=Sidecar)
-
-
-class Condition(Model):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
 
 
 class LastExit(Model):

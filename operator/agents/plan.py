@@ -1,0 +1,425 @@
+"""The Agent supervisor's decisions, as pure functions over what it observed.
+
+Given an Agent's typed view, its last status and its member pods as the watches delivered
+them, these say which restarts happened, whether the restart intensity is exceeded, which
+members to stop (the OTP strategy's siblings, or all on Stop), which pods to delete and create
+(scaling, failed pods, the rolling order) and what the status is. No API calls and no clock of
+their own: `agents.controller` applies what they decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from foundation_operator.agents import objects
+from foundation_operator.agents.api import AgentStatus, LastExit, MemberStatus, Supervision
+from foundation_operator.agents.objects import AgentView
+from foundation_operator.core.status import Condition, condition, parse_stamp, stamp
+
+Obj = dict[str, Any]
+# Status fields the members' runtimes write; the supervisor reads them and never writes them.
+RUNTIME_FIELDS = ("state", "memberStates")
+
+
+# -- member pods, as observed --------------------------------------------------------------
+
+
+def restart_count(pod: Obj) -> int:
+    return sum(
+        s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses") or []
+    )
+
+
+def pod_ready(pod: Obj) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def going(pod: Obj) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def last_exit(pod: Obj) -> LastExit | None:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (status.get("lastState") or {}).get("terminated") or (
+            status.get("state") or {}
+        ).get("terminated")
+        if terminated:
+            return LastExit(
+                exit_code=terminated.get("exitCode"),
+                reason=terminated.get("reason", ""),
+                finished_at=terminated.get("finishedAt"),
+            )
+    return None
+
+
+def ordinal_of(pod: Obj) -> int:
+    try:
+        return int(pod["metadata"]["labels"][objects.MEMBER_LABEL])
+    except (KeyError, ValueError):
+        return -1
+
+
+def template_of(pod: Obj) -> str:
+    return pod["metadata"].get("annotations", {}).get(objects.TEMPLATE_HASH, "")
+
+
+# -- the last status -----------------------------------------------------------------------
+
+
+def parse_status(status: Obj | None) -> AgentStatus:
+    """The supervisor's own part of a status; a status it cannot read counts as none."""
+    mine = {k: v for k, v in (status or {}).items() if k not in RUNTIME_FIELDS}
+    try:
+        return AgentStatus.model_validate(mine)
+    except ValidationError:
+        return AgentStatus()
+
+
+def dump_status(status: AgentStatus) -> Obj:
+    return status.model_dump(by_alias=True, exclude_none=True, exclude={"state", "member_states"})
+
+
+# -- restarts and intensity ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Restart:
+    member: str
+    ordinal: int
+    at: datetime
+    why: str
+
+
+def container_restarts(
+    members: dict[str, Obj],
+    baseline: dict[str, int],
+    previous: list[MemberStatus],
+    at: datetime,
+) -> tuple[list[Restart], dict[str, int]]:
+    """Container restarts since the last look, and the new baseline (pod uid -> restarts).
+
+    A pod first seen (a new pod, or after an operator restart) starts from what the status
+    last reported for it, so restarts counted before are not counted again."""
+    reported = {m.name: m for m in previous}
+    counted: list[Restart] = []
+    new_baseline = dict(baseline)
+    for name, pod in members.items():
+        uid, count = pod["metadata"]["uid"], restart_count(pod)
+        if uid not in new_baseline:
+            before = reported.get(name)
+            known = before.restarts if before and before.pod == name else 0
+            new_baseline[uid] = min(known, count)
+        delta = count - new_baseline[uid]
+        new_baseline[uid] = count
+        counted += [Restart(name, ordinal_of(pod), at, "its container restarted")] * delta
+    return counted, new_baseline
+
+
+def sibling_of(ordinal: int, failed: int, strategy: str) -> bool:
+    """Whether member `ordinal` restarts with the failed member `failed` under `strategy`."""
+    if ordinal == failed or strategy == "OneForOne":
+        return False
+    return strategy == "OneForAll" or ordinal > failed
+
+
+def exhaustion_message(
+    restarts: list[Restart], members: dict[str, Obj], count: int, sup: Supervision
+) -> str:
+    """Why an Agent failed: the member that restarted last, its last exit, what to do."""
+    last = restarts[-1] if restarts else None
+    exit_info = last_exit(members[last.member]) if last and last.member in members else None
+    if exit_info:
+        exit_text = f"last exit code {exit_info.exit_code} ({exit_info.reason})"
+    else:
+        exit_text = last.why if last else "unknown"
+    return (
+        f"member {last.member if last else 'a member'} restarted {count} times within "
+        f"{sup.period_seconds}s (maxRestarts {sup.max_restarts}); {exit_text}. Change the spec "
+        f"or set the {objects.RESTARTED_AT} annotation to start it again"
+    )
+
+
+@dataclass
+class Supervised:
+    """What supervision decided this pass."""
+
+    restarts: list[Restart]  # counted this pass
+    recent: list[datetime]  # restarts inside the intensity window
+    total: int
+    failed: bool
+    exhausted: str  # set when the intensity was exceeded in this pass: the reason
+    stop: list[Obj]  # members to stop now
+    condition: Condition
+    restarted_at: str  # the restartedAt annotation acted on
+
+
+def supervise(
+    view: AgentView,
+    status: AgentStatus,
+    members: dict[str, Obj],
+    restarts: list[Restart],
+    at: datetime,
+) -> Supervised:
+    """Restart intensity and the OTP strategy over the restarts counted this pass."""
+    sup = view.spec.supervision
+    # A spec change or the restartedAt annotation starts a failed Agent afresh.
+    restarted_at = view.annotations.get(objects.RESTARTED_AT, "")
+    fresh = (
+        status.observed_generation != view.generation
+        or status.observed_restarted_at != restarted_at
+    )
+    failed = (
+        status.phase == "Failed"
+        and not fresh
+        and any(c.reason == "RestartIntensityExceeded" for c in status.conditions)
+    )
+    window = timedelta(seconds=sup.period_seconds)
+    kept = (
+        []
+        if fresh and status.phase == "Failed"
+        else [parse_stamp(t) for t in status.recent_restarts]
+    )
+    recent = [t for t in kept + [r.at for r in restarts] if at - t <= window]
+    total = status.restarts + len(restarts)
+
+    exhausted = ""
+    if not failed and len(recent) > sup.max_restarts:
+        failed = True
+        exhausted = exhaustion_message(restarts, members, len(recent), sup)
+
+    if failed:
+        before = next((c.message for c in status.conditions if c.type == "Supervised"), "")
+        return Supervised(
+            restarts=restarts,
+            recent=recent,
+            total=total,
+            failed=True,
+            exhausted=exhausted,
+            stop=[p for p in members.values() if not going(p)]
+            if sup.on_exhausted == "Stop"
+            else [],
+            condition=condition(
+                "Supervised",
+                False,
+                "RestartIntensityExceeded",
+                exhausted or before,
+                view.generation,
+                status.conditions,
+                at,
+            ),
+            restarted_at=restarted_at,
+        )
+    siblings = [
+        pod
+        for pod in members.values()
+        if not going(pod)
+        and any(sibling_of(ordinal_of(pod), r.ordinal, sup.strategy) for r in restarts)
+    ]
+    return Supervised(
+        restarts=restarts,
+        recent=recent,
+        total=total,
+        failed=False,
+        exhausted="",
+        stop=siblings,
+        condition=condition(
+            "Supervised",
+            True,
+            "WithinIntensity",
+            f"{len(recent)} restarts in the last {sup.period_seconds}s (max {sup.max_restarts})",
+            view.generation,
+            status.conditions,
+            at,
+        ),
+        restarted_at=restarted_at,
+    )
+
+
+# -- members: scaling, replacement, rolling order ------------------------------------------
+
+
+@dataclass
+class Convergence:
+    """The pod changes that bring the members to the spec, in the order to make them."""
+
+    scale_down: list[Obj] = field(default_factory=list)  # highest ordinals first
+    replace: list[Obj] = field(default_factory=list)  # failed pods (evicted): deleted now
+    create: list[int] = field(default_factory=list)  # ordinals without a pod
+    roll: Obj | None = None  # the one outdated member to replace next
+
+
+def converge(view: AgentView, members: dict[str, Obj]) -> Convergence:
+    want_hash = objects.template_hash(view)
+    replicas = view.spec.replicas
+    plan = Convergence()
+    by_ordinal = {ordinal_of(p): p for p in members.values()}
+    for ordinal in sorted((o for o in by_ordinal if o >= replicas or o < 0), reverse=True):
+        pod = by_ordinal.pop(ordinal)
+        if not going(pod):
+            plan.scale_down.append(pod)
+    for ordinal in range(replicas):
+        pod = by_ordinal.get(ordinal)
+        if pod is None:
+            plan.create.append(ordinal)
+        elif pod.get("status", {}).get("phase") in ("Failed", "Succeeded") and not going(pod):
+            plan.replace.append(pod)
+    # A new template rolls out one member at a time, once all the others are ready.
+    outdated = [p for _, p in sorted(by_ordinal.items()) if template_of(p) != want_hash]
+    settled = len(by_ordinal) >= replicas and all(
+        pod_ready(p) or p in outdated for p in by_ordinal.values()
+    )
+    if outdated and settled and not any(going(p) for p in by_ordinal.values()):
+        plan.roll = outdated[0]
+    return plan
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def persisted_condition(
+    view: AgentView, member_states: dict[str, Obj], previous: list[Condition], at: datetime
+) -> Condition:
+    """Persisted, from what the members' runtimes report of their state."""
+    store = view.spec.persistence.store
+    generation = view.generation
+    if store == "None":
+        return condition(
+            "Persisted",
+            False,
+            "StoreNone",
+            "persistence.store is None: members keep no state",
+            generation,
+            previous,
+            at,
+        )
+    names = [objects.member_name(view, i) for i in range(view.spec.replicas)]
+    reports = {n: member_states.get(n) for n in names}
+    problems = [(n, r) for n, r in reports.items() if r and r.get("reason")]
+    if problems:
+        return condition(
+            "Persisted",
+            False,
+            problems[0][1]["reason"],
+            "; ".join(f"member {n}: {r.get('message') or r['reason']}" for n, r in problems),
+            generation,
+            previous,
+            at,
+        )
+    missing = [n for n, r in reports.items() if not r or r.get("store") != store]
+    if missing:
+        return condition(
+            "Persisted",
+            None,
+            "NotReported",
+            f"waiting for {len(missing)} of {len(names)} members to report their state",
+            generation,
+            previous,
+            at,
+        )
+    return condition(
+        "Persisted",
+        True,
+        "Saved",
+        f"{len(names)} members report their state saved in {store}",
+        generation,
+        previous,
+        at,
+    )
+
+
+def member_statuses(view: AgentView, members: dict[str, Obj]) -> list[MemberStatus]:
+    out = []
+    for ordinal in range(view.spec.replicas):
+        name = objects.member_name(view, ordinal)
+        pod = members.get(name)
+        out.append(
+            MemberStatus(
+                name=name,
+                pod=name if pod else "",
+                ready=bool(pod and pod_ready(pod)),
+                restarts=restart_count(pod) if pod else 0,
+                last_exit=last_exit(pod) if pod else None,
+            )
+        )
+    return out
+
+
+def phase_of(previous: str, failed: bool, ready: int, replicas: int) -> str:
+    """Failed once the intensity is exceeded; Pending while starting up; Degraded once an Agent
+    that ran has lost a member."""
+    if failed:
+        return "Failed"
+    if ready == replicas:
+        return "Running"
+    if previous in ("Running", "Degraded"):
+        return "Degraded"
+    return "Pending"
+
+
+def agent_status(
+    view: AgentView,
+    status: AgentStatus,
+    member_states: dict[str, Obj],
+    members: dict[str, Obj],
+    supervised: Supervised,
+    at: datetime,
+) -> AgentStatus:
+    """The status of a supervised Agent: the one place its phase is decided."""
+    replicas = view.spec.replicas
+    entries = member_statuses(view, members)
+    ready = sum(1 for m in entries if m.ready)
+    phase = phase_of(status.phase, supervised.failed, ready, replicas)
+    all_ready = ready == replicas and phase != "Failed"
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "ready": f"{ready}/{replicas}",
+            "restarts": supervised.total,
+            "observed_generation": view.generation,
+            "observed_restarted_at": supervised.restarted_at,
+            "members": entries,
+            "recent_restarts": [stamp(t) for t in supervised.recent],
+            "capabilities": sorted(view.spec.capabilities),
+            "conditions": [
+                condition(
+                    "Ready",
+                    all_ready,
+                    "AllMembersReady"
+                    if all_ready
+                    else ("RestartIntensityExceeded" if phase == "Failed" else "MembersNotReady"),
+                    f"{ready}/{replicas} members ready",
+                    view.generation,
+                    status.conditions,
+                    at,
+                ),
+                supervised.condition,
+                persisted_condition(view, member_states, status.conditions, at),
+            ],
+        }
+    )
+
+
+def invalid_status(status: AgentStatus, generation: int, message: str, at: datetime) -> AgentStatus:
+    """An Agent whose spec cannot be carried out: Failed, with the reason and what to change."""
+    return status.model_copy(
+        update={
+            "phase": "Failed",
+            "observed_generation": generation,
+            "conditions": [
+                condition("Ready", False, "InvalidSpec", message, generation, status.conditions, at)
+            ],
+        }
+    )
+
+
+def terminating_status(status: AgentStatus) -> AgentStatus:
+    return status.model_copy(update={"phase": "Terminating"})

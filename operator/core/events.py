@@ -1,0 +1,53 @@
+"""Kubernetes Events on the object a controller is about (`kubectl describe` shows them)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from foundation_operator.core.status import now, stamp
+from foundation_operator.k8s import ApiException, Kube
+
+logger = logging.getLogger(__name__)
+COMPONENT = "foundation-operator"
+Obj = dict[str, Any]
+
+
+def event(involved: Obj, reason: str, message: str, kind: str = "Warning") -> Obj:
+    """An Event about `involved` (apiVersion, kind, name, namespace, uid)."""
+    moment = stamp(now())
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "source": {"component": COMPONENT},
+        "firstTimestamp": moment,
+        "lastTimestamp": moment,
+        "count": 1,
+    }
+
+
+async def record(
+    kube: Kube,
+    involved: Obj,
+    reason: str,
+    message: str,
+    kind: str = "Warning",
+    log_fields: dict[str, str] | None = None,
+) -> None:
+    """Best effort: losing an Event never stops a controller."""
+    try:
+        await kube.create(event(involved, reason, message, kind))
+    except ApiException as exc:
+        logger.warning(
+            "could not record event %s on %s/%s: %s",
+            reason,
+            involved["namespace"],
+            involved["name"],
+            exc.reason,
+            extra=log_fields or {},
+        )

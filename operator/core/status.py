@@ -1,0 +1,157 @@
+"""Status: conditions as the API conventions describe them, and a writer that patches a status
+only when it changed, and progress-only changes at a bounded rate.
+
+"Changed" ignores transition times and empty fields, and the fields that others write (an
+Agent's members report their state into its status themselves), so an unchanged object costs
+no write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from foundation_operator.core.index import Key, key_of
+
+Obj = dict[str, Any]
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime(STAMP)
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, STAMP).replace(tzinfo=UTC)
+
+
+class Condition(BaseModel):
+    """One condition of a status (metav1.Condition's fields)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+def condition(
+    kind: str,
+    ok: bool | None,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Iterable[Condition],
+    at: datetime | None = None,
+) -> Condition:
+    """A condition, keeping the previous one's transition time while its status holds."""
+    status = "Unknown" if ok is None else ("True" if ok else "False")
+    before = next((c for c in previous if c.type == kind), None)
+    since = (
+        before.last_transition_time
+        if before and before.status == status and before.last_transition_time
+        else stamp(at or now())
+    )
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+
+
+def without_empty_strings(value: Any, in_list: bool = False) -> Any:
+    """A merge patch without "": Kubernetes 1.20 rejects empty strings in custom resources
+    ("must be of type string: null"). In maps "" becomes null, which deletes the field; in list
+    items (replaced whole) the key is dropped."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if v == "":
+                if not in_list:
+                    out[k] = None
+                continue
+            out[k] = without_empty_strings(v, in_list)
+        return out
+    if isinstance(value, list):
+        return [without_empty_strings(v, in_list=True) for v in value]
+    return value
+
+
+def comparable(status: Obj, ignore: Iterable[str] = ()) -> Obj:
+    """A status without transition times, empty fields and `ignore`d fields, to decide whether
+    anything changed."""
+    skip = set(ignore)
+    out = {k: v for k, v in status.items() if v not in ("", None) and k not in skip}
+    out["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime" and v not in ("", None)}
+        for c in status.get("conditions") or []
+    ]
+    for name, value in out.items():
+        if isinstance(value, list) and name != "conditions":
+            out[name] = without_empty_strings(value, in_list=True)
+    return out
+
+
+Patch = Callable[[str, str, Obj], Awaitable[Obj]]  # (namespace, name, patch) -> answer
+
+
+class StatusWriter:
+    """Patches an object's status when it changed.
+
+    An urgent change (something counted, a phase) goes out at once. A progress-only change
+    (members starting, nothing the next pass could not see again) waits until `interval` has
+    passed since the last write, and `requeue` brings the key back then; a new object's first
+    such change waits too, so members that start quickly cost one write instead of two.
+    """
+
+    def __init__(
+        self,
+        patch: Patch,
+        requeue: Callable[[Key, float], None],
+        *,
+        interval: float = 1.0,
+        others: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.patch = patch
+        self.requeue = requeue
+        self.interval = interval
+        self.others = tuple(others)  # status fields others write: never compared or written
+        self.clock = clock
+        self._written_at: dict[Key, float] = {}
+
+    def changed(self, old: Obj, new: Obj) -> bool:
+        return comparable(new, self.others) != comparable(old, self.others)
+
+    async def write(self, body: Obj, new: Obj, *, urgent: bool = True) -> Obj | None:
+        """The patch's answer if it was written; None if unchanged or deferred."""
+        key = key_of(body)
+        written_at = self._written_at.setdefault(key, self.clock())
+        if not self.changed(body.get("status") or {}, new):
+            return None
+        wait = written_at + self.interval - self.clock()
+        if not urgent and wait > 0:
+            self.requeue(key, wait)
+            return None
+        mine = {k: v for k, v in new.items() if k not in self.others}
+        answer = await self.patch(key[0], key[1], {"status": without_empty_strings(mine)})
+        self._written_at[key] = self.clock()
+        return answer
+
+    def forget(self, key: Key) -> None:
+        self._written_at.pop(key, None)
