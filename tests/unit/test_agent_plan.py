@@ -1,0 +1,243 @@
+"""The supervision plan, table-driven: restarts, intensity, OTP strategies, rolling order and
+the phase, from observed pods and the last status, without a cluster."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from foundation_operator.agents import objects, plan
+from foundation_operator.agents.api import AgentStatus, MemberStatus
+from foundation_operator.agents.objects import AgentView
+from foundation_operator.core.status import Condition, stamp
+
+AT = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+
+
+def view(replicas: int = 3, generation: int = 1, annotations=None, **supervision) -> AgentView:
+    return AgentView.from_body(
+        {
+            "metadata": {
+                "name": "w",
+                "namespace": "n",
+                "uid": "u",
+                "generation": generation,
+                "annotations": annotations or {},
+            },
+            "spec": {
+                "image": "i",
+                "agent": "m:C",
+                "replicas": replicas,
+                "supervision": supervision,
+            },
+        }
+    )
+
+
+def pod(
+    agent: AgentView,
+    ordinal: int,
+    *,
+    ready: bool = True,
+    restarts: int = 0,
+    phase: str = "Running",
+    outdated: bool = False,
+    going: bool = False,
+) -> dict:
+    meta = {
+        "name": f"w-{ordinal}",
+        "uid": f"uid-{ordinal}",
+        "labels": {objects.MEMBER_LABEL: str(ordinal)},
+        "annotations": {objects.TEMPLATE_HASH: "old" if outdated else objects.template_hash(agent)},
+    }
+    if going:
+        meta["deletionTimestamp"] = stamp(AT)
+    return {
+        "metadata": meta,
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"restartCount": restarts}],
+        },
+    }
+
+
+def members(*pods: dict) -> dict[str, dict]:
+    return {p["metadata"]["name"]: p for p in pods}
+
+
+def restart(ordinal: int, seconds_ago: float = 0) -> plan.Restart:
+    return plan.Restart(
+        f"w-{ordinal}", ordinal, AT - timedelta(seconds=seconds_ago), "its container restarted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "failed", "stopped"),
+    [
+        ("OneForOne", 1, []),
+        ("OneForAll", 1, ["w-0", "w-2"]),
+        ("RestForOne", 1, ["w-2"]),
+        ("RestForOne", 2, []),
+        ("OneForAll", 0, ["w-1", "w-2"]),
+    ],
+)
+def test_siblings_of_a_restarted_member_stop_by_strategy(strategy, failed, stopped) -> None:
+    agent = view(strategy=strategy, maxRestarts=10)
+    observed = members(*(pod(agent, i) for i in range(3)))
+    decided = plan.supervise(agent, AgentStatus(), observed, [restart(failed)], AT)
+    assert not decided.failed
+    assert sorted(p["metadata"]["name"] for p in decided.stop) == stopped
+
+
+@pytest.mark.parametrize(
+    ("earlier", "now_count", "max_restarts", "period", "failed"),
+    [
+        ([], 3, 3, 5, False),  # exactly max: within intensity
+        ([], 4, 3, 5, True),  # one more than max
+        ([1, 2], 2, 3, 5, True),  # earlier restarts inside the window count
+        ([6, 7], 2, 3, 5, False),  # those outside it do not
+        ([], 1, 0, 5, True),  # maxRestarts 0: the first restart fails the Agent
+    ],
+)
+def test_restart_intensity(earlier, now_count, max_restarts, period, failed) -> None:
+    agent = view(maxRestarts=max_restarts, periodSeconds=period)
+    status = AgentStatus(
+        observed_generation=1,
+        recent_restarts=[stamp(AT - timedelta(seconds=s)) for s in earlier],
+    )
+    observed = members(*(pod(agent, i) for i in range(3)))
+    restarts = [restart(0) for _ in range(now_count)]
+    decided = plan.supervise(agent, status, observed, restarts, AT)
+    assert decided.failed is failed
+    assert decided.total == now_count
+    if failed:
+        assert decided.exhausted.startswith("member w-0 restarted")
+        assert sorted(p["metadata"]["name"] for p in decided.stop) == ["w-0", "w-1", "w-2"]
+        assert decided.condition.reason == "RestartIntensityExceeded"
+    else:
+        assert decided.condition.reason == "WithinIntensity"
+
+
+def failed_status(generation: int = 1, restarted_at: str = "") -> AgentStatus:
+    return AgentStatus(
+        phase="Failed",
+        observed_generation=generation,
+        observed_restarted_at=restarted_at,
+        recent_restarts=[stamp(AT)] * 4,
+        conditions=[
+            Condition(
+                type="Supervised",
+                status="False",
+                reason="RestartIntensityExceeded",
+                message="member w-0 restarted 4 times",
+            )
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent", "on_exhausted", "stays_failed"),
+    [
+        (view(), "Stop", True),  # nothing changed: stays Failed, not reported again
+        (view(generation=2), "Stop", False),  # a spec change starts it afresh
+        (view(annotations={objects.RESTARTED_AT: "now"}), "Stop", False),  # so does restartedAt
+    ],
+)
+def test_a_failed_agent_stays_failed_until_its_spec_or_restarted_at_changes(
+    agent, on_exhausted, stays_failed
+) -> None:
+    observed = members(pod(agent, 0))
+    decided = plan.supervise(agent, failed_status(), observed, [], AT)
+    assert decided.failed is stays_failed
+    assert decided.exhausted == ""  # the Event and metric were for the pass that failed it
+    if stays_failed:
+        assert decided.condition.message == "member w-0 restarted 4 times"
+    else:
+        assert decided.recent == []  # the old restarts no longer count
+
+
+def test_keep_leaves_the_members_of_a_failed_agent_for_debugging() -> None:
+    agent = view(onExhausted="Keep", maxRestarts=0)
+    decided = plan.supervise(agent, AgentStatus(), members(pod(agent, 0)), [restart(0)], AT)
+    assert decided.failed and decided.stop == []
+
+
+def test_container_restarts_count_from_the_reported_baseline() -> None:
+    agent = view(replicas=2)
+    observed = members(pod(agent, 0, restarts=3), pod(agent, 1, restarts=1))
+    previous = [MemberStatus(name="w-0", pod="w-0", restarts=2)]
+    counted, baseline = plan.container_restarts(observed, {}, previous, AT)
+    # w-0: 2 were reported before this operator saw it, 1 is new; w-1 was never reported.
+    assert [r.member for r in counted] == ["w-0", "w-1"]
+    assert baseline == {"uid-0": 3, "uid-1": 1}
+    again, _ = plan.container_restarts(observed, baseline, previous, AT)
+    assert again == []
+
+
+@pytest.mark.parametrize(
+    ("replicas", "pods", "scale_down", "replace", "create", "roll"),
+    [
+        (3, [0, 1, 2], [], [], [], None),  # converged
+        (3, [0], [], [], [1, 2], None),  # missing members created together
+        (1, [0, 1, 2], ["w-2", "w-1"], [], [], None),  # scale down, highest first
+        (2, [0, "failed-1"], [], ["w-1"], [], None),  # an evicted pod is replaced
+        (3, ["outdated-0", "outdated-1", 2], [], [], [], "w-0"),  # roll the lowest first
+        (3, ["outdated-0", "unready-1", 2], [], [], [], None),  # wait for the others' Ready
+        (3, ["outdated-0", "going-1", 2], [], [], [], None),  # one at a time
+        (3, ["outdated-0", 1], [], [], [2], None),  # not while a member is missing
+    ],
+)
+def test_convergence(replicas, pods, scale_down, replace, create, roll) -> None:
+    agent = view(replicas=replicas)
+    observed = []
+    for entry in pods:
+        kind, _, ordinal = str(entry).rpartition("-")
+        observed.append(
+            pod(
+                agent,
+                int(ordinal),
+                outdated=kind == "outdated",
+                ready=kind != "unready",
+                going=kind == "going",
+                phase="Failed" if kind == "failed" else "Running",
+            )
+        )
+    changes = plan.converge(agent, members(*observed))
+    assert [p["metadata"]["name"] for p in changes.scale_down] == scale_down
+    assert [p["metadata"]["name"] for p in changes.replace] == replace
+    assert changes.create == create
+    assert (changes.roll["metadata"]["name"] if changes.roll else None) == roll
+
+
+@pytest.mark.parametrize(
+    ("previous", "ready", "failed", "phase"),
+    [
+        ("Pending", 3, False, "Running"),
+        ("Pending", 1, False, "Pending"),  # still starting up
+        ("Running", 2, False, "Degraded"),  # ran, lost a member
+        ("Degraded", 3, False, "Running"),
+        ("Running", 3, True, "Failed"),
+    ],
+)
+def test_phase(previous, ready, failed, phase) -> None:
+    assert plan.phase_of(previous, failed, ready, 3) == phase
+
+
+def test_status_of_a_supervised_agent() -> None:
+    agent = view(replicas=2)
+    observed = members(pod(agent, 0), pod(agent, 1, ready=False, restarts=1))
+    decided = plan.supervise(agent, AgentStatus(), observed, [restart(1)], AT)
+    new = plan.agent_status(agent, AgentStatus(phase="Running"), {}, observed, decided, AT)
+    assert (new.phase, new.ready, new.restarts) == ("Degraded", "1/2", 1)
+    assert [m.ready for m in new.members] == [True, False]
+    assert [c.type for c in new.conditions] == ["Ready", "Supervised", "Persisted"]
+    dumped = plan.dump_status(new)
+    assert "memberStates" not in dumped and "state" not in dumped  # the runtime's fields
+    assert dumped["conditions"][0]["reason"] == "MembersNotReady"
+    assert dumped["recentRestarts"] == [stamp(AT)]
+
+
+def test_a_status_the_supervisor_cannot_read_counts_as_none() -> None:
+    assert plan.parse_status({"phase": "Exploded"}) == AgentStatus()
+    kept = plan.parse_status({"phase": "Running", "memberStates": {"w-0": {"odd": 1}}})
+    assert kept.phase == "Running"
