@@ -15,13 +15,14 @@ replaces fire-and-forget messages. A task refused for what it is (400, 413) is n
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from foundation_common.retry import Backoff
 
 DEFAULT_URL = "http://127.0.0.1:15000"
 MEMBER_HEADER = "X-Foundation-Member"
@@ -47,6 +48,9 @@ class Delivered:
     attempts: int
 
 
+DELIVERY_BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=True)
+
+
 def retry_after(answer: httpx.Response | None, attempt: int) -> float:
     """The pause before the next attempt: the server's Retry-After, else jittered back-off."""
     if answer is not None:
@@ -54,7 +58,7 @@ def retry_after(answer: httpx.Response | None, attempt: int) -> float:
             return min(float(answer.headers["Retry-After"]), 10.0)
         except (KeyError, ValueError):
             pass
-    return min(0.1 * 2**attempt, 5.0) * (0.5 + random.random())
+    return DELIVERY_BACKOFF.delay(attempt)
 
 
 class Sidecar:

@@ -1,7 +1,7 @@
 """The one back-off: how long to wait before attempt N of something that failed.
 
-Exponential from `initial` by `factor`, capped at `maximum`, optionally jittered (a factor in
-[0.5, 1.5), so many clients that failed together do not come back together). Used by the
+Exponential from `initial` by `factor`, optionally jittered (a factor in [0.5, 1.5), so many
+clients that failed together do not come back together), never more than `maximum`. Used by the
 operator's work queue (per key), the sidecar's retries and watches, the agent's client and the
 runtime's state writes.
 """
@@ -22,8 +22,10 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """The pause after `attempt` failures in a row (0: the first retry)."""
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return base * (0.5 + random.random()) if self.jitter else base
+        pause = self.initial * self.factor ** min(attempt, 64)
+        if self.jitter:
+            pause *= 0.5 + random.random()
+        return min(self.maximum, pause)
 
     def next(self) -> float:
         """The pause before the next attempt; each call counts one failure more."""

@@ -39,6 +39,7 @@ from foundation_agent.stores import (
     Store,
     StoreError,
 )
+from foundation_common.retry import Backoff
 
 logger = logging.getLogger("foundation_agent.runtime")
 
@@ -406,7 +407,7 @@ class Member:
             put={c.record["id"]: c.record for c in batch},
             drop=drop,
         )
-        started, delay = time.monotonic(), 0.05
+        started, backoff = time.monotonic(), Backoff(initial=0.05, maximum=2.0)
         while True:
             try:
                 size = await self.store.commit(commit)
@@ -417,8 +418,7 @@ class Member:
                 if self.error is None or self.error.reason != exc.reason:
                     logger.warning("could not save to %s, retrying: %s", self.store.key, exc)
                 self._set_error(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(backoff.next())
         metrics.CHECKPOINT_SECONDS.labels(store=self.store.kind).observe(time.monotonic() - started)
         metrics.CHECKPOINT_CHANGES.observe(len(batch))
         self.version, self.saved_at, self.size_bytes = commit.version, now, size

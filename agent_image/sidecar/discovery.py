@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from foundation_agent.sidecar import metrics
+from foundation_common.retry import Backoff
 from foundation_common.sidecar import Discovery
 
 if TYPE_CHECKING:
@@ -169,52 +170,37 @@ class Directory:
             return self._api
 
     async def _watch(self, capability: Capability) -> None:
-        """List, then watch from that version; start over after any error, with back-off."""
+        """List, then watch from that version (foundation_common.kube.list_and_watch); start
+        over after any error, with back-off."""
         # Imported here: the API client's models are about 36 MB, which a sidecar that never
         # calls a capability (most of them, one per member pod) should not carry.
-        from kubernetes_asyncio import client, watch
-        from kubernetes_asyncio.client.exceptions import ApiException
+        from kubernetes_asyncio import client
+
+        from foundation_common.kube import list_and_watch
 
         service = SERVICE_PREFIX + capability.name
-        selector = f"metadata.name={service}"
-        pause = 0.5
+        backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
                 core = client.CoreV1Api(await self._client())
-                listing = await core.list_namespaced_endpoints(
-                    self.namespace, field_selector=selector, _preload_content=False
-                )
-                body = await listing.json()
-                if listing.status != 200:
-                    raise ApiException(status=listing.status, reason=str(body)[:200])
-                items = body.get("items") or []
-                capability.update(items[0] if items else None)
-                version = body["metadata"]["resourceVersion"]
-                pause = 0.5
-                async with watch.Watch() as events:
-                    async for event in events.stream(
-                        core.list_namespaced_endpoints,
-                        self.namespace,
-                        field_selector=selector,
-                        resource_version=version,
-                        timeout_seconds=300,
-                    ):
-                        obj = event["raw_object"]
-                        capability.update(None if event["type"] == "DELETED" else obj)
-            except ApiException as exc:
-                if exc.status == 410:  # the version is too old: list again at once
-                    continue
-                logger.warning("capability %s: watching %s: %s", capability.name, service, exc)
-                capability.listed.set()  # callers get "no member" instead of waiting on
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 10.0)
+                async for kind, obj in list_and_watch(
+                    core.list_namespaced_endpoints,
+                    self.namespace,
+                    field_selector=f"metadata.name={service}",
+                    timeout_seconds=300,
+                ):
+                    if kind == "SYNC":
+                        items = obj.get("items") or []
+                        capability.update(items[0] if items else None)
+                        backoff.reset()
+                    else:
+                        capability.update(None if kind == "DELETED" else obj)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the API away: say so, keep trying
+            except Exception as exc:  # the API away or refusing: say so, keep trying
                 logger.warning("capability %s: watching %s: %s", capability.name, service, exc)
                 capability.listed.set()  # callers get "no member" instead of waiting on
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 10.0)
+                await asyncio.sleep(backoff.next())
 
     async def close(self) -> None:
         for task in self._watches.values():

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from typing import Any
 
@@ -35,6 +34,7 @@ from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.discovery import Directory, Member
 from foundation_agent.sidecar.limiter import TokenBucket
+from foundation_common.retry import Backoff
 from foundation_common.sidecar import RateLimit, SidecarConfig, Upstream
 
 logger = logging.getLogger("foundation_agent.sidecar")
@@ -82,9 +82,12 @@ def log_transition(name: str, before: State, after: State) -> None:
     show_state(name, after)
 
 
+RETRY_BACKOFF = Backoff(initial=0.05, maximum=1.0, jitter=True)
+
+
 async def backoff(attempt: int, deadline: float) -> None:
     """A short, growing, jittered pause before the next attempt, within the budget."""
-    pause = min(0.05 * 2**attempt * (0.5 + random.random()), 1.0)
+    pause = RETRY_BACKOFF.delay(attempt)
     await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
 

@@ -8,12 +8,14 @@ import inspect
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from foundation_common.kube import list_and_watch
 
 REPO = Path(__file__).resolve().parents[2]
 # A short back-off base, so restart intensity (3 restarts in 5 s by default) can be reached by
@@ -183,6 +185,23 @@ class Kube:
             self.ns, label_selector=f"foundation.dev/agent={agent}", _preload_content=False
         )
         return {p["metadata"]["name"]: p for p in json.loads(await response.read())["items"]}
+
+    async def watch_members(self, agent: str) -> AsyncIterator[dict[str, Obj]]:
+        """The Agent's member pods after the initial list and after every change: a watch sees
+        every state they pass through, which polling can miss."""
+        pods: dict[str, Obj] = {}
+        async for kind, obj in list_and_watch(
+            self.core.list_namespaced_pod,
+            self.ns,
+            label_selector=f"foundation.dev/agent={agent}",
+        ):
+            if kind == "SYNC":
+                pods = {p["metadata"]["name"]: p for p in obj["items"]}
+            elif kind == "DELETED":
+                pods.pop(obj["metadata"]["name"], None)
+            else:
+                pods[obj["metadata"]["name"]] = obj
+            yield dict(pods)
 
     async def names(self, kind: str, label_selector: str = "") -> list[str]:
         listers = {

@@ -286,20 +286,20 @@ async def test_a_spec_change_rolls_members_one_at_a_time(kube: Kube) -> None:
     old_hash = next(iter((await kube.members("rolling")).values()))["metadata"]["annotations"][
         "foundation.dev/template-hash"
     ]
-    await kube.patch_agent("rolling", {"spec": {"config": {"version": 2}}})
     worst_unavailable = 0
-    deadline = asyncio.get_running_loop().time() + 90
-    while asyncio.get_running_loop().time() < deadline:
-        pods = await kube.members("rolling")
-        live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
-        ready = [p for p in live if is_ready(p)]
-        worst_unavailable = max(worst_unavailable, 3 - len(ready))
-        hashes = {p["metadata"]["annotations"]["foundation.dev/template-hash"] for p in live}
-        if len(ready) == 3 and old_hash not in hashes:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the rollout did not finish in 90 s")
+    patched = False
+    async with asyncio.timeout(90):
+        async for pods in kube.watch_members("rolling"):
+            if not patched:  # watching from before the change: no state goes unseen
+                await kube.patch_agent("rolling", {"spec": {"config": {"version": 2}}})
+                patched = True
+                continue
+            live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
+            ready = [p for p in live if is_ready(p)]
+            worst_unavailable = max(worst_unavailable, 3 - len(ready))
+            hashes = {p["metadata"]["annotations"]["foundation.dev/template-hash"] for p in live}
+            if len(ready) == 3 and old_hash not in hashes:
+                break
     assert worst_unavailable == 1, "members must be replaced one at a time"
     await kube.wait_agent("rolling", running(3))
 
@@ -308,9 +308,8 @@ async def test_operator_killed_mid_reconcile_converges_without_duplicates(
     kube: Kube, operator
 ) -> None:
     await kube.create_agent("survivor", replicas=4, capabilities=["resilient"])
-    await asyncio.sleep(0.3)  # some members made, not all ready
-    operator.stop(signal.SIGKILL)
-    await asyncio.sleep(0.5)
+    await kube.wait(lambda: kube.members("survivor"), what="a first member")  # mid-reconcile
+    operator.stop(signal.SIGKILL)  # returns once the process is gone
     operator.start()
     agent = await kube.wait_agent("survivor", running(4), what="survivor Running 4/4")
     pods = await kube.members("survivor")

@@ -17,6 +17,7 @@ from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import Commit, StateCorrupt, StateTooLarge, StoreUnavailable
 from foundation_agent.stores.configmap import LIMIT, data_size, decode, encode
 from foundation_agent.stores.sqlite import SqliteStore
+from waiting import until
 
 
 def settings(**overrides: object) -> Settings:
@@ -292,9 +293,11 @@ class Recorder(StatusReporter):
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.sent: list[dict] = []
+        self.at: list[float] = []
 
     async def report(self, summary: dict) -> bool:
         self.sent.append(summary)
+        self.at.append(asyncio.get_running_loop().time())
         return True
 
 
@@ -303,15 +306,21 @@ async def test_status_reports_are_rate_bounded_and_problems_go_at_once() -> None
     changed = asyncio.Event()
     summary = {"version": 0, "reason": None}
     running = asyncio.create_task(reporter.run(lambda: dict(summary), changed))
-    for version in range(50):  # a change every 10 ms for half a second
+    changed.set()
+    await until(lambda: len(reporter.sent) == 1, what="the first report, at once")
+    for version in range(1, 50):  # a burst of changes inside one interval
         summary["version"] = version
         changed.set()
-        await asyncio.sleep(0.01)
-    assert 2 <= len(reporter.sent) <= 4
-    await asyncio.sleep(0.25)
-    before = len(reporter.sent)
+        await asyncio.sleep(0)
+    await until(lambda: len(reporter.sent) == 2, what="the second report")
+    # The burst went out as one report of its last state, no sooner than one interval after
+    # the first.
+    assert reporter.sent[1]["version"] == 49
+    assert reporter.at[1] - reporter.at[0] >= reporter.interval * 0.99
     summary["reason"] = "StateConflict"
     changed.set()
-    await asyncio.sleep(0.02)
-    assert len(reporter.sent) == before + 1 and reporter.sent[-1]["reason"] == "StateConflict"
+    await until(lambda: len(reporter.sent) == 3, what="the problem's report")
+    # A problem goes out at once, in the middle of the interval.
+    assert reporter.sent[2]["reason"] == "StateConflict"
+    assert reporter.at[2] - reporter.at[1] < reporter.interval
     running.cancel()

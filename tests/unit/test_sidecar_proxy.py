@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from foundation_agent.sidecar.proxy import Proxy
 from foundation_common.sidecar import SidecarConfig
+from waiting import until
 
 
 class Misbehaving:
@@ -177,16 +178,18 @@ async def test_the_health_check_opens_the_circuit_before_callers_fail_and_probes
         pool={"healthCheck": {"path": "/health", "intervalSeconds": 0.1}},
     )
     breaker = proxy.upstreams["llm"].breaker
-    await asyncio.sleep(0.25)
-    assert breaker.state.value == "closed" and upstream.calls >= 1  # the check runs
+    await until(lambda: upstream.calls >= 1, what="the first health check")
+    assert breaker.state.value == "closed"
     upstream.mode = "fail"
-    await asyncio.sleep(0.35)  # two failed checks open it, without a caller's call
-    assert breaker.state.value == "open"
+    calls = upstream.calls
+    # Two failed checks open it, without a caller's call.
+    await until(lambda: breaker.state.value == "open", what="the circuit open")
+    assert upstream.calls >= calls + 2
     refused = await client.get("/upstream/llm/x")
     assert refused.status == 503 and refused.headers["X-Foundation-Circuit"] == "open"
     upstream.mode = "ok"
-    await asyncio.sleep(0.8)  # open time passes; the next check is the successful probe
-    assert breaker.state.value in ("recovering", "closed")
+    # The open time passes; the next check is the successful probe.
+    await until(lambda: breaker.state.value in ("recovering", "closed"), what="a probe")
     assert (await client.get("/upstream/llm/x")).status == 200
     await client.close()
     assert proxy.upstreams["llm"].checking.cancelled()
