@@ -1,7 +1,8 @@
-"""One member's runtime: the inbox, the executor and the group committer.
+"""One member's runtime: the inbox, the executor and the lifecycle around them.
 
 Exactly once, by construction:
-- A task is acknowledged (202) only after a write that stores it as queued.
+- A task is acknowledged (202) only after a write that stores it as queued (`admission`
+  decides whether it may be taken, the `journal` writes it).
 - The executor runs queued tasks one at a time on the current state. A task's new state and its
   completion record go out in the same write, and the task reads as done only after that
   write. After any crash the store holds either both or neither: the task is then done, or
@@ -18,78 +19,23 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from foundation_agent.model import Agent, InvalidInput
-from foundation_agent.runtime import metrics
+from foundation_agent.runtime import admission, metrics
+from foundation_agent.runtime.journal import Journal
+from foundation_agent.runtime.records import DONE, Change, Refused, public, stamp
 from foundation_agent.runtime.settings import Settings
-from foundation_agent.stores import (
-    Commit,
-    Record,
-    StateCorrupt,
-    StateTooLarge,
-    Store,
-    StoreError,
-)
-from foundation_common.retry import Backoff
+from foundation_agent.stores import Record, StateCorrupt, StateTooLarge, Store, StoreError
+
+__all__ = ["Member", "Refused"]
 
 logger = logging.getLogger("foundation_agent.runtime")
-
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-DONE = ("succeeded", "failed")
-# A write the store could not make for a moment is retried with back-off for this long before
-# the member gives up (and restarts, reloading what was stored).
-RETRY_WRITES_FOR = 30.0
-
-
-class Refused(Exception):
-    """A task the inbox does not take: HTTP status, message and Retry-After seconds."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-@dataclass
-class Change:
-    """A record to store: a task accepted or finished, with the state after it if it changed."""
-
-    record: Record
-    accepted: bool
-    state: str | None = None
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
-def stamp(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def public(record: Record) -> Record:
-    """A task record as the task API shows it."""
-    return {
-        "id": record["id"],
-        "action": record["action"],
-        "status": record["status"],
-        "result": record.get("result"),
-        "error": record.get("error"),
-        "attempts": record.get("attempts", 0),
-        "acceptedAt": stamp(record.get("acceptedAt")),
-        "finishedAt": stamp(record.get("finishedAt")),
-    }
 
 
 class Member:
@@ -107,30 +53,42 @@ class Member:
         self.actions = agent.actions()
         self.state_model: type[BaseModel] = type(agent).State
         self.state: BaseModel = agent.initial_state()
-        self._state_json = ""
-        self._state_unsaved = False
+        self.journal = Journal(store, settings, clock, self._applied)
         self.records: dict[str, Record] = {}  # what the store holds, plus the task running
         self.queue: deque[str] = deque()  # stored as queued, in order of acceptance
-        self.completed: deque[tuple[float, str]] = deque()  # (finishedAt, id), oldest first
         self.accepting: dict[str, Change] = {}  # acceptances not yet written
         self.running: str | None = None
         self.seq = 0
-        self.version = 0
-        self.saved_at: float | None = None
-        self.size_bytes = 0
-        self.error: StoreError | None = None  # shown in the status while it lasts
         self.ready = False
         self.stopping = False
-        self.fatal: StoreError | None = None
-        self.failed = asyncio.Event()  # set with `fatal`: the process should end
-        self.changed = asyncio.Event()  # the summary changed: the status reporter wakes
-        self._pending: list[Change] = []
-        self._wake_committer = asyncio.Event()
         self._wake_executor = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    # What the journal knows, as the member's own (the server, status and tests read these).
+    @property
+    def version(self) -> int:
+        return self.journal.version
+
+    @property
+    def error(self) -> StoreError | None:
+        return self.journal.error
+
+    @error.setter
+    def error(self, exc: StoreError | None) -> None:  # a state that cannot be loaded
+        self.journal.error = exc
+
+    @property
+    def fatal(self) -> StoreError | None:
+        return self.journal.fatal
+
+    @property
+    def failed(self) -> asyncio.Event:
+        return self.journal.failed
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self.journal.changed
 
     # -- start -------------------------------------------------------------------------------
 
@@ -149,10 +107,10 @@ class Member:
                         "repair it, or remove it to start from the initial state"
                     ) from None
             else:
-                self._state_unsaved = True
-            self.version = snapshot.version
-            self.saved_at = snapshot.saved_at
-            self.size_bytes = snapshot.size_bytes
+                self.journal.state_unsaved = True
+            self.journal.version = snapshot.version
+            self.journal.saved_at = snapshot.saved_at
+            self.journal.size_bytes = snapshot.size_bytes
             self.records = dict(snapshot.tasks)
             ordered = sorted(self.records.values(), key=lambda r: r.get("seq", 0))
             for record in ordered:
@@ -161,7 +119,7 @@ class Member:
                 # "running" is never stored; anything not done is queued again.
                 self.records[record["id"]] = {**record, "status": "queued"}
                 self.queue.append(record["id"])
-            self.completed = deque(
+            self.journal.completed = deque(
                 sorted(
                     (r.get("finishedAt") or 0.0, r["id"])
                     for r in ordered
@@ -170,23 +128,23 @@ class Member:
             )
             self.seq = max((r.get("seq", 0) for r in ordered), default=0)
         else:
-            self._state_unsaved = True  # the first write stores the initial state
+            self.journal.state_unsaved = True  # the first write stores the initial state
         started = await self.agent.on_start(self.state)
         if started is not None:
             self.state = self._validated(started)
-            self._state_unsaved = True
-        self._state_json = self.state.model_dump_json()
+            self.journal.state_unsaved = True
+        self.journal.state_json = self.state.model_dump_json()
         metrics.STATE_VERSION.set(self.version)
-        metrics.CHECKPOINT_BYTES.set(self.size_bytes)
+        metrics.CHECKPOINT_BYTES.set(self.journal.size_bytes)
         metrics.QUEUE_DEPTH.set(len(self.queue))
-        if self._state_unsaved:
-            await self._write([])
+        if self.journal.state_unsaved:
+            await self.journal.write([])
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._execute(), name="executor"),
-            loop.create_task(self._commit(), name="committer"),
+            loop.create_task(self.journal.run(), name="committer"),
         ]
         self.ready = True
         self._wake_executor.set()
@@ -198,12 +156,7 @@ class Member:
 
     async def submit(self, task_id: Any, action: Any, raw_input: Any) -> tuple[int, Record]:
         """Accept a task durably: (202, record) new, (200, record) known; else Refused."""
-        if not isinstance(task_id, str) or not TASK_ID.match(task_id):
-            raise Refused(
-                400,
-                "id must be a string of 1-128 letters, digits and . _ : - (starting with a letter"
-                " or digit), chosen by the client so retries are recognised",
-            )
+        task_id = admission.check_id(task_id)
         known = self.records.get(task_id)
         if known is not None:
             return 200, public(known)
@@ -214,33 +167,15 @@ class Member:
         if self.fatal is not None or not self.ready or self.stopping:
             reason = self.fatal.message if self.fatal else "the member is not taking tasks now"
             raise Refused(503, reason, retry_after=1)
-        if not isinstance(action, str) or action not in self.actions:
-            raise Refused(
-                400,
-                f"unknown action {action!r}; this agent's actions are "
-                f"{', '.join(sorted(self.actions))}",
-            )
-        try:
-            self.actions[action].parse(raw_input)
-        except InvalidInput as exc:
-            raise Refused(400, str(exc)) from None
-        limit = self.store.max_bytes
-        if limit:
-            # Queued tasks are stored with their input, beside the state.
-            size = self.store.size_with(self._state_json) + len(json.dumps(raw_input)) + 512
-            if size > limit:
-                raise Refused(
-                    413,
-                    f"the task's input would not fit in {self.store.key} beside the state "
-                    f"({size} bytes, over the {self.store.kind} store's limit of {limit} bytes)",
-                )
-        if self.queued() >= self.settings.inbox_max_queued:
-            metrics.REFUSED.labels(reason="inbox_full").inc()
-            raise Refused(
-                429,
-                f"the inbox is full ({self.settings.inbox_max_queued} tasks queued); retry later",
-                retry_after=1,
-            )
+        admission.admit(
+            action,
+            raw_input,
+            actions=self.actions,
+            store=self.store,
+            state_json=self.journal.state_json,
+            queued=self.queued(),
+            max_queued=self.settings.inbox_max_queued,
+        )
         self.seq += 1
         record: Record = {
             "id": task_id,
@@ -254,7 +189,7 @@ class Member:
         change = Change(record, accepted=True)
         self.accepting[task_id] = change
         metrics.QUEUE_DEPTH.set(self.queued())
-        self._enqueue_change(change)
+        self.journal.enqueue(change)
         try:
             await asyncio.shield(change.done)
         except StoreError as exc:
@@ -311,7 +246,7 @@ class Member:
                 self.running = None
                 raise
             self.running = None
-            self._enqueue_change(change)
+            self.journal.enqueue(change)
             if not self.settings.group_commit:
                 with contextlib.suppress(StoreError):
                     await asyncio.shield(change.done)
@@ -327,7 +262,7 @@ class Member:
             json.dumps(result)  # results are stored as JSON
             candidate = new_state.model_dump_json()
             limit = self.store.max_bytes
-            if limit and candidate != self._state_json:
+            if limit and candidate != self.journal.state_json:
                 size = self.store.size_with(candidate)
                 if size > limit:
                     raise StateTooLarge(
@@ -339,7 +274,7 @@ class Member:
             raise
         except Exception as exc:
             if isinstance(exc, StateTooLarge):
-                self._set_error(exc)
+                self.journal.set_error(exc)
             message = exc.message if isinstance(exc, StoreError) else f"{exc}"
             if isinstance(exc, ValidationError):
                 message = f"the new state is invalid: {exc.errors()[0]['msg']} at " + ".".join(
@@ -347,13 +282,13 @@ class Member:
                 )
             # The action may have changed the state in place before failing: go back to the
             # last good state (restored only on failure, so successes cost no copy).
-            self.state = self.state_model.model_validate_json(self._state_json)
+            self.state = self.state_model.model_validate_json(self.journal.state_json)
             logger.info("task %s (%s) failed: %s", record["id"], record["action"], message)
             outcome: Record = {"status": "failed", "error": f"{type(exc).__name__}: {message}"}
         else:
-            if candidate != self._state_json:
+            if candidate != self.journal.state_json:
                 state_json = candidate
-                self._state_json = candidate
+                self.journal.state_json = candidate
             self.state = new_state
             outcome = {"status": "succeeded", "result": result}
         # A done task's input is not kept: only its outcome is needed to answer a retry.
@@ -361,73 +296,11 @@ class Member:
         finished.update(outcome, finishedAt=self.clock())
         return Change(finished, accepted=False, state=state_json)
 
-    # -- writes --------------------------------------------------------------------------------
+    # -- what the journal wrote ---------------------------------------------------------------
 
-    def _enqueue_change(self, change: Change) -> None:
-        self._pending.append(change)
-        self._idle.clear()
-        self._wake_committer.set()
-
-    async def _commit(self) -> None:
-        while True:
-            await self._wake_committer.wait()
-            self._wake_committer.clear()
-            while self._pending:
-                if self.settings.group_commit:
-                    batch, self._pending = self._pending, []
-                else:
-                    batch, self._pending = self._pending[:1], self._pending[1:]
-                try:
-                    await self._write(batch)
-                except StoreError as exc:
-                    self._give_up(exc, batch)
-                    return
-            self._idle.set()
-
-    def _expired(self, now: float) -> list[str]:
-        keep, horizon = self.settings.keep_completed, now - self.settings.keep_completed_seconds
-        drop = []
-        while self.completed and (len(self.completed) > keep or self.completed[0][0] < horizon):
-            drop.append(self.completed.popleft()[1])
-        return drop
-
-    async def _write(self, batch: list[Change]) -> None:
-        now = self.clock()
-        state = next((c.state for c in reversed(batch) if c.state is not None), None)
-        if state is None and self._state_unsaved:
-            state = self._state_json
-        for change in batch:
-            if not change.accepted:
-                self.completed.append((change.record["finishedAt"], change.record["id"]))
-        drop = self._expired(now)
-        commit = Commit(
-            version=self.version + 1,
-            saved_at=now,
-            state=state,
-            put={c.record["id"]: c.record for c in batch},
-            drop=drop,
-        )
-        started, backoff = time.monotonic(), Backoff(initial=0.05, maximum=2.0)
-        while True:
-            try:
-                size = await self.store.commit(commit)
-                break
-            except StoreError as exc:
-                if exc.fatal or time.monotonic() - started > RETRY_WRITES_FOR:
-                    raise
-                if self.error is None or self.error.reason != exc.reason:
-                    logger.warning("could not save to %s, retrying: %s", self.store.key, exc)
-                self._set_error(exc)
-                await asyncio.sleep(backoff.next())
-        metrics.CHECKPOINT_SECONDS.labels(store=self.store.kind).observe(time.monotonic() - started)
-        metrics.CHECKPOINT_CHANGES.observe(len(batch))
-        self.version, self.saved_at, self.size_bytes = commit.version, now, size
-        if state is not None:
-            self._state_unsaved = False
-            if self.error is not None:
-                self._set_error(None)
-        elif self.error is not None and not isinstance(self.error, StateTooLarge):
-            self._set_error(None)
+    def _applied(self, batch: list[Change], drop: list[str]) -> None:
+        """`batch` is stored: accepted tasks join the queue, finished ones wake their waiters;
+        the dropped completion records are forgotten."""
         for task_id in drop:
             self.records.pop(task_id, None)
         for change in batch:
@@ -444,29 +317,7 @@ class Member:
                 metrics.TASK_SECONDS.labels(action=record["action"]).observe(
                     max(0.0, record["finishedAt"] - record["acceptedAt"])
                 )
-            if not change.done.done():
-                change.done.set_result(None)
-        metrics.STATE_VERSION.set(self.version)
-        metrics.CHECKPOINT_BYTES.set(size)
         metrics.QUEUE_DEPTH.set(self.queued())
-        self.changed.set()
-
-    def _give_up(self, exc: StoreError, batch: list[Change]) -> None:
-        """A write failed for good: acknowledge nothing more, report, and let the process end."""
-        logger.error("cannot save to %s: %s", self.store.key, exc.message)
-        self.fatal = exc
-        self.failed.set()
-        self._set_error(exc)
-        for change in batch + self._pending:
-            if not change.done.done():
-                change.done.set_exception(exc)
-                change.done.exception()  # retrieved: no "never retrieved" warnings
-        self._pending.clear()
-        self._idle.set()
-
-    def _set_error(self, exc: StoreError | None) -> None:
-        self.error = exc
-        self.changed.set()
 
     # -- stop ------------------------------------------------------------------------------------
 
@@ -491,13 +342,13 @@ class Member:
             if stopped is not None:
                 self.state = self._validated(stopped)
                 candidate = self.state.model_dump_json()
-                if candidate != self._state_json:
-                    self._state_json = candidate
-                    self._state_unsaved = True
-            await self._idle.wait()  # what the executor finished is written
-            if self._state_unsaved and self.fatal is None:
+                if candidate != self.journal.state_json:
+                    self.journal.state_json = candidate
+                    self.journal.state_unsaved = True
+            await self.journal.idle()  # what the executor finished is written
+            if self.journal.state_unsaved and self.fatal is None:
                 try:
-                    await self._write([])
+                    await self.journal.write([])
                 except StoreError as exc:
                     logger.error("could not save the state on stop: %s", exc.message)
         if committer is not None:
@@ -512,8 +363,8 @@ class Member:
             "store": self.store.kind,
             "key": self.store.key,
             "version": self.version,
-            "lastSavedAt": stamp(self.saved_at),
-            "sizeBytes": self.size_bytes,
+            "lastSavedAt": stamp(self.journal.saved_at),
+            "sizeBytes": self.journal.size_bytes,
             "queued": self.queued(),
             "reason": self.error.reason if self.error else None,
             "message": self.error.message if self.error else None,

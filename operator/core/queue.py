@@ -16,9 +16,10 @@ K = TypeVar("K", bound=Hashable)
 
 class WorkQueue(Generic[K]):
     def __init__(self, backoff: Backoff | None = None) -> None:
-        # client-go's default per-item limiter: 5 ms doubling to 1,000 s; ours stops at 5 min,
-        # so a broken object is looked at again within minutes of being fixed by hand.
-        self.backoff = backoff or Backoff(initial=0.005, maximum=300.0)
+        # client-go's default per-item limiter goes from 5 ms doubling to 1,000 s. Ours starts
+        # at 50 ms (a conflict or a busy API server gets a moment) and stops at 5 min, so a
+        # broken object is looked at again within minutes of being fixed by hand.
+        self.backoff = backoff or Backoff(initial=0.05, maximum=300.0)
         self._ready: asyncio.Queue[K] = asyncio.Queue()
         self._queued: set[K] = set()
         self._processing: set[K] = set()

@@ -1,0 +1,63 @@
+"""Admission: whether the inbox takes a new task, decided before anything is stored.
+
+A task is refused with the HTTP status a client acts on: 400 (a bad id, an unknown action or
+an input its model rejects, with the field named), 413 (it would not fit in the store beside
+the state), 429 (the inbox is full; retry later).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from foundation_agent.model import Action, InvalidInput
+from foundation_agent.runtime import metrics
+from foundation_agent.runtime.records import TASK_ID, Refused
+from foundation_agent.stores import Store
+
+
+def check_id(task_id: Any) -> str:
+    if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+        raise Refused(
+            400,
+            "id must be a string of 1-128 letters, digits and . _ : - (starting with a letter"
+            " or digit), chosen by the client so retries are recognised",
+        )
+    return task_id
+
+
+def admit(
+    action: Any,
+    raw_input: Any,
+    *,
+    actions: dict[str, Action],
+    store: Store,
+    state_json: str,
+    queued: int,
+    max_queued: int,
+) -> None:
+    """Refused unless a new task of `action` with `raw_input` may be accepted."""
+    if not isinstance(action, str) or action not in actions:
+        raise Refused(
+            400,
+            f"unknown action {action!r}; this agent's actions are {', '.join(sorted(actions))}",
+        )
+    try:
+        actions[action].parse(raw_input)
+    except InvalidInput as exc:
+        raise Refused(400, str(exc)) from None
+    limit = store.max_bytes
+    if limit:
+        # Queued tasks are stored with their input, beside the state.
+        size = store.size_with(state_json) + len(json.dumps(raw_input)) + 512
+        if size > limit:
+            raise Refused(
+                413,
+                f"the task's input would not fit in {store.key} beside the state "
+                f"({size} bytes, over the {store.kind} store's limit of {limit} bytes)",
+            )
+    if queued >= max_queued:
+        metrics.REFUSED.labels(reason="inbox_full").inc()
+        raise Refused(
+            429, f"the inbox is full ({max_queued} tasks queued); retry later", retry_after=1
+        )

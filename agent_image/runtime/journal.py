@@ -1,0 +1,151 @@
+"""The journal: every change a member makes goes to its store through here, in order.
+
+With group commit, the changes that gather while a write is in flight (acceptances and
+completions) go out together in the next write; without it, one write each. A write the store
+cannot make for a moment is retried with back-off for `RETRY_WRITES_FOR` seconds; one that
+fails for good (or for longer) is fatal: nothing more is acknowledged and the process should
+end, so nothing unwritten is ever acknowledged. Completion records past `keepCompleted` (or
+older than `keepCompletedSeconds`) are dropped in the same writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from foundation_agent.runtime import metrics
+from foundation_agent.runtime.records import Change
+from foundation_agent.runtime.settings import Settings
+from foundation_agent.stores import Commit, StateTooLarge, Store, StoreError
+from foundation_common.retry import Backoff
+
+logger = logging.getLogger("foundation_agent.runtime")
+
+# A write the store could not make for a moment is retried with back-off for this long before
+# the member gives up (and restarts, reloading what was stored).
+RETRY_WRITES_FOR = 30.0
+
+Applied = Callable[[list[Change], list[str]], None]  # (changes written, record ids dropped)
+
+
+class Journal:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Callable[[], float], applied: Applied
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._applied = applied
+        self.version = 0
+        self.saved_at: float | None = None
+        self.size_bytes = 0
+        self.completed: deque[tuple[float, str]] = deque()  # (finishedAt, id), oldest first
+        self.state_json = ""  # the state as last computed, saved or not
+        self.state_unsaved = False
+        self.error: StoreError | None = None  # shown in the status while it lasts
+        self.fatal: StoreError | None = None
+        self.failed = asyncio.Event()  # set with `fatal`: the process should end
+        self.changed = asyncio.Event()  # the summary changed: the status reporter wakes
+        self._pending: list[Change] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enqueue(self, change: Change) -> None:
+        self._pending.append(change)
+        self._idle.clear()
+        self._wake.set()
+
+    async def idle(self) -> None:
+        """Until every change enqueued so far is written (or failed)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """The committer: writes what is pending, batch after batch, until a write fails."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                if self.settings.group_commit:
+                    batch, self._pending = self._pending, []
+                else:
+                    batch, self._pending = self._pending[:1], self._pending[1:]
+                try:
+                    await self.write(batch)
+                except StoreError as exc:
+                    self._give_up(exc, batch)
+                    return
+            self._idle.set()
+
+    def _expired(self, now: float) -> list[str]:
+        keep, horizon = self.settings.keep_completed, now - self.settings.keep_completed_seconds
+        drop = []
+        while self.completed and (len(self.completed) > keep or self.completed[0][0] < horizon):
+            drop.append(self.completed.popleft()[1])
+        return drop
+
+    async def write(self, batch: list[Change]) -> None:
+        """One commit of `batch` (and of the state, if it changed or was never saved)."""
+        now = self.clock()
+        state = next((c.state for c in reversed(batch) if c.state is not None), None)
+        if state is None and self.state_unsaved:
+            state = self.state_json
+        for change in batch:
+            if not change.accepted:
+                self.completed.append((change.record["finishedAt"], change.record["id"]))
+        drop = self._expired(now)
+        commit = Commit(
+            version=self.version + 1,
+            saved_at=now,
+            state=state,
+            put={c.record["id"]: c.record for c in batch},
+            drop=drop,
+        )
+        started, backoff = time.monotonic(), Backoff(initial=0.05, maximum=2.0)
+        while True:
+            try:
+                size = await self.store.commit(commit)
+                break
+            except StoreError as exc:
+                if exc.fatal or time.monotonic() - started > RETRY_WRITES_FOR:
+                    raise
+                if self.error is None or self.error.reason != exc.reason:
+                    logger.warning("could not save to %s, retrying: %s", self.store.key, exc)
+                self.set_error(exc)
+                await asyncio.sleep(backoff.next())
+        metrics.CHECKPOINT_SECONDS.labels(store=self.store.kind).observe(time.monotonic() - started)
+        metrics.CHECKPOINT_CHANGES.observe(len(batch))
+        self.version, self.saved_at, self.size_bytes = commit.version, now, size
+        if state is not None:
+            self.state_unsaved = False
+            if self.error is not None:
+                self.set_error(None)
+        elif self.error is not None and not isinstance(self.error, StateTooLarge):
+            self.set_error(None)
+        self._applied(batch, drop)
+        for change in batch:
+            if not change.done.done():
+                change.done.set_result(None)
+        metrics.STATE_VERSION.set(self.version)
+        metrics.CHECKPOINT_BYTES.set(size)
+        self.changed.set()
+
+    def _give_up(self, exc: StoreError, batch: list[Change]) -> None:
+        """A write failed for good: acknowledge nothing more, report, and let the process end."""
+        logger.error("cannot save to %s: %s", self.store.key, exc.message)
+        self.fatal = exc
+        self.failed.set()
+        self.set_error(exc)
+        for change in batch + self._pending:
+            if not change.done.done():
+                change.done.set_exception(exc)
+                change.done.exception()  # retrieved: no "never retrieved" warnings
+        self._pending.clear()
+        self._idle.set()
+
+    def set_error(self, exc: StoreError | None) -> None:
+        self.error = exc
+        self.changed.set()

@@ -1,0 +1,55 @@
+"""Task records as the runtime keeps them and as the task API shows them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from foundation_agent.stores import Record
+
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+DONE = ("succeeded", "failed")
+
+
+class Refused(Exception):
+    """A task the inbox does not take: HTTP status, message and Retry-After seconds."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class Change:
+    """A record to store: a task accepted or finished, with the state after it if it changed."""
+
+    record: Record
+    accepted: bool
+    state: str | None = None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def stamp(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def public(record: Record) -> Record:
+    """A task record as the task API shows it."""
+    return {
+        "id": record["id"],
+        "action": record["action"],
+        "status": record["status"],
+        "result": record.get("result"),
+        "error": record.get("error"),
+        "attempts": record.get("attempts", 0),
+        "acceptedAt": stamp(record.get("acceptedAt")),
+        "finishedAt": stamp(record.get("finishedAt")),
+    }
