@@ -21,8 +21,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from foundation_common.kube import (  # the Lease is not counted with the supervisor's requests
+    MERGE,
+    call,
+)
 from foundation_operator import metrics
-from foundation_operator.k8s import MERGE, call
 from foundation_operator.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -30,3 +30,17 @@ def test_agent_image_dockerfile_runs_as_non_root_with_the_agent_entrypoint() -> 
     dockerfile = (REPO / "agent_image" / "Dockerfile").read_text()
     assert "USER 10001" in dockerfile
     assert 'ENTRYPOINT ["foundation-agent"]' in dockerfile
+
+
+def test_the_image_build_copies_every_package_folder() -> None:
+    """A package folder left out of the Dockerfile's COPY lines builds an image that fails on
+    its first import."""
+    import tomllib
+
+    folders = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ].values()
+    dockerfile = (REPO / "agent_image" / "Dockerfile").read_text()
+    assert sorted(folders) == sorted({"operator", "agent_image", "common"})
+    for folder in folders:
+        assert f"COPY {folder} ./{folder}" in dockerfile
