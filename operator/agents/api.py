@@ -1,15 +1,17 @@
-"""The Agent custom resource as pydantic models: the single source of truth for its schema.
+"""The Agent custom resource as pydantic models, the single source of truth for its schema,
+and `AgentView`, the typed view the operator reasons about.
 
 `crds/agents.foundation.dev.yaml` is generated from `Agent` (see `foundation_operator.crds`);
-the operator parses every Agent it sees through `AgentSpec`. Field names are the API contract:
-attributes are snake_case, their serialized names camelCase.
+the operator parses every Agent it sees through `AgentView.from_body`. Field names are the API
+contract: attributes are snake_case, their serialized names camelCase.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from foundation_common.resources import AGENT_KIND as KIND
@@ -18,7 +20,7 @@ from foundation_common.resources import GROUP, VERSION
 from foundation_common.sidecar import SidecarConfig
 from foundation_operator.core.status import Condition
 
-__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "Condition"]
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "AgentView", "Condition", "InvalidSpec"]
 
 # Kubernetes types the operator passes through to the pod: the API server validates them when
 # the pod is made, so the CRD keeps them as objects without repeating their schemas.
@@ -222,3 +224,56 @@ class Agent(Model):
     metadata: FreeForm = Field(default_factory=dict)
     spec: AgentSpec
     status: AgentStatus | None = None
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be carried out; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """An Agent as the operator reasons about it: identity plus the validated spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: AgentSpec
+    annotations: dict[str, str] = field(default_factory=dict)
+    deleting: bool = False
+    image: str = ""  # spec.image, else the operator's default agent image
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], default_image: str = "") -> AgentView:
+        meta = body["metadata"]
+        try:
+            spec = AgentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidSpec(problems) from None
+        image = spec.image or default_image
+        if not image:
+            raise InvalidSpec(
+                "spec.image: set it, or give the operator a default agent image "
+                "(FOUNDATION_AGENT_IMAGE; the Helm chart's agents.image)"
+            )
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 0)),
+            spec=spec,
+            annotations=dict(meta.get("annotations") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+            image=image,
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def service_account(self) -> str:
+        return self.spec.service_account_name or self.name

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from foundation_common.resources import AGENT
 from foundation_operator import metrics
 from foundation_operator.agents import objects, plan
-from foundation_operator.agents.api import AgentStatus
-from foundation_operator.agents.objects import AgentView, InvalidSpec
+from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
 from foundation_operator.core import events, finalizers, owned
 from foundation_operator.core.index import Index, Key, OwnedIndex
@@ -48,6 +47,10 @@ class AgentMemory:
     owned_applied: str = ""
     # (ordinal, kind) of the state objects made or adopted since this operator started.
     states_made: set[tuple[int, str]] = field(default_factory=set)
+
+    def restarted(self, pod: Obj, why: str) -> None:
+        """A restart seen by observation; the next pass counts it with the container restarts."""
+        self.pending_restarts.append(plan.restart_of(pod, why, now()))
 
 
 class Supervisor(Reconciler):
@@ -92,14 +95,7 @@ class Supervisor(Reconciler):
             if uid in memory.expected_gone:
                 memory.expected_gone.discard(uid)
             elif agent is not None and not agent["metadata"].get("deletionTimestamp"):
-                memory.pending_restarts.append(
-                    Restart(
-                        body["metadata"]["name"],
-                        plan.ordinal_of(body),
-                        now(),
-                        "its pod was deleted",
-                    )
-                )
+                memory.restarted(body, "its pod was deleted")
             memory.restart_baseline.pop(uid, None)
         self.queue.add(key)
 
@@ -182,9 +178,7 @@ class Supervisor(Reconciler):
             await self._delete_member(view, pod)
         memory = self.remember((view.namespace, view.name))
         for pod in changes.replace:
-            memory.pending_restarts.append(
-                Restart(pod["metadata"]["name"], plan.ordinal_of(pod), now(), "its pod failed")
-            )
+            memory.restarted(pod, "its pod failed")
             await self._delete_member(view, pod)
         # A member's state object exists before its pod: the runtime loads from it at start.
         await asyncio.gather(*(self._ensure_state(view, ordinal) for ordinal in changes.create))

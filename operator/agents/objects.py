@@ -8,14 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentView
 
-from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentSpec
-
-__all__ = ["GROUP", "KIND", "VERSION", "AgentView", "InvalidSpec"]
+__all__ = ["GROUP", "KIND", "VERSION"]
 
 Obj = dict[str, Any]
 
@@ -33,59 +30,6 @@ STATE_MOUNT = "/var/lib/foundation/state"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Pod names are <agent>-<ordinal> (ordinals below 100) and label values stop at 63 characters.
 MAX_AGENT_NAME = 59
-
-
-class InvalidSpec(ValueError):
-    """The spec cannot be carried out; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class AgentView:
-    """An Agent as the operator reasons about it: identity plus the validated spec."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    spec: AgentSpec
-    annotations: dict[str, str] = field(default_factory=dict)
-    deleting: bool = False
-    image: str = ""  # spec.image, else the operator's default agent image
-
-    @classmethod
-    def from_body(cls, body: Obj, default_image: str = "") -> AgentView:
-        meta = body["metadata"]
-        try:
-            spec = AgentSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise InvalidSpec(problems) from None
-        image = spec.image or default_image
-        if not image:
-            raise InvalidSpec(
-                "spec.image: set it, or give the operator a default agent image "
-                "(FOUNDATION_AGENT_IMAGE; the Helm chart's agents.image)"
-            )
-        return cls(
-            name=meta["name"],
-            namespace=meta["namespace"],
-            uid=meta["uid"],
-            generation=int(meta.get("generation", 0)),
-            spec=spec,
-            annotations=dict(meta.get("annotations") or {}),
-            deleting=bool(meta.get("deletionTimestamp")),
-            image=image,
-        )
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def service_account(self) -> str:
-        return self.spec.service_account_name or self.name
 
 
 def problems(view: AgentView) -> list[str]:

@@ -16,8 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from foundation_operator.agents import objects
-from foundation_operator.agents.api import AgentStatus, LastExit, MemberStatus, Supervision
-from foundation_operator.agents.objects import AgentView
+from foundation_operator.agents.api import (
+    AgentStatus,
+    AgentView,
+    LastExit,
+    MemberStatus,
+    Supervision,
+)
 from foundation_operator.core.status import Condition, condition, parse_stamp, stamp
 
 Obj = dict[str, Any]
@@ -97,6 +102,11 @@ class Restart:
     ordinal: int
     at: datetime
     why: str
+
+
+def restart_of(pod: Obj, why: str, at: datetime) -> Restart:
+    """A restart seen by observation: the member's pod deleted from under us, or failed."""
+    return Restart(pod["metadata"]["name"], ordinal_of(pod), at, why)
 
 
 def container_restarts(

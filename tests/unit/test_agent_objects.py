@@ -5,7 +5,7 @@ import json
 import pytest
 
 from foundation_operator.agents import objects
-from foundation_operator.agents.objects import AgentView, InvalidSpec
+from foundation_operator.agents.api import AgentView, InvalidSpec
 
 
 def agent(**spec: object) -> dict:

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from foundation_operator.agents import objects, plan
-from foundation_operator.agents.api import AgentStatus, MemberStatus
-from foundation_operator.agents.objects import AgentView
+from foundation_operator.agents.api import AgentStatus, AgentView, MemberStatus
 from foundation_operator.core.status import Condition, stamp
 
 AT = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)

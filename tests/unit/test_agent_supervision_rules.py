@@ -1,8 +1,7 @@
 """Pure pieces of the supervisor: what counts as a change, exits, conditions."""
 
 from foundation_operator.agents import plan
-from foundation_operator.agents.api import LastExit, Supervision
-from foundation_operator.agents.objects import AgentView
+from foundation_operator.agents.api import AgentView, LastExit, Supervision
 from foundation_operator.core import status
 from foundation_operator.core.index import older_than
 

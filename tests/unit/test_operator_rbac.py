@@ -7,7 +7,7 @@ import yaml
 
 from foundation_operator import rbac
 from foundation_operator.agents import objects
-from foundation_operator.agents.objects import AgentView
+from foundation_operator.agents.api import AgentView
 
 
 def allows(rules: list[dict], group: str, resource: str, verb: str) -> bool:
