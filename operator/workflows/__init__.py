@@ -1,0 +1,1 @@
+"""The Workflow resource: a DAG of steps, each a task on an Agent."""

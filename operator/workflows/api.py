@@ -1,0 +1,146 @@
+"""The Workflow custom resource as pydantic models: the single source of truth for its schema.
+
+A Workflow is a DAG of steps, each a task on an Agent (by name) or on any ready member of any
+Agent offering a capability. Field names are the API contract: attributes are snake_case,
+their serialized names camelCase. What the schema cannot say (a cycle, an unknown dependency,
+a reference to a step that is not a dependency) `workflows.dag.validate` says, naming the step
+and the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+from foundation_common.resources import GROUP, VERSION, Resource
+from foundation_operator.agents.api import Capability, FreeForm, PodTemplate
+from foundation_operator.core.status import Condition
+
+__all__ = ["GROUP", "VERSION", "WORKFLOW", "Condition"]
+
+WORKFLOW = Resource("Workflow", "workflows")
+KIND = WORKFLOW.kind
+PLURAL = WORKFLOW.plural
+
+# Any JSON value (object, list, string, number, boolean): a step's input and result, the
+# Workflow's output. The API server keeps it as it is.
+Json = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
+STEP_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=STEP_NAME_PATTERN)]
+MAX_STEPS = 500
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Retry(Model):
+    """Attempts after the first one fails, with a growing pause between them."""
+
+    limit: int = Field(2, ge=0, le=100, description="Retries after the first attempt.")
+    backoff_seconds: float = Field(1, ge=0, le=3600, description="Pause before the 1st retry.")
+    factor: float = Field(2, ge=1, le=10, description="Growth of the pause per retry.")
+    max_backoff_seconds: float = Field(60, ge=0, le=86_400, description="Cap of the pause.")
+
+    def pause(self, retry: int) -> float:
+        """The pause before retry number `retry` (1 for the first)."""
+        return min(self.max_backoff_seconds, self.backoff_seconds * self.factor ** (retry - 1))
+
+
+class Step(Model):
+    name: StepName
+    agent: str | None = Field(
+        None, min_length=1, max_length=59, description="An Agent in the Workflow's namespace."
+    )
+    capability: Capability | None = Field(
+        None, description="Any ready member of any Agent offering it (instead of agent)."
+    )
+    action: str = Field(min_length=1, max_length=253)
+    input: Json = Field(None, description="The task's input; may hold references.")
+    depends_on: list[StepName] = Field(
+        default_factory=list, max_length=MAX_STEPS, description="Steps that finish first."
+    )
+    retry: Retry = Field(default_factory=Retry)
+    timeout_seconds: int = Field(600, ge=1, le=7 * 86_400, description="Per attempt.")
+    when: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description='A reference ("{{ steps.x.result.ok }}"): the step runs if it is truthy '
+        "(not false, null, 0, an empty string, list or object), else it is Skipped.",
+    )
+
+    @property
+    def target(self) -> str:
+        return f"agent {self.agent}" if self.agent else f"capability {self.capability}"
+
+
+class Runner(Model):
+    """The runner pod the operator gives the Workflow."""
+
+    resources: FreeForm | None = Field(None, description="The runner container's resources.")
+    pod_template: PodTemplate = Field(default_factory=PodTemplate)
+
+
+class WorkflowSpec(Model):
+    input: FreeForm = Field(default_factory=dict, description="Referenced as {{ input.<path> }}.")
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    parallelism: int = Field(16, ge=1, le=1000, description="Steps in flight at most.")
+    timeout_seconds: int | None = Field(
+        None, ge=1, le=30 * 86_400, description="Of the whole run; none if unset."
+    )
+    suspend: bool = Field(
+        False, description="True: no new step starts (in-flight ones finish); false resumes."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, le=365 * 86_400, description="Delete the Workflow this long after it ends."
+    )
+    output: Json = Field(None, description="What status.output holds on success (references).")
+    runner: Runner = Field(default_factory=Runner)
+
+
+StepPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped"]
+
+
+class StepStatus(Model):
+    name: str
+    phase: StepPhase = "Pending"
+    attempts: int = 0
+    agent: str = Field("", description="The Agent the current attempt went to.")
+    member: str = Field("", description="The member pod the current attempt is pinned to.")
+    task_id: str = Field("", description="The current attempt's task id.")
+    started_at: str | None = None
+    finished_at: str | None = None
+    next_attempt_at: str | None = Field(None, description="When the next attempt may start.")
+    result: Json = None
+    reason: str = ""
+    error: str = ""
+
+
+class WorkflowStatus(Model):
+    phase: Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"] = "Pending"
+    progress: str = Field("", description="Steps finished / steps, e.g. 3/5.")
+    observed_generation: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    steps: list[StepStatus] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    output: Json = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class Workflow(Model):
+    """The whole resource, as the CRD describes it."""
+
+    api_version: str = WORKFLOW.api_version
+    kind: str = KIND
+    metadata: FreeForm = Field(default_factory=dict)
+    spec: WorkflowSpec
+    status: WorkflowStatus | None = None

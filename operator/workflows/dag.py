@@ -1,0 +1,135 @@
+"""The rules of a Workflow's steps that a schema cannot express, as one pure check.
+
+`problems(spec)` lists, each naming the step and the field: duplicate step names, both or
+neither of agent/capability, unknown dependencies, a dependency cycle, malformed references,
+and references (in a step's input or `when`) to a step that is not among its transitive
+dependencies, whose result could not exist yet when the step starts. A Workflow with any of
+these is Failed with reason InvalidSpec, and no runner is started.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from foundation_operator.workflows import refs
+from foundation_operator.workflows.api import Step, WorkflowSpec
+
+
+def field_of(index: int, step: Step, name: str) -> str:
+    return f"spec.steps[{index}] ({step.name}).{name}"
+
+
+def dependencies(spec: WorkflowSpec) -> dict[str, set[str]]:
+    """Each step's transitive dependencies (unknown names ignored; cycles terminate)."""
+    direct = {s.name: set(s.depends_on) for s in spec.steps}
+    closure: dict[str, set[str]] = {}
+    for name in direct:
+        seen: set[str] = set()
+        todo = list(direct[name])
+        while todo:
+            dep = todo.pop()
+            if dep in seen or dep not in direct:
+                continue
+            seen.add(dep)
+            todo.extend(direct[dep])
+        closure[name] = seen
+    return closure
+
+
+def cycle(spec: WorkflowSpec) -> list[str] | None:
+    """One dependency cycle as a path of names (first == last), if there is one."""
+    direct = {s.name: [d for d in s.depends_on] for s in spec.steps}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for dep in direct.get(name, []):
+            if dep not in direct:
+                continue
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if state.get(dep) is None:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in direct:
+        if state.get(name) is None:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def reference_problems(
+    where: str, value: Any, allowed: set[str], names: set[str], self_name: str | None
+) -> list[str]:
+    found = []
+    try:
+        named = list(refs.references(value))
+    except refs.BadReference as exc:
+        return [f"{where}: {exc}"]
+    for reference in named:
+        if reference.step is None:
+            continue
+        if reference.step not in names:
+            found.append(f"{where}: {reference} names no step of this Workflow")
+        elif reference.step == self_name:
+            found.append(f"{where}: {reference} is the step's own result")
+        elif reference.step not in allowed:
+            found.append(
+                f"{where}: {reference} is not among the step's dependencies; add "
+                f"{reference.step} to its dependsOn"
+            )
+    return found
+
+
+def problems(spec: WorkflowSpec) -> list[str]:
+    found: list[str] = []
+    names = [s.name for s in spec.steps]
+    first_at: dict[str, int] = {}
+    for index, step in enumerate(spec.steps):
+        if step.name in first_at:
+            found.append(
+                f"spec.steps[{index}].name: duplicate step name {step.name!r} (also "
+                f"spec.steps[{first_at[step.name]}])"
+            )
+        else:
+            first_at[step.name] = index
+        if (step.agent is None) == (step.capability is None):
+            found.append(
+                f"spec.steps[{index}] ({step.name}): set exactly one of agent and capability"
+            )
+        for dep in step.depends_on:
+            if dep not in first_at and dep not in names:
+                found.append(f"{field_of(index, step, 'dependsOn')}: unknown step {dep!r}")
+            elif dep == step.name:
+                found.append(
+                    f"{field_of(index, step, 'dependsOn')}: a step cannot depend on itself"
+                )
+    loop = cycle(spec)
+    if loop and len(loop) > 2:
+        found.append(f"spec.steps: dependency cycle {' -> '.join(loop)}")
+    closure = dependencies(spec)
+    known = set(names)
+    for index, step in enumerate(spec.steps):
+        allowed = closure.get(step.name, set())
+        found += reference_problems(
+            field_of(index, step, "input"), step.input, allowed, known, step.name
+        )
+        if step.when is not None:
+            found += reference_problems(
+                field_of(index, step, "when"), step.when, allowed, known, step.name
+            )
+            if refs.TEMPLATE.fullmatch(step.when.strip()) is None:
+                found.append(
+                    f"{field_of(index, step, 'when')}: must be exactly one reference, like "
+                    "{{ steps.check.result.ok }}"
+                )
+    found += reference_problems("spec.output", spec.output, known, known, None)
+    return found

@@ -1,0 +1,221 @@
+"""A Workflow run's decisions, as pure functions over its spec and the steps' status.
+
+The runner calls `decide` whenever something changed (a step finished, the spec changed, a
+retry's pause ended) and carries out what it says: which attempts to send, which steps are
+Skipped or Failed before they start, when to look again, and the Workflow's phase and output.
+How an attempt's outcome changes its step (`attempt_failed`, `attempt_timed_out`) is decided
+here too. Nothing here sends, sleeps or reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from foundation_operator.core.status import parse_stamp, stamp
+from foundation_operator.workflows import refs
+from foundation_operator.workflows.api import Step, StepStatus, WorkflowSpec
+
+DONE = ("Succeeded", "Skipped", "Failed")
+SATISFIED = ("Succeeded", "Skipped")  # a dependency that lets its dependents start
+
+
+def task_id(uid: str, step: str, attempt: int) -> str:
+    """The task id of an attempt: the same after any crash, new for every attempt."""
+    return f"{uid}.{step}.{attempt}"
+
+
+def statuses(spec: WorkflowSpec, kept: list[StepStatus]) -> dict[str, StepStatus]:
+    """Each step's status, by name, in spec order: what is kept, Pending for the rest."""
+    by_name = {s.name: s for s in kept}
+    return {s.name: by_name.get(s.name) or StepStatus(name=s.name) for s in spec.steps}
+
+
+def results(steps: dict[str, StepStatus]) -> dict[str, Any]:
+    return {name: s.result for name, s in steps.items() if s.phase == "Succeeded"}
+
+
+@dataclass
+class Dispatch:
+    """An attempt to send: the step, its attempt number and id, and its resolved input."""
+
+    step: Step
+    attempt: int
+    task_id: str
+    input: Any
+
+
+@dataclass
+class Decision:
+    start: list[Dispatch] = field(default_factory=list)
+    skip: dict[str, str] = field(default_factory=dict)  # step -> why
+    fail: dict[str, tuple[str, str]] = field(default_factory=dict)  # step -> (reason, message)
+    wake_at: datetime | None = None  # the earliest pending retry, if any
+    phase: str = "Running"
+    reason: str = ""
+    message: str = ""
+    output: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+
+def progress(steps: dict[str, StepStatus]) -> str:
+    return f"{sum(1 for s in steps.values() if s.phase in DONE)}/{len(steps)}"
+
+
+def decide(
+    spec: WorkflowSpec,
+    uid: str,
+    steps: dict[str, StepStatus],
+    started_at: datetime,
+    now: datetime,
+) -> Decision:
+    decision = Decision()
+    failed = [s for s in steps.values() if s.phase == "Failed"]
+    running = sum(1 for s in steps.values() if s.phase == "Running")
+    if failed:
+        first = failed[0]
+        return Decision(
+            phase="Failed",
+            reason="StepFailed",
+            message=f"step {first.name} failed: {first.error or first.reason}",
+        )
+    if spec.timeout_seconds is not None and now - started_at > timedelta(
+        seconds=spec.timeout_seconds
+    ):
+        return Decision(
+            phase="Failed",
+            reason="Timeout",
+            message=f"the Workflow did not finish within timeoutSeconds {spec.timeout_seconds}",
+        )
+    if all(s.phase in SATISFIED for s in steps.values()):
+        try:
+            output = refs.resolve(spec.output, spec.input, results(steps))
+        except refs.BadReference as exc:
+            return Decision(
+                phase="Failed", reason="OutputUnresolved", message=f"spec.output: {exc}"
+            )
+        return Decision(
+            phase="Succeeded",
+            reason="AllStepsDone",
+            message=f"{len(steps)} steps done",
+            output=output,
+        )
+    if spec.suspend:
+        decision.phase = "Suspended"
+        decision.reason = "Suspended"
+        decision.message = (
+            f"spec.suspend is true: no new step starts ({running} still running)"
+            if running
+            else "spec.suspend is true: no new step starts"
+        )
+        return decision
+    known = results(steps)
+    for step in spec.steps:
+        status = steps[step.name]
+        if status.phase != "Pending" or not all(
+            steps[d].phase in SATISFIED for d in step.depends_on if d in steps
+        ):
+            continue
+        if status.next_attempt_at and parse_stamp(status.next_attempt_at) > now:
+            at = parse_stamp(status.next_attempt_at)
+            decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+            continue
+        try:
+            if step.when is not None and not refs.truthy(
+                refs.resolve(step.when, spec.input, known)
+            ):
+                decision.skip[step.name] = f"when {step.when.strip()} is false"
+                continue
+            resolved = refs.resolve(step.input, spec.input, known)
+        except refs.BadReference as exc:
+            decision.fail[step.name] = ("MissingReference", str(exc))
+            continue
+        if running + len(decision.start) >= spec.parallelism:
+            continue
+        attempt = status.attempts + 1
+        decision.start.append(Dispatch(step, attempt, task_id(uid, step.name, attempt), resolved))
+    return decision
+
+
+def attempt_sent(
+    status: StepStatus, dispatch: Dispatch, agent: str, member: str, now: datetime
+) -> StepStatus:
+    """What is recorded before an attempt is sent: its id and the member it is pinned to, so a
+    runner that crashes re-sends the same id to the same member."""
+    return status.model_copy(
+        update={
+            "phase": "Running",
+            "attempts": dispatch.attempt,
+            "task_id": dispatch.task_id,
+            "agent": agent,
+            "member": member,
+            "started_at": status.started_at or stamp(now),
+            "next_attempt_at": None,
+            "reason": "",
+            "error": "",
+        }
+    )
+
+
+def succeeded(status: StepStatus, result: Any, now: datetime) -> StepStatus:
+    return status.model_copy(
+        update={"phase": "Succeeded", "result": result, "finished_at": stamp(now), "reason": ""}
+    )
+
+
+def skipped(status: StepStatus, why: str, now: datetime) -> StepStatus:
+    return status.model_copy(
+        update={"phase": "Skipped", "reason": "WhenFalse", "error": why, "finished_at": stamp(now)}
+    )
+
+
+def failed(status: StepStatus, reason: str, message: str, now: datetime) -> StepStatus:
+    return status.model_copy(
+        update={"phase": "Failed", "reason": reason, "error": message, "finished_at": stamp(now)}
+    )
+
+
+def attempt_failed(step: Step, status: StepStatus, error: str, now: datetime) -> StepStatus:
+    """The member reported the attempt failed: retry after its pause, or fail the step."""
+    if status.attempts <= step.retry.limit:
+        pause = step.retry.pause(status.attempts)
+        return status.model_copy(
+            update={
+                "phase": "Pending",
+                "reason": "Retrying",
+                "error": f"attempt {status.attempts} failed: {error}",
+                "next_attempt_at": stamp(now + timedelta(seconds=pause)),
+            }
+        )
+    tries = status.attempts
+    return failed(
+        status,
+        "AttemptsExhausted",
+        f"{tries} attempt{'s' if tries != 1 else ''} failed (retry.limit {step.retry.limit}); "
+        f"last: {error}",
+        now,
+    )
+
+
+def attempt_timed_out(
+    step: Step, status: StepStatus, task_status: str | None, cancelled: bool, now: datetime
+) -> StepStatus:
+    """An attempt ran past timeoutSeconds. One still queued at its member and cancelled there
+    can take no effect: it counts as a failed attempt. One that is running (or whose state is
+    unknown) is never duplicated: the step fails with reason Timeout."""
+    if task_status == "queued" and cancelled:
+        return attempt_failed(
+            step, status, f"still queued after timeoutSeconds {step.timeout_seconds}", now
+        )
+    return failed(
+        status,
+        "Timeout",
+        f"attempt {status.attempts} ({status.task_id} on {status.member or step.target}) did not "
+        f"finish within timeoutSeconds {step.timeout_seconds}; it was "
+        f"{task_status or 'not reachable'} and is not sent again, so its effect is not doubled",
+        now,
+    )

@@ -1,0 +1,110 @@
+"""References inside a Workflow: `{{ input.<path> }}` and `{{ steps.<name>.result.<path> }}`.
+
+A path is dot-separated keys of objects and indexes of lists (`items.0.id`); it may be empty
+(`{{ input }}`, `{{ steps.fetch.result }}`). A string that is exactly one reference becomes
+the referenced JSON value with its type (a number stays a number); a reference inside a longer
+string is substituted as text (strings as they are, anything else as compact JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+# Everything between {{ and }}; what is inside is checked by `parse`.
+TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+STEP = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+SEGMENT = r"[A-Za-z0-9_-]+"
+REFERENCE = re.compile(
+    rf"^(?:(?P<input>input)|steps\.(?P<step>{STEP})\.result)(?P<path>(?:\.{SEGMENT})*)$"
+)
+
+
+class BadReference(ValueError):
+    """A reference that is malformed, or names what is not there; the message says which."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    text: str  # as written, without the braces
+    step: str | None  # None: the Workflow's input
+    path: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse(inner: str) -> Reference:
+    text = inner.strip()
+    match = REFERENCE.match(text)
+    if match is None:
+        raise BadReference(
+            f"{{{{ {text} }}}} is not a reference: write {{{{ input.<path> }}}} or "
+            "{{ steps.<name>.result.<path> }}"
+        )
+    path = tuple(p for p in match["path"].split(".") if p)
+    return Reference(text, match["step"], path)
+
+
+def references(value: Any) -> Iterator[Reference]:
+    """Every reference in a JSON value (in its strings, at any depth)."""
+    if isinstance(value, str):
+        for found in TEMPLATE.finditer(value):
+            yield parse(found[1])
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from references(item)
+
+
+def lookup(reference: Reference, workflow_input: Any, results: dict[str, Any]) -> Any:
+    """The value a reference names, or BadReference naming the missing part of the path."""
+    if reference.step is None:
+        value, where = workflow_input, "input"
+    elif reference.step not in results:
+        raise BadReference(
+            f"{reference}: step {reference.step} has no result (it has not succeeded)"
+        )
+    else:
+        value, where = results[reference.step], f"steps.{reference.step}.result"
+    for key in reference.path:
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            kind = type(value).__name__ if value is not None else "null"
+            if isinstance(value, list):
+                kind = f"list of {len(value)}"
+            raise BadReference(f"{reference}: {where} has no {key!r} (it is {kind})")
+        where = f"{where}.{key}"
+    return value
+
+
+def resolve(value: Any, workflow_input: Any, results: dict[str, Any]) -> Any:
+    """`value` with every reference replaced by what it names."""
+    if isinstance(value, str):
+        whole = TEMPLATE.fullmatch(value.strip()) if value.strip().startswith("{{") else None
+        if whole is not None and value.strip().count("{{") == 1:
+            return lookup(parse(whole[1]), workflow_input, results)
+
+        def text(found: re.Match[str]) -> str:
+            named = lookup(parse(found[1]), workflow_input, results)
+            return named if isinstance(named, str) else json.dumps(named, separators=(",", ":"))
+
+        return TEMPLATE.sub(text, value)
+    if isinstance(value, dict):
+        return {k: resolve(v, workflow_input, results) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, workflow_input, results) for v in value]
+    return value
+
+
+def truthy(value: Any) -> bool:
+    """JSON truthiness: false, null, 0, "" and empty lists and objects are false."""
+    return bool(value)
