@@ -210,6 +210,38 @@ class Member:
             await waiter
         return public(self.records[task_id])
 
+    async def cancel(self, task_id: str) -> Record:
+        """Cancel a queued task: once the answer comes, it is stored as cancelled and can never
+        run. Refused with 409 if it is running or done otherwise (404 if unknown); cancelling a
+        cancelled task answers its record again."""
+        waiting = self.accepting.get(task_id)
+        if waiting is not None:
+            await asyncio.shield(waiting.done)  # accepted first, then cancelled
+        record = self.records.get(task_id)
+        if record is None:
+            raise Refused(404, f"no task {task_id!r} (or its record expired)")
+        if record["status"] == "cancelled":
+            return public(record)
+        if record["status"] != "queued" or task_id not in self.queue:
+            raise Refused(
+                409,
+                f"task {task_id} is {record['status']}: only a queued task can be cancelled",
+            )
+        if self.fatal is not None or self.stopping:
+            reason = self.fatal.message if self.fatal else "the member is stopping"
+            raise Refused(503, reason, retry_after=1)
+        # Out of the queue at once, so the executor cannot take it while the write is made.
+        self.queue.remove(task_id)
+        cancelled = {k: v for k, v in record.items() if k != "input"}
+        cancelled.update(status="cancelled", finishedAt=self.clock())
+        change = Change(cancelled, accepted=False)
+        self.journal.enqueue(change)
+        try:
+            await asyncio.shield(change.done)
+        except StoreError as exc:
+            raise Refused(503, f"the cancellation could not be stored: {exc.message}", 1) from None
+        return public(self.records[task_id])
+
     def task(self, task_id: str) -> Record | None:
         record = self.records.get(task_id)
         return public(record) if record else None

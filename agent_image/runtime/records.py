@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from foundation_agent.stores import Record
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-DONE = ("succeeded", "failed")
+DONE = ("succeeded", "failed", "cancelled")
 
 
 class Refused(Exception):

@@ -53,6 +53,15 @@ class TaskApi:
             return refusal(404, f"no task {request.match_info['id']!r} (or its record expired)")
         return web.json_response(record)
 
+    async def cancel_task(self, request: web.Request) -> web.Response:
+        if self.member is None:
+            return refusal(503, f"not ready: {self.problem}", 1)
+        try:
+            record = await self.member.cancel(request.match_info["id"])
+        except Refused as exc:
+            return refusal(exc.status, exc.message, exc.retry_after)
+        return web.json_response(record)
+
     async def healthz(self, _: web.Request) -> web.Response:
         # Alive even while blocked on a bad state: restarting would only hide the cause.
         return web.json_response({"status": "ok", "version": __version__})
@@ -79,6 +88,7 @@ class TaskApi:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/v1/tasks", self.post_task)
         app.router.add_get("/v1/tasks/{id}", self.get_task)
+        app.router.add_post("/v1/tasks/{id}/cancel", self.cancel_task)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)

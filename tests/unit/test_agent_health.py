@@ -23,6 +23,10 @@ async def test_readiness_tasks_and_metrics_follow_loading_and_shutdown() -> None
         assert (await http.get("/readyz")).status == 200
         assert (await http.post("/v1/tasks", json={"id": "a", "action": "increment"})).status == 202
         await member.finished("a")
+        # Cancel answers with the member's word: a done task cannot be, an unknown one is 404.
+        done = await http.post("/v1/tasks/a/cancel")
+        assert done.status == 409 and "only a queued task" in (await done.json())["error"]
+        assert (await http.post("/v1/tasks/zz/cancel")).status == 404
         scraped = await (await http.get("/metrics")).text()
         assert 'foundation_agent_tasks_total{action="increment",outcome="succeeded"}' in scraped
         assert "foundation_agent_checkpoint_duration_seconds_bucket" in scraped

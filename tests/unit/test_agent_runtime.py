@@ -324,3 +324,54 @@ async def test_status_reports_are_rate_bounded_and_problems_go_at_once() -> None
     assert reporter.sent[2]["reason"] == "StateConflict"
     assert reporter.at[2] - reporter.at[1] < reporter.interval
     running.cancel()
+
+
+class Gate(BaseModel):
+    ran: list[str] = Field(default_factory=list)
+
+
+class Gated(Agent[Gate]):
+    """Each task waits for the test to open the gate, and records that it ran."""
+
+    State = Gate
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    @action
+    async def work(self, state: Gate, input: str) -> tuple[str, Gate]:
+        await self.gate.wait()
+        state.ran.append(input)
+        return input, state
+
+
+async def test_only_a_queued_task_can_be_cancelled_and_it_never_runs(tmp_path: Path) -> None:
+    agent = Gated()
+    member = await started(agent, SqliteStore(tmp_path / "a.db"))
+    await member.submit("first", "work", "first")
+    await member.submit("second", "work", "second")
+    await until(lambda: member.running == "first", what="the first task running")
+    with pytest.raises(Refused) as running:
+        await member.cancel("first")
+    assert running.value.status == 409 and "only a queued task" in running.value.message
+    cancelled = await member.cancel("second")
+    assert cancelled["status"] == "cancelled" and cancelled["finishedAt"]
+    assert (await member.cancel("second"))["status"] == "cancelled"  # again: same answer
+    with pytest.raises(Refused) as unknown:
+        await member.cancel("nope")
+    assert unknown.value.status == 404
+    agent.gate.set()
+    await until_done(member, "first")
+    # The same id sent again gets the cancelled record: a cancelled task never runs.
+    assert (await member.submit("second", "work", "second"))[1]["status"] == "cancelled"
+    assert member.state.ran == ["first"]
+    with pytest.raises(Refused) as done:
+        await member.cancel("first")
+    assert done.value.status == 409 and "succeeded" in done.value.message
+    await member.stop()
+    # Stored as cancelled: a new start does not queue it again.
+    again = Gated()
+    again.gate.set()
+    reloaded = await started(again, SqliteStore(tmp_path / "a.db"))
+    assert reloaded.task("second")["status"] == "cancelled" and list(reloaded.queue) == []
+    await reloaded.stop()
