@@ -6,6 +6,8 @@
   statuses), the client setup, and the list-then-watch loop.
 - `settings`: configuration from FOUNDATION_* environment variables.
 - `retry`: the one back-off helper.
+- `discovery`: the ready members behind a Service, from an Endpoints watch, with balancing and
+  outlier ejection (the sidecar's calls by capability; the Workflow runner's steps).
 - `sidecar`: the sidecar's configuration model (an Agent's `spec.sidecar`).
 
 `foundation_operator` and `foundation_agent` import this package, never each other; a unit test

@@ -32,8 +32,8 @@ from aiohttp import web
 
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
-from foundation_agent.sidecar.discovery import Directory, Member
 from foundation_agent.sidecar.limiter import TokenBucket
+from foundation_common.discovery import Directory, Member
 from foundation_common.retry import Backoff
 from foundation_common.sidecar import RateLimit, SidecarConfig, Upstream
 

@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field, field_validator
 from foundation_agent import __version__
 from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
-from foundation_agent.sidecar.discovery import Directory
 from foundation_agent.sidecar.proxy import Proxy
+from foundation_common.discovery import Directory, Observer
 from foundation_common.settings import json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
 
@@ -62,9 +62,19 @@ class SidecarSettings(BaseModel, frozen=True):
         return settings_from_env(cls, environ, "sidecar")
 
 
+class Counted(Observer):
+    """Discovery in the sidecar's metrics."""
+
+    def members(self, name: str, count: int) -> None:
+        metrics.MEMBERS.labels(capability=name).set(count)
+
+    def ejected(self, name: str) -> None:
+        metrics.EJECTIONS.labels(capability=name).inc()
+
+
 async def connect() -> Any:
     """The one API client setup (in-cluster or kubeconfig), imported when the first capability
-    is called (see discovery.Directory)."""
+    is called (see foundation_common.discovery.Directory)."""
     from foundation_common.kube import connect as connect_api
 
     return await connect_api()
@@ -97,7 +107,7 @@ async def run(settings: SidecarSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     config = settings.sidecar_config
-    proxy = Proxy(config, Directory(config.discovery, settings.namespace, connect))
+    proxy = Proxy(config, Directory(config.discovery, settings.namespace, connect, Counted()))
     ready = asyncio.Event()
     runners = [web.AppRunner(proxy.app(), handle_signals=False, access_log=None)]
     await runners[0].setup()

@@ -1,6 +1,7 @@
-"""Discovery by capability: the ready members behind `foundation-cap-<capability>`, kept from a
-watch on that Service's Endpoints through the API (no cluster DNS or kube-proxy needed), with
-balancing and outlier detection.
+"""Discovery: the ready members behind a Service (`foundation-cap-<capability>`, or an Agent's
+own), kept from a watch on its Endpoints through the API (no cluster DNS or kube-proxy
+needed), with balancing and outlier detection. The sidecar uses it for calls by capability,
+the Workflow runner to reach the members its steps go to.
 
 - Balancing: round robin over the ready members; a call with an affinity key (a task id) goes
   to the member that key hashes to (rendezvous hashing), so the retries of one task reach the
@@ -22,14 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from foundation_agent.sidecar import metrics
 from foundation_common.retry import Backoff
 from foundation_common.sidecar import Discovery
 
 if TYPE_CHECKING:
     from kubernetes_asyncio import client
 
-logger = logging.getLogger("foundation_agent.sidecar")
+logger = logging.getLogger("foundation.discovery")
 
 Obj = dict[str, Any]
 SERVICE_PREFIX = "foundation-cap-"
@@ -64,15 +64,33 @@ def rendezvous(key: str, names: list[str]) -> str:
     return max(names, key=lambda n: hashlib.blake2b(f"{key}/{n}".encode(), digest_size=8).digest())
 
 
+class Observer:
+    """What discovery tells its user (the sidecar counts it in its metrics); silent here."""
+
+    def members(self, name: str, count: int) -> None:
+        pass
+
+    def ejected(self, name: str) -> None:
+        pass
+
+
 class Capability:
-    """The members of one capability, as the last Endpoints said, with their outlier state."""
+    """The members behind one Service, as the last Endpoints said, with their outlier state.
+    `name` is what callers asked for (a capability, or an Agent)."""
 
     def __init__(
-        self, name: str, config: Discovery, clock: Callable[[], float] = time.monotonic
+        self,
+        name: str,
+        config: Discovery,
+        clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
+        service: str | None = None,
     ) -> None:
         self.name = name
+        self.service = service or SERVICE_PREFIX + name
         self.config = config
         self.clock = clock
+        self.observer = observer or Observer()
         self.members: dict[str, Member] = {}
         self.listed = asyncio.Event()  # set once the first answer about the Endpoints came
         self._turn = 0
@@ -86,7 +104,7 @@ class Capability:
             member = self.members.get(name)
             if member is None or member.address != address:
                 self.members[name] = Member(name, address)
-        metrics.MEMBERS.labels(capability=self.name).set(len(self.members))
+        self.observer.members(self.name, len(self.members))
         self.listed.set()
 
     def pick(
@@ -123,9 +141,9 @@ class Capability:
             )
             member.ejections += 1
             member.ejected_until = self.clock() + seconds
-            metrics.EJECTIONS.labels(capability=self.name).inc()
+            self.observer.ejected(self.name)
             logger.warning(
-                "capability %s: member %s ejected for %.0fs after %d failures in a row",
+                "%s: member %s ejected for %.0fs after %d failures in a row",
                 self.name,
                 member.name,
                 seconds,
@@ -134,29 +152,35 @@ class Capability:
 
 
 class Directory:
-    """Capabilities by name, each kept current by its own watch once something asks for it."""
+    """Services' members by name, each kept current by its own watch once something asks."""
 
     def __init__(
         self,
         config: Discovery,
         namespace: str,
         connect: Callable[[], Any],
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.namespace = namespace
         self._connect = connect
+        self.observer = observer or Observer()
         self._api: client.ApiClient | None = None
         self._lock = asyncio.Lock()
         self.capabilities: dict[str, Capability] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
 
-    async def get(self, name: str, wait: float) -> Capability:
-        """The capability, watched from now on; waits up to `wait` s for its first listing."""
-        capability = self.capabilities.get(name)
+    async def get(self, name: str, wait: float, service: str | None = None) -> Capability:
+        """The members of capability `name` (or of `service`, if given), watched from now on;
+        waits up to `wait` s for the first listing."""
+        key = service or SERVICE_PREFIX + name
+        capability = self.capabilities.get(key)
         if capability is None:
-            capability = self.capabilities[name] = Capability(name, self.config)
-            self._watches[name] = asyncio.get_running_loop().create_task(
-                self._watch(capability), name=f"watch-{name}"
+            capability = self.capabilities[key] = Capability(
+                name, self.config, observer=self.observer, service=key
+            )
+            self._watches[key] = asyncio.get_running_loop().create_task(
+                self._watch(capability), name=f"watch-{key}"
             )
         if not capability.listed.is_set():
             with contextlib.suppress(TimeoutError):
@@ -178,7 +202,7 @@ class Directory:
 
         from foundation_common.kube import list_and_watch
 
-        service = SERVICE_PREFIX + capability.name
+        service = capability.service
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
@@ -198,7 +222,7 @@ class Directory:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the API away or refusing: say so, keep trying
-                logger.warning("capability %s: watching %s: %s", capability.name, service, exc)
+                logger.warning("%s: watching %s: %s", capability.name, service, exc)
                 capability.listed.set()  # callers get "no member" instead of waiting on
                 await asyncio.sleep(backoff.next())
 
