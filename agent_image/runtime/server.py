@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -11,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from foundation_agent import __version__
 from foundation_agent.runtime import metrics
 from foundation_agent.runtime.member import Member, Refused
+from foundation_agent.runtime.records import DONE
 
 MAX_BODY = 1024 * 1024
 
@@ -48,9 +51,20 @@ class TaskApi:
         return web.json_response(record, status=status)
 
     async def get_task(self, request: web.Request) -> web.Response:
-        record = self.member.task(request.match_info["id"]) if self.member else None
+        """The record; with `?wait=S`, once the task is done or after S seconds (at most 60),
+        so a caller learns of a completion at once instead of polling."""
+        task_id = request.match_info["id"]
+        record = self.member.task(task_id) if self.member else None
         if record is None:
-            return refusal(404, f"no task {request.match_info['id']!r} (or its record expired)")
+            return refusal(404, f"no task {task_id!r} (or its record expired)")
+        try:
+            wait = min(60.0, max(0.0, float(request.query.get("wait", 0))))
+        except ValueError:
+            return refusal(400, "wait must be a number of seconds")
+        if wait and record["status"] not in DONE and self.member is not None:
+            with contextlib.suppress(TimeoutError):
+                record = await asyncio.wait_for(self.member.finished(task_id), wait)
+            record = self.member.task(task_id) or record
         return web.json_response(record)
 
     async def cancel_task(self, request: web.Request) -> web.Response:

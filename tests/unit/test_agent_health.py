@@ -22,7 +22,10 @@ async def test_readiness_tasks_and_metrics_follow_loading_and_shutdown() -> None
         api.member = member
         assert (await http.get("/readyz")).status == 200
         assert (await http.post("/v1/tasks", json={"id": "a", "action": "increment"})).status == 202
-        await member.finished("a")
+        # ?wait answers once the task is done, not before.
+        waited = await (await http.get("/v1/tasks/a?wait=5")).json()
+        assert waited["status"] == "succeeded"
+        assert (await http.get("/v1/tasks/a?wait=soon")).status == 400
         # Cancel answers with the member's word: a done task cannot be, an unknown one is 404.
         done = await http.post("/v1/tasks/a/cancel")
         assert done.status == 409 and "only a queued task" in (await done.json())["error"]
