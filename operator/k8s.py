@@ -123,6 +123,31 @@ class Kube:
                 return False
             raise
 
+    async def delete_custom(
+        self, resource: Resource, namespace: str, name: str, *, uid: str | None = None
+    ) -> bool:
+        """Delete one of Foundation's custom objects; False if it is gone (or not that uid)."""
+        body: Obj = {"preconditions": {"uid": uid}} if uid else {}
+        try:
+            await call(
+                self.custom.delete_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    namespace,
+                    resource.plural,
+                    name,
+                    body=body,
+                    _preload_content=False,
+                ),
+                "delete",
+                resource.kind,
+            )
+            return True
+        except ApiException as exc:
+            if status_of(exc) in (404, 409):
+                return False
+            raise
+
     async def patch_custom(
         self, resource: Resource, namespace: str, name: str, patch: Obj, *, status: bool = False
     ) -> Obj:

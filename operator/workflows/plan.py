@@ -153,7 +153,7 @@ def attempt_sent(
             "task_id": dispatch.task_id,
             "agent": agent,
             "member": member,
-            "started_at": status.started_at or stamp(now),
+            "started_at": stamp(now),  # the current attempt's: its timeout counts from here
             "next_attempt_at": None,
             "reason": "",
             "error": "",

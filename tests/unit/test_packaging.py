@@ -44,3 +44,18 @@ def test_the_image_build_copies_every_package_folder() -> None:
     assert sorted(folders) == sorted({"operator", "agent_image", "common"})
     for folder in folders:
         assert f"COPY {folder} ./{folder}" in dockerfile
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    """setuptools builds only the listed packages into a wheel (the image's install); an
+    editable install finds the others anyway, so only this test notices one left out."""
+    import tomllib
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    found = set()
+    for package, folder in setup["package-dir"].items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / folder).parts
+            found.add(".".join((package, *parts)))
+    assert found == listed

@@ -1,0 +1,209 @@
+"""The Workflow controller: a runner pod per Workflow, and nothing between its steps.
+
+It validates the spec (a bad one is Failed with reason InvalidSpec and gets no runner), gives
+the Workflow its runner's identity and pod (made again if deleted), fails a Workflow whose
+runner crash-loops, and deletes a finished one after `ttlSecondsAfterFinished`. The runner
+writes the progress; this controller writes the status only where the runner cannot: before it
+exists, and when it cannot run. Owned objects go with the Workflow (garbage collection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from foundation_operator.core import events, owned
+from foundation_operator.core.index import Index, Key, OwnedIndex
+from foundation_operator.core.reconciler import Reconciler
+from foundation_operator.core.status import condition, now, parse_stamp, stamp
+from foundation_operator.k8s import Kube, Obj
+from foundation_operator.workflows import objects
+from foundation_operator.workflows.api import WORKFLOW, WorkflowStatus
+from foundation_operator.workflows.objects import InvalidWorkflow, WorkflowView
+
+logger = logging.getLogger(__name__)
+# A runner restarted this many times fails its Workflow (its own work is small: restarts mean it
+# cannot run, and every restart re-sends its in-flight attempts).
+MAX_RUNNER_RESTARTS = 5
+FINISHED = ("Succeeded", "Failed")
+
+
+def parse_status(raw: Obj | None) -> WorkflowStatus:
+    try:
+        return WorkflowStatus.model_validate(raw or {})
+    except ValidationError:
+        return WorkflowStatus()
+
+
+def runner_restarts(pod: Obj) -> int:
+    return sum(
+        s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses") or []
+    )
+
+
+class WorkflowController(Reconciler):
+    resource = "workflow"
+
+    def __init__(self, kube: Kube, workers: int = 8, image: str = "") -> None:
+        super().__init__(workers)
+        self.kube = kube
+        self.image = image
+        self.workflows = Index()
+        self.runners = OwnedIndex(objects.WORKFLOW_LABEL)
+        self.owned_applied: dict[Key, str] = {}
+
+    def log_fields(self, key: Key) -> dict[str, str]:
+        return {"namespace": key[0], "workflow": key[1]}
+
+    def observe_workflow(self, event: str, body: Obj) -> None:
+        key = self.workflows.observe(event, body)
+        if key is not None:
+            self.queue.add(key)
+
+    def observe_pod(self, event: str, body: Obj) -> None:
+        key = self.runners.observe(event, body)
+        if key is not None:
+            self.queue.add(key)
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = self.workflows.get(key)
+        if body is None:
+            self.owned_applied.pop(key, None)
+            self.queue.discard(key)
+            self.runners.prune(key)
+            return None
+        if body["metadata"].get("deletionTimestamp"):
+            return None  # what it owns goes with it
+        status = parse_status(body.get("status"))
+        generation = int(body["metadata"].get("generation", 0))
+        try:
+            view = WorkflowView.from_body(body, self.image)
+        except InvalidWorkflow as exc:
+            if status.phase not in FINISHED:
+                await self._fail(body, status, generation, "InvalidSpec", str(exc))
+            return None
+        if status.phase in FINISHED:
+            return await self._expire(view, status)
+        runner = self.runners.of(key).get(view.runner_name)
+        if runner is not None and runner_restarts(runner) >= MAX_RUNNER_RESTARTS:
+            await self._fail(
+                body,
+                status,
+                generation,
+                "RunnerCrashLoop",
+                f"the runner pod {view.runner_name} restarted {runner_restarts(runner)} times "
+                f"(at most {MAX_RUNNER_RESTARTS - 1}); see kubectl logs {view.runner_name} "
+                f"-n {view.namespace} --previous",
+            )
+            await self.kube.delete(
+                "Pod", view.namespace, view.runner_name, uid=runner["metadata"]["uid"]
+            )
+            return None
+        await self._ensure_identity(view)
+        if runner is None:
+            if status.phase == "Pending" and not status.progress:
+                await self._patch_status(
+                    body,
+                    {
+                        "phase": "Pending",
+                        "progress": f"0/{len(view.spec.steps)}",
+                        "observedGeneration": generation,
+                    },
+                )
+            created = await owned.create_if_missing(self.kube, objects.runner_pod(view))
+            if created is not None:
+                self.runners.observe("ADDED", created)
+        elif runner.get("status", {}).get("phase") == "Failed" and not runner["metadata"].get(
+            "deletionTimestamp"
+        ):
+            # Evicted or killed for good: a new runner goes on from the status.
+            await self.kube.delete(
+                "Pod", view.namespace, view.runner_name, uid=runner["metadata"]["uid"]
+            )
+        return None
+
+    async def _ensure_identity(self, view: WorkflowView) -> None:
+        key = (view.namespace, view.name)
+        wanted = [objects.service_account(view), objects.role(view), objects.role_binding(view)]
+        fingerprint = json.dumps(wanted, sort_keys=True)
+        if self.owned_applied.get(key) == fingerprint:
+            return
+        fields = {"Role": ("rules",), "RoleBinding": ("subjects",)}
+        await asyncio.gather(
+            *(owned.ensure(self.kube, want, fields.get(want["kind"], ())) for want in wanted)
+        )
+        self.owned_applied[key] = fingerprint
+
+    async def _expire(self, view: WorkflowView, status: WorkflowStatus) -> float | None:
+        """ttlSecondsAfterFinished: the seconds left, or the Workflow deleted."""
+        ttl = view.spec.ttl_seconds_after_finished
+        if ttl is None or not status.finished_at:
+            return None
+        due = parse_stamp(status.finished_at) + timedelta(seconds=ttl)
+        left = (due - now()).total_seconds()
+        if left > 0:
+            return left
+        logger.info(
+            "workflow %s/%s: deleted %ss after it finished (ttlSecondsAfterFinished)",
+            view.namespace,
+            view.name,
+            ttl,
+            extra=self.log_fields((view.namespace, view.name)),
+        )
+        await self.kube.delete_custom(WORKFLOW, view.namespace, view.name, uid=view.uid)
+        return None
+
+    async def _fail(
+        self, body: Obj, status: WorkflowStatus, generation: int, reason: str, message: str
+    ) -> None:
+        at = now()
+        verdict = condition("Succeeded", False, reason, message, generation, status.conditions, at)
+        if status.phase == "Failed" and any(
+            c.type == "Succeeded" and c.reason == reason and c.message == message
+            for c in status.conditions
+        ):
+            return
+        meta = body["metadata"]
+        logger.warning(
+            "workflow %s/%s failed: %s: %s",
+            meta["namespace"],
+            meta["name"],
+            reason,
+            message,
+            extra=self.log_fields((meta["namespace"], meta["name"])),
+        )
+        await self._patch_status(
+            body,
+            {
+                "phase": "Failed",
+                "observedGeneration": generation,
+                "conditions": [verdict.model_dump(by_alias=True, exclude_none=True)],
+                "finishedAt": stamp(at),
+            },
+        )
+        await events.record(
+            self.kube,
+            {
+                "apiVersion": WORKFLOW.api_version,
+                "kind": WORKFLOW.kind,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            reason,
+            message,
+            log_fields=self.log_fields((meta["namespace"], meta["name"])),
+        )
+
+    async def _patch_status(self, body: Obj, fields: dict[str, Any]) -> None:
+        """Only these fields: the runner writes the rest (steps, output), never overwritten."""
+        meta = body["metadata"]
+        answer = await self.kube.patch_custom(
+            WORKFLOW, meta["namespace"], meta["name"], {"status": fields}, status=True
+        )
+        self.workflows.ahead(answer)

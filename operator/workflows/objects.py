@@ -1,0 +1,184 @@
+"""Pure builders: the objects a Workflow wants (its runner pod and the runner's identity), from
+its typed view. No API calls here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from foundation_operator.core.owned import owner_reference
+from foundation_operator.workflows import dag
+from foundation_operator.workflows.api import WORKFLOW, WorkflowSpec
+
+Obj = dict[str, Any]
+WORKFLOW_LABEL = "foundation.dev/workflow"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
+RUNNER_UID = 10001  # the image's user
+
+
+class InvalidWorkflow(ValueError):
+    """The spec cannot be run; the message names the step and field and what to change."""
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: WorkflowSpec
+    deleting: bool = False
+    image: str = ""
+
+    @classmethod
+    def from_body(cls, body: Obj, default_image: str = "") -> WorkflowView:
+        meta = body["metadata"]
+        try:
+            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            raise InvalidWorkflow(
+                "; ".join(
+                    f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+            ) from None
+        found = dag.problems(spec)
+        if len(meta["name"]) > 50:
+            found.append(
+                f"the Workflow's name {meta['name']!r} is longer than 50 characters: it names "
+                "the runner's pod and account"
+            )
+        if not default_image:
+            found.append(
+                "the operator has no image to run the Workflow with: set FOUNDATION_AGENT_IMAGE "
+                "(the Helm chart's agents.image)"
+            )
+        if found:
+            raise InvalidWorkflow("; ".join(found))
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 0)),
+            spec=spec,
+            deleting=bool(meta.get("deletionTimestamp")),
+            image=default_image,
+        )
+
+    @property
+    def runner_name(self) -> str:
+        return f"{self.name}-runner"
+
+
+def owner(view: WorkflowView) -> Obj:
+    return owner_reference(WORKFLOW.api_version, WORKFLOW.kind, view.name, view.uid, True)
+
+
+def labels(view: WorkflowView) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "foundation-runner", WORKFLOW_LABEL: view.name, **MANAGED_BY}
+
+
+def metadata(view: WorkflowView, name: str) -> Obj:
+    return {
+        "name": name,
+        "namespace": view.namespace,
+        "labels": labels(view),
+        "ownerReferences": [owner(view)],
+    }
+
+
+def service_account(view: WorkflowView) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(view, view.runner_name),
+    }
+
+
+def role(view: WorkflowView) -> Obj:
+    """Its own Workflow and status; reads for discovery; nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(view, f"foundation-runner-{view.name}"),
+        "rules": [
+            {
+                "apiGroups": [WORKFLOW.group],
+                "resources": [WORKFLOW.plural, f"{WORKFLOW.plural}/status"],
+                "resourceNames": [view.name],
+                "verbs": ["get", "patch"],
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["endpoints"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ],
+    }
+
+
+def role_binding(view: WorkflowView) -> Obj:
+    name = f"foundation-runner-{view.name}"
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(view, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": view.runner_name, "namespace": view.namespace}
+        ],
+    }
+
+
+RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def runner_pod(view: WorkflowView) -> Obj:
+    """The runner: restarted by the kubelet when it crashes (OnFailure), done when it exits 0,
+    under the restricted Pod Security Standard."""
+    runner = view.spec.runner
+    container: Obj = {
+        "name": "runner",
+        "image": view.image,
+        "command": ["foundation-runner"],
+        "env": [
+            {"name": "FOUNDATION_WORKFLOW", "value": view.name},
+            {
+                "name": "FOUNDATION_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
+        "securityContext": RESTRICTED,
+    }
+    if runner.resources:
+        container["resources"] = runner.resources
+    template = runner.pod_template
+    meta = metadata(view, view.runner_name)
+    meta["labels"] = {**template.labels, **meta["labels"]}
+    if template.annotations:
+        meta["annotations"] = dict(template.annotations)
+    spec: Obj = {
+        "serviceAccountName": view.runner_name,
+        "restartPolicy": "OnFailure",
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": template.security_context
+        or {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+    if template.node_selector:
+        spec["nodeSelector"] = dict(template.node_selector)
+    if template.tolerations:
+        spec["tolerations"] = list(template.tolerations)
+    if template.affinity:
+        spec["affinity"] = template.affinity
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}

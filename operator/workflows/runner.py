@@ -1,0 +1,444 @@
+"""`foundation-runner`: one Workflow's runner, in the pod the operator gives it.
+
+It carries out what `workflows.plan` decides, straight to the members (their Endpoints, through
+`foundation_common.discovery`, as the sidecar does): no reconcile round of the operator between
+steps. Progress lives in the Workflow's status and nowhere else, so a runner that crashes is
+replaced by one that goes on from there:
+
+- Before an attempt is sent, its task id and the member it is pinned to are written to the
+  status. A new runner sends the same id to the same member again; the member answers with the
+  record it has instead of running the task twice.
+- A completion is learned by waiting on the member (`GET /v1/tasks/{id}?wait=`), not polling.
+- Status changes that happen together (a step done, the next ones sent) go out in one write.
+
+It exits 0 once the Workflow is Succeeded or Failed: nothing keeps running for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from foundation_common.discovery import Capability, Directory
+from foundation_common.kube import MERGE, call, connect
+from foundation_common.retry import Backoff
+from foundation_common.settings import SettingsError, settings_from_env
+from foundation_common.sidecar import Discovery
+from foundation_operator.core.status import (
+    condition,
+    now,
+    parse_stamp,
+    stamp,
+    without_empty_strings,
+)
+from foundation_operator.workflows import plan
+from foundation_operator.workflows.api import (
+    WORKFLOW,
+    Step,
+    StepStatus,
+    WorkflowSpec,
+    WorkflowStatus,
+)
+
+logger = logging.getLogger("foundation_operator.runner")
+DONE = ("succeeded", "failed", "cancelled")
+RESPEC_SECONDS = 2.0  # how often an idle runner looks at its spec again (suspend, a resume)
+
+
+class RunnerSettings(BaseModel, frozen=True):
+    """Environment: FOUNDATION_<FIELD>; the operator sets them on the runner pod."""
+
+    namespace: str = Field(min_length=1)
+    workflow: str = Field(min_length=1)
+
+
+@dataclass
+class Outcome:
+    """What following an attempt came to."""
+
+    step: str
+    task_id: str
+    record: dict[str, Any] | None = None  # the member's record, once done
+    gone: str = ""  # set if the pinned member went away for good
+    timed_out: bool = False
+    cancelled: bool = False
+    task_status: str | None = None  # at the timeout
+
+
+def dump(status: WorkflowStatus) -> dict[str, Any]:
+    """A merge patch of the status; results and output are kept as they are ("" included)."""
+    out = status.model_dump(by_alias=True, exclude_none=True)
+    results = {s.name: s.result for s in status.steps}
+    out = without_empty_strings({k: v for k, v in out.items() if k != "output"})
+    for entry in out.get("steps") or []:
+        if results.get(entry["name"]) is not None:
+            entry["result"] = results[entry["name"]]
+    out["output"] = status.output
+    return out
+
+
+class Runner:
+    def __init__(self, api: Any, namespace: str, name: str, http: httpx.AsyncClient) -> None:
+        from kubernetes_asyncio import client
+
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace, self.name = namespace, name
+        self.http = http
+        self.directory = Directory(Discovery(), namespace, self._api_client(api))
+        self.outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self.following: dict[str, asyncio.Task[None]] = {}
+        self.uid = ""
+        self.spec: WorkflowSpec | None = None
+        self.status = WorkflowStatus()
+        self.steps: dict[str, StepStatus] = {}
+
+    @staticmethod
+    def _api_client(api: Any) -> Any:
+        async def same() -> Any:
+            return api
+
+        return same
+
+    # -- the Workflow ------------------------------------------------------------------------
+
+    async def read(self) -> dict[str, Any]:
+        return await call(
+            self.custom.get_namespaced_custom_object(
+                WORKFLOW.group,
+                WORKFLOW.version,
+                self.namespace,
+                WORKFLOW.plural,
+                self.name,
+                _preload_content=False,
+            )
+        )
+
+    async def load(self) -> None:
+        body = await self.read()
+        self.uid = body["metadata"]["uid"]
+        self.spec = WorkflowSpec.model_validate(body["spec"])
+        try:
+            self.status = WorkflowStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            self.status = WorkflowStatus()
+        self.steps = plan.statuses(self.spec, self.status.steps)
+
+    async def write(self) -> None:
+        """The status as it is now, in one patch."""
+        assert self.spec is not None
+        self.status = self.status.model_copy(
+            update={"steps": list(self.steps.values()), "progress": plan.progress(self.steps)}
+        )
+        await call(
+            self.custom.patch_namespaced_custom_object_status(
+                WORKFLOW.group,
+                WORKFLOW.version,
+                self.namespace,
+                WORKFLOW.plural,
+                self.name,
+                {"status": dump(self.status)},
+                _content_type=MERGE,
+                _preload_content=False,
+            )
+        )
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        await self.load()
+        assert self.spec is not None
+        at = now()
+        if self.status.phase in ("Succeeded", "Failed"):
+            logger.info(
+                "workflow %s/%s is %s already", self.namespace, self.name, self.status.phase
+            )
+            return 0
+        if not self.status.started_at:
+            self.status = self.status.model_copy(update={"started_at": stamp(at)})
+        started_at = parse_stamp(self.status.started_at or stamp(at))
+        # Attempts sent before a crash: the same id to the same member again.
+        for step in self.spec.steps:
+            if self.steps[step.name].phase == "Running":
+                self._follow(step, self.steps[step.name])
+        respec_at = time.monotonic() + RESPEC_SECONDS
+        dirty = True  # startedAt, at least
+        while True:
+            at = now()
+            dirty |= self._take_outcomes(at)
+            decision = plan.decide(self.spec, self.uid, self.steps, started_at, at)
+            if decision.skip or decision.fail:
+                # Skipped or failed before starting: that may let others start, or end the
+                # run. Decide again at once; it is all written together.
+                for name, why in decision.skip.items():
+                    self.steps[name] = plan.skipped(self.steps[name], why, at)
+                for name, (reason, message) in decision.fail.items():
+                    self.steps[name] = plan.failed(self.steps[name], reason, message, at)
+                dirty = True
+                continue
+            sending = []
+            for dispatch in decision.start:
+                pinned = await self._choose(dispatch.step, dispatch.task_id)
+                if pinned is None:
+                    continue  # no ready member yet: looked at again shortly
+                agent, member = pinned
+                self.steps[dispatch.step.name] = plan.attempt_sent(
+                    self.steps[dispatch.step.name], dispatch, agent, member, at
+                )
+                sending.append(dispatch)
+                dirty = True
+            dirty |= self._set_phase(decision, at)
+            if dirty:
+                # Recorded before anything is sent: a new runner re-sends these ids.
+                await self.write()
+                dirty = False
+            for dispatch in sending:
+                self._follow(dispatch.step, self.steps[dispatch.step.name])
+            if decision.finished and not self.following:
+                logger.info(
+                    "workflow %s/%s %s: %s",
+                    self.namespace,
+                    self.name,
+                    decision.phase,
+                    decision.message,
+                )
+                return 0
+            wait = RESPEC_SECONDS
+            if decision.wake_at is not None:
+                wait = min(wait, max(0.0, (decision.wake_at - now()).total_seconds()))
+            if len(sending) < len(decision.start):
+                wait = min(wait, 0.5)  # members not ready yet
+            await self._next_outcome(wait)
+            if time.monotonic() >= respec_at and not decision.finished:
+                await self._respec()
+                respec_at = time.monotonic() + RESPEC_SECONDS
+
+    def _set_phase(self, decision: plan.Decision, at: datetime) -> bool:
+        assert self.spec is not None
+        phase = decision.phase
+        if phase == self.status.phase and not decision.finished:
+            return False
+        update: dict[str, Any] = {"phase": phase}
+        if decision.finished:
+            ok = phase == "Succeeded"
+            update["conditions"] = [
+                condition(
+                    "Succeeded",
+                    ok,
+                    decision.reason,
+                    decision.message,
+                    self.status.observed_generation,
+                    self.status.conditions,
+                    at,
+                )
+            ]
+            update["output"] = decision.output if ok else None
+            if not self.status.finished_at:
+                update["finished_at"] = stamp(at)
+        else:
+            update["conditions"] = [
+                condition(
+                    "Succeeded",
+                    None,
+                    decision.reason or phase,
+                    decision.message or f"{plan.progress(self.steps)} steps done",
+                    self.status.observed_generation,
+                    self.status.conditions,
+                    at,
+                )
+            ]
+        before = self.status
+        self.status = self.status.model_copy(update=update)
+        return before != self.status
+
+    async def _respec(self) -> None:
+        """Pick up spec changes (suspend and resume) while waiting."""
+        try:
+            body = await self.read()
+            self.spec = WorkflowSpec.model_validate(body["spec"])
+        except Exception as exc:  # the API away for a moment: the old spec holds
+            logger.warning("could not read workflow %s/%s: %s", self.namespace, self.name, exc)
+
+    async def _next_outcome(self, wait: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            outcome = await asyncio.wait_for(self.outcomes.get(), wait)
+            self.outcomes.put_nowait(outcome)  # taken, with any others, by _take_outcomes
+
+    def _take_outcomes(self, at: datetime) -> bool:
+        assert self.spec is not None
+        by_name = {s.name: s for s in self.spec.steps}
+        changed = False
+        while not self.outcomes.empty():
+            outcome = self.outcomes.get_nowait()
+            self.following.pop(outcome.step, None)
+            step, status = by_name[outcome.step], self.steps[outcome.step]
+            if status.task_id != outcome.task_id:
+                continue
+            record = outcome.record or {}
+            if outcome.gone:
+                self.steps[step.name] = plan.failed(status, "MemberGone", outcome.gone, at)
+            elif outcome.timed_out:
+                self.steps[step.name] = plan.attempt_timed_out(
+                    step, status, outcome.task_status, outcome.cancelled, at
+                )
+            elif record.get("status") == "succeeded":
+                self.steps[step.name] = plan.succeeded(status, record.get("result"), at)
+            elif record.get("status") == "refused":
+                self.steps[step.name] = plan.failed(
+                    status, "Refused", record.get("error") or "refused", at
+                )
+            else:
+                self.steps[step.name] = plan.attempt_failed(
+                    step, status, record.get("error") or record.get("status", "failed"), at
+                )
+            changed = True
+        return changed
+
+    # -- members -----------------------------------------------------------------------------
+
+    async def _members(self, step: Step) -> Capability:
+        if step.agent:
+            return await self.directory.get(step.agent, wait=5.0, service=step.agent)
+        assert step.capability is not None
+        return await self.directory.get(step.capability, wait=5.0)
+
+    async def _choose(self, step: Step, task_id: str) -> tuple[str, str] | None:
+        """(agent, member) for a new attempt: a ready member, by the task id's affinity."""
+        members = await self._members(step)
+        member = members.pick(affinity=task_id)
+        if member is None:
+            return None
+        agent = step.agent or member.name.rsplit("-", 1)[0]
+        return agent, member.name
+
+    def _follow(self, step: Step, status: StepStatus) -> None:
+        self.following[step.name] = asyncio.get_running_loop().create_task(
+            self._attempt(step, status), name=f"step {step.name}"
+        )
+
+    async def _attempt(self, step: Step, status: StepStatus) -> None:
+        """Send the attempt to its pinned member (again, after a crash: same id) and wait for
+        its record, within the step's timeout; the outcome goes to the main loop."""
+        assert self.spec is not None
+        outcome = Outcome(step.name, status.task_id)
+        try:
+            outcome = await self._attempt_within(step, status)
+        except Exception as exc:  # never lose the step: report it as a failed attempt
+            logger.exception("step %s: attempt %s", step.name, status.task_id)
+            outcome.record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        self.outcomes.put_nowait(outcome)
+
+    async def _attempt_within(self, step: Step, status: StepStatus) -> Outcome:
+        assert self.spec is not None
+        # The attempt's deadline counts from when it was recorded as sent, also after a crash.
+        sent_at = parse_stamp(status.started_at) if status.started_at else now()
+        deadline = sent_at.timestamp() + step.timeout_seconds
+        members = await self._members(step)
+        resolved = plan.refs.resolve(step.input, self.spec.input, plan.results(self.steps))
+        body = {"id": status.task_id, "action": step.action, "input": resolved}
+        backoff = Backoff(initial=0.05, maximum=2.0, jitter=True)
+        sent = False
+        while time.time() < deadline:
+            member = members.pinned(status.member)
+            if member is None:
+                # Pinned and gone (scaled down, deleted, not ready): wait for it, never another.
+                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
+                continue
+            base = f"http://{member.address}/v1/tasks"
+            try:
+                if not sent:
+                    answer = await self.http.post(base, json=body)
+                    if answer.status_code in (200, 202):
+                        sent = True
+                        record = answer.json()
+                    elif answer.status_code in (429, 503):
+                        await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
+                        continue
+                    else:
+                        return Outcome(
+                            step.name,
+                            status.task_id,
+                            record={"status": "refused", "error": answer.text[:500]},
+                        )
+                else:
+                    wait = max(0.0, min(30.0, deadline - time.time()))
+                    answer = await self.http.get(
+                        f"{base}/{status.task_id}", params={"wait": f"{wait:.3f}"}, timeout=wait + 5
+                    )
+                    if answer.status_code == 404:
+                        sent = False  # the member lost it (expired record): send again
+                        continue
+                    answer.raise_for_status()
+                    record = answer.json()
+                if record.get("status") in DONE:
+                    return Outcome(step.name, status.task_id, record=record)
+                backoff.reset()
+            except httpx.HTTPError:
+                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
+        return await self._timed_out(step, status, members)
+
+    async def _timed_out(self, step: Step, status: StepStatus, members: Capability) -> Outcome:
+        outcome = Outcome(step.name, status.task_id, timed_out=True)
+        member = members.pinned(status.member)
+        if member is None:
+            outcome.gone = (
+                f"member {status.member} of {step.target} went away with attempt "
+                f"{status.attempts} ({status.task_id}) and did not come back within "
+                f"timeoutSeconds {step.timeout_seconds}; the attempt is not sent elsewhere"
+            )
+            return outcome
+        base = f"http://{member.address}/v1/tasks/{status.task_id}"
+        with contextlib.suppress(httpx.HTTPError):
+            answer = await self.http.post(f"{base}/cancel")
+            if answer.status_code == 200:
+                outcome.cancelled, outcome.task_status = True, "queued"
+            else:
+                current = await self.http.get(base)
+                if current.status_code == 200:
+                    outcome.task_status = current.json().get("status")
+                    if outcome.task_status in DONE:
+                        return Outcome(step.name, status.task_id, record=current.json())
+        return outcome
+
+
+async def serve(settings: RunnerSettings) -> int:
+    api = await connect()
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            runner = Runner(api, settings.namespace, settings.workflow, http)
+            task = asyncio.create_task(runner.run())
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                # Stopping loses nothing: the status holds every attempt sent.
+                loop.add_signal_handler(sig, task.cancel)
+            try:
+                return await task
+            except asyncio.CancelledError:
+                return 0
+            finally:
+                await runner.directory.close()
+    finally:
+        await api.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = settings_from_env(RunnerSettings, None, "runner")
+    except SettingsError as exc:
+        raise SystemExit(f"foundation-runner: {exc}") from None
+    raise SystemExit(asyncio.run(serve(settings)))
+
+
+if __name__ == "__main__":
+    main()
