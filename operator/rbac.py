@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from foundation_operator.agents.api import GROUP, PLURAL
+from foundation_operator.workflows.api import WORKFLOW
 
 Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
@@ -29,7 +30,19 @@ def cluster_rules() -> list[Obj]:
         # The Agents themselves: watched; finalizer and status patched.
         {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
-        # Members: created and deleted by the supervisor, watched for restarts and readiness.
+        # Workflows: watched; status patched where the runner cannot; deleted after their TTL.
+        # get and patch (with the status) are also granted to each Workflow's runner.
+        {
+            "apiGroups": [GROUP],
+            "resources": [WORKFLOW.plural],
+            "verbs": ["get", "list", "watch", "patch", "delete"],
+        },
+        {
+            "apiGroups": [GROUP],
+            "resources": [f"{WORKFLOW.plural}/status"],
+            "verbs": ["get", "patch"],
+        },
+        # Members and runners: created and deleted, watched for restarts and readiness.
         {
             "apiGroups": [""],
             "resources": ["pods"],
@@ -42,7 +55,7 @@ def cluster_rules() -> list[Obj]:
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
-        # Each Agent's account and its Role and RoleBinding.
+        # Each Agent's and each runner's account and its Role and RoleBinding.
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create"]},
         {
             "apiGroups": [RBAC],

@@ -134,6 +134,7 @@ class WorkflowStatus(Model):
     output: Json = None
     started_at: str | None = None
     finished_at: str | None = None
+    duration: str = Field("", description="From start to finish, once finished (e.g. 1m5s).")
 
 
 class Workflow(Model):

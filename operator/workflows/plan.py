@@ -62,6 +62,18 @@ class Decision:
         return self.phase in ("Succeeded", "Failed")
 
 
+def duration(start: datetime, end: datetime) -> str:
+    """As kubectl shows ages: 45s, 3m5s, 2h1m."""
+    seconds = max(0, int((end - start).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
 def progress(steps: dict[str, StepStatus]) -> str:
     return f"{sum(1 for s in steps.values() if s.phase in DONE)}/{len(steps)}"
 

@@ -243,6 +243,9 @@ class Runner:
             update["output"] = decision.output if ok else None
             if not self.status.finished_at:
                 update["finished_at"] = stamp(at)
+                update["duration"] = plan.duration(
+                    parse_stamp(self.status.started_at or stamp(at)), at
+                )
         else:
             update["conditions"] = [
                 condition(

@@ -65,7 +65,13 @@ def operator(cluster: str) -> Iterator[OperatorProcess]:
     kubectl = str(REPO / "e2e/local/kubectl")
     subprocess.run([kubectl, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)
     subprocess.run(
-        [kubectl, "wait", "--for=condition=Established", "crd/agents.foundation.dev"],
+        [
+            kubectl,
+            "wait",
+            "--for=condition=Established",
+            "crd/agents.foundation.dev",
+            "crd/workflows.foundation.dev",
+        ],
         check=True,
         capture_output=True,
     )

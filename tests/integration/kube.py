@@ -179,6 +179,38 @@ class Kube:
 
         return await self.wait(check, timeout, what or f"agent {name}")
 
+    # -- Workflows ----------------------------------------------------------------------------
+
+    async def create_workflow(self, name: str, **spec: Any) -> Obj:
+        body = {
+            "apiVersion": "foundation.dev/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": spec,
+        }
+        return await self.custom.create_namespaced_custom_object(
+            "foundation.dev", "v1alpha1", self.ns, "workflows", body
+        )
+
+    async def workflow(self, name: str) -> Obj | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                "foundation.dev", "v1alpha1", self.ns, "workflows", name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def wait_workflow(
+        self, name: str, predicate: Callable[[Obj], bool], timeout: float = 60, what: str = ""
+    ) -> Obj:
+        async def check() -> Obj | None:
+            workflow = await self.workflow(name)
+            return workflow if workflow and predicate(workflow) else None
+
+        return await self.wait(check, timeout, what or f"workflow {name}")
+
     async def members(self, agent: str) -> dict[str, Obj]:
         """The Agent's member pods by name (terminating ones included)."""
         response = await self.core.list_namespaced_pod(

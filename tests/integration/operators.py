@@ -44,6 +44,8 @@ class OperatorProcess:
             FOUNDATION_LOG_FORMAT="json",
             FOUNDATION_IDENTITY=self.identity,
             FOUNDATION_LEASE_DURATION_SECONDS=str(self.LEASE_SECONDS),
+            # Runner pods' image (the test node runs commands, not images).
+            FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
         )
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/foundation-operator")],

@@ -15,7 +15,9 @@ def test_generated_files_match_the_code() -> None:
     files = crds.generated()
     assert {str(p) for p in files} == {
         "crds/agents.foundation.dev.yaml",
+        "crds/workflows.foundation.dev.yaml",
         "charts/foundation/crds/agents.foundation.dev.yaml",
+        "charts/foundation/crds/workflows.foundation.dev.yaml",
         "charts/foundation/files/operator-rules.yaml",
     }
     for name, text in files.items():
@@ -34,8 +36,9 @@ def _walk(node: object, path: str = ""):
             yield from _walk(value, f"{path}[{i}]")
 
 
-def test_schema_is_structural() -> None:
-    crd = crds.agent_crd()
+@pytest.mark.parametrize("make", [crds.agent_crd, crds.workflow_crd])
+def test_schema_is_structural(make) -> None:
+    crd = make()
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema):
         assert "$ref" not in node and "anyOf" not in node, path

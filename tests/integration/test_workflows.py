@@ -1,0 +1,161 @@
+"""Workflows on the local cluster: the real operator gives each one a runner pod, which sends
+the steps to real member pods of real Agents."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from kube import Kube, phase
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def finished(workflow: dict) -> bool:
+    return (workflow.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def steps_of(workflow: dict) -> dict[str, dict]:
+    return {s["name"]: s for s in (workflow.get("status") or {}).get("steps") or []}
+
+
+def condition(workflow: dict, kind: str) -> dict:
+    return next(c for c in workflow["status"]["conditions"] if c["type"] == kind)
+
+
+async def count_of(kube: Kube, agent: str) -> int:
+    pod = await kube.get("Pod", f"{agent}-0")
+    async with httpx.AsyncClient(timeout=5) as http:
+        base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
+        answer = await http.post(base, json={"id": f"check-{agent}", "action": "get"})
+        record = (await http.get(f"{base}/check-{agent}?wait=10")).json()
+    assert answer.status_code in (200, 202)
+    return record["result"]["count"]
+
+
+async def two_agents(kube: Kube) -> None:
+    no_sidecar = {"enabled": False}
+    await kube.create_agent("alpha", sidecar=no_sidecar)
+    await kube.create_agent("beta", capabilities=["tally"], sidecar=no_sidecar)
+    for name in ("alpha", "beta"):
+        await kube.wait_agent(name, lambda a: phase(a) == "Running", what=f"{name} Running")
+
+
+FAN_OUT_IN = {
+    "input": {"by": 2},
+    "steps": [
+        {
+            "name": "seed",
+            "agent": "alpha",
+            "action": "increment",
+            "input": {"by": "{{ input.by }}"},
+        },
+        {
+            "name": "left",
+            "agent": "alpha",
+            "action": "increment",
+            "dependsOn": ["seed"],
+            "input": {"by": 10},
+        },
+        {
+            # By capability, with the seed's count as a number.
+            "name": "right",
+            "capability": "tally",
+            "action": "increment",
+            "dependsOn": ["seed"],
+            "input": {"by": "{{ steps.seed.result.count }}"},
+        },
+        {"name": "join", "agent": "beta", "action": "get", "dependsOn": ["left", "right"]},
+    ],
+    "output": {
+        "left": "{{ steps.left.result.count }}",
+        "joined": "{{ steps.join.result.count }}",
+        "text": "alpha at {{ steps.left.result.count }}",
+    },
+}
+
+
+async def test_a_dag_runs_across_two_agents_with_typed_results_once(kube: Kube) -> None:
+    await two_agents(kube)
+    await kube.create_workflow("pipeline", **FAN_OUT_IN)
+    workflow = await kube.wait_workflow("pipeline", finished, timeout=90, what="finished")
+    status = workflow["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["output"] == {"left": 12, "joined": 2, "text": "alpha at 12"}
+    assert status["progress"] == "4/4"
+    assert condition(workflow, "Succeeded")["status"] == "True"
+    steps = steps_of(workflow)
+    assert [steps[n]["phase"] for n in ("seed", "left", "right", "join")] == ["Succeeded"] * 4
+    assert steps["right"]["agent"] == "beta" and steps["right"]["member"] == "beta-0"
+    assert steps["seed"]["taskId"] == f"{workflow['metadata']['uid']}.seed.1"
+    assert status["startedAt"] and status["finishedAt"] and status["duration"]
+    # Every step's effect exactly once: alpha got 2 + 10, beta got 2.
+    assert await count_of(kube, "alpha") == 12
+    assert await count_of(kube, "beta") == 2
+    # The runner exited: nothing keeps running for a finished Workflow.
+    runner = await kube.wait_pod(
+        "pipeline-runner", lambda p: p["status"].get("phase") == "Succeeded", timeout=30
+    )
+    assert runner["metadata"]["ownerReferences"][0]["kind"] == "Workflow"
+    assert runner["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+async def test_an_invalid_dag_is_failed_naming_the_step_and_gets_no_runner(kube: Kube) -> None:
+    await kube.create_workflow(
+        "loop",
+        steps=[
+            {"name": "a", "agent": "x", "action": "get", "dependsOn": ["b"]},
+            {"name": "b", "agent": "x", "action": "get", "dependsOn": ["a"]},
+        ],
+    )
+    workflow = await kube.wait_workflow("loop", finished, what="Failed")
+    verdict = condition(workflow, "Succeeded")
+    assert (workflow["status"]["phase"], verdict["reason"]) == ("Failed", "InvalidSpec")
+    assert "dependency cycle" in verdict["message"]
+    assert await kube.get("Pod", "loop-runner") is None
+
+
+async def test_a_runner_killed_mid_step_resumes_without_repeating_it(kube: Kube) -> None:
+    await kube.create_agent(
+        "worker", agent="foundation_agent.agents:TaskAgent", sidecar={"enabled": False}
+    )
+    await kube.wait_agent("worker", lambda a: phase(a) == "Running", what="worker Running")
+    await kube.create_workflow(
+        "slow",
+        steps=[
+            {"name": "nap", "agent": "worker", "action": "sleep", "input": {"seconds": 4}},
+            {
+                "name": "after",
+                "agent": "worker",
+                "action": "echo",
+                "dependsOn": ["nap"],
+                "input": "{{ steps.nap.result.slept }}",
+            },
+        ],
+    )
+    await kube.wait_workflow(
+        "slow",
+        lambda w: steps_of(w).get("nap", {}).get("phase") == "Running",
+        what="nap sent",
+    )
+    runner = await kube.get("Pod", "slow-runner")
+    await kube.delete_pod("slow-runner", grace=0)  # the runner gone mid-step
+    await kube.wait(
+        lambda: _replaced(kube, runner["metadata"]["uid"]), timeout=30, what="a new runner"
+    )
+    workflow = await kube.wait_workflow("slow", finished, timeout=60, what="finished")
+    assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
+    steps = steps_of(workflow)
+    assert steps["nap"]["attempts"] == 1 and steps["after"]["result"] == 4
+    # The member ran the sleep once: its state counts it once.
+    pod = await kube.get("Pod", "worker-0")
+    async with httpx.AsyncClient(timeout=5) as http:
+        base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
+        await http.post(base, json={"id": "slept", "action": "get", "input": {"key": "slept"}})
+        record = (await http.get(f"{base}/slept?wait=10")).json()
+    assert record["result"]["value"] == 1
+
+
+async def _replaced(kube: Kube, old_uid: str) -> bool:
+    pod = await kube.get("Pod", "slow-runner")
+    return bool(pod and pod["metadata"]["uid"] != old_uid)
