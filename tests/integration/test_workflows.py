@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from kube import Kube, phase
+from kube import REPO, Kube, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -159,3 +159,12 @@ async def test_a_runner_killed_mid_step_resumes_without_repeating_it(kube: Kube)
 async def _replaced(kube: Kube, old_uid: str) -> bool:
     pod = await kube.get("Pod", "slow-runner")
     return bool(pod and pod["metadata"]["uid"] != old_uid)
+
+
+async def test_the_example_workflow_runs_as_the_docs_show(kube: Kube) -> None:
+    kube.kubectl_apply(REPO / "examples/agent.yaml")
+    kube.kubectl_apply(REPO / "examples/workflow.yaml")
+    workflow = await kube.wait_workflow("tally", finished, timeout=90, what="tally finished")
+    assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
+    assert workflow["status"]["output"] == {"count": 5, "message": "visitors: 5"}
+    assert workflow["status"]["progress"] == "4/4"
