@@ -315,3 +315,22 @@ def agent_condition(agent: Obj, kind: str) -> Obj:
         if cond["type"] == kind:
             return cond
     return {}
+
+
+def member_pids(namespace: str, pod: str) -> list[int]:
+    """The runtime processes of a member pod (the test node runs containers as processes)."""
+    wanted = {
+        f"FOUNDATION_NAMESPACE={namespace}".encode(),
+        f"FOUNDATION_MEMBER_NAME={pod}".encode(),
+    }
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= environ:
+            pids.append(int(entry.name))
+    return pids

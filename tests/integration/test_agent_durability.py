@@ -5,35 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import httpx
 import pytest
 
-from kube import Kube, agent_condition, phase
+from kube import Kube, agent_condition, member_pids, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 TASKS = 1000
-
-
-def member_pids(namespace: str, pod: str) -> list[int]:
-    """The runtime processes of a member pod (the test node runs containers as processes)."""
-    wanted = {
-        f"FOUNDATION_NAMESPACE={namespace}".encode(),
-        f"FOUNDATION_MEMBER_NAME={pod}".encode(),
-    }
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-        except OSError:
-            continue
-        if wanted <= environ:
-            pids.append(int(entry.name))
-    return pids
 
 
 class Client:

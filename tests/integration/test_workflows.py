@@ -3,10 +3,13 @@ the steps to real member pods of real Agents."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import httpx
 import pytest
 
-from kube import REPO, Kube, phase
+from kube import REPO, Kube, member_pids, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -146,7 +149,7 @@ async def test_a_runner_killed_mid_step_resumes_without_repeating_it(kube: Kube)
     workflow = await kube.wait_workflow("slow", finished, timeout=60, what="finished")
     assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
     steps = steps_of(workflow)
-    assert steps["nap"]["attempts"] == 1 and steps["after"]["result"] == 4
+    assert steps["nap"]["attempts"] == 1 and steps["after"]["result"] == 4  # seconds slept
     # The member ran the sleep once: its state counts it once.
     pod = await kube.get("Pod", "worker-0")
     async with httpx.AsyncClient(timeout=5) as http:
@@ -168,3 +171,91 @@ async def test_the_example_workflow_runs_as_the_docs_show(kube: Kube) -> None:
     assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
     assert workflow["status"]["output"] == {"count": 5, "message": "visitors: 5"}
     assert workflow["status"]["progress"] == "4/4"
+
+
+async def slept(kube: Kube, agent: str) -> int:
+    """How many sleep tasks the TaskAgent's state counts."""
+    pod = await kube.wait_running(f"{agent}-0")
+    async with httpx.AsyncClient(timeout=5) as http:
+        base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
+        check = f"check-{os.urandom(4).hex()}"
+        await http.post(base, json={"id": check, "action": "get", "input": {"key": "slept"}})
+        return (await http.get(f"{base}/{check}?wait=10")).json()["result"]["value"]
+
+
+NAPS = {
+    "steps": [
+        {"name": "first", "agent": "worker", "action": "sleep", "input": {"seconds": 1}},
+        {
+            "name": "nap-a",
+            "agent": "worker",
+            "action": "sleep",
+            "dependsOn": ["first"],
+            "input": {"seconds": 2},
+        },
+        {
+            "name": "nap-b",
+            "capability": "naps",
+            "action": "sleep",
+            "dependsOn": ["first"],
+            "input": {"seconds": 2},
+        },
+        {
+            "name": "last",
+            "agent": "worker",
+            "action": "echo",
+            "dependsOn": ["nap-a", "nap-b"],
+            "input": ["{{ steps.nap-a.result.slept }}", "{{ steps.nap-b.result.slept }}"],
+        },
+    ]
+}
+
+
+async def test_a_member_killed_mid_step_runs_that_step_once(kube: Kube) -> None:
+    await kube.create_agent(
+        "worker",
+        agent="foundation_agent.agents:TaskAgent",
+        capabilities=["naps"],
+        sidecar={"enabled": False},
+    )
+    await kube.wait_agent("worker", lambda a: phase(a) == "Running", what="worker Running")
+    await kube.create_workflow("naps", **NAPS)
+    await kube.wait_workflow(
+        "naps",
+        lambda w: steps_of(w).get("nap-a", {}).get("phase") == "Running",
+        what="the naps sent",
+    )
+    for pid in member_pids(kube.ns, "worker-0"):
+        os.kill(pid, signal.SIGKILL)  # the member dies with a task running and one queued
+    workflow = await kube.wait_workflow("naps", finished, timeout=90, what="finished")
+    assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
+    steps = steps_of(workflow)
+    assert all(s["attempts"] == 1 for s in steps.values()), steps
+    assert steps["last"]["result"] == [2, 2]  # each nap's seconds, as numbers
+    # Three sleeps, each applied once, although one ran twice at the member (the killed run
+    # committed nothing).
+    assert await slept(kube, "worker") == 3
+
+
+async def test_the_operator_killed_during_a_run_changes_nothing(kube: Kube, operator) -> None:
+    await kube.create_agent(
+        "worker",
+        agent="foundation_agent.agents:TaskAgent",
+        capabilities=["naps"],
+        sidecar={"enabled": False},
+    )
+    await kube.wait_agent("worker", lambda a: phase(a) == "Running", what="worker Running")
+    await kube.create_workflow("naps", **NAPS)
+    await kube.wait_workflow(
+        "naps",
+        lambda w: steps_of(w).get("first", {}).get("phase") == "Running",
+        what="the first step sent",
+    )
+    runner = await kube.get("Pod", "naps-runner")
+    operator.stop(signal.SIGKILL)
+    operator.start()
+    workflow = await kube.wait_workflow("naps", finished, timeout=90, what="finished")
+    assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
+    assert all(s["attempts"] == 1 for s in steps_of(workflow).values())
+    assert (await kube.get("Pod", "naps-runner"))["metadata"]["uid"] == runner["metadata"]["uid"]
+    assert await slept(kube, "worker") == 3
