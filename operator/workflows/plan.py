@@ -9,6 +9,7 @@ here too. Nothing here sends, sleeps or reads a clock.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,22 @@ from foundation_operator.workflows import refs
 from foundation_operator.workflows.api import Step, StepStatus, WorkflowSpec
 
 DONE = ("Succeeded", "Skipped", "Failed")
+# Results are kept in the Workflow's status: at most this much JSON for one step, and for all of
+# them together at most MAX_RESULTS_BYTES, less what the rest of the object takes beyond
+# RESERVED_BYTES, so the whole object stays below etcd's 1.5 MiB request limit (200 steps of
+# 4 KiB fit). Larger data belongs in an agent's state or store, with a key in the result.
+MAX_RESULT_BYTES = 64 * 1024
+MAX_RESULTS_BYTES = 1024 * 1024
+OBJECT_LIMIT_BYTES = 1_400_000  # etcd refuses requests over 1.5 MiB; some room for encoding
+RESERVED_BYTES = OBJECT_LIMIT_BYTES - MAX_RESULTS_BYTES
+
+
+def results_budget(object_bytes: int) -> int:
+    """What all results together may take, given the object's size without them (spec,
+    metadata, the rest of the status): a large spec leaves less room."""
+    return max(0, min(MAX_RESULTS_BYTES, OBJECT_LIMIT_BYTES - object_bytes))
+
+
 SATISFIED = ("Succeeded", "Skipped")  # a dependency that lets its dependents start
 
 
@@ -151,6 +168,36 @@ def decide(
         attempt = status.attempts + 1
         decision.start.append(Dispatch(step, attempt, task_id(uid, step.name, attempt), resolved))
     return decision
+
+
+def result_size(result: Any) -> int:
+    return len(json.dumps(result, separators=(",", ":")).encode())
+
+
+def result_problem(
+    step: str, result: Any, kept_bytes: int, budget: int = MAX_RESULTS_BYTES
+) -> str | None:
+    """Why `result` cannot be kept in the status beside `kept_bytes` of other results, with
+    `budget` for all of them."""
+    size = result_size(result)
+    if size > MAX_RESULT_BYTES:
+        return (
+            f"the result of step {step} takes {size} bytes, over the {MAX_RESULT_BYTES} a step "
+            "may keep in the Workflow's status; return a key to data kept elsewhere (the "
+            "agent's state, a PVC) instead"
+        )
+    if kept_bytes + size > budget:
+        return (
+            f"the result of step {step} ({size} bytes) would bring the results kept in the "
+            f"Workflow's status to {kept_bytes + size} bytes, over the {budget} left for them "
+            f"(at most {MAX_RESULTS_BYTES}, less what the spec takes beyond "
+            f"{RESERVED_BYTES}); return keys to data kept elsewhere instead"
+        )
+    return None
+
+
+def kept_bytes(steps: dict[str, StepStatus]) -> int:
+    return sum(result_size(s.result) for s in steps.values() if s.phase == "Succeeded")
 
 
 def attempt_sent(

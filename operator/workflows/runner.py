@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -100,6 +101,8 @@ class Runner:
         self.spec: WorkflowSpec | None = None
         self.status = WorkflowStatus()
         self.steps: dict[str, StepStatus] = {}
+        self.kept_bytes = 0  # of the results in the status
+        self.budget = plan.MAX_RESULTS_BYTES
 
     @staticmethod
     def _api_client(api: Any) -> Any:
@@ -131,6 +134,9 @@ class Runner:
         except ValidationError:
             self.status = WorkflowStatus()
         self.steps = plan.statuses(self.spec, self.status.steps)
+        self.kept_bytes = plan.kept_bytes(self.steps)
+        # The object's size without the results: a large spec leaves less room for them.
+        self.budget = plan.results_budget(len(json.dumps(body)) - self.kept_bytes)
 
     async def write(self) -> None:
         """The status as it is now, in one patch."""
@@ -293,7 +299,13 @@ class Runner:
                     step, status, outcome.task_status, outcome.cancelled, at
                 )
             elif record.get("status") == "succeeded":
-                self.steps[step.name] = plan.succeeded(status, record.get("result"), at)
+                result = record.get("result")
+                problem = plan.result_problem(step.name, result, self.kept_bytes, self.budget)
+                if problem:
+                    self.steps[step.name] = plan.failed(status, "ResultTooLarge", problem, at)
+                else:
+                    self.steps[step.name] = plan.succeeded(status, result, at)
+                    self.kept_bytes += plan.result_size(result)
             elif record.get("status") == "refused":
                 self.steps[step.name] = plan.failed(
                     status, "Refused", record.get("error") or "refused", at

@@ -259,3 +259,34 @@ async def test_the_operator_killed_during_a_run_changes_nothing(kube: Kube, oper
     assert all(s["attempts"] == 1 for s in steps_of(workflow).values())
     assert (await kube.get("Pod", "naps-runner"))["metadata"]["uid"] == runner["metadata"]["uid"]
     assert await slept(kube, "worker") == 3
+
+
+async def test_two_hundred_steps_of_4_kib_fit_and_an_oversized_result_fails_its_step(
+    kube: Kube,
+) -> None:
+    await kube.create_agent(
+        "echoes", agent="foundation_agent.agents:TaskAgent", sidecar={"enabled": False}
+    )
+    await kube.wait_agent("echoes", lambda a: phase(a) == "Running", what="echoes Running")
+    page = "x" * 4096
+    await kube.create_workflow(
+        "wide",
+        parallelism=32,
+        input={"page": page},  # 4 KiB once in the spec, 4 KiB in each step's result
+        steps=[
+            {"name": f"s{i}", "agent": "echoes", "action": "echo", "input": "{{ input.page }}"}
+            for i in range(200)
+        ],
+    )
+    await kube.create_workflow(
+        "huge",
+        steps=[{"name": "big", "agent": "echoes", "action": "echo", "input": "y" * 70_000}],
+    )
+    wide = await kube.wait_workflow("wide", finished, timeout=180, what="wide finished")
+    assert wide["status"]["phase"] == "Succeeded", wide["status"].get("conditions")
+    assert wide["status"]["progress"] == "200/200"
+    assert all(s["result"] == page for s in steps_of(wide).values())
+    huge = await kube.wait_workflow("huge", finished, timeout=60, what="huge finished")
+    big = steps_of(huge)["big"]
+    assert (huge["status"]["phase"], big["reason"]) == ("Failed", "ResultTooLarge")
+    assert "70002 bytes, over the 65536 a step may keep" in big["error"]

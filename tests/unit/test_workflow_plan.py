@@ -192,3 +192,22 @@ def test_recording_an_attempt_pins_its_id_and_member() -> None:
         1,
     )
     assert plan.progress(state(fetch="Succeeded", left="Failed")) == "2/4"
+
+
+def test_results_are_bounded_per_step_and_together() -> None:
+    assert plan.result_problem("left", {"k": "v"}, 0) is None
+    big = plan.result_problem("left", "y" * plan.MAX_RESULT_BYTES, 0)
+    assert big and "over the 65536 a step may keep" in big
+    total = plan.result_problem("last", "w" * 60_000, 17 * 60_002)
+    assert total and "over the 1048576 left for them" in total
+    # A large spec leaves less room: the object as a whole stays under etcd's limit.
+    assert plan.results_budget(10_000) == plan.MAX_RESULTS_BYTES
+    assert plan.results_budget(900_000) == plan.OBJECT_LIMIT_BYTES - 900_000
+    squeezed = plan.result_problem("s", "v" * 1000, 0, plan.results_budget(1_399_500))
+    assert squeezed and "over the 500 left for them" in squeezed
+    # 200 steps of 4 KiB each fit.
+    fits = {
+        f"s{i}": StepStatus(name=f"s{i}", phase="Succeeded", result="a" * 4096) for i in range(199)
+    }
+    assert plan.kept_bytes(fits) == 199 * 4098
+    assert plan.result_problem("s199", "a" * 4096, plan.kept_bytes(fits)) is None
