@@ -44,6 +44,30 @@ LEADER = Gauge(
 )
 
 
+# Workflows, counted by the operator from the status their runners write.
+WORKFLOWS = Gauge("foundation_workflow_workflows", "Workflows by phase.", ["phase"])
+WORKFLOWS_FINISHED = Counter(
+    "foundation_workflow_finished_total", "Workflows that finished, by phase.", ["phase"]
+)
+WORKFLOW_STEPS = Counter(
+    "foundation_workflow_steps_total",
+    "Steps that finished, by outcome (Succeeded, Failed, Skipped).",
+    ["outcome"],
+)
+WORKFLOW_STEP_SECONDS = Histogram(
+    "foundation_workflow_step_duration_seconds",
+    "From a step's last attempt sent to its end (the status's second resolution).",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+RUNNER_RESTARTS = Counter(
+    "foundation_workflow_runner_restarts_total", "Restarts of Workflow runners."
+)
+WORKFLOW_STALLED = Gauge(
+    "foundation_workflow_stalled_seconds",
+    "Longest time any Running Workflow has gone without a step starting or finishing.",
+)
+
+
 def serve(port: int) -> None:
     """Expose /metrics on a background thread (prometheus-client's own server)."""
     if port:

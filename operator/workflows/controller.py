@@ -17,12 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from foundation_operator import metrics
 from foundation_operator.core import events, owned
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import condition, now, parse_stamp, stamp
 from foundation_operator.k8s import Kube, Obj
-from foundation_operator.workflows import objects
+from foundation_operator.workflows import objects, plan
 from foundation_operator.workflows.api import WORKFLOW, WorkflowStatus
 from foundation_operator.workflows.objects import InvalidWorkflow, WorkflowView
 
@@ -56,19 +57,67 @@ class WorkflowController(Reconciler):
         self.workflows = Index()
         self.runners = OwnedIndex(objects.WORKFLOW_LABEL)
         self.owned_applied: dict[Key, str] = {}
+        self.phases: dict[Key, str] = {}
+        metrics.WORKFLOW_STALLED.set_function(self.stalled_seconds)
 
     def log_fields(self, key: Key) -> dict[str, str]:
         return {"namespace": key[0], "workflow": key[1]}
 
     def observe_workflow(self, event: str, body: Obj) -> None:
+        before = self.workflows.get((body["metadata"]["namespace"], body["metadata"]["name"]))
         key = self.workflows.observe(event, body)
-        if key is not None:
-            self.queue.add(key)
+        if key is None:
+            return
+        self._account(key, before, None if event == "DELETED" else body)
+        self.queue.add(key)
 
     def observe_pod(self, event: str, body: Obj) -> None:
+        owner = self.runners.owner_of(body)
+        before = self.runners.of(owner).get(body["metadata"]["name"]) if owner else None
         key = self.runners.observe(event, body)
-        if key is not None:
-            self.queue.add(key)
+        if key is None:
+            return
+        if before is not None and before["metadata"]["uid"] == body["metadata"]["uid"]:
+            restarted = runner_restarts(body) - runner_restarts(before)
+            if restarted > 0:
+                metrics.RUNNER_RESTARTS.inc(restarted)
+        self.queue.add(key)
+
+    # -- metrics, from what the runners write ---------------------------------------------------
+
+    def _account(self, key: Key, before: Obj | None, after: Obj | None) -> None:
+        phase = ((after or {}).get("status") or {}).get("phase") or ("Pending" if after else None)
+        was = self.phases.pop(key, None)
+        if phase:
+            self.phases[key] = phase
+        if was != phase:
+            for changed in {was, phase} - {None}:
+                metrics.WORKFLOWS.labels(phase=changed).set(
+                    sum(1 for p in self.phases.values() if p == changed)
+                )
+        if before is None or after is None:
+            return  # first sight (a start, or a relist): what finished before is not counted
+        if phase in FINISHED and was not in FINISHED:
+            metrics.WORKFLOWS_FINISHED.labels(phase=phase).inc()
+        for _, outcome, seconds in plan.newly_finished(
+            before.get("status"), after.get("status") or {}
+        ):
+            metrics.WORKFLOW_STEPS.labels(outcome=outcome).inc()
+            if seconds is not None and outcome == "Succeeded":
+                metrics.WORKFLOW_STEP_SECONDS.observe(seconds)
+
+    def stalled_seconds(self) -> float:
+        """For the stalled gauge, at scrape time: the longest a Running Workflow has gone
+        without a step starting or finishing."""
+        at, worst = now(), 0.0
+        for key, phase in list(self.phases.items()):
+            body = self.workflows.get(key)
+            if phase != "Running" or body is None:
+                continue
+            last = plan.last_progress(body.get("status") or {})
+            if last is not None:
+                worst = max(worst, (at - last).total_seconds())
+        return worst
 
     async def reconcile(self, key: Key) -> float | None:
         body = self.workflows.get(key)

@@ -278,3 +278,36 @@ def attempt_timed_out(
         f"{task_status or 'not reachable'} and is not sent again, so its effect is not doubled",
         now,
     )
+
+
+def newly_finished(
+    before: dict[str, Any] | None, after: dict[str, Any]
+) -> list[tuple[str, str, float | None]]:
+    """Steps that finished between two observed statuses: (name, phase, seconds from the last
+    attempt sent to its end, if both are known)."""
+    old = {s["name"]: s for s in (before or {}).get("steps") or []}
+    found = []
+    for step in after.get("steps") or []:
+        phase = step.get("phase")
+        was = old.get(step["name"], {})
+        if phase not in DONE or (was.get("phase"), was.get("attempts")) == (
+            phase,
+            step.get("attempts"),
+        ):
+            continue
+        seconds = None
+        if step.get("startedAt") and step.get("finishedAt"):
+            seconds = (
+                parse_stamp(step["finishedAt"]) - parse_stamp(step["startedAt"])
+            ).total_seconds()
+        found.append((step["name"], phase, seconds))
+    return found
+
+
+def last_progress(status: dict[str, Any]) -> datetime | None:
+    """When a step last started or finished (or the run started)."""
+    stamps = [status.get("startedAt")] + [
+        t for s in status.get("steps") or [] for t in (s.get("startedAt"), s.get("finishedAt"))
+    ]
+    known = [parse_stamp(t) for t in stamps if t]
+    return max(known) if known else None

@@ -101,6 +101,12 @@ async def test_a_dag_runs_across_two_agents_with_typed_results_once(kube: Kube) 
     )
     assert runner["metadata"]["ownerReferences"][0]["kind"] == "Workflow"
     assert runner["spec"]["securityContext"]["runAsNonRoot"] is True
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get("http://127.0.0.1:19090/metrics")).text
+    assert 'foundation_workflow_steps_total{outcome="Succeeded"}' in scraped
+    assert 'foundation_workflow_finished_total{phase="Succeeded"}' in scraped
+    assert 'foundation_workflow_workflows{phase="Succeeded"}' in scraped
+    assert "foundation_workflow_stalled_seconds" in scraped
 
 
 async def test_an_invalid_dag_is_failed_naming_the_step_and_gets_no_runner(kube: Kube) -> None:

@@ -163,6 +163,8 @@ def test_optional_objects_come_with_their_flags() -> None:
         "FoundationCheckpointSlow",
         "FoundationReconcileErrors",
         "FoundationNoActiveOperator",
+        "FoundationWorkflowFailed",
+        "FoundationWorkflowStalled",
     }
     thresholds = render({**EVERYTHING, "alerts": {"degradedMinutes": 42, "checkpointP99Ms": 250}})
     (rule,) = by_kind(thresholds, "PrometheusRule")

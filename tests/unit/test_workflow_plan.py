@@ -211,3 +211,30 @@ def test_results_are_bounded_per_step_and_together() -> None:
     }
     assert plan.kept_bytes(fits) == 199 * 4098
     assert plan.result_problem("s199", "a" * 4096, plan.kept_bytes(fits)) is None
+
+
+def test_steps_that_finished_between_two_statuses_are_counted_once() -> None:
+    before = {
+        "steps": [
+            {"name": "a", "phase": "Running", "attempts": 1, "startedAt": stamp(T0)},
+            {"name": "b", "phase": "Succeeded", "attempts": 1},
+            {"name": "c", "phase": "Failed", "attempts": 1},
+        ]
+    }
+    after = {
+        "steps": [
+            {
+                "name": "a",
+                "phase": "Succeeded",
+                "attempts": 1,
+                "startedAt": stamp(T0),
+                "finishedAt": stamp(T0 + timedelta(seconds=3)),
+            },
+            {"name": "b", "phase": "Succeeded", "attempts": 1},  # already counted
+            {"name": "c", "phase": "Pending", "attempts": 1},  # retrying: not finished
+            {"name": "d", "phase": "Skipped", "attempts": 0},
+        ]
+    }
+    assert plan.newly_finished(before, after) == [("a", "Succeeded", 3.0), ("d", "Skipped", None)]
+    assert plan.last_progress(after) == T0 + timedelta(seconds=3)
+    assert plan.last_progress({}) is None

@@ -69,4 +69,24 @@ tests render them into a plain rules file for promtool and for a real Prometheus
         description: >-
           No replica holds the Lease: Agents are not supervised (members keep running, but
           nothing restarts, scales or rolls them).
+    - alert: FoundationWorkflowFailed
+      expr: increase(foundation_workflow_finished_total{phase="Failed"}[10m]) > 0
+      labels:
+        severity: warning
+      annotations:
+        summary: A Workflow failed
+        description: >-
+          {{ "{{" }} $value | humanize {{ "}}" }} Workflow(s) failed in the last 10 minutes.
+          kubectl get workflows -A shows which; the Succeeded condition says why, and each
+          failed step's reason and error what happened to it.
+    - alert: FoundationWorkflowStalled
+      expr: max(foundation_workflow_stalled_seconds) > {{ mul .Values.alerts.workflowStalledMinutes 60 }}
+      labels:
+        severity: warning
+      annotations:
+        summary: A Workflow has made no progress for {{ .Values.alerts.workflowStalledMinutes }} minutes
+        description: >-
+          A Running Workflow has gone {{ "{{" }} $value | humanizeDuration {{ "}}" }} without a
+          step starting or finishing: a step waits on a member that is not ready, or runs long.
+          kubectl get workflows -A, then the Running steps' member and startedAt.
 {{- end -}}
