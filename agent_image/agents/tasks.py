@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -45,6 +46,12 @@ async def sleep(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
     return {"slept": seconds}, {**data, "slept": int(data.get("slept", 0)) + 1}
 
 
+async def clock(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
+    """The member's wall clock when the task ran (`{"at": seconds}`): to time what happens
+    between tasks, such as a Workflow's steps."""
+    return {"at": time.time()}, data
+
+
 async def fill(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
     """`{"key", "bytes"}`: stores a string of that many bytes (state that grows on its own,
     for trying the stores' limits)."""
@@ -54,7 +61,14 @@ async def fill(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
     return {"key": input["key"], "bytes": size}, {**data, input["key"]: "x" * size}
 
 
-BUILT_IN = {"echo": echo, "put": put, "get": get, "sleep": sleep, "fill": fill}
+BUILT_IN = {
+    "echo": echo,
+    "put": put,
+    "get": get,
+    "sleep": sleep,
+    "fill": fill,
+    "clock": clock,
+}
 
 
 def _handler(name: str, path: str) -> Any:

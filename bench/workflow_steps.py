@@ -1,0 +1,252 @@
+"""Workflow step overhead and throughput on the local cluster, with the real operator and runner.
+
+    .venv/bin/python bench/workflow_steps.py [--chain 20] [--workflows 100] [--steps 10]
+
+- Chain: one Workflow of `--chain` no-op steps in a row on one Agent. Each step is TaskAgent's
+  `clock`, which returns the member's wall clock when it runs, so the gap between two steps'
+  clocks is the overhead from one step's end at its member to the next one running there: the
+  member's durable completion, the runner learning of it, the status write recording the next
+  attempt, the send and the member's durable acceptance. Also: Workflow create to first step.
+- Many: `--workflows` Workflows of `--steps` chained steps at once, on an Agent of 4 members:
+  steps/s from the first create to the last finish, the status writes per step (kube-apiserver's
+  counters), and the runners' RSS (the largest seen, sampled).
+
+A benchmark, not a test: it asserts nothing and prints one JSON object. (The issue's kopf
+baseline, one step per handler call, is not written yet.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kubernetes_asyncio import client, config
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECTL = str(REPO / "e2e/local/kubectl")
+KUBECONFIG = str(REPO / ".local-cluster/kubeconfig")
+GROUP, VERSION = "foundation.dev", "v1alpha1"
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def runner_rss_mb() -> list[float]:
+    """RSS of every foundation-runner process on this machine (the test node runs them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"foundation-runner" not in (entry / "cmdline").read_bytes():
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return found
+
+
+async def status_writes(api: client.ApiClient) -> int:
+    response = await api.call_api(
+        "/metrics",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        response_types_map={},
+    )
+    text = (await response.read()).decode()
+    total = 0
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_total")
+                and labels.get("resource") == "workflows"
+                and labels.get("subresource") == "status"
+                and labels.get("verb") == "PATCH"
+            ):
+                total += int(sample.value)
+    return total
+
+
+def chain(name: str, agent: str, steps: int) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {
+            "steps": [
+                {
+                    "name": f"s{i}",
+                    "agent": agent,
+                    "action": "clock",
+                    **({"dependsOn": [f"s{i - 1}"]} if i else {}),
+                }
+                for i in range(steps)
+            ],
+        },
+    }
+
+
+async def finished(custom: client.CustomObjectsApi, ns: str, name: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = await custom.get_namespaced_custom_object(GROUP, VERSION, ns, "workflows", name)
+        if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return body
+        await asyncio.sleep(0.2)
+    raise TimeoutError(name)
+
+
+async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
+    configuration = client.Configuration()
+    await config.load_kube_config(KUBECONFIG, client_configuration=configuration)
+    ns = f"bench-wf-{uuid.uuid4().hex[:5]}"
+    env = dict(
+        os.environ,
+        KUBECONFIG=KUBECONFIG,
+        FOUNDATION_HEALTH_PORT="18082",
+        FOUNDATION_METRICS_PORT="19092",
+        FOUNDATION_HEALTH_HOST="127.0.0.1",
+        FOUNDATION_LEADER_ELECTION="false",
+        FOUNDATION_NAMESPACES=ns,
+        FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
+    )
+    log = open(REPO / ".local-cluster" / "logs" / "bench-workflows.log", "ab")
+    out: dict = {}
+    async with client.ApiClient(configuration) as api:
+        core = client.CoreV1Api(api)
+        custom = client.CustomObjectsApi(api)
+        await core.create_namespace({"metadata": {"name": ns}})
+        for _ in range(300):  # the namespace's default account, which pods need
+            if (await core.list_namespaced_service_account(ns)).items:
+                break
+            await asyncio.sleep(0.1)
+        operator = subprocess.Popen(
+            [str(REPO / ".venv/bin/foundation-operator")], env=env, stdout=log, stderr=log
+        )
+        try:
+            for name, replicas in (("one", 1), ("four", 4)):
+                await custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    ns,
+                    "agents",
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "Agent",
+                        "metadata": {"name": name},
+                        "spec": {
+                            "image": "foundation-agent:dev",
+                            "agent": "foundation_agent.agents:TaskAgent",
+                            "replicas": replicas,
+                            "sidecar": {"enabled": False},
+                        },
+                    },
+                )
+            for name, replicas in (("one", 1), ("four", 4)):
+                while True:
+                    body = await custom.get_namespaced_custom_object(
+                        GROUP, VERSION, ns, "agents", name
+                    )
+                    if (body.get("status") or {}).get("ready") == f"{replicas}/{replicas}":
+                        break
+                    await asyncio.sleep(0.2)
+
+            # -- one chain ----------------------------------------------------------------
+            created_at = time.time()
+            await custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, "workflows", chain("chain", "one", chain_steps)
+            )
+            body = await finished(custom, ns, "chain", 300)
+            clocks = [s["result"]["at"] for s in body["status"]["steps"]]
+            gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(clocks)]
+            out["chain"] = {
+                "steps": chain_steps,
+                "phase": body["status"]["phase"],
+                "overhead_p50_ms": round(statistics.median(gaps_ms), 1),
+                "overhead_p99_ms": round(quantile(gaps_ms, 0.99), 1),
+                "overhead_max_ms": round(max(gaps_ms), 1),
+                "create_to_first_step_s": round(clocks[0] - created_at, 2),
+            }
+
+            # -- many at once -------------------------------------------------------------
+            writes_before = await status_writes(api)
+            started = time.monotonic()
+            await asyncio.gather(
+                *(
+                    custom.create_namespaced_custom_object(
+                        GROUP, VERSION, ns, "workflows", chain(f"w{i}", "four", steps)
+                    )
+                    for i in range(workflows)
+                )
+            )
+            rss: list[float] = []
+            pending = {f"w{i}" for i in range(workflows)}
+            phases: dict[str, int] = {}
+            while pending:
+                rss = max(rss, runner_rss_mb(), key=lambda r: max(r, default=0))
+                listing = await custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, "workflows"
+                )
+                for item in listing["items"]:
+                    phase = (item.get("status") or {}).get("phase")
+                    if item["metadata"]["name"] in pending and phase in ("Succeeded", "Failed"):
+                        pending.discard(item["metadata"]["name"])
+                        phases[phase] = phases.get(phase, 0) + 1
+                if time.monotonic() - started > 900:
+                    raise TimeoutError(f"{len(pending)} Workflows not finished")
+                await asyncio.sleep(0.5)
+            elapsed = time.monotonic() - started
+            writes = await status_writes(api) - writes_before
+            total_steps = workflows * steps
+            out["many"] = {
+                "workflows": workflows,
+                "steps_each": steps,
+                "phases": phases,
+                "seconds": round(elapsed, 1),
+                "steps_per_s": round(total_steps / elapsed, 1),
+                # The operator's first Pending write per Workflow included.
+                "status_writes_per_step": round(writes / total_steps, 2),
+                "runner_rss_mb_max": round(max(rss, default=0), 1),
+                "runner_rss_mb_median": round(statistics.median(rss), 1) if rss else 0,
+            }
+        finally:
+            operator.terminate()
+            operator.wait(30)
+            await core.delete_namespace(ns)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--chain", type=int, default=20)
+    parser.add_argument("--workflows", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    subprocess.run([str(REPO / "e2e/local/cluster"), "up"], check=True, capture_output=True)
+    subprocess.run([KUBECTL, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)
+    print(json.dumps(asyncio.run(main_async(args.chain, args.workflows, args.steps)), indent=2))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
