@@ -97,7 +97,7 @@ def service_account(view: WorkflowView) -> Obj:
 
 
 def role(view: WorkflowView) -> Obj:
-    """Its own Workflow and status; reads for discovery; nothing else."""
+    """Its own Workflow and status; reads for discovery; Events; nothing else."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -114,6 +114,8 @@ def role(view: WorkflowView) -> Obj:
                 "resources": ["endpoints"],
                 "verbs": ["get", "list", "watch"],
             },
+            # Events on its Workflow: step failures and the end.
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         ],
     }
 

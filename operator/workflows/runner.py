@@ -34,6 +34,7 @@ from foundation_common.kube import MERGE, call, connect
 from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
+from foundation_operator.core import events as kube_events
 from foundation_operator.core.status import (
     condition,
     now,
@@ -87,11 +88,28 @@ def dump(status: WorkflowStatus) -> dict[str, Any]:
     return out
 
 
+class EventSink:
+    """`core.events.record`'s `create`, with the runner's own client."""
+
+    def __init__(self, api: Any) -> None:
+        from kubernetes_asyncio import client
+
+        self.core = client.CoreV1Api(api)
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return await call(
+            self.core.create_namespaced_event(
+                obj["metadata"]["namespace"], obj, _preload_content=False
+            )
+        )
+
+
 class Runner:
     def __init__(self, api: Any, namespace: str, name: str, http: httpx.AsyncClient) -> None:
         from kubernetes_asyncio import client
 
         self.custom = client.CustomObjectsApi(api)
+        self.events = EventSink(api)
         self.namespace, self.name = namespace, name
         self.http = http
         self.directory = Directory(Discovery(), namespace, self._api_client(api))
@@ -103,6 +121,7 @@ class Runner:
         self.steps: dict[str, StepStatus] = {}
         self.kept_bytes = 0  # of the results in the status
         self.budget = plan.MAX_RESULTS_BYTES
+        self.pending_events: list[tuple[str, str]] = []
 
     @staticmethod
     def _api_client(api: Any) -> Any:
@@ -180,6 +199,8 @@ class Runner:
         while True:
             at = now()
             dirty |= self._take_outcomes(at)
+            while self.pending_events:
+                await self._event("Warning", *self.pending_events.pop(0))
             decision = plan.decide(self.spec, self.uid, self.steps, started_at, at)
             if decision.skip or decision.fail:
                 # Skipped or failed before starting: that may let others start, or end the
@@ -188,6 +209,7 @@ class Runner:
                     self.steps[name] = plan.skipped(self.steps[name], why, at)
                 for name, (reason, message) in decision.fail.items():
                     self.steps[name] = plan.failed(self.steps[name], reason, message, at)
+                    await self._event("Warning", "StepFailed", f"step {name}: {reason}: {message}")
                 dirty = True
                 continue
             sending = []
@@ -209,6 +231,11 @@ class Runner:
             for dispatch in sending:
                 self._follow(dispatch.step, self.steps[dispatch.step.name])
             if decision.finished and not self.following:
+                await self._event(
+                    "Normal" if decision.phase == "Succeeded" else "Warning",
+                    decision.phase,
+                    decision.message,
+                )
                 logger.info(
                     "workflow %s/%s %s: %s",
                     self.namespace,
@@ -226,6 +253,17 @@ class Runner:
             if time.monotonic() >= respec_at and not decision.finished:
                 await self._respec()
                 respec_at = time.monotonic() + RESPEC_SECONDS
+
+    async def _event(self, kind: str, reason: str, message: str) -> None:
+        """An Event on the Workflow (best effort, as every Event)."""
+        involved = {
+            "apiVersion": WORKFLOW.api_version,
+            "kind": WORKFLOW.kind,
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+        }
+        await kube_events.record(self.events, involved, reason, message[:1024], kind)
 
     def _set_phase(self, decision: plan.Decision, at: datetime) -> bool:
         assert self.spec is not None
@@ -282,6 +320,7 @@ class Runner:
             self.outcomes.put_nowait(outcome)  # taken, with any others, by _take_outcomes
 
     def _take_outcomes(self, at: datetime) -> bool:
+        """Outcomes of attempts into the steps' status; failed steps queue an Event."""
         assert self.spec is not None
         by_name = {s.name: s for s in self.spec.steps}
         changed = False
@@ -313,6 +352,11 @@ class Runner:
             else:
                 self.steps[step.name] = plan.attempt_failed(
                     step, status, record.get("error") or record.get("status", "failed"), at
+                )
+            if self.steps[step.name].phase == "Failed":
+                failed = self.steps[step.name]
+                self.pending_events.append(
+                    ("StepFailed", f"step {step.name}: {failed.reason}: {failed.error}")
                 )
             changed = True
         return changed

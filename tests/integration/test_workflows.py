@@ -296,3 +296,16 @@ async def test_two_hundred_steps_of_4_kib_fit_and_an_oversized_result_fails_its_
     big = steps_of(huge)["big"]
     assert (huge["status"]["phase"], big["reason"]) == ("Failed", "ResultTooLarge")
     assert "70002 bytes, over the 65536 a step may keep" in big["error"]
+    # The runner says so in Events on the Workflow too.
+    events = await kube.wait(
+        lambda: _events(kube, "huge"), timeout=30, what="the runner's Events on huge"
+    )
+    assert {"StepFailed", "Failed"} <= {e.reason for e in events}
+
+
+async def _events(kube: Kube, workflow: str) -> list:
+    listing = await kube.core.list_namespaced_event(
+        kube.ns, field_selector=f"involvedObject.kind=Workflow,involvedObject.name={workflow}"
+    )
+    reasons = {e.reason for e in listing.items}
+    return listing.items if {"StepFailed", "Failed"} <= reasons else []
