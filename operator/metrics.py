@@ -59,6 +59,11 @@ WORKFLOW_STEP_SECONDS = Histogram(
     "From a step's last attempt sent to its end (the status's second resolution).",
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
+WORKFLOW_DISPATCH_SECONDS = Histogram(
+    "foundation_workflow_dispatch_latency_seconds",
+    "From a step's dependencies done (as its runner saw them) to its task accepted.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 RUNNER_RESTARTS = Counter(
     "foundation_workflow_runner_restarts_total", "Restarts of Workflow runners."
 )

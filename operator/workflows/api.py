@@ -114,6 +114,9 @@ class StepStatus(Model):
     started_at: str | None = Field(None, description="When the current attempt was sent.")
     finished_at: str | None = None
     next_attempt_at: str | None = Field(None, description="When the next attempt may start.")
+    dispatch_ms: int | None = Field(
+        None, description="From its dependencies done to the attempt accepted by its member."
+    )
     result: Json = None
     reason: str = ""
     error: str = ""

@@ -99,12 +99,14 @@ class WorkflowController(Reconciler):
             return  # first sight (a start, or a relist): what finished before is not counted
         if phase in FINISHED and was not in FINISHED:
             metrics.WORKFLOWS_FINISHED.labels(phase=phase).inc()
-        for _, outcome, seconds in plan.newly_finished(
+        for _, outcome, seconds, dispatch in plan.newly_finished(
             before.get("status"), after.get("status") or {}
         ):
             metrics.WORKFLOW_STEPS.labels(outcome=outcome).inc()
             if seconds is not None and outcome == "Succeeded":
                 metrics.WORKFLOW_STEP_SECONDS.observe(seconds)
+            if dispatch is not None:
+                metrics.WORKFLOW_DISPATCH_SECONDS.observe(dispatch)
 
     def stalled_seconds(self) -> float:
         """For the stalled gauge, at scrape time: the longest a Running Workflow has gone

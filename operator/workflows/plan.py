@@ -282,9 +282,9 @@ def attempt_timed_out(
 
 def newly_finished(
     before: dict[str, Any] | None, after: dict[str, Any]
-) -> list[tuple[str, str, float | None]]:
+) -> list[tuple[str, str, float | None, float | None]]:
     """Steps that finished between two observed statuses: (name, phase, seconds from the last
-    attempt sent to its end, if both are known)."""
+    attempt sent to its end, and from its dependencies done to its acceptance, where known)."""
     old = {s["name"]: s for s in (before or {}).get("steps") or []}
     found = []
     for step in after.get("steps") or []:
@@ -300,7 +300,10 @@ def newly_finished(
             seconds = (
                 parse_stamp(step["finishedAt"]) - parse_stamp(step["startedAt"])
             ).total_seconds()
-        found.append((step["name"], phase, seconds))
+        dispatch = step.get("dispatchMs")
+        found.append(
+            (step["name"], phase, seconds, dispatch / 1000 if dispatch is not None else None)
+        )
     return found
 
 

@@ -74,6 +74,7 @@ class Outcome:
     timed_out: bool = False
     cancelled: bool = False
     task_status: str | None = None  # at the timeout
+    dispatch_ms: int | None = None  # from its dependencies done to the member's acceptance
 
 
 def dump(status: WorkflowStatus) -> dict[str, Any]:
@@ -122,6 +123,8 @@ class Runner:
         self.kept_bytes = 0  # of the results in the status
         self.budget = plan.MAX_RESULTS_BYTES
         self.pending_events: list[tuple[str, str]] = []
+        self.run_started = time.monotonic()
+        self.done_at: dict[str, float] = {}  # monotonic, when this runner saw a step done
 
     @staticmethod
     def _api_client(api: Any) -> Any:
@@ -207,6 +210,7 @@ class Runner:
                 # run. Decide again at once; it is all written together.
                 for name, why in decision.skip.items():
                     self.steps[name] = plan.skipped(self.steps[name], why, at)
+                    self.done_at[name] = time.monotonic()
                 for name, (reason, message) in decision.fail.items():
                     self.steps[name] = plan.failed(self.steps[name], reason, message, at)
                     await self._event("Warning", "StepFailed", f"step {name}: {reason}: {message}")
@@ -229,7 +233,9 @@ class Runner:
                 await self.write()
                 dirty = False
             for dispatch in sending:
-                self._follow(dispatch.step, self.steps[dispatch.step.name])
+                self._follow(
+                    dispatch.step, self.steps[dispatch.step.name], self._ready_at(dispatch.step)
+                )
             if decision.finished and not self.following:
                 await self._event(
                     "Normal" if decision.phase == "Succeeded" else "Warning",
@@ -345,6 +351,7 @@ class Runner:
                 else:
                     self.steps[step.name] = plan.succeeded(status, result, at)
                     self.kept_bytes += plan.result_size(result)
+                    self.done_at[step.name] = time.monotonic()
             elif record.get("status") == "refused":
                 self.steps[step.name] = plan.failed(
                     status, "Refused", record.get("error") or "refused", at
@@ -352,6 +359,10 @@ class Runner:
             else:
                 self.steps[step.name] = plan.attempt_failed(
                     step, status, record.get("error") or record.get("status", "failed"), at
+                )
+            if outcome.dispatch_ms is not None:
+                self.steps[step.name] = self.steps[step.name].model_copy(
+                    update={"dispatch_ms": outcome.dispatch_ms}
                 )
             if self.steps[step.name].phase == "Failed":
                 failed = self.steps[step.name]
@@ -378,24 +389,33 @@ class Runner:
         agent = step.agent or member.name.rsplit("-", 1)[0]
         return agent, member.name
 
-    def _follow(self, step: Step, status: StepStatus) -> None:
+    def _follow(self, step: Step, status: StepStatus, ready_at: float | None = None) -> None:
         self.following[step.name] = asyncio.get_running_loop().create_task(
-            self._attempt(step, status), name=f"step {step.name}"
+            self._attempt(step, status, ready_at), name=f"step {step.name}"
         )
 
-    async def _attempt(self, step: Step, status: StepStatus) -> None:
+    def _ready_at(self, step: Step) -> float:
+        """When this runner saw the step's dependencies done (monotonic), for dispatch latency."""
+        return max(
+            (self.done_at.get(d, self.run_started) for d in step.depends_on),
+            default=self.run_started,
+        )
+
+    async def _attempt(self, step: Step, status: StepStatus, ready_at: float | None) -> None:
         """Send the attempt to its pinned member (again, after a crash: same id) and wait for
         its record, within the step's timeout; the outcome goes to the main loop."""
         assert self.spec is not None
         outcome = Outcome(step.name, status.task_id)
         try:
-            outcome = await self._attempt_within(step, status)
+            outcome = await self._attempt_within(step, status, ready_at)
         except Exception as exc:  # never lose the step: report it as a failed attempt
             logger.exception("step %s: attempt %s", step.name, status.task_id)
             outcome.record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         self.outcomes.put_nowait(outcome)
 
-    async def _attempt_within(self, step: Step, status: StepStatus) -> Outcome:
+    async def _attempt_within(
+        self, step: Step, status: StepStatus, ready_at: float | None
+    ) -> Outcome:
         assert self.spec is not None
         # The attempt's deadline counts from when it was recorded as sent, also after a crash.
         sent_at = parse_stamp(status.started_at) if status.started_at else now()
@@ -405,6 +425,7 @@ class Runner:
         body = {"id": status.task_id, "action": step.action, "input": resolved}
         backoff = Backoff(initial=0.05, maximum=2.0, jitter=True)
         sent = False
+        dispatch_ms: int | None = None
         while time.time() < deadline:
             member = members.pinned(status.member)
             if member is None:
@@ -418,6 +439,8 @@ class Runner:
                     if answer.status_code in (200, 202):
                         sent = True
                         record = answer.json()
+                        if ready_at is not None and dispatch_ms is None:
+                            dispatch_ms = round((time.monotonic() - ready_at) * 1000)
                     elif answer.status_code in (429, 503):
                         await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
                         continue
@@ -438,7 +461,9 @@ class Runner:
                     answer.raise_for_status()
                     record = answer.json()
                 if record.get("status") in DONE:
-                    return Outcome(step.name, status.task_id, record=record)
+                    return Outcome(
+                        step.name, status.task_id, record=record, dispatch_ms=dispatch_ms
+                    )
                 backoff.reset()
             except httpx.HTTPError:
                 await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))

@@ -107,6 +107,8 @@ async def test_a_dag_runs_across_two_agents_with_typed_results_once(kube: Kube) 
     assert 'foundation_workflow_finished_total{phase="Succeeded"}' in scraped
     assert 'foundation_workflow_workflows{phase="Succeeded"}' in scraped
     assert "foundation_workflow_stalled_seconds" in scraped
+    assert "foundation_workflow_dispatch_latency_seconds_count" in scraped
+    assert all(isinstance(s.get("dispatchMs"), int) for s in steps.values())
 
 
 async def test_an_invalid_dag_is_failed_naming_the_step_and_gets_no_runner(kube: Kube) -> None:

@@ -229,12 +229,16 @@ def test_steps_that_finished_between_two_statuses_are_counted_once() -> None:
                 "attempts": 1,
                 "startedAt": stamp(T0),
                 "finishedAt": stamp(T0 + timedelta(seconds=3)),
+                "dispatchMs": 12,
             },
             {"name": "b", "phase": "Succeeded", "attempts": 1},  # already counted
             {"name": "c", "phase": "Pending", "attempts": 1},  # retrying: not finished
             {"name": "d", "phase": "Skipped", "attempts": 0},
         ]
     }
-    assert plan.newly_finished(before, after) == [("a", "Succeeded", 3.0), ("d", "Skipped", None)]
+    assert plan.newly_finished(before, after) == [
+        ("a", "Succeeded", 3.0, 0.012),
+        ("d", "Skipped", None, None),
+    ]
     assert plan.last_progress(after) == T0 + timedelta(seconds=3)
     assert plan.last_progress({}) is None
