@@ -11,8 +11,10 @@
   steps/s from the first create to the last finish, the status writes per step (kube-apiserver's
   counters), and the runners' RSS (the largest seen, sampled).
 
-A benchmark, not a test: it asserts nothing and prints one JSON object. (The issue's kopf
-baseline, one step per handler call, is not written yet.)
+Then the same two runs driven the idiomatic kopf way (bench/baseline_workflow_operator.py:
+the operator advances a BaselineWorkflow one step per handler call through status patches, no
+runner), on the same members, and the ratios. A benchmark, not a test: it asserts nothing and
+prints one JSON object.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from kubernetes_asyncio import client, config
 from prometheus_client.parser import text_string_to_metric_families
@@ -230,7 +233,105 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
         finally:
             operator.terminate()
             operator.wait(30)
+        try:
+            out["baseline_kopf"] = await baseline(
+                api, custom, core, ns, chain_steps, workflows, steps, log
+            )
+            ours, theirs = out["many"]["steps_per_s"], out["baseline_kopf"]["many"]["steps_per_s"]
+            out["ratio_steps_per_s"] = round(ours / theirs, 2) if theirs else None
+            out["ratio_overhead_p50"] = round(
+                out["baseline_kopf"]["chain"]["overhead_p50_ms"] / out["chain"]["overhead_p50_ms"],
+                2,
+            )
+        finally:
             await core.delete_namespace(ns)
+    return out
+
+
+def baseline_chain(name: str, member: str, steps: int) -> dict:
+    return {
+        "apiVersion": "bench.foundation.dev/v1",
+        "kind": "BaselineWorkflow",
+        "metadata": {"name": name},
+        "spec": {"steps": steps, "member": member, "action": "clock"},
+    }
+
+
+async def baseline(
+    api: client.ApiClient,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    ns: str,
+    chain_steps: int,
+    workflows: int,
+    steps: int,
+    log: Any,
+) -> dict:
+    group, version, plural = "bench.foundation.dev", "v1", "baselineworkflows"
+    pods = (await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")).items
+    address = {p.metadata.name: f"{p.status.pod_ip}:8080" for p in pods}
+    operator = subprocess.Popen(
+        [
+            str(REPO / ".venv/bin/kopf"),
+            "run",
+            str(REPO / "bench/baseline_workflow_operator.py"),
+            "--standalone",
+            "--namespace",
+            ns,
+        ],
+        env=dict(os.environ, KUBECONFIG=KUBECONFIG),
+        stdout=log,
+        stderr=log,
+    )
+
+    async def done(name: str, count: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = await custom.get_namespaced_custom_object(group, version, ns, plural, name)
+            if int((body.get("status") or {}).get("next", 0)) >= count:
+                return body
+            await asyncio.sleep(0.2)
+        raise TimeoutError(name)
+
+    out: dict = {}
+    try:
+        await asyncio.sleep(3)  # kopf's start
+        created_at = time.time()
+        await custom.create_namespaced_custom_object(
+            group, version, ns, plural, baseline_chain("chain", address["one-0"], chain_steps)
+        )
+        body = await done("chain", chain_steps, 300)
+        results = body["status"]["results"]
+        clocks = [results[str(i)]["at"] for i in range(chain_steps)]
+        gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(clocks)]
+        out["chain"] = {
+            "overhead_p50_ms": round(statistics.median(gaps_ms), 1),
+            "overhead_p99_ms": round(quantile(gaps_ms, 0.99), 1),
+            "create_to_first_step_s": round(clocks[0] - created_at, 2),
+        }
+        started = time.monotonic()
+        members = [f"four-{i}" for i in range(4)]
+        await asyncio.gather(
+            *(
+                custom.create_namespaced_custom_object(
+                    group,
+                    version,
+                    ns,
+                    plural,
+                    baseline_chain(f"w{i}", address[members[i % 4]], steps),
+                )
+                for i in range(workflows)
+            )
+        )
+        await asyncio.gather(*(done(f"w{i}", steps, 900) for i in range(workflows)))
+        elapsed = time.monotonic() - started
+        out["many"] = {
+            "seconds": round(elapsed, 1),
+            "steps_per_s": round(workflows * steps / elapsed, 1),
+        }
+    finally:
+        operator.terminate()
+        operator.wait(30)
     return out
 
 
@@ -243,7 +344,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     subprocess.run([str(REPO / "e2e/local/cluster"), "up"], check=True, capture_output=True)
-    subprocess.run([KUBECTL, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)
+    for manifest in (REPO / "crds", REPO / "bench/baseline-workflow-crd.yaml"):
+        subprocess.run([KUBECTL, "apply", "-f", str(manifest)], check=True, capture_output=True)
     print(json.dumps(asyncio.run(main_async(args.chain, args.workflows, args.steps)), indent=2))
     sys.stdout.flush()
 
