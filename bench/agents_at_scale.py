@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+from apiserver import request_counts  # bench/apiserver.py
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
@@ -64,38 +65,20 @@ def rss_mb(pid: int) -> float:
 
 
 async def api_writes(api: client.ApiClient) -> dict[str, int]:
-    response = await api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        response_types_map={},
-    )
-    text = (await response.read()).decode()
+    """The writes an operator makes, by verb and resource, from kube-apiserver's counters."""
     counts: dict[str, int] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "apiserver_request":
+    for (verb, resource, sub, code), value in (await request_counts(api)).items():
+        # Creation writes only: deletes here are earlier namespaces being collected.
+        if verb not in ("POST", "PUT", "PATCH") or resource not in OPERATOR_WRITES:
             continue
-        for sample in family.samples:
-            labels = sample.labels
-            # Creation writes only: deletes here are earlier namespaces being collected.
-            if not sample.name.endswith("_total") or labels.get("verb") not in (
-                "POST",
-                "PUT",
-                "PATCH",
-            ):
-                continue
-            if labels.get("resource") not in OPERATOR_WRITES or not labels.get(
-                "code", ""
-            ).startswith("2"):
-                continue
-            sub = labels.get("subresource", "")
-            if labels["resource"] == "pods" and (sub or labels["verb"] != "POST"):
-                continue  # the node's status writes and deletions, the scheduler's bindings
-            what = f"{labels['verb']} {labels['resource']}" + (f"/{sub}" if sub else "")
-            if what in NOT_THE_OPERATORS:
-                continue
-            counts[what] = counts.get(what, 0) + int(sample.value)
+        if not code.startswith("2"):
+            continue
+        if resource == "pods" and (sub or verb != "POST"):
+            continue  # the node's status writes and deletions, the scheduler's bindings
+        what = f"{verb} {resource}" + (f"/{sub}" if sub else "")
+        if what in NOT_THE_OPERATORS:
+            continue
+        counts[what] = counts.get(what, 0) + value
     return counts
 
 

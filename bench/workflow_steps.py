@@ -32,8 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from apiserver import Counts, delta, request_counts, write_capacity, writes  # bench/apiserver.py
 from kubernetes_asyncio import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = str(REPO / "e2e/local/kubectl")
@@ -63,29 +63,12 @@ def runner_rss_mb() -> list[float]:
     return found
 
 
-async def status_writes(api: client.ApiClient) -> int:
-    response = await api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        response_types_map={},
+def status_patches(counts: Counts, resource: str) -> int:
+    return sum(
+        v
+        for (verb, res, sub, code), v in counts.items()
+        if (verb, res, sub) == ("PATCH", resource, "status") and code.startswith("2")
     )
-    text = (await response.read()).decode()
-    total = 0
-    for family in text_string_to_metric_families(text):
-        if family.name != "apiserver_request":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name.endswith("_total")
-                and labels.get("resource") == "workflows"
-                and labels.get("subresource") == "status"
-                and labels.get("verb") == "PATCH"
-            ):
-                total += int(sample.value)
-    return total
 
 
 def chain(name: str, agent: str, steps: int) -> dict:
@@ -190,7 +173,8 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
             }
 
             # -- many at once -------------------------------------------------------------
-            writes_before = await status_writes(api)
+            counts_before = await request_counts(api)
+            created_at = time.time()
             started = time.monotonic()
             await asyncio.gather(
                 *(
@@ -217,8 +201,13 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
                     raise TimeoutError(f"{len(pending)} Workflows not finished")
                 await asyncio.sleep(0.5)
             elapsed = time.monotonic() - started
-            writes = await status_writes(api) - writes_before
+            counts = delta(await request_counts(api), counts_before)
             total_steps = workflows * steps
+            first_steps = []  # create to the first step running at its member, per Workflow
+            for item in listing["items"]:
+                done = [s for s in item["status"].get("steps", []) if s.get("result")]
+                if item["metadata"]["name"].startswith("w") and done:
+                    first_steps.append(done[0]["result"]["at"] - created_at)
             out["many"] = {
                 "workflows": workflows,
                 "steps_each": steps,
@@ -226,7 +215,13 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
                 "seconds": round(elapsed, 1),
                 "steps_per_s": round(total_steps / elapsed, 1),
                 # The operator's first Pending write per Workflow included.
-                "status_writes_per_step": round(writes / total_steps, 2),
+                "status_writes_per_step": round(
+                    status_patches(counts, "workflows") / total_steps, 2
+                ),
+                # Every write anyone made: Workflows, runner pods and their status, RBAC, Events.
+                "all_writes": writes(counts),
+                "create_to_first_step_p50_s": round(statistics.median(first_steps), 2),
+                "create_to_first_step_max_s": round(max(first_steps), 2),
                 "runner_rss_mb_max": round(max(rss, default=0), 1),
                 "runner_rss_mb_median": round(statistics.median(rss), 1) if rss else 0,
             }
@@ -239,6 +234,15 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
             )
             ours, theirs = out["many"]["steps_per_s"], out["baseline_kopf"]["many"]["steps_per_s"]
             out["ratio_steps_per_s"] = round(ours / theirs, 2) if theirs else None
+            # What the cluster's write rate allows for the many-run, given the writes it took.
+            rate = await write_capacity(core, ns)
+            out["cluster_write_rate_per_s"] = round(rate)
+            bound = workflows * steps / (out["many"]["all_writes"] / rate)
+            out["write_bound_steps_per_s"] = round(bound, 1)
+            out["of_write_bound"] = round(ours / bound, 2)
+            out["baseline_write_bound_steps_per_s"] = round(
+                workflows * steps / (out["baseline_kopf"]["many"]["all_writes"] / rate), 1
+            )
             out["ratio_overhead_p50"] = round(
                 out["baseline_kopf"]["chain"]["overhead_p50_ms"] / out["chain"]["overhead_p50_ms"],
                 2,
@@ -309,6 +313,7 @@ async def baseline(
             "overhead_p99_ms": round(quantile(gaps_ms, 0.99), 1),
             "create_to_first_step_s": round(clocks[0] - created_at, 2),
         }
+        counts_before = await request_counts(api)
         started = time.monotonic()
         members = [f"four-{i}" for i in range(4)]
         await asyncio.gather(
@@ -325,9 +330,14 @@ async def baseline(
         )
         await asyncio.gather(*(done(f"w{i}", steps, 900) for i in range(workflows)))
         elapsed = time.monotonic() - started
+        counts = delta(await request_counts(api), counts_before)
         out["many"] = {
             "seconds": round(elapsed, 1),
             "steps_per_s": round(workflows * steps / elapsed, 1),
+            "status_writes_per_step": round(
+                status_patches(counts, plural) / (workflows * steps), 2
+            ),
+            "all_writes": writes(counts),
         }
     finally:
         operator.terminate()

@@ -19,15 +19,12 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from foundation_common.retry import Backoff
 from foundation_common.sidecar import Discovery
-
-if TYPE_CHECKING:
-    from kubernetes_asyncio import client
 
 logger = logging.getLogger("foundation.discovery")
 
@@ -151,6 +148,63 @@ class Capability:
             )
 
 
+class EndpointsSource(Protocol):
+    """Where a Directory's watches come from: `kube.list_and_watch`'s events of one Endpoints."""
+
+    def watch(self, namespace: str, service: str) -> AsyncIterator[tuple[str, Obj]]: ...
+
+    async def close(self) -> None: ...
+
+
+class KubeEndpoints:
+    """Endpoints through kubernetes_asyncio (`connect` makes the client, on the first watch)."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Any]]) -> None:
+        self._connect = connect
+        self._lock = asyncio.Lock()
+        self._api: Any = None
+
+    async def watch(self, namespace: str, service: str) -> AsyncIterator[tuple[str, Obj]]:
+        # Imported here: the API client's models are about 36 MB, which a sidecar that never
+        # calls a capability (most of them, one per member pod) should not carry.
+        from kubernetes_asyncio import client
+
+        from foundation_common.kube import list_and_watch
+
+        async with self._lock:
+            if self._api is None:
+                self._api = await self._connect()
+        core = client.CoreV1Api(self._api)
+        async for event in list_and_watch(
+            core.list_namespaced_endpoints,
+            namespace,
+            field_selector=f"metadata.name={service}",
+            timeout_seconds=300,
+        ):
+            yield event
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+
+
+class RestEndpoints:
+    """Endpoints through `foundation_common.rest` (a pod's light client; its owner closes it)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def watch(self, namespace: str, service: str) -> AsyncIterator[tuple[str, Obj]]:
+        return self.api.list_and_watch(
+            f"/api/v1/namespaces/{namespace}/endpoints",
+            {"fieldSelector": f"metadata.name={service}"},
+            timeout_seconds=300,
+        )
+
+    async def close(self) -> None:
+        pass
+
+
 class Directory:
     """Services' members by name, each kept current by its own watch once something asks."""
 
@@ -158,15 +212,13 @@ class Directory:
         self,
         config: Discovery,
         namespace: str,
-        connect: Callable[[], Any],
+        source: EndpointsSource,
         observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.namespace = namespace
-        self._connect = connect
+        self.source = source
         self.observer = observer or Observer()
-        self._api: client.ApiClient | None = None
-        self._lock = asyncio.Lock()
         self.capabilities: dict[str, Capability] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
 
@@ -187,32 +239,13 @@ class Directory:
                 await asyncio.wait_for(capability.listed.wait(), wait)
         return capability
 
-    async def _client(self) -> client.ApiClient:
-        async with self._lock:
-            if self._api is None:
-                self._api = await self._connect()
-            return self._api
-
     async def _watch(self, capability: Capability) -> None:
-        """List, then watch from that version (foundation_common.kube.list_and_watch); start
-        over after any error, with back-off."""
-        # Imported here: the API client's models are about 36 MB, which a sidecar that never
-        # calls a capability (most of them, one per member pod) should not carry.
-        from kubernetes_asyncio import client
-
-        from foundation_common.kube import list_and_watch
-
+        """List, then watch from that version; start over after any error, with back-off."""
         service = capability.service
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
-                core = client.CoreV1Api(await self._client())
-                async for kind, obj in list_and_watch(
-                    core.list_namespaced_endpoints,
-                    self.namespace,
-                    field_selector=f"metadata.name={service}",
-                    timeout_seconds=300,
-                ):
+                async for kind, obj in self.source.watch(self.namespace, service):
                     if kind == "SYNC":
                         items = obj.get("items") or []
                         capability.update(items[0] if items else None)
@@ -232,5 +265,4 @@ class Directory:
         for task in self._watches.values():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._api is not None:
-            await self._api.close()
+        await self.source.close()

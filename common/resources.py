@@ -22,6 +22,12 @@ class Resource:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}"
 
+    def path(self, namespace: str, name: str = "", subresource: str = "") -> str:
+        """The REST path of the collection in `namespace`, of one object, or of its subresource."""
+        parts = [f"/apis/{self.group}/{self.version}/namespaces/{namespace}/{self.plural}"]
+        parts += [p for p in (name, subresource) if p]
+        return "/".join(parts)
+
 
 AGENT = Resource("Agent", "agents")
 AGENT_KIND = AGENT.kind

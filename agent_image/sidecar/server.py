@@ -26,7 +26,7 @@ from foundation_agent import __version__
 from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common.discovery import Directory, Observer
+from foundation_common.discovery import Directory, KubeEndpoints, Observer
 from foundation_common.settings import json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
 
@@ -107,7 +107,9 @@ async def run(settings: SidecarSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     config = settings.sidecar_config
-    proxy = Proxy(config, Directory(config.discovery, settings.namespace, connect, Counted()))
+    proxy = Proxy(
+        config, Directory(config.discovery, settings.namespace, KubeEndpoints(connect), Counted())
+    )
     ready = asyncio.Event()
     runners = [web.AppRunner(proxy.app(), handle_signals=False, access_log=None)]
     await runners[0].setup()

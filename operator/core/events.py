@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from foundation_operator.core.status import now, stamp
-from foundation_operator.k8s import ApiException, Kube
 
 logger = logging.getLogger(__name__)
 COMPONENT = "foundation-operator"
 Obj = dict[str, Any]
+
+
+class Creates(Protocol):
+    """What records an Event: the operator's `k8s.Kube`, or the runner's light client."""
+
+    async def create(self, obj: Obj) -> Obj: ...
 
 
 def event(involved: Obj, reason: str, message: str, kind: str = "Warning") -> Obj:
@@ -32,7 +37,7 @@ def event(involved: Obj, reason: str, message: str, kind: str = "Warning") -> Ob
 
 
 async def record(
-    kube: Kube,
+    kube: Creates,
     involved: Obj,
     reason: str,
     message: str,
@@ -42,12 +47,12 @@ async def record(
     """Best effort: losing an Event never stops a controller."""
     try:
         await kube.create(event(involved, reason, message, kind))
-    except ApiException as exc:
+    except Exception as exc:  # any answer or none: the Event is lost, said in the log
         logger.warning(
             "could not record event %s on %s/%s: %s",
             reason,
             involved["namespace"],
             involved["name"],
-            exc.reason,
+            getattr(exc, "reason", None) or exc,
             extra=log_fields or {},
         )

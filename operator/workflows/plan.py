@@ -107,11 +107,16 @@ def decide(
     running = sum(1 for s in steps.values() if s.phase == "Running")
     if failed:
         first = failed[0]
-        return Decision(
-            phase="Failed",
-            reason="StepFailed",
-            message=f"step {first.name} failed: {first.error or first.reason}",
-        )
+        message = f"step {first.name} failed: {first.error or first.reason}"
+        if running:
+            # As Argo's failFast: nothing new starts, and what is in flight finishes and is
+            # recorded (a running task cannot be taken back), then the Workflow is Failed.
+            return Decision(
+                phase="Running",
+                reason="Failing",
+                message=f"{message}; no new step starts, {running} in flight finishing first",
+            )
+        return Decision(phase="Failed", reason="StepFailed", message=message)
     if spec.timeout_seconds is not None and now - started_at > timedelta(
         seconds=spec.timeout_seconds
     ):
@@ -167,6 +172,10 @@ def decide(
             continue
         attempt = status.attempts + 1
         decision.start.append(Dispatch(step, attempt, task_id(uid, step.name, attempt), resolved))
+    if spec.timeout_seconds is not None:
+        # Woken for the whole run's timeout too, not only at the next retry.
+        deadline = started_at + timedelta(seconds=spec.timeout_seconds + 1)
+        decision.wake_at = deadline if decision.wake_at is None else min(decision.wake_at, deadline)
     return decision
 
 

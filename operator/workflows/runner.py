@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from foundation_common.discovery import Capability, Directory
-from foundation_common.kube import MERGE, call, connect
+from foundation_common import rest
+from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
@@ -54,6 +54,14 @@ from foundation_operator.workflows.api import (
 logger = logging.getLogger("foundation_operator.runner")
 DONE = ("succeeded", "failed", "cancelled")
 RESPEC_SECONDS = 2.0  # how often an idle runner looks at its spec again (suspend, a resume)
+WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
+REFUSED = (400, 413, 422)  # the status itself is refused: sending it again cannot help
+
+
+def refused(exc: rest.ApiError) -> bool:
+    """The API server refuses this status (not a passing failure): invalid, or too large
+    (etcd's limit comes back as a 500 that says so)."""
+    return exc.status in REFUSED or (exc.status == 500 and "too large" in exc.message)
 
 
 class RunnerSettings(BaseModel, frozen=True):
@@ -90,62 +98,46 @@ def dump(status: WorkflowStatus) -> dict[str, Any]:
 
 
 class EventSink:
-    """`core.events.record`'s `create`, with the runner's own client."""
+    """`core.events.record`'s `create`, with the runner's light client."""
 
-    def __init__(self, api: Any) -> None:
-        from kubernetes_asyncio import client
-
-        self.core = client.CoreV1Api(api)
+    def __init__(self, api: rest.Client) -> None:
+        self.api = api
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return await call(
-            self.core.create_namespaced_event(
-                obj["metadata"]["namespace"], obj, _preload_content=False
-            )
+        return await self.api.create(
+            f"/api/v1/namespaces/{obj['metadata']['namespace']}/events", obj
         )
 
 
 class Runner:
-    def __init__(self, api: Any, namespace: str, name: str, http: httpx.AsyncClient) -> None:
-        from kubernetes_asyncio import client
-
-        self.custom = client.CustomObjectsApi(api)
+    def __init__(
+        self, api: rest.Client, namespace: str, name: str, http: httpx.AsyncClient
+    ) -> None:
+        self.api = api
         self.events = EventSink(api)
         self.namespace, self.name = namespace, name
+        self.path = WORKFLOW.path(namespace, name)
         self.http = http
-        self.directory = Directory(Discovery(), namespace, self._api_client(api))
-        self.outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self.directory = Directory(Discovery(), namespace, RestEndpoints(api))
+        self.outcomes: list[Outcome] = []  # of attempts, for the main loop
+        self.woken = asyncio.Event()  # set with each outcome
         self.following: dict[str, asyncio.Task[None]] = {}
         self.uid = ""
         self.spec: WorkflowSpec | None = None
         self.status = WorkflowStatus()
         self.steps: dict[str, StepStatus] = {}
+        self.written: dict[str, StepStatus] = {}  # the steps as the last write left them
+        self.ended: plan.Decision | None = None  # what ended the run before its steps did
         self.kept_bytes = 0  # of the results in the status
         self.budget = plan.MAX_RESULTS_BYTES
         self.pending_events: list[tuple[str, str]] = []
         self.run_started = time.monotonic()
         self.done_at: dict[str, float] = {}  # monotonic, when this runner saw a step done
 
-    @staticmethod
-    def _api_client(api: Any) -> Any:
-        async def same() -> Any:
-            return api
-
-        return same
-
     # -- the Workflow ------------------------------------------------------------------------
 
     async def read(self) -> dict[str, Any]:
-        return await call(
-            self.custom.get_namespaced_custom_object(
-                WORKFLOW.group,
-                WORKFLOW.version,
-                self.namespace,
-                WORKFLOW.plural,
-                self.name,
-                _preload_content=False,
-            )
-        )
+        return await self.api.get(self.path)
 
     async def load(self) -> None:
         body = await self.read()
@@ -156,40 +148,48 @@ class Runner:
         except ValidationError:
             self.status = WorkflowStatus()
         self.steps = plan.statuses(self.spec, self.status.steps)
+        self.written = dict(self.steps)
         self.kept_bytes = plan.kept_bytes(self.steps)
         # The object's size without the results: a large spec leaves less room for them.
         self.budget = plan.results_budget(len(json.dumps(body)) - self.kept_bytes)
 
     async def write(self) -> None:
-        """The status as it is now, in one patch."""
+        """The status as it is now, in one patch; a passing failure of the API is retried (a
+        runner that crashed for one would count towards RunnerCrashLoop)."""
         assert self.spec is not None
         self.status = self.status.model_copy(
             update={"steps": list(self.steps.values()), "progress": plan.progress(self.steps)}
         )
-        await call(
-            self.custom.patch_namespaced_custom_object_status(
-                WORKFLOW.group,
-                WORKFLOW.version,
-                self.namespace,
-                WORKFLOW.plural,
-                self.name,
-                {"status": dump(self.status)},
-                _content_type=MERGE,
-                _preload_content=False,
-            )
-        )
+        body = {"status": dump(self.status)}
+        backoff = Backoff(initial=0.2, maximum=5.0, jitter=True)
+        give_up = time.monotonic() + WRITE_RETRY_SECONDS
+        while True:
+            try:
+                await self.api.merge_patch(f"{self.path}/status", body)
+                self.written = dict(self.steps)
+                return
+            except rest.ApiError as exc:
+                if refused(exc):
+                    raise
+                problem: Exception = exc
+            except httpx.TransportError as exc:
+                problem = exc
+            if time.monotonic() >= give_up:
+                raise problem
+            logger.warning("writing the status of %s/%s: %s", self.namespace, self.name, problem)
+            await asyncio.sleep(backoff.next())
 
     # -- the run -----------------------------------------------------------------------------
 
     async def run(self) -> int:
         await self.load()
         assert self.spec is not None
-        at = now()
         if self.status.phase in ("Succeeded", "Failed"):
             logger.info(
                 "workflow %s/%s is %s already", self.namespace, self.name, self.status.phase
             )
             return 0
+        at = now()
         if not self.status.started_at:
             self.status = self.status.model_copy(update={"started_at": stamp(at)})
         started_at = parse_stamp(self.status.started_at or stamp(at))
@@ -202,63 +202,180 @@ class Runner:
         while True:
             at = now()
             dirty |= self._take_outcomes(at)
-            while self.pending_events:
-                await self._event("Warning", *self.pending_events.pop(0))
+            await self._flush_events()
             decision = plan.decide(self.spec, self.uid, self.steps, started_at, at)
+            if self.ended is not None and not self.following:
+                decision = self.ended  # the run's timeout, not the steps it abandoned
             if decision.skip or decision.fail:
                 # Skipped or failed before starting: that may let others start, or end the
                 # run. Decide again at once; it is all written together.
-                for name, why in decision.skip.items():
-                    self.steps[name] = plan.skipped(self.steps[name], why, at)
-                    self.done_at[name] = time.monotonic()
-                for name, (reason, message) in decision.fail.items():
-                    self.steps[name] = plan.failed(self.steps[name], reason, message, at)
-                    await self._event("Warning", "StepFailed", f"step {name}: {reason}: {message}")
+                self._settle(decision, at)
                 dirty = True
                 continue
-            sending = []
-            for dispatch in decision.start:
-                pinned = await self._choose(dispatch.step, dispatch.task_id)
-                if pinned is None:
-                    continue  # no ready member yet: looked at again shortly
-                agent, member = pinned
-                self.steps[dispatch.step.name] = plan.attempt_sent(
-                    self.steps[dispatch.step.name], dispatch, agent, member, at
-                )
-                sending.append(dispatch)
+            if decision.finished and self.following:
+                # The whole run's timeout with steps in flight: they are not waited for.
+                await self._abandon(decision, at)
+                self.ended = decision
                 dirty = True
-            dirty |= self._set_phase(decision, at)
+                continue
+            sending = await self._pin(decision, at)
+            dirty |= bool(sending) | self._set_phase(decision, at)
             if dirty:
-                # Recorded before anything is sent: a new runner re-sends these ids.
-                await self.write()
+                try:
+                    # Recorded before anything is sent: a new runner re-sends these ids.
+                    await self.write()
+                except rest.ApiError as exc:
+                    if not self._refused(exc, sending, at):
+                        await self._fail_refused(exc, at)
+                        return 0
+                    continue  # the steps whose results were refused failed: decide again
                 dirty = False
             for dispatch in sending:
                 self._follow(
                     dispatch.step, self.steps[dispatch.step.name], self._ready_at(dispatch.step)
                 )
-            if decision.finished and not self.following:
-                await self._event(
-                    "Normal" if decision.phase == "Succeeded" else "Warning",
-                    decision.phase,
-                    decision.message,
-                )
-                logger.info(
-                    "workflow %s/%s %s: %s",
-                    self.namespace,
-                    self.name,
-                    decision.phase,
-                    decision.message,
-                )
+            if decision.finished:
+                await self._finished(decision)
                 return 0
             wait = RESPEC_SECONDS
             if decision.wake_at is not None:
                 wait = min(wait, max(0.0, (decision.wake_at - now()).total_seconds()))
             if len(sending) < len(decision.start):
                 wait = min(wait, 0.5)  # members not ready yet
-            await self._next_outcome(wait)
-            if time.monotonic() >= respec_at and not decision.finished:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), wait)
+            if time.monotonic() >= respec_at:
                 await self._respec()
                 respec_at = time.monotonic() + RESPEC_SECONDS
+
+    def _settle(self, decision: plan.Decision, at: datetime) -> None:
+        for name, why in decision.skip.items():
+            self.steps[name] = plan.skipped(self.steps[name], why, at)
+            self.done_at[name] = time.monotonic()
+        for name, (reason, message) in decision.fail.items():
+            self.steps[name] = plan.failed(self.steps[name], reason, message, at)
+            self.pending_events.append(("StepFailed", f"step {name}: {reason}: {message}"))
+
+    async def _pin(self, decision: plan.Decision, at: datetime) -> list[plan.Dispatch]:
+        """The attempts to start, each pinned to a ready member (recorded, not sent yet)."""
+        sending = []
+        for dispatch in decision.start:
+            pinned = await self._choose(dispatch.step, dispatch.task_id)
+            if pinned is None:
+                continue  # no ready member yet: looked at again shortly
+            agent, member = pinned
+            self.steps[dispatch.step.name] = plan.attempt_sent(
+                self.steps[dispatch.step.name], dispatch, agent, member, at
+            )
+            sending.append(dispatch)
+        return sending
+
+    async def _abandon(self, decision: plan.Decision, at: datetime) -> None:
+        """Steps in flight when the run ends early: a queued attempt is cancelled at its member
+        (it will never run); a running one is left to finish there, not waited for and never
+        sent again. Either way the step fails and says which."""
+        assert self.spec is not None
+        by_name = {s.name: s for s in self.spec.steps}
+        following, self.following = self.following, {}
+        for task in following.values():
+            task.cancel()
+        for task in following.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._take_outcomes(at)  # what finished meanwhile counts as it came
+        for name in following:
+            status = self.steps[name]
+            if status.phase != "Running":
+                continue
+            members = await self._members(by_name[name])
+            member = members.pinned(status.member)
+            cancelled = False
+            if member is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await self.http.post(
+                        f"http://{member.address}/v1/tasks/{status.task_id}/cancel"
+                    )
+                    cancelled = answer.status_code == 200
+            if cancelled:
+                reason, message = (
+                    "Cancelled",
+                    (
+                        f"attempt {status.attempts} ({status.task_id}) was cancelled while queued "
+                        f"at {status.member}: {decision.message}"
+                    ),
+                )
+            else:
+                reason, message = (
+                    "Abandoned",
+                    (
+                        f"attempt {status.attempts} ({status.task_id}) was still running at "
+                        f"{status.member} (or could not be reached) when the run ended: "
+                        f"{decision.message}; it may still take effect once, and is not sent again"
+                    ),
+                )
+            self.steps[name] = plan.failed(status, reason, message, at)
+            self.pending_events.append(("StepFailed", f"step {name}: {reason}: {message}"))
+
+    def _refused(self, exc: rest.ApiError, sending: list[plan.Dispatch], at: datetime) -> bool:
+        """The API server refused the status (too large, invalid): the steps whose results
+        came since the last write fail with its message, and what was about to be sent is
+        not (it was not recorded). False if no result is to blame: the Workflow is failed."""
+        for dispatch in sending:
+            name = dispatch.step.name
+            self.steps[name] = self.written.get(name, self.steps[name])
+        blamed = [
+            name
+            for name, status in self.steps.items()
+            if status.phase == "Succeeded" and self.written.get(name) != status
+        ]
+        for name in blamed:
+            self.kept_bytes -= plan.result_size(self.steps[name].result)
+            self.steps[name] = plan.failed(
+                self.steps[name].model_copy(update={"result": None}),
+                "StatusRefused",
+                f"the API server refused the Workflow's status with this step's result: "
+                f"{exc.message[:400]}",
+                at,
+            )
+            self.pending_events.append(("StepFailed", f"step {name}: StatusRefused"))
+        if blamed:
+            return True
+        return False
+
+    async def _fail_refused(self, exc: rest.ApiError, at: datetime) -> None:
+        """Failed, in the fewest fields, when the API server refuses the status itself."""
+        logger.error("workflow %s/%s: status refused: %s", self.namespace, self.name, exc)
+        message = f"the API server refused the Workflow's status: {exc.message[:400]}"
+        verdict = condition(
+            "Succeeded",
+            False,
+            "StatusRefused",
+            message,
+            self.status.observed_generation,
+            self.status.conditions,
+            at,
+        )
+        fields = {
+            "phase": "Failed",
+            "conditions": [verdict.model_dump(by_alias=True, exclude_none=True)],
+            "finishedAt": stamp(at),
+        }
+        await self.api.merge_patch(f"{self.path}/status", {"status": fields})
+        await self._event("Warning", "Failed", message)
+
+    async def _finished(self, decision: plan.Decision) -> None:
+        await self._event(
+            "Normal" if decision.phase == "Succeeded" else "Warning",
+            decision.phase,
+            decision.message,
+        )
+        logger.info(
+            "workflow %s/%s %s: %s", self.namespace, self.name, decision.phase, decision.message
+        )
+
+    async def _flush_events(self) -> None:
+        while self.pending_events:
+            await self._event("Warning", *self.pending_events.pop(0))
 
     async def _event(self, kind: str, reason: str, message: str) -> None:
         """An Event on the Workflow (best effort, as every Event)."""
@@ -274,8 +391,6 @@ class Runner:
     def _set_phase(self, decision: plan.Decision, at: datetime) -> bool:
         assert self.spec is not None
         phase = decision.phase
-        if phase == self.status.phase and not decision.finished:
-            return False
         update: dict[str, Any] = {"phase": phase}
         if decision.finished:
             ok = phase == "Succeeded"
@@ -320,18 +435,14 @@ class Runner:
         except Exception as exc:  # the API away for a moment: the old spec holds
             logger.warning("could not read workflow %s/%s: %s", self.namespace, self.name, exc)
 
-    async def _next_outcome(self, wait: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            outcome = await asyncio.wait_for(self.outcomes.get(), wait)
-            self.outcomes.put_nowait(outcome)  # taken, with any others, by _take_outcomes
-
     def _take_outcomes(self, at: datetime) -> bool:
         """Outcomes of attempts into the steps' status; failed steps queue an Event."""
         assert self.spec is not None
         by_name = {s.name: s for s in self.spec.steps}
         changed = False
-        while not self.outcomes.empty():
-            outcome = self.outcomes.get_nowait()
+        self.woken.clear()
+        taken, self.outcomes = self.outcomes, []
+        for outcome in taken:
             self.following.pop(outcome.step, None)
             step, status = by_name[outcome.step], self.steps[outcome.step]
             if status.task_id != outcome.task_id:
@@ -352,6 +463,14 @@ class Runner:
                     self.steps[step.name] = plan.succeeded(status, result, at)
                     self.kept_bytes += plan.result_size(result)
                     self.done_at[step.name] = time.monotonic()
+            elif record.get("status") == "cancelled":
+                self.steps[step.name] = plan.failed(
+                    status,
+                    "Cancelled",
+                    f"attempt {status.attempts} ({status.task_id}) was cancelled at "
+                    f"{status.member} before it ran; it is not sent again",
+                    at,
+                )
             elif record.get("status") == "refused":
                 self.steps[step.name] = plan.failed(
                     status, "Refused", record.get("error") or "refused", at
@@ -411,7 +530,8 @@ class Runner:
         except Exception as exc:  # never lose the step: report it as a failed attempt
             logger.exception("step %s: attempt %s", step.name, status.task_id)
             outcome.record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        self.outcomes.put_nowait(outcome)
+        self.outcomes.append(outcome)
+        self.woken.set()
 
     async def _attempt_within(
         self, step: Step, status: StepStatus, ready_at: float | None
@@ -494,7 +614,7 @@ class Runner:
 
 
 async def serve(settings: RunnerSettings) -> int:
-    api = await connect()
+    api = rest.Client.in_cluster()
     try:
         async with httpx.AsyncClient(timeout=10.0) as http:
             runner = Runner(api, settings.namespace, settings.workflow, http)

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from foundation_agent.client import DeliveryError, Sidecar
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common.discovery import Capability, Directory, ready_members
+from foundation_common.discovery import Capability, Directory, KubeEndpoints, ready_members
 from foundation_common.sidecar import Discovery, SidecarConfig
 
 
@@ -138,7 +138,7 @@ async def proxy_for(members: dict[str, MemberServer], **discovery: object):
     async def no_api():
         raise AssertionError("the test feeds the Endpoints itself")
 
-    directory = Directory(config.discovery, "ns", no_api)
+    directory = Directory(config.discovery, "ns", KubeEndpoints(no_api))
     cap = directory.capabilities["foundation-cap-calc"] = Capability("calc", config.discovery)
     cap.update(endpoints({n: m.address for n, m in members.items()}))
     client = TestClient(TestServer(Proxy(config, directory).app()))

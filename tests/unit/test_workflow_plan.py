@@ -138,6 +138,17 @@ def test_a_failed_step_fails_the_workflow_and_the_whole_run_has_a_timeout() -> N
     assert (late.phase, late.reason) == ("Failed", "Timeout")
 
 
+def test_after_a_failure_nothing_new_starts_and_steps_in_flight_finish_first() -> None:
+    steps = state(fetch=("Succeeded", {"v": 1, "go": True}), left="Failed", right="Running")
+    steps["left"].error = "boom"
+    failing = plan.decide(spec(), "u", steps, T0, NOW)
+    assert (failing.phase, failing.reason, failing.start) == ("Running", "Failing", [])
+    assert not failing.finished
+    assert "step left failed: boom" in failing.message and "1 in flight" in failing.message
+    steps["right"] = steps["right"].model_copy(update={"phase": "Succeeded"})
+    assert plan.decide(spec(), "u", steps, T0, NOW).phase == "Failed"
+
+
 @pytest.mark.parametrize(
     ("attempts", "limit", "phase", "pause"),
     [

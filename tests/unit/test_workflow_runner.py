@@ -1,0 +1,227 @@
+"""The runner's loop without a cluster: an API that keeps one Workflow in memory (and may refuse
+its status), and one member that speaks the runtime's task API with scripted actions.
+
+What the local cluster cannot provoke on purpose is tested here: a status the API server
+refuses, the whole run's timeout with attempts in flight (one queued, one running), and a
+failure while another step is still running."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from foundation_common import rest
+from foundation_operator.workflows.runner import Runner
+from waiting import until
+
+Obj = dict[str, Any]
+
+
+class Member:
+    """The task API of one member (`a-0`): `echo` succeeds with its input, `fail` fails,
+    `queue` stays queued, `run` stays running until `release` is set."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Obj] = {}
+        self.done: dict[str, asyncio.Event] = {}
+        self.release = asyncio.Event()
+        self.sent: list[str] = []  # task ids, in the order the member was sent them
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/tasks", self.submit)
+        app.router.add_get("/v1/tasks/{id}", self.get)
+        app.router.add_post("/v1/tasks/{id}/cancel", self.cancel)
+        return app
+
+    def finish(self, task_id: str, status: str, **fields: Any) -> None:
+        self.tasks[task_id].update(status=status, **fields)
+        self.done[task_id].set()
+
+    async def submit(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        task_id = body["id"]
+        self.sent.append(task_id)
+        if task_id not in self.tasks:
+            self.tasks[task_id] = {"id": task_id, "status": "queued"}
+            self.done[task_id] = asyncio.Event()
+            action = body["action"]
+            if action == "echo":
+                self.finish(task_id, "succeeded", result=body["input"])
+            elif action == "fail":
+                self.finish(task_id, "failed", error="ValueError: no")
+            elif action == "run":
+                self.tasks[task_id]["status"] = "running"
+                asyncio.get_running_loop().create_task(self._run(task_id))
+        return web.json_response(self.tasks[task_id], status=202)
+
+    async def _run(self, task_id: str) -> None:
+        await self.release.wait()
+        self.finish(task_id, "succeeded", result="ran")
+
+    async def get(self, request: web.Request) -> web.Response:
+        task_id = request.match_info["id"]
+        if task_id not in self.tasks:
+            return web.json_response({"error": "unknown"}, status=404)
+        wait = float(request.query.get("wait", "0"))
+        if wait:
+            try:
+                await asyncio.wait_for(self.done[task_id].wait(), wait)
+            except TimeoutError:
+                pass
+        return web.json_response(self.tasks[task_id])
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        task_id = request.match_info["id"]
+        if self.tasks[task_id]["status"] != "queued":
+            return web.json_response(self.tasks[task_id], status=409)
+        self.finish(task_id, "cancelled")
+        return web.json_response(self.tasks[task_id])
+
+
+class Api:
+    """One Workflow in memory; `refuse(status)` may return why a status patch is refused."""
+
+    def __init__(self, spec: Obj, address: str, refuse: Any = None) -> None:
+        self.workflow: Obj = {
+            "metadata": {"name": "w", "namespace": "ns", "uid": "u1"},
+            "spec": spec,
+            "status": {},
+        }
+        self.address = address
+        self.refuse = refuse or (lambda status: None)
+        self.patches: list[Obj] = []
+        self.events: list[Obj] = []
+
+    async def get(self, path: str, params: Any = None) -> Obj:
+        return copy.deepcopy(self.workflow)
+
+    async def merge_patch(self, path: str, body: Obj) -> Obj:
+        assert path.endswith("/workflows/w/status")
+        problem = self.refuse(body["status"])
+        if problem:
+            raise rest.ApiError(422, json.dumps({"reason": "Invalid", "message": problem}))
+        self.patches.append(copy.deepcopy(body["status"]))
+        self.workflow["status"].update(copy.deepcopy(body["status"]))
+        return copy.deepcopy(self.workflow)
+
+    async def create(self, path: str, obj: Obj) -> Obj:
+        self.events.append(obj)
+        return obj
+
+    async def list_and_watch(
+        self, path: str, params: Any = None, timeout_seconds: int = 0
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        assert params == {"fieldSelector": "metadata.name=a"}
+        host, port = self.address.split(":")
+        endpoints = {
+            "subsets": [
+                {
+                    "addresses": [{"ip": host, "targetRef": {"name": "a-0"}}],
+                    "ports": [{"name": "http", "port": int(port)}],
+                }
+            ]
+        }
+        yield "SYNC", {"items": [endpoints], "metadata": {"resourceVersion": "1"}}
+        await asyncio.Event().wait()
+
+    def status(self) -> Obj:
+        return self.workflow["status"]
+
+    def step(self, name: str) -> Obj:
+        return next(s for s in self.status()["steps"] if s["name"] == name)
+
+
+@pytest.fixture
+async def member():
+    member = Member()
+    server = TestServer(member.app(), host="127.0.0.1")
+    await server.start_server()
+    member.address = f"127.0.0.1:{server.port}"
+    yield member
+    member.release.set()
+    await server.close()
+
+
+async def run(api: Api, seconds: float = 20.0) -> Runner:
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        runner = Runner(api, "ns", "w", http)  # type: ignore[arg-type]
+        try:
+            assert await asyncio.wait_for(runner.run(), seconds) == 0
+        finally:
+            await runner.directory.close()
+    return runner
+
+
+def step(name: str, action: str, *after: str, **more: Any) -> Obj:
+    return {"name": name, "agent": "a", "action": action, "dependsOn": list(after), **more}
+
+
+async def test_a_refused_status_fails_the_step_whose_result_it_carried(member) -> None:
+    def refuse(status: Obj) -> str | None:
+        if any("poison" in json.dumps(s.get("result")) for s in status.get("steps") or []):
+            return "status.steps[0].result: poison is not allowed"
+        return None
+
+    spec = {
+        "steps": [
+            step("first", "echo", input={"v": "poison"}),
+            step("second", "echo", "first", input="{{ steps.first.result.v }}"),
+        ]
+    }
+    api = Api(spec, member.address, refuse)
+    await run(api)
+    assert api.status()["phase"] == "Failed"
+    first = api.step("first")
+    assert (first["phase"], first["reason"]) == ("Failed", "StatusRefused")
+    assert "poison is not allowed" in first["error"] and "result" not in first
+    assert api.step("second")["phase"] == "Pending"
+    assert member.sent == ["u1.first.1"]  # the second step was never sent
+    assert [e["reason"] for e in api.events] == ["StepFailed", "Failed"]
+
+
+async def test_the_runs_timeout_cancels_queued_attempts_and_abandons_running_ones(member) -> None:
+    spec = {"timeoutSeconds": 1, "steps": [step("waits", "queue"), step("works", "run")]}
+    api = Api(spec, member.address)
+    await run(api)
+    status = api.status()
+    assert (status["phase"], status["conditions"][0]["reason"]) == ("Failed", "Timeout")
+    waits, works = api.step("waits"), api.step("works")
+    assert (waits["phase"], waits["reason"]) == ("Failed", "Cancelled")
+    assert member.tasks["u1.waits.1"]["status"] == "cancelled"
+    assert (works["phase"], works["reason"]) == ("Failed", "Abandoned")
+    assert "may still take effect once, and is not sent again" in works["error"]
+    assert member.sent.count("u1.works.1") == 1 and "u1.works.2" not in member.tasks
+
+
+async def test_after_a_failure_the_steps_in_flight_finish_and_are_recorded(member) -> None:
+    spec = {
+        "steps": [
+            step("breaks", "fail", retry={"limit": 0}),
+            step("works", "run"),
+            step("later", "echo", "breaks"),
+        ]
+    }
+    api = Api(spec, member.address)
+    running = asyncio.create_task(run(api))
+    await until(
+        lambda: any(
+            (p.get("conditions") or [{}])[0].get("reason") == "Failing" for p in api.patches
+        ),
+        what="a Failing status",
+    )
+    assert api.status()["phase"] == "Running"
+    member.release.set()
+    await running
+    assert api.status()["phase"] == "Failed"
+    assert api.step("works")["phase"] == "Succeeded" and api.step("works")["result"] == "ran"
+    assert api.step("later")["phase"] == "Pending"
+    assert "step breaks failed" in api.status()["conditions"][0]["message"]
