@@ -107,7 +107,8 @@ def role(view: WorkflowView) -> Obj:
                 "apiGroups": [WORKFLOW.group],
                 "resources": [WORKFLOW.plural, f"{WORKFLOW.plural}/status"],
                 "resourceNames": [view.name],
-                "verbs": ["get", "patch"],
+                # list and watch of this name only: with a metadata.name field selector.
+                "verbs": ["get", "patch", "list", "watch"],
             },
             {
                 "apiGroups": [""],

@@ -53,7 +53,7 @@ from foundation_operator.workflows.api import (
 
 logger = logging.getLogger("foundation_operator.runner")
 DONE = ("succeeded", "failed", "cancelled")
-RESPEC_SECONDS = 2.0  # how often an idle runner looks at its spec again (suspend, a resume)
+IDLE_SECONDS = 30.0  # the longest the loop waits with nothing to wake it
 WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
 REFUSED = (400, 413, 422)  # the status itself is refused: sending it again cannot help
 
@@ -123,6 +123,8 @@ class Runner:
         self.woken = asyncio.Event()  # set with each outcome
         self.following: dict[str, asyncio.Task[None]] = {}
         self.uid = ""
+        self.generation = 0
+        self.spec_watch: asyncio.Task[None] | None = None
         self.spec: WorkflowSpec | None = None
         self.status = WorkflowStatus()
         self.steps: dict[str, StepStatus] = {}
@@ -142,6 +144,7 @@ class Runner:
     async def load(self) -> None:
         body = await self.read()
         self.uid = body["metadata"]["uid"]
+        self.generation = body["metadata"].get("generation", 0)
         self.spec = WorkflowSpec.model_validate(body["spec"])
         try:
             self.status = WorkflowStatus.model_validate(body.get("status") or {})
@@ -197,7 +200,9 @@ class Runner:
         for step in self.spec.steps:
             if self.steps[step.name].phase == "Running":
                 self._follow(step, self.steps[step.name])
-        respec_at = time.monotonic() + RESPEC_SECONDS
+        self.spec_watch = asyncio.get_running_loop().create_task(
+            self._watch_spec(), name="watch-spec"
+        )
         dirty = True  # startedAt, at least
         while True:
             at = now()
@@ -237,16 +242,13 @@ class Runner:
             if decision.finished:
                 await self._finished(decision)
                 return 0
-            wait = RESPEC_SECONDS
+            wait = IDLE_SECONDS
             if decision.wake_at is not None:
                 wait = min(wait, max(0.0, (decision.wake_at - now()).total_seconds()))
             if len(sending) < len(decision.start):
                 wait = min(wait, 0.5)  # members not ready yet
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), wait)
-            if time.monotonic() >= respec_at:
-                await self._respec()
-                respec_at = time.monotonic() + RESPEC_SECONDS
 
     def _settle(self, decision: plan.Decision, at: datetime) -> None:
         for name, why in decision.skip.items():
@@ -427,13 +429,35 @@ class Runner:
         self.status = self.status.model_copy(update=update)
         return before != self.status
 
-    async def _respec(self) -> None:
-        """Pick up spec changes (suspend and resume) while waiting."""
-        try:
-            body = await self.read()
-            self.spec = WorkflowSpec.model_validate(body["spec"])
-        except Exception as exc:  # the API away for a moment: the old spec holds
-            logger.warning("could not read workflow %s/%s: %s", self.namespace, self.name, exc)
+    async def _watch_spec(self) -> None:
+        """Spec changes (suspend, resume, parallelism) as they happen, from a watch on this
+        Workflow alone (its Role names it); status writes do not change the generation."""
+        backoff = Backoff(initial=0.5, maximum=10.0, jitter=True)
+        generation = self.generation
+        while True:
+            try:
+                async for kind, obj in self.api.list_and_watch(
+                    WORKFLOW.path(self.namespace),
+                    {"fieldSelector": f"metadata.name={self.name}"},
+                    timeout_seconds=300,
+                ):
+                    body = (obj.get("items") or [None])[0] if kind == "SYNC" else obj
+                    backoff.reset()
+                    if body is None or kind == "DELETED":
+                        continue  # deleted: the runner goes with it
+                    if body["metadata"].get("generation", 0) == generation:
+                        continue
+                    generation = body["metadata"].get("generation", 0)
+                    try:
+                        self.spec = WorkflowSpec.model_validate(body["spec"])
+                    except ValidationError as exc:  # the operator fails it: the old spec holds
+                        logger.warning("workflow %s/%s: spec: %s", self.namespace, self.name, exc)
+                    self.woken.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API away for a moment: the old spec holds
+                logger.warning("watching workflow %s/%s: %s", self.namespace, self.name, exc)
+                await asyncio.sleep(backoff.next())
 
     def _take_outcomes(self, at: datetime) -> bool:
         """Outcomes of attempts into the steps' status; failed steps queue an Event."""
@@ -628,6 +652,8 @@ async def serve(settings: RunnerSettings) -> int:
             except asyncio.CancelledError:
                 return 0
             finally:
+                if runner.spec_watch is not None:
+                    runner.spec_watch.cancel()
                 await runner.directory.close()
     finally:
         await api.close()
@@ -637,6 +663,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         settings = settings_from_env(RunnerSettings, None, "runner")
     except SettingsError as exc:

@@ -192,6 +192,17 @@ class Kube:
             "foundation.dev", "v1alpha1", self.ns, "workflows", body
         )
 
+    async def patch_workflow(self, name: str, patch: Obj) -> Obj:
+        return await self.custom.patch_namespaced_custom_object(
+            "foundation.dev",
+            "v1alpha1",
+            self.ns,
+            "workflows",
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
+
     async def workflow(self, name: str) -> Obj | None:
         try:
             return await self.custom.get_namespaced_custom_object(

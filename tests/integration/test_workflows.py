@@ -111,6 +111,21 @@ async def test_a_dag_runs_across_two_agents_with_typed_results_once(kube: Kube) 
     assert all(isinstance(s.get("dispatchMs"), int) for s in steps.values())
 
 
+async def test_a_suspended_workflow_starts_nothing_until_resumed(kube: Kube) -> None:
+    await two_agents(kube)
+    await kube.create_workflow("paused", suspend=True, **FAN_OUT_IN)
+    workflow = await kube.wait_workflow(
+        "paused", lambda w: phase(w) == "Suspended", timeout=60, what="Suspended"
+    )
+    assert {s["phase"] for s in steps_of(workflow).values()} == {"Pending"}
+    assert "spec.suspend is true" in condition(workflow, "Succeeded")["message"]
+    # The runner learns of the change from its watch on this Workflow (its Role names it).
+    await kube.patch_workflow("paused", {"spec": {"suspend": False}})
+    workflow = await kube.wait_workflow("paused", finished, timeout=60, what="finished")
+    assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
+    assert await count_of(kube, "alpha") == 12
+
+
 async def test_an_invalid_dag_is_failed_naming_the_step_and_gets_no_runner(kube: Kube) -> None:
     await kube.create_workflow(
         "loop",
