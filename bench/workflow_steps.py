@@ -7,9 +7,12 @@
   clocks is the overhead from one step's end at its member to the next one running there: the
   member's durable completion, the runner learning of it, the status write recording the next
   attempt, the send and the member's durable acceptance. Also: Workflow create to first step.
-- Many: `--workflows` Workflows of `--steps` chained steps at once, on an Agent of 4 members:
-  steps/s from the first create to the last finish, the status writes per step (kube-apiserver's
-  counters), and the runners' RSS (the largest seen, sampled).
+- Many: `--workflows` Workflows of `--steps` steps at once, on an Agent of 4 members, as chains
+  and again as fan-out/fan-in (one step, then the rest but one at once, then a join): steps/s
+  from the first create to the last finish, the status writes per step and every write anyone
+  made (kube-apiserver's counters), create to first step, and the runners' RSS (sampled).
+- The bound: the write rate the cluster sustains (ConfigMap creates, 64 at once), and the
+  steps/s that rate allows given the writes each run took.
 
 Then the same two runs driven the idiomatic kopf way (bench/baseline_workflow_operator.py:
 the operator advances a BaselineWorkflow one step per handler call through status patches, no
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from apiserver import Counts, delta, request_counts, write_capacity, writes  # bench/apiserver.py
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = str(REPO / "e2e/local/kubectl")
@@ -69,6 +72,128 @@ def status_patches(counts: Counts, resource: str) -> int:
         for (verb, res, sub, code), v in counts.items()
         if (verb, res, sub) == ("PATCH", resource, "status") and code.startswith("2")
     )
+
+
+async def until_finished(
+    custom: client.CustomObjectsApi,
+    ns: str,
+    plural: str,
+    names: set[str],
+    is_done: Any,
+    group: str = GROUP,
+    version: str = VERSION,
+    timeout: float = 900,
+) -> dict[str, dict]:
+    """The objects named, once `is_done` says so of each, from one watch (not polling: a
+    poll per object would load the API server the benchmark measures)."""
+    done: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(names):
+        listing = await custom.list_namespaced_custom_object(group, version, ns, plural)
+        for item in listing["items"]:
+            if item["metadata"]["name"] in names and is_done(item):
+                done[item["metadata"]["name"]] = item
+        version_seen = listing["metadata"]["resourceVersion"]
+        stream = watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            group,
+            version,
+            ns,
+            plural,
+            resource_version=version_seen,
+            timeout_seconds=60,
+        )
+        async with stream as events:
+            async for event in events:
+                item = event["object"]
+                if item["metadata"]["name"] in names and is_done(item):
+                    done[item["metadata"]["name"]] = item
+                if len(done) == len(names):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(names) - len(done)} not finished")
+    return done
+
+
+def workflow_finished(item: dict) -> bool:
+    return (item.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+async def many(
+    api: client.ApiClient,
+    custom: client.CustomObjectsApi,
+    ns: str,
+    shape: Any,
+    workflows: int,
+    steps: int,
+    prefix: str,
+) -> dict:
+    """`workflows` Workflows of `steps` steps of `shape` at once on the Agent of 4 members."""
+    counts_before = await request_counts(api)
+    created_at = time.time()
+    started = time.monotonic()
+    names = {f"{prefix}{i}" for i in range(workflows)}
+    await asyncio.gather(
+        *(
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, "workflows", shape(name, "four", steps)
+            )
+            for name in names
+        )
+    )
+    rss: list[float] = []
+
+    async def sample() -> None:
+        nonlocal rss
+        while True:
+            rss = max(rss, runner_rss_mb(), key=lambda r: max(r, default=0))
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        finished = await until_finished(custom, ns, "workflows", names, workflow_finished)
+    finally:
+        sampler.cancel()
+    elapsed = time.monotonic() - started
+    counts = delta(await request_counts(api), counts_before)
+    total_steps = workflows * steps
+    phases: dict[str, int] = {}
+    first_steps = []  # create to the first step running at its member, per Workflow
+    for item in finished.values():
+        phase = item["status"]["phase"]
+        phases[phase] = phases.get(phase, 0) + 1
+        clocks = [s["result"]["at"] for s in item["status"].get("steps", []) if s.get("result")]
+        if clocks:
+            first_steps.append(min(clocks) - created_at)
+    return {
+        "shape": shape.__name__,
+        "workflows": workflows,
+        "steps_each": steps,
+        "phases": phases,
+        "seconds": round(elapsed, 1),
+        "steps_per_s": round(total_steps / elapsed, 1),
+        # The operator's first Pending write per Workflow included.
+        "status_writes_per_step": round(status_patches(counts, "workflows") / total_steps, 2),
+        # Every write anyone made: Workflows, runner pods and their status, RBAC, Events.
+        "all_writes": writes(counts),
+        "create_to_first_step_p50_s": round(statistics.median(first_steps), 2),
+        "create_to_first_step_max_s": round(max(first_steps), 2),
+        "runner_rss_mb_max": round(max(rss, default=0), 1),
+        "runner_rss_mb_median": round(statistics.median(rss), 1) if rss else 0,
+    }
+
+
+def wide(name: str, agent: str, steps: int) -> dict:
+    """One step, then `steps - 2` at once, then one that joins them."""
+    middle = [f"s{i}" for i in range(1, steps - 1)]
+    body = chain(name, agent, 1)
+    body["spec"]["steps"] += [
+        {"name": m, "agent": agent, "action": "clock", "dependsOn": ["s0"]} for m in middle
+    ]
+    body["spec"]["steps"].append(
+        {"name": f"s{steps - 1}", "agent": agent, "action": "clock", "dependsOn": middle}
+    )
+    return body
 
 
 def chain(name: str, agent: str, steps: int) -> dict:
@@ -172,59 +297,9 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
                 "create_to_first_step_s": round(clocks[0] - created_at, 2),
             }
 
-            # -- many at once -------------------------------------------------------------
-            counts_before = await request_counts(api)
-            created_at = time.time()
-            started = time.monotonic()
-            await asyncio.gather(
-                *(
-                    custom.create_namespaced_custom_object(
-                        GROUP, VERSION, ns, "workflows", chain(f"w{i}", "four", steps)
-                    )
-                    for i in range(workflows)
-                )
-            )
-            rss: list[float] = []
-            pending = {f"w{i}" for i in range(workflows)}
-            phases: dict[str, int] = {}
-            while pending:
-                rss = max(rss, runner_rss_mb(), key=lambda r: max(r, default=0))
-                listing = await custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, "workflows"
-                )
-                for item in listing["items"]:
-                    phase = (item.get("status") or {}).get("phase")
-                    if item["metadata"]["name"] in pending and phase in ("Succeeded", "Failed"):
-                        pending.discard(item["metadata"]["name"])
-                        phases[phase] = phases.get(phase, 0) + 1
-                if time.monotonic() - started > 900:
-                    raise TimeoutError(f"{len(pending)} Workflows not finished")
-                await asyncio.sleep(0.5)
-            elapsed = time.monotonic() - started
-            counts = delta(await request_counts(api), counts_before)
-            total_steps = workflows * steps
-            first_steps = []  # create to the first step running at its member, per Workflow
-            for item in listing["items"]:
-                done = [s for s in item["status"].get("steps", []) if s.get("result")]
-                if item["metadata"]["name"].startswith("w") and done:
-                    first_steps.append(done[0]["result"]["at"] - created_at)
-            out["many"] = {
-                "workflows": workflows,
-                "steps_each": steps,
-                "phases": phases,
-                "seconds": round(elapsed, 1),
-                "steps_per_s": round(total_steps / elapsed, 1),
-                # The operator's first Pending write per Workflow included.
-                "status_writes_per_step": round(
-                    status_patches(counts, "workflows") / total_steps, 2
-                ),
-                # Every write anyone made: Workflows, runner pods and their status, RBAC, Events.
-                "all_writes": writes(counts),
-                "create_to_first_step_p50_s": round(statistics.median(first_steps), 2),
-                "create_to_first_step_max_s": round(max(first_steps), 2),
-                "runner_rss_mb_max": round(max(rss, default=0), 1),
-                "runner_rss_mb_median": round(statistics.median(rss), 1) if rss else 0,
-            }
+            # -- many at once, as chains and as fan-out/fan-in ---------------------------
+            out["many"] = await many(api, custom, ns, chain, workflows, steps, "w")
+            out["many_wide"] = await many(api, custom, ns, wide, workflows, steps, "v")
         finally:
             operator.terminate()
             operator.wait(30)
@@ -234,6 +309,9 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
             )
             ours, theirs = out["many"]["steps_per_s"], out["baseline_kopf"]["many"]["steps_per_s"]
             out["ratio_steps_per_s"] = round(ours / theirs, 2) if theirs else None
+            # The baseline advances one step per handler call whatever the shape: its chain
+            # figure stands for both.
+            out["ratio_wide_steps_per_s"] = round(out["many_wide"]["steps_per_s"] / theirs, 2)
             # What the cluster's write rate allows for the many-run, given the writes it took.
             rate = await write_capacity(core, ns)
             out["cluster_write_rate_per_s"] = round(rate)
@@ -251,7 +329,13 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
             # The operator is gone by now: its finalizer on the Agents would hold the namespace.
             for name in ("one", "four"):
                 await custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, ns, "agents", name, {"metadata": {"finalizers": None}}
+                    GROUP,
+                    VERSION,
+                    ns,
+                    "agents",
+                    name,
+                    {"metadata": {"finalizers": None}},
+                    _content_type="application/merge-patch+json",
                 )
             await core.delete_namespace(ns)
     return out
@@ -333,7 +417,15 @@ async def baseline(
                 for i in range(workflows)
             )
         )
-        await asyncio.gather(*(done(f"w{i}", steps, 900) for i in range(workflows)))
+        await until_finished(
+            custom,
+            ns,
+            plural,
+            {f"w{i}" for i in range(workflows)},
+            lambda item: int((item.get("status") or {}).get("next", 0)) >= steps,
+            group,
+            version,
+        )
         elapsed = time.monotonic() - started
         counts = delta(await request_counts(api), counts_before)
         out["many"] = {
