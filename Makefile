@@ -1,4 +1,4 @@
-.PHONY: lint test test-unit test-integration demo clean crds
+.PHONY: lint test test-unit test-integration demo demo-down clean crds
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
@@ -27,17 +27,15 @@ test-integration: $(VENV)
 test: $(VENV)
 	$(BIN)/pytest
 
-# The local cluster up, then a sample agent pod running on it.
+# The product on the local cluster: the operator from the chart, an Agent, tasks from the CLI,
+# a member killed and its state kept, a Workflow (e2e/local/demo.py says each step).
 demo: $(VENV)
 	e2e/local/cluster up
-	e2e/local/kubectl apply -f examples/sample-pod.yaml
-	e2e/local/kubectl wait --for=condition=Ready pod/sample-agent --timeout=120s
-	e2e/local/kubectl get pods -o wide
-	@echo
-	@echo "The sample pod answers on its own address:"
-	curl -fsS "http://$$(e2e/local/kubectl get pod sample-agent -o jsonpath='{.status.podIP}'):8080/healthz"
-	@echo
-	@echo "Next: e2e/local/kubectl logs sample-agent; e2e/local/cluster status; e2e/local/cluster down"
+	$(BIN)/python e2e/local/demo.py
+
+# Removes what `make demo` made (the release and its namespace); the cluster stays up.
+demo-down: $(VENV)
+	$(BIN)/python e2e/local/demo.py --down
 
 clean:
 	e2e/local/cluster down || true

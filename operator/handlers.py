@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 class State:
     supervisor: Supervisor | None = None
     workflows: WorkflowController | None = None
+    excluded: frozenset[str] = frozenset()
+
+
+def watched(namespace: str | None, **_: Any) -> bool:
+    """kopf's `when` filter: events from excluded namespaces are dropped before any work."""
+    return namespace not in State.excluded
 
 
 @kopf.on.startup()
@@ -39,6 +45,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf logs every handled watch event at INFO; with thousands of pods that is all noise.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings.from_env()
+    State.excluded = frozenset(settings.excluded_namespaces)
     kube = Kube(await connect())
     State.supervisor = Supervisor(kube, workers=settings.workers, agent_image=settings.agent_image)
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
@@ -56,7 +63,7 @@ async def stop(**_: Any) -> None:
         await State.supervisor.kube.api.close()
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, when=watched)
 async def agent_event(event: dict, **_: Any) -> None:
     # kopf reports objects of the initial listing with type None.
     if State.supervisor:
@@ -65,7 +72,7 @@ async def agent_event(event: dict, **_: Any) -> None:
         )
 
 
-@kopf.on.event("", "v1", "pods", labels={objects.AGENT_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={objects.AGENT_LABEL: kopf.PRESENT}, when=watched)
 async def pod_event(event: dict, **_: Any) -> None:
     if State.supervisor:
         State.supervisor.observe_pod(
@@ -73,7 +80,7 @@ async def pod_event(event: dict, **_: Any) -> None:
         )
 
 
-@kopf.on.event(workflows.GROUP, workflows.VERSION, workflows.PLURAL)
+@kopf.on.event(workflows.GROUP, workflows.VERSION, workflows.PLURAL, when=watched)
 async def workflow_event(event: dict, **_: Any) -> None:
     if State.workflows:
         State.workflows.observe_workflow(
@@ -81,7 +88,7 @@ async def workflow_event(event: dict, **_: Any) -> None:
         )
 
 
-@kopf.on.event("", "v1", "pods", labels={WORKFLOW_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={WORKFLOW_LABEL: kopf.PRESENT}, when=watched)
 async def runner_event(event: dict, **_: Any) -> None:
     if State.workflows:
         State.workflows.observe_pod(

@@ -23,6 +23,11 @@ class Settings(BaseModel, frozen=True):
         default=(),
         description="Namespaces to watch (comma-separated); empty means cluster-wide.",
     )
+    excluded_namespaces: tuple[str, ...] = Field(
+        default=(),
+        description="Namespaces left alone (comma-separated): another operator's, such as the "
+        "demo's next to a cluster-wide one.",
+    )
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=1, le=65535)
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables metrics.")
@@ -50,7 +55,7 @@ class Settings(BaseModel, frozen=True):
         description="This replica's name in the Lease (the pod name in a cluster).",
     )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "excluded_namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: object) -> object:
         if isinstance(value, str):

@@ -185,9 +185,13 @@ class WorkflowController(Reconciler):
         if self.owned_applied.get(key) == fingerprint:
             return
         fields = {"Role": ("rules",), "RoleBinding": ("subjects",)}
+        account, role, binding = wanted
+        # The binding after its Role: without the Role, the API server cannot check that the
+        # operator holds what it binds (only a cluster-admin skips that check).
         await asyncio.gather(
-            *(owned.ensure(self.kube, want, fields.get(want["kind"], ())) for want in wanted)
+            owned.ensure(self.kube, account), owned.ensure(self.kube, role, fields["Role"])
         )
+        await owned.ensure(self.kube, binding, fields["RoleBinding"])
         self.owned_applied[key] = fingerprint
 
     async def _expire(self, view: WorkflowView, status: WorkflowStatus) -> float | None:

@@ -104,11 +104,17 @@ def role(view: WorkflowView) -> Obj:
         "metadata": metadata(view, f"foundation-runner-{view.name}"),
         "rules": [
             {
+                # Read and watched (a metadata.name field selector: this one only).
                 "apiGroups": [WORKFLOW.group],
-                "resources": [WORKFLOW.plural, f"{WORKFLOW.plural}/status"],
+                "resources": [WORKFLOW.plural],
                 "resourceNames": [view.name],
-                # list and watch of this name only: with a metadata.name field selector.
-                "verbs": ["get", "patch", "list", "watch"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": [WORKFLOW.group],
+                "resources": [f"{WORKFLOW.plural}/status"],
+                "resourceNames": [view.name],
+                "verbs": ["get", "patch"],
             },
             {
                 "apiGroups": [""],

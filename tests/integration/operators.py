@@ -46,6 +46,8 @@ class OperatorProcess:
             FOUNDATION_LEASE_DURATION_SECONDS=str(self.LEASE_SECONDS),
             # Runner pods' image (the test node runs commands, not images).
             FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
+            # The demo's operator (`make demo`) has that namespace; one supervisor an Agent.
+            FOUNDATION_EXCLUDED_NAMESPACES="foundation-demo",
         )
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/foundation-operator")],

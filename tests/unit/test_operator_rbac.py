@@ -8,6 +8,8 @@ import yaml
 from foundation_operator import rbac
 from foundation_operator.agents import objects
 from foundation_operator.agents.api import AgentView
+from foundation_operator.workflows import objects as workflow_objects
+from foundation_operator.workflows.objects import WorkflowView
 
 
 def allows(rules: list[dict], group: str, resource: str, verb: str) -> bool:
@@ -39,6 +41,25 @@ def test_operator_holds_every_permission_it_grants_an_agent() -> None:
                             resource,
                             verb,
                         )
+
+
+def test_operator_holds_every_permission_it_grants_a_workflow_runner() -> None:
+    view = WorkflowView.from_body(
+        {
+            "metadata": {"name": "w", "namespace": "n", "uid": "u", "generation": 1},
+            "spec": {"steps": [{"name": "a", "agent": "x", "action": "get"}]},
+        },
+        "image",
+    )
+    for rule in workflow_objects.role(view)["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert allows(rbac.cluster_rules(), group, resource, verb), (
+                        group,
+                        resource,
+                        verb,
+                    )
 
 
 def test_operator_may_not_touch_secrets_or_delete_agents() -> None:

@@ -31,12 +31,14 @@ def test_values_come_from_prefixed_environment() -> None:
     settings = Settings.from_env(
         {
             "FOUNDATION_NAMESPACES": "a, b,,c",
+            "FOUNDATION_EXCLUDED_NAMESPACES": "foundation-demo",
             "FOUNDATION_HEALTH_PORT": "9000",
             "FOUNDATION_LOG_LEVEL": "debug",
             "FOUNDATION_LOG_FORMAT": "json",
         }
     )
     assert settings.namespaces == ("a", "b", "c")
+    assert settings.excluded_namespaces == ("foundation-demo",)
     assert settings.health_port == 9000
     assert settings.log_level == "DEBUG"
     assert settings.log_format == "json"

@@ -1,0 +1,2 @@
+"""The `foundation` command: tasks for Agents through the API server's proxy (`tasks`), and
+its command line (`main`)."""

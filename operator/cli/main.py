@@ -1,0 +1,152 @@
+"""`foundation` (also `kubectl-foundation`, so `kubectl foundation ...` works): tasks for Agents.
+
+    foundation send AGENT ACTION [--input JSON | --input -] [--id ID] [--member N]
+                    [--wait] [--timeout S]
+    foundation get AGENT ID [--wait] [--timeout S]
+
+It prints the task record as JSON. Exit codes: 0 done (or accepted, without --wait), 1 the task
+failed or was cancelled, 2 bad arguments or input, 3 no such Agent or task, 4 no ready member
+or none reachable in time, 5 not done within --timeout, 6 the member refused the task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+from kubernetes_asyncio import client, config
+
+from foundation_operator import __version__
+from foundation_operator.cli import tasks
+from foundation_operator.cli.tasks import Problem
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog=prog,
+        description="Send tasks to Foundation Agents and read their records, through the "
+        "Kubernetes API server (your kubeconfig; no port-forward needed).",
+    )
+    top.add_argument("--version", action="version", version=__version__)
+    top.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    top.add_argument("--context", help="kubeconfig context (default: the current one)")
+    top.add_argument("-n", "--namespace", help="namespace (default: the context's, or default)")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    send = commands.add_parser("send", help="send a task to an Agent; prints its record")
+    send.add_argument("agent")
+    send.add_argument("action")
+    send.add_argument(
+        "--input", default=None, help="the task's input as JSON, or - to read it from stdin"
+    )
+    send.add_argument(
+        "--id", help="the task id (default: a new one); the same id twice is one task"
+    )
+    send.add_argument("--member", type=int, help="the member's index (default: by the id)")
+    send.add_argument("--wait", action="store_true", help="wait until the task is done")
+    send.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 60)")
+
+    get = commands.add_parser("get", help="print one task's record")
+    get.add_argument("agent")
+    get.add_argument("id")
+    get.add_argument("--wait", action="store_true", help="wait until the task is done")
+    get.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 60)")
+    return top
+
+
+def task_input(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    text = sys.stdin.read() if raw == "-" else raw
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise Problem(f"--input is not JSON: {exc}", tasks.USAGE) from None
+
+
+def namespace_of(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return str(args.namespace)
+    try:
+        contexts, active = config.list_kube_config_contexts(args.kubeconfig)
+    except Exception:  # no kubeconfig: connecting says so
+        return "default"
+    chosen = next((c for c in contexts if c["name"] == args.context), active) or {}
+    return str((chosen.get("context") or {}).get("namespace") or "default")
+
+
+async def connect(args: argparse.Namespace) -> client.ApiClient:
+    configuration = client.Configuration()
+    try:
+        await config.load_kube_config(
+            config_file=args.kubeconfig, context=args.context, client_configuration=configuration
+        )
+    except Exception as exc:  # a missing file, an unknown context: say which
+        raise Problem(f"kubeconfig: {exc}", tasks.USAGE) from None
+    return client.ApiClient(configuration)
+
+
+async def wait_done(
+    api: tasks.Tasks, agent: str, member: str, record: dict, task_id: str, deadline: float
+) -> dict:
+    while record.get("status") not in tasks.DONE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Problem(
+                f"task {task_id} is still {record.get('status')} at {member} after the timeout "
+                f"(foundation get {agent} {task_id} --wait to go on waiting)",
+                tasks.TIMEOUT,
+            )
+        record = await api.get(agent, member, task_id, min(30.0, left), deadline)
+    return record
+
+
+async def run(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    payload = task_input(args.input) if args.command == "send" else None
+    api_client = await connect(args)
+    try:
+        api = tasks.Tasks(api_client, namespace_of(args))
+        if args.command == "send":
+            task_id = args.id or uuid.uuid4().hex
+            member = await api.member_for(args.agent, task_id, args.member)
+            record = await api.send(args.agent, member, task_id, args.action, payload, deadline)
+        else:
+            task_id = args.id
+            member, record = await api.find(args.agent, task_id, deadline)
+        if args.wait:
+            record = await wait_done(api, args.agent, member, record, task_id, deadline)
+        print(json.dumps({**record, "member": member}, indent=2))
+        status = record.get("status")
+        if args.wait and status != "succeeded":
+            return tasks.TASK_FAILED
+        return 0
+    finally:
+        await api_client.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    prog = os.path.basename(sys.argv[0]) if argv is None else "foundation"
+    if prog.startswith("kubectl-"):
+        prog = "kubectl foundation"
+    args = parser(prog).parse_args(argv)
+    try:
+        code = asyncio.run(run(args))
+    except Problem as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Tasks sent to an Agent's members through the API server's proxy (`pods/<pod>:<port>/proxy`),
+with the user's kubeconfig: no port-forward, no cluster DNS, any cluster the user can reach.
+
+- The member: a task id is pinned to one ready member, by the same rendezvous hash the
+  sidecar's affinity uses (or the one the user names), and keeps it for every retry.
+- Retries: on a connection error, 429 and 503 (and the proxy's 502/504 while a pod is not
+  reachable), the same id is sent again to the same member after `Retry-After` or a back-off,
+  so a retried send never applies twice: the member answers with the record it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+
+from foundation_common.discovery import ready_members, rendezvous
+from foundation_common.resources import AGENT
+from foundation_common.retry import Backoff
+
+Obj = dict[str, Any]
+RETRY_STATUSES = {429, 502, 503, 504}
+DONE = ("succeeded", "failed", "cancelled")
+
+
+class Problem(Exception):
+    """What went wrong, for the user, with the exit code the command ends with."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Exit codes (also in docs/cli.md).
+TASK_FAILED = 1  # the task failed or was cancelled (its record is printed)
+USAGE = 2  # bad arguments or input
+NOT_FOUND = 3  # no such Agent, member or task
+UNAVAILABLE = 4  # no ready member, or it could not be reached in time
+TIMEOUT = 5  # the task was not done within --timeout
+REFUSED = 6  # the member refused the task (invalid input, unknown action, too large)
+
+
+class Tasks:
+    """The task API of one namespace's Agents, through the API server."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    async def _request(
+        self,
+        path: str,
+        method: str = "GET",
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        seconds: float = 30.0,
+    ) -> tuple[int, Obj, dict[str, str]]:
+        """(status, decoded body or {"error": text}, headers) of one call."""
+        response = await self.api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=seconds,
+        )
+        try:
+            data = await response.read()
+        finally:
+            response.release()
+        try:
+            decoded = json.loads(data) if data else {}
+        except ValueError:
+            decoded = {"error": data.decode(errors="replace")[:500]}
+        if not isinstance(decoded, dict):
+            decoded = {"error": str(decoded)}
+        return response.status, decoded, dict(response.headers)
+
+    async def _checked(self, path: str) -> Obj | None:
+        """GET an API object: None for 404, a Problem for other errors."""
+        try:
+            status, body, _ = await self._request(path)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Problem(f"the API server could not be reached: {exc}", UNAVAILABLE) from None
+        if status == 404:
+            return None
+        if status >= 400:
+            raise Problem(
+                f"{path}: {status} {body.get('message') or body.get('error')}", UNAVAILABLE
+            )
+        return body
+
+    async def members(self, agent: str) -> dict[str, int]:
+        """The Agent's ready members: pod name -> its task API port."""
+        ns = self.namespace
+        if await self._checked(AGENT.path(ns, agent)) is None:
+            raise Problem(f'Agent "{agent}" not found in namespace "{ns}"', NOT_FOUND)
+        endpoints = await self._checked(f"/api/v1/namespaces/{ns}/endpoints/{agent}")
+        return {
+            name: int(address.rsplit(":", 1)[1])
+            for name, address in ready_members(endpoints).items()
+        }
+
+    async def member_for(self, agent: str, task_id: str, index: int | None = None) -> str:
+        """The member a task id goes to: the one named, or the sidecar's affinity choice."""
+        ready = await self.members(agent)
+        if index is not None:
+            name = f"{agent}-{index}"
+            if name not in ready:
+                raise Problem(
+                    f"member {name} of Agent {agent} is not ready (ready: "
+                    f"{', '.join(sorted(ready)) or 'none'})",
+                    UNAVAILABLE,
+                )
+            return name
+        if not ready:
+            raise Problem(f"Agent {agent} has no ready member", UNAVAILABLE)
+        return rendezvous(task_id, sorted(ready))
+
+    def _base(self, member: str, port: int) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods/{member}:{port}/proxy/v1/tasks"
+
+    async def send(
+        self, agent: str, member: str, task_id: str, action: str, input: Any, deadline: float
+    ) -> Obj:
+        """The task sent to `member` until it answers with a record (retried with the same id)."""
+        body = {"id": task_id, "action": action, "input": input}
+
+        async def once(port: int) -> tuple[int, Obj, dict[str, str]]:
+            return await self._request(self._base(member, port), "POST", body, seconds=10)
+
+        status, answer = await self._retrying(agent, member, once, deadline)
+        if status in (200, 201, 202):
+            return answer
+        message = answer.get("error") or answer.get("message") or f"HTTP {status}"
+        if status in (400, 409, 413, 422):
+            raise Problem(f"{member} refused the task: {message}", REFUSED)
+        raise Problem(f"{member} answered {status}: {message}", UNAVAILABLE)
+
+    async def get(self, agent: str, member: str, task_id: str, wait: float, deadline: float) -> Obj:
+        """The task's record (after up to `wait` s for it to finish)."""
+
+        async def once(port: int) -> tuple[int, Obj, dict[str, str]]:
+            query = [("wait", f"{wait:.1f}")] if wait > 0 else []
+            return await self._request(
+                f"{self._base(member, port)}/{task_id}", query=query, seconds=wait + 10
+            )
+
+        status, answer = await self._retrying(agent, member, once, deadline)
+        if status == 404:
+            raise Problem(f"no task {task_id} at {member} (or its record expired)", NOT_FOUND)
+        if status >= 400:
+            message = answer.get("error") or answer.get("message") or f"HTTP {status}"
+            raise Problem(f"{member} answered {status}: {message}", UNAVAILABLE)
+        return answer
+
+    async def find(self, agent: str, task_id: str, deadline: float) -> tuple[str, Obj]:
+        """(member, record) of a task sent earlier: its affinity member first, then the others."""
+        ready = await self.members(agent)
+        if not ready:
+            raise Problem(f"Agent {agent} has no ready member", UNAVAILABLE)
+        first = rendezvous(task_id, sorted(ready))
+        for member in [first, *sorted(set(ready) - {first})]:
+            try:
+                return member, await self.get(agent, member, task_id, 0, deadline)
+            except Problem as exc:
+                if exc.code != NOT_FOUND:
+                    raise
+        raise Problem(f"no member of Agent {agent} holds task {task_id}", NOT_FOUND)
+
+    async def _retrying(
+        self, agent: str, member: str, once: Any, deadline: float
+    ) -> tuple[int, Obj]:
+        """`once(port)` until an answer that is not worth retrying, or the deadline."""
+        backoff = Backoff(initial=0.2, maximum=3.0, jitter=True)
+        last = "no answer"
+        while True:
+            port = (await self.members(agent)).get(member)
+            if port is not None:
+                try:
+                    status, answer, headers = await once(port)
+                    if status not in RETRY_STATUSES:
+                        return status, answer
+                    last = f"{status} {answer.get('error') or answer.get('message') or ''}"
+                    pause = retry_after(headers) or backoff.next()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                    pause = backoff.next()
+            else:
+                last = f"{member} is not ready"
+                pause = backoff.next()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Problem(
+                    f"{member} of Agent {agent} could not be reached in time "
+                    f"(last: {last.strip()})",
+                    UNAVAILABLE,
+                )
+            await asyncio.sleep(min(pause, left))
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
