@@ -117,7 +117,7 @@ async def run(args: argparse.Namespace) -> int:
         api = tasks.Tasks(api_client, namespace_of(args))
         if args.command == "send":
             task_id = args.id or uuid.uuid4().hex
-            member = await api.member_for(args.agent, task_id, args.member)
+            member = await api.member_for(args.agent, task_id, deadline, args.member)
             record = await api.send(args.agent, member, task_id, args.action, payload, deadline)
         else:
             task_id = args.id

@@ -107,21 +107,34 @@ class Tasks:
             for name, address in ready_members(endpoints).items()
         }
 
-    async def member_for(self, agent: str, task_id: str, index: int | None = None) -> str:
+    async def ready(self, agent: str, deadline: float, member: str | None = None) -> list[str]:
+        """The Agent's ready members (`member` among them, if named), waiting for them until
+        the deadline: a member restarting for a moment is not an error."""
+        backoff = Backoff(initial=0.2, maximum=2.0, jitter=True)
+        while True:
+            ready = sorted(await self.members(agent))
+            if ready and (member is None or member in ready):
+                return ready
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if member is not None:
+                    raise Problem(
+                        f"member {member} of Agent {agent} is not ready (ready: "
+                        f"{', '.join(ready) or 'none'})",
+                        UNAVAILABLE,
+                    )
+                raise Problem(f"Agent {agent} has no ready member", UNAVAILABLE)
+            await asyncio.sleep(min(backoff.next(), left))
+
+    async def member_for(
+        self, agent: str, task_id: str, deadline: float, index: int | None = None
+    ) -> str:
         """The member a task id goes to: the one named, or the sidecar's affinity choice."""
-        ready = await self.members(agent)
         if index is not None:
             name = f"{agent}-{index}"
-            if name not in ready:
-                raise Problem(
-                    f"member {name} of Agent {agent} is not ready (ready: "
-                    f"{', '.join(sorted(ready)) or 'none'})",
-                    UNAVAILABLE,
-                )
+            await self.ready(agent, deadline, name)
             return name
-        if not ready:
-            raise Problem(f"Agent {agent} has no ready member", UNAVAILABLE)
-        return rendezvous(task_id, sorted(ready))
+        return rendezvous(task_id, await self.ready(agent, deadline))
 
     def _base(self, member: str, port: int) -> str:
         return f"/api/v1/namespaces/{self.namespace}/pods/{member}:{port}/proxy/v1/tasks"
@@ -162,10 +175,8 @@ class Tasks:
 
     async def find(self, agent: str, task_id: str, deadline: float) -> tuple[str, Obj]:
         """(member, record) of a task sent earlier: its affinity member first, then the others."""
-        ready = await self.members(agent)
-        if not ready:
-            raise Problem(f"Agent {agent} has no ready member", UNAVAILABLE)
-        first = rendezvous(task_id, sorted(ready))
+        ready = await self.ready(agent, deadline)
+        first = rendezvous(task_id, ready)
         for member in [first, *sorted(set(ready) - {first})]:
             try:
                 return member, await self.get(agent, member, task_id, 0, deadline)
