@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentView
+from foundation_operator.core import security
 
 __all__ = ["GROUP", "KIND", "VERSION"]
 
@@ -118,6 +119,8 @@ def container(view: AgentView) -> Obj:
         "command": spec.command or ["foundation-agent"],
         "env": env,
         "ports": [{"name": "http", "containerPort": AGENT_PORT}],
+        "securityContext": security.container_context(),
+        "volumeMounts": [security.scratch_mount()],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -126,7 +129,7 @@ def container(view: AgentView) -> Obj:
         },
     }
     if spec.persistence.store == "PVC":
-        out["volumeMounts"] = [{"name": STATE_VOLUME, "mountPath": STATE_MOUNT}]
+        out["volumeMounts"].append({"name": STATE_VOLUME, "mountPath": STATE_MOUNT})
     if spec.args is not None:
         out["args"] = spec.args
     if spec.resources:
@@ -151,6 +154,8 @@ def sidecar_container(view: AgentView) -> Obj:
             {"name": "FOUNDATION_AGENT_PORT", "value": str(AGENT_PORT)},
         ],
         "ports": [{"name": "sidecar-admin", "containerPort": SIDECAR_ADMIN_PORT}],
+        "securityContext": security.container_context(),
+        "volumeMounts": [security.scratch_mount()],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "sidecar-admin"},
             "periodSeconds": 5,
@@ -179,6 +184,9 @@ def pod_template(view: AgentView) -> Obj:
             "serviceAccountName": view.service_account,
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 30,
+            # Restricted by default; podTemplate.securityContext replaces the pod's level.
+            "securityContext": spec.pod_template.security_context or security.pod_context(),
+            "volumes": [security.scratch_volume()],
             "containers": [
                 container(view),
                 *([sidecar_container(view)] if spec.sidecar.enabled else []),
@@ -192,8 +200,6 @@ def pod_template(view: AgentView) -> Obj:
         pod_spec["tolerations"] = list(spec.pod_template.tolerations)
     if spec.pod_template.affinity:
         pod_spec["affinity"] = spec.pod_template.affinity
-    if spec.pod_template.security_context:
-        pod_spec["securityContext"] = spec.pod_template.security_context
     return template
 
 
@@ -220,10 +226,11 @@ def member_pod(view: AgentView, ordinal: int) -> Obj:
     }
     if view.spec.persistence.store == "PVC":
         pod["spec"]["volumes"] = [
+            *pod["spec"]["volumes"],
             {
                 "name": STATE_VOLUME,
                 "persistentVolumeClaim": {"claimName": state_key(view, ordinal)},
-            }
+            },
         ]
     return pod
 

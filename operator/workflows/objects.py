@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from foundation_operator.core import security
 from foundation_operator.core.owned import owner_reference
 from foundation_operator.workflows import dag
 from foundation_operator.workflows.api import WORKFLOW, WorkflowSpec
@@ -15,7 +16,6 @@ from foundation_operator.workflows.api import WORKFLOW, WorkflowSpec
 Obj = dict[str, Any]
 WORKFLOW_LABEL = "foundation.dev/workflow"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
-RUNNER_UID = 10001  # the image's user
 
 
 class InvalidWorkflow(ValueError):
@@ -140,13 +140,6 @@ def role_binding(view: WorkflowView) -> Obj:
     }
 
 
-RESTRICTED = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-}
-
-
 def runner_pod(view: WorkflowView) -> Obj:
     """The runner: restarted by the kubelet when it crashes (OnFailure), done when it exits 0,
     under the restricted Pod Security Standard."""
@@ -162,7 +155,7 @@ def runner_pod(view: WorkflowView) -> Obj:
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
         ],
-        "securityContext": RESTRICTED,
+        "securityContext": security.container_context(),
     }
     if runner.resources:
         container["resources"] = runner.resources
@@ -175,13 +168,8 @@ def runner_pod(view: WorkflowView) -> Obj:
         "serviceAccountName": view.runner_name,
         "restartPolicy": "OnFailure",
         "terminationGracePeriodSeconds": 10,
-        "securityContext": template.security_context
-        or {
-            "runAsNonRoot": True,
-            "runAsUser": RUNNER_UID,
-            "runAsGroup": RUNNER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        # Restricted by default (it writes no volume: no fsGroup); the template may replace it.
+        "securityContext": template.security_context or security.pod_context(fs_group=False),
         "containers": [container],
     }
     if template.node_selector:

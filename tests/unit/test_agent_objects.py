@@ -153,11 +153,17 @@ def test_each_member_gets_a_state_object_owned_by_the_agent() -> None:
     assert claim["spec"]["storageClassName"] == "fast"
     pod = objects.member_pod(pvc_view, 0)
     assert pod["spec"]["volumes"] == [
-        {"name": "state", "persistentVolumeClaim": {"claimName": "writer-0-state"}}
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "state", "persistentVolumeClaim": {"claimName": "writer-0-state"}},
     ]
     mounts = pod["spec"]["containers"][0]["volumeMounts"]
-    assert mounts == [{"name": "state", "mountPath": "/var/lib/foundation/state"}]
-    assert "volumes" not in objects.member_pod(view(), 0)["spec"]
+    assert mounts == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "state", "mountPath": "/var/lib/foundation/state"},
+    ]
+    # The PVC is writable by the pod's fsGroup.
+    assert pod["spec"]["securityContext"]["fsGroup"] == 10001
+    assert objects.member_pod(view(), 0)["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {}}]
 
 
 def test_the_runtime_is_told_its_store_and_inbox() -> None:
