@@ -182,3 +182,34 @@ async def test_kubectl_logs_reads_the_container_log_through_the_api(kube: Kube) 
         check=True,
     ).stdout
     assert out == "line-two\n"
+
+
+async def test_a_restricted_container_runs_as_its_user_with_fs_group_and_a_read_only_root(
+    kube: Kube,
+) -> None:
+    script = (
+        "id; touch /data/ok && echo wrote-volume; stat -c 'volume-group=%g mode=%a' /data; "
+        "touch /etc/nope 2>/dev/null || echo root-refused; "
+        f"touch {REPO}/nope 2>/dev/null || echo repo-refused"
+    )
+    manifest = pod(
+        "restricted",
+        sh(
+            "main",
+            script,
+            securityContext={"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
+            volumeMounts=[{"name": "data", "mountPath": "/data"}],
+        ),
+        restartPolicy="Never",
+        securityContext={"runAsUser": 1234, "runAsGroup": 2345, "fsGroup": 3456},
+        volumes=[{"name": "data", "emptyDir": {}}],
+    )
+    await kube.create(manifest)
+    done = await kube.wait_pod("restricted", lambda p: p["status"].get("phase") == "Succeeded")
+    out = kube.log(done, "main")
+    # The process's own ids, the fsGroup among its groups; the volume is the group's.
+    assert "uid=1234 gid=2345 groups=2345,3456" in out
+    assert "wrote-volume" in out and "volume-group=3456 mode=2777" in out
+    # Outside its volumes nothing is writable: not the root, not another mount (the repo).
+    assert "root-refused" in out and "repo-refused" in out
+    assert not (REPO / "nope").exists()

@@ -33,6 +33,9 @@ async def test_prestop_then_sigterm_within_the_grace_period(kube: Kube, tmp_path
         )
     )
     await kube.wait_running("graceful")
+    # Running is the process started, not its script past `trap`: wait for its first line.
+    events = tmp_path / "events"
+    await kube.wait(lambda: events.exists() and "started" in events.read_text(), 30, "started")
     started = time.monotonic()
     await kube.delete_pod("graceful")
     await kube.wait_gone("graceful", timeout=30)
@@ -44,7 +47,7 @@ async def test_prestop_then_sigterm_within_the_grace_period(kube: Kube, tmp_path
 
 
 async def test_sigkill_after_the_grace_period(kube: Kube, tmp_path: Path) -> None:
-    script = "trap 'echo ignored >> /out/events' TERM; while true; do sleep 0.1; done"
+    script = "trap 'echo ignored >> /out/events' TERM; touch /out/trapped; while true; do sleep 0.1; done"
     await kube.create(
         pod(
             "stubborn",
@@ -54,6 +57,7 @@ async def test_sigkill_after_the_grace_period(kube: Kube, tmp_path: Path) -> Non
         )
     )
     await kube.wait_running("stubborn")
+    await kube.wait(lambda: (tmp_path / "trapped").exists(), 30, "its trap set")
     started = time.monotonic()
     await kube.delete_pod("stubborn")
     await kube.wait_gone("stubborn", timeout=30)

@@ -133,6 +133,11 @@ class Container:
                     "createdPathsLog": str(worker.ctx.layout.created_paths),
                     "runAsUser": worker.security("runAsUser", self.spec),
                     "runAsGroup": worker.security("runAsGroup", self.spec),
+                    # A kubelet gives every container the pod's fsGroup and supplementalGroups.
+                    "groups": worker.supplemental_groups(),
+                    "readOnlyRoot": bool(
+                        worker.security_of_container("readOnlyRootFilesystem", self.spec)
+                    ),
                 }
             )
         )

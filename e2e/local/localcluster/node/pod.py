@@ -112,6 +112,18 @@ class PodWorker:
         own = (container.get("securityContext") or {}).get(key)
         return own if own is not None else (self.pod["spec"].get("securityContext") or {}).get(key)
 
+    @staticmethod
+    def security_of_container(key: str, container: Obj) -> Any:
+        """A setting only a container has (readOnlyRootFilesystem)."""
+        return (container.get("securityContext") or {}).get(key)
+
+    def supplemental_groups(self) -> list[int]:
+        context = self.pod["spec"].get("securityContext") or {}
+        groups = [int(g) for g in context.get("supplementalGroups") or []]
+        if context.get("fsGroup") is not None:
+            groups.insert(0, int(context["fsGroup"]))
+        return groups
+
     # -- events from the node -----------------------------------------------------------------
 
     def start(self) -> None:

@@ -41,6 +41,44 @@ def ensure_target(path, is_file, created_log):
         log.write(path + "\n")
 
 
+# Per-mount options of /proc/self/mountinfo that a remount must keep.
+KEPT = {
+    "nosuid": 2,
+    "nodev": 4,
+    "noexec": 8,
+    "noatime": 1024,
+    "nodiratime": 2048,
+    "relatime": 1 << 21,
+    "strictatime": 1 << 24,
+}
+LIVE = ("/proc", "/sys", "/dev")  # kernel filesystems a container keeps as they are
+
+
+def read_only_root(volumes):
+    """readOnlyRootFilesystem: every mount this container sees becomes read-only here (its
+    mount namespace is private), except its volumes and what lies below them."""
+    with open("/proc/self/mountinfo") as f:
+        entries = [line.split() for line in f]
+    for fields in entries:
+        point = fields[4].encode().decode("unicode_escape")
+        if any(point == v or point.startswith(v.rstrip("/") + "/") for v in volumes):
+            continue
+        if any(point == p or point.startswith(p + "/") for p in LIVE):
+            continue
+        options = fields[5].split(",")
+        if "ro" in options:
+            continue
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        for option in options:
+            flags |= KEPT.get(option, 0)
+        try:
+            mount(point, point, flags)
+        except OSError:
+            if point == "/":
+                raise  # the one that must not be left writable
+            # Another mount point this namespace cannot change (stale, overmounted): as it is.
+
+
 def main(spec_path):
     with open(spec_path) as f:
         spec = json.load(f)
@@ -61,9 +99,12 @@ def main(spec_path):
             mount(source, target, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
     for fd in sources:
         os.close(fd)
+    if spec.get("readOnlyRoot"):
+        read_only_root([os.path.realpath(m["target"]) for m in mounts])
     os.chdir(spec.get("workingDir") or "/")
+    if spec.get("runAsGroup") is not None or spec.get("groups"):
+        os.setgroups(spec.get("groups") or [])
     if spec.get("runAsGroup") is not None:
-        os.setgroups([])
         os.setgid(spec["runAsGroup"])
     if spec.get("runAsUser") is not None:
         os.setuid(spec["runAsUser"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,19 @@ def downward_files(pod: Obj, items: list[Obj], default_mode: int) -> Files:
     return files
 
 
+def apply_fs_group(root: Path, group: int, writable: bool) -> None:
+    """Every file of a volume to `group`; in a writable one (emptyDir, a claim) the group may
+    also do what the owner may, and directories are setgid."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chown(path, -1, group)
+        if writable:
+            mode = path.stat().st_mode
+            extra = ((mode & 0o700) >> 3) | (stat.S_ISGID if path.is_dir() else 0)
+            path.chmod((mode & 0o7777) | extra)
+
+
 class PodVolumes:
     """Sets up and refreshes the volumes of one pod under `root` (its directory)."""
 
@@ -117,7 +131,18 @@ class PodVolumes:
     async def prepare(self) -> dict[str, str]:
         for volume in self.pod["spec"].get("volumes") or []:
             self.paths[volume["name"]] = await self._prepare(volume)
+            self._own(volume)
         return self.paths
+
+    def _own(self, volume: Obj) -> None:
+        """fsGroup, as a kubelet applies it: the volume's files belong to that group, which may
+        write what the owner may (directories setgid, so new files join the group too).
+        hostPath volumes are left as they are."""
+        group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
+        if group is None or "hostPath" in volume or volume["name"] not in self.paths:
+            return
+        writable = "emptyDir" in volume or "persistentVolumeClaim" in volume
+        apply_fs_group(Path(self.paths[volume["name"]]), int(group), writable)
 
     async def refresh(self, pod: Obj | None = None) -> None:
         """Bring projected content up to date (changed objects, labels, expiring tokens)."""
@@ -126,12 +151,14 @@ class PodVolumes:
         for volume in self.pod["spec"].get("volumes") or []:
             if any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
                 await self._prepare(volume)
+                self._own(volume)
 
     async def _prepare(self, volume: Obj) -> str:
         name = volume["name"]
         target = self.root / "volumes" / name
         if "emptyDir" in volume:
             target.mkdir(parents=True, exist_ok=True)
+            target.chmod(0o777)  # as a kubelet makes it: any container's user may write
         elif "configMap" in volume:
             write_files(target, await self._key_files("ConfigMap", volume["configMap"]))
         elif "secret" in volume:
