@@ -47,7 +47,10 @@ async def test_prestop_then_sigterm_within_the_grace_period(kube: Kube, tmp_path
 
 
 async def test_sigkill_after_the_grace_period(kube: Kube, tmp_path: Path) -> None:
-    script = "trap 'echo ignored >> /out/events' TERM; touch /out/trapped; while true; do sleep 0.1; done"
+    script = (
+        "trap 'echo ignored >> /out/events' TERM; touch /out/trapped; "
+        "while true; do sleep 0.1; done"
+    )
     await kube.create(
         pod(
             "stubborn",
