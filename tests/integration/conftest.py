@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -77,5 +78,11 @@ def operator(cluster: str) -> Iterator[OperatorProcess]:
     )
     process = OperatorProcess(cluster)
     process.start()
+    # Leading before any test runs: a test that starts a second replica at once would race it.
+    deadline = time.monotonic() + 60
+    while process.role_now() != "leader":
+        if time.monotonic() > deadline:
+            raise AssertionError("the tests' operator did not lead within 60 s")
+        time.sleep(0.2)
     yield process
     process.stop()

@@ -70,6 +70,14 @@ class OperatorProcess:
         self.log.close()
         return code
 
+    def role_now(self) -> str:
+        """`role`, for synchronous fixtures."""
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{self.health}/healthz", timeout=2)
+        except httpx.TransportError:
+            return "starting"
+        return str(answer.json()["role"])
+
     async def role(self) -> str:
         """ "leader", "standby" or "starting" (also while its health endpoint is not up)."""
         async with httpx.AsyncClient() as http:
