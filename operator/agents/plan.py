@@ -34,9 +34,19 @@ RUNTIME_FIELDS = ("state", "memberStates")
 
 
 def restart_count(pod: Obj) -> int:
-    return sum(
-        s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses") or []
-    )
+    """Restarts as supervision counts them: each container's restarts, plus one for a container
+    that is down now after an exit (crashed, waiting out the kubelet's back-off). A crash counts
+    when it happens, not 10 s, 20 s, 40 s... later when a stock kubelet starts it again."""
+    # Being deleted: a stop asked for, not a crash.
+    stopping = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+    total = 0
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        total += status.get("restartCount", 0)
+        state = status.get("state") or {}
+        backing_off = (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+        if ("terminated" in state or backing_off) and not stopping:
+            total += 1  # (starting again, the kubelet has counted it in restartCount)
+    return total
 
 
 def pod_ready(pod: Obj) -> bool:
@@ -128,8 +138,10 @@ def container_restarts(
             before = reported.get(name)
             known = before.restarts if before and before.pod == name else 0
             new_baseline[uid] = min(known, count)
-        delta = count - new_baseline[uid]
-        new_baseline[uid] = count
+        # Never back: a crash seen while the container is down is the same crash once the
+        # kubelet counts its restart.
+        delta = max(0, count - new_baseline[uid])
+        new_baseline[uid] = max(count, new_baseline[uid])
         counted += [Restart(name, ordinal_of(pod), at, "its container restarted")] * delta
     return counted, new_baseline
 

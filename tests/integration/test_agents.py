@@ -6,11 +6,12 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 
 import httpx
 import pytest
 
-from kube import REPO, Kube, agent_condition, is_ready, phase
+from kube import REPO, RESTART_BACKOFF, Kube, agent_condition, is_ready, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 LABEL = "foundation.dev/agent"
@@ -369,3 +370,26 @@ async def test_the_example_agent_runs_with_kubectl_apply(kube: Kube) -> None:
     agent = await kube.wait_agent("counter", running(2), what="the example Running 2/2")
     assert agent["spec"]["capabilities"] == ["count"]
     assert "foundation-cap-count" in await kube.names("Service")
+
+
+async def test_with_the_defaults_a_crash_loop_fails_its_agent_within_two_minutes_at_stock_backoff(
+    kube: Kube,
+) -> None:
+    # The node's back-off as a stock kubelet's (10 s, 20 s, 40 s...), for this test only.
+    cluster = str(REPO / "e2e/local/cluster")
+    subprocess.run([cluster, "up", "--restart-backoff", "10"], check=True, capture_output=True)
+    try:
+        started = time.monotonic()
+        await kube.create_agent("looping", command=["sh", "-c", "echo starting; exit 1"])
+        failed = await kube.wait_agent(
+            "looping", lambda a: phase(a) == "Failed", timeout=150, what="looping Failed"
+        )
+        elapsed = time.monotonic() - started
+        supervised = agent_condition(failed, "Supervised")
+        assert supervised["reason"] == "RestartIntensityExceeded"
+        assert "restarted 4 times within 120s (maxRestarts 3)" in supervised["message"]
+        assert elapsed < 120, f"Failed after {elapsed:.0f} s"
+    finally:
+        subprocess.run(
+            [cluster, "up", "--restart-backoff", RESTART_BACKOFF], check=True, capture_output=True
+        )

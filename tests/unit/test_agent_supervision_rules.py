@@ -63,8 +63,33 @@ def test_last_exit_prefers_the_previous_termination() -> None:
         }
     }
     assert plan.last_exit(pod) == LastExit(exit_code=1, reason="Error", finished_at="t")
-    assert plan.restart_count(pod) == 2
+    # Two restarts, and the third crash already, while it waits out the kubelet's back-off.
+    assert plan.restart_count(pod) == 3
     assert plan.last_exit({"status": {}}) is None
+
+
+def test_a_crash_counts_once_when_it_happens_not_again_at_the_restart() -> None:
+    def status(restarts: int, state: dict, last: dict | None = None) -> dict:
+        container = {"restartCount": restarts, "state": state}
+        if last:
+            container["lastState"] = last
+        return {"metadata": {}, "status": {"containerStatuses": [container]}}
+
+    exited = {"terminated": {"exitCode": 1}}
+    sequence = [
+        status(0, {"waiting": {"reason": "ContainerCreating"}}),  # not started yet: nothing
+        status(0, {"running": {}}),
+        status(0, {"terminated": {"exitCode": 1}}),  # crashed
+        status(0, {"waiting": {"reason": "CrashLoopBackOff"}}, exited),  # backing off
+        status(1, {"waiting": {"reason": "ContainerCreating"}}, exited),  # being started again
+        status(1, {"running": {}}, exited),  # started again: the same crash
+        status(1, {"waiting": {"reason": "CrashLoopBackOff"}}, exited),  # crashed again
+    ]
+    assert [plan.restart_count(p) for p in sequence] == [0, 0, 1, 1, 1, 1, 2]
+    # Stopped because it is being deleted: not a crash.
+    stopped = status(0, {"terminated": {"exitCode": 0}})
+    stopped["metadata"]["deletionTimestamp"] = "2026-12-02T12:00:00Z"
+    assert plan.restart_count(stopped) == 0
 
 
 def test_exhaustion_message_names_the_member_its_exit_and_the_way_out() -> None:
@@ -82,7 +107,7 @@ def test_exhaustion_message_names_the_member_its_exit_and_the_way_out() -> None:
     }
     restart = plan.Restart("w-0", 0, status.now(), "its container restarted")
     message = plan.exhaustion_message([restart], {"w-0": pod}, 4, Supervision())
-    assert message.startswith("member w-0 restarted 4 times within 5s (maxRestarts 3)")
+    assert message.startswith("member w-0 restarted 4 times within 120s (maxRestarts 3)")
     assert "last exit code 1 (Error)" in message
     assert "foundation.dev/restartedAt" in message
     deleted = plan.Restart("w-1", 1, status.now(), "its pod was deleted")

@@ -68,7 +68,7 @@ def test_spec_defaults_are_otp_production_settings() -> None:
         spec.supervision.max_restarts,
         spec.supervision.period_seconds,
         spec.supervision.on_exhausted,
-    ) == ("OneForOne", 3, 5, "Stop")
+    ) == ("OneForOne", 3, 120, "Stop")
     assert spec.persistence.store == "ConfigMap"
 
 
