@@ -106,6 +106,7 @@ def container(view: AgentView) -> Obj:
             "value": str(spec.inbox.keep_completed_seconds),
         },
         {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
+        security.scratch_env(),
         *(
             [{"name": "FOUNDATION_SIDECAR_URL", "value": SIDECAR_URL}]
             if spec.sidecar.enabled
@@ -152,6 +153,7 @@ def sidecar_container(view: AgentView) -> Obj:
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
             {"name": "FOUNDATION_AGENT_PORT", "value": str(AGENT_PORT)},
+            security.scratch_env(),
         ],
         "ports": [{"name": "sidecar-admin", "containerPort": SIDECAR_ADMIN_PORT}],
         "securityContext": security.container_context(),

@@ -14,8 +14,11 @@ from typing import Any
 
 Obj = dict[str, Any]
 UID = 10001  # non-root, as the image's user
-SCRATCH_VOLUME = "tmp"  # an emptyDir at /tmp: the root filesystem is read-only
-SCRATCH_MOUNT = "/tmp"
+# Scratch space, the root filesystem being read-only: an emptyDir, which TMPDIR names. Not at
+# /tmp itself: where containers see the node's filesystem (the local cluster's test node), a
+# volume over /tmp would hide what lives there (a checkout under /tmp, its .venv).
+SCRATCH_VOLUME = "tmp"
+SCRATCH_MOUNT = "/var/lib/foundation/tmp"
 
 
 def container_context() -> Obj:
@@ -47,6 +50,10 @@ def scratch_volume() -> Obj:
 
 def scratch_mount() -> Obj:
     return {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT}
+
+
+def scratch_env() -> Obj:
+    return {"name": "TMPDIR", "value": SCRATCH_MOUNT}
 
 
 ALLOWED_VOLUMES = {

@@ -158,7 +158,7 @@ def test_each_member_gets_a_state_object_owned_by_the_agent() -> None:
     ]
     mounts = pod["spec"]["containers"][0]["volumeMounts"]
     assert mounts == [
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "tmp", "mountPath": "/var/lib/foundation/tmp"},
         {"name": "state", "mountPath": "/var/lib/foundation/state"},
     ]
     # The PVC is writable by the pod's fsGroup.

@@ -36,7 +36,7 @@ def test_member_pods_are_restricted(spec) -> None:
     assert violations(pod["spec"]) == []
     for container in pod["spec"]["containers"]:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        assert {"name": "tmp", "mountPath": "/var/lib/foundation/tmp"} in container["volumeMounts"]
 
 
 def test_a_pod_level_override_replaces_the_default_and_is_checked_too() -> None:
