@@ -51,7 +51,8 @@ async def test_down_leaves_no_process_mount_or_namespace(kube: Kube) -> None:
     )
     running = await kube.wait_running("lingering")
     pid = int((REPO / ".local-cluster/run/kube-apiserver.pid").read_text())
-    assert Path("/foundation-test-mountpoint").exists()
+    # Running is the shim started; it makes the mount point just before exec.
+    await kube.wait(lambda: Path("/foundation-test-mountpoint").exists(), 30, "the mount point")
 
     result = run("down")
     assert result.returncode == 0, result.stdout + result.stderr

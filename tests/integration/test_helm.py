@@ -31,7 +31,11 @@ from operators import OperatorProcess
 pytestmark = pytest.mark.usefixtures("operator")
 CHART = REPO / "charts/foundation"
 KUBECTL = str(REPO / "e2e/local/kubectl")
-VALUES = {"leaderElection": {"leaseDurationSeconds": 4}, "logLevel": "INFO"}
+VALUES = {
+    "leaderElection": {"leaseDurationSeconds": 4},
+    "logLevel": "INFO",
+    "excludedNamespaces": ["foundation-demo"],  # `make demo`'s operator has it
+}
 
 
 def running(n: int):
