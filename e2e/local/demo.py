@@ -152,31 +152,10 @@ def demo() -> None:
 
     say(3, "Tasks, sent with the CLI through the API server (no port-forward)")
     first = f"demo-{uuid.uuid4().hex[:6]}"
-    record = foundation(
-        "send",
-        "counter",
-        "increment",
-        "--input",
-        '{"by": 5}',
-        "--id",
-        first,
-        "--member",
-        "0",
-        "--wait",
-    )
+    increment = ("send", "counter", "increment", "--input", '{"by": 5}', "--id", first)
+    record = foundation(*increment, "--member", "0", "--wait")
     count = record["result"]["count"]
-    again = foundation(
-        "send",
-        "counter",
-        "increment",
-        "--input",
-        '{"by": 5}',
-        "--id",
-        first,
-        "--member",
-        "0",
-        "--wait",
-    )
+    again = foundation(*increment, "--member", "0", "--wait")  # a retried send: the same id
     if again["result"]["count"] != count:
         raise SystemExit("demo: the same task id applied twice")
     print(f"  the same id twice is one task: the count stays {count}", flush=True)

@@ -154,16 +154,20 @@ class Kube:
                 return None
             raise
 
-    async def patch_agent(self, name: str, patch: Obj) -> Obj:
+    async def patch_custom(self, plural: str, name: str, patch: Obj) -> Obj:
+        """A merge patch of one of Foundation's objects (`agents`, `workflows`)."""
         return await self.custom.patch_namespaced_custom_object(
             "foundation.dev",
             "v1alpha1",
             self.ns,
-            "agents",
+            plural,
             name,
             patch,
             _content_type="application/merge-patch+json",
         )
+
+    async def patch_agent(self, name: str, patch: Obj) -> Obj:
+        return await self.patch_custom("agents", name, patch)
 
     async def delete_agent(self, name: str) -> None:
         await self.custom.delete_namespaced_custom_object(
@@ -193,15 +197,7 @@ class Kube:
         )
 
     async def patch_workflow(self, name: str, patch: Obj) -> Obj:
-        return await self.custom.patch_namespaced_custom_object(
-            "foundation.dev",
-            "v1alpha1",
-            self.ns,
-            "workflows",
-            name,
-            patch,
-            _content_type="application/merge-patch+json",
-        )
+        return await self.patch_custom("workflows", name, patch)
 
     async def workflow(self, name: str) -> Obj | None:
         try:

@@ -7,6 +7,7 @@ runs, as a kubelet does; service-account tokens are renewed at 80 % of their lif
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import stat
@@ -131,10 +132,10 @@ class PodVolumes:
     async def prepare(self) -> dict[str, str]:
         for volume in self.pod["spec"].get("volumes") or []:
             self.paths[volume["name"]] = await self._prepare(volume)
-            self._own(volume)
+            await self._own(volume)
         return self.paths
 
-    def _own(self, volume: Obj) -> None:
+    async def _own(self, volume: Obj) -> None:
         """fsGroup, as a kubelet applies it: the volume's files belong to that group, which may
         write what the owner may (directories setgid, so new files join the group too).
         hostPath volumes are left as they are."""
@@ -142,7 +143,9 @@ class PodVolumes:
         if group is None or "hostPath" in volume or volume["name"] not in self.paths:
             return
         writable = "emptyDir" in volume or "persistentVolumeClaim" in volume
-        apply_fs_group(Path(self.paths[volume["name"]]), int(group), writable)
+        # A walk of every file: off the node's event loop (a claim may hold many).
+        path = Path(self.paths[volume["name"]])
+        await asyncio.to_thread(apply_fs_group, path, int(group), writable)
 
     async def refresh(self, pod: Obj | None = None) -> None:
         """Bring projected content up to date (changed objects, labels, expiring tokens)."""
@@ -151,7 +154,7 @@ class PodVolumes:
         for volume in self.pod["spec"].get("volumes") or []:
             if any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
                 await self._prepare(volume)
-                self._own(volume)
+                await self._own(volume)
 
     async def _prepare(self, volume: Obj) -> str:
         name = volume["name"]
