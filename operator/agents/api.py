@@ -44,6 +44,7 @@ EnvVar = Annotated[
 CAPABILITY_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Capability = Annotated[str, Field(min_length=1, max_length=48, pattern=CAPABILITY_PATTERN)]
 AGENT_CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 
 
@@ -118,6 +119,20 @@ class PodTemplate(Model):
     security_context: FreeForm | None = Field(None, description="The pod's securityContext.")
 
 
+class Code(Model):
+    """The agent's own Python modules, from a ConfigMap: no image to build for an agent class."""
+
+    config_map: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="A ConfigMap in the Agent's namespace whose keys are files (greeter.py, "
+        "or a package's files); mounted read-only and put first on the agent's PYTHONPATH. "
+        "Members load it when they start: change podTemplate.annotations to roll a new "
+        "version out.",
+    )
+
+
 class Sidecar(SidecarConfig):
     """The resilience sidecar in every member pod: upstreams with circuit breakers and rate
     limits, and calls to other agents by capability. Its configuration model is the sidecar's
@@ -145,6 +160,9 @@ class AgentSpec(Model):
         description="Import path of the agent class the runtime loads: module:Class.",
     )
     config: FreeForm = Field(default_factory=dict, description="Free-form config for the agent.")
+    code: Code | None = Field(
+        None, description="The agent's modules from a ConfigMap, instead of an image of its own."
+    )
     replicas: int = Field(1, ge=0, le=100, description="Members, each with its own state.")
     capabilities: list[Capability] = Field(default_factory=list, max_length=32)
     env: list[EnvVar] = Field(default_factory=list)

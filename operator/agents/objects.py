@@ -28,6 +28,8 @@ SIDECAR_URL = "http://127.0.0.1:15000"
 SIDECAR_ADMIN_PORT = 15090
 STATE_VOLUME = "state"
 STATE_MOUNT = "/var/lib/foundation/state"
+CODE_VOLUME = "code"
+CODE_MOUNT = "/var/lib/foundation/code"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Pod names are <agent>-<ordinal> (ordinals below 100) and label values stop at 63 characters.
 MAX_AGENT_NAME = 59
@@ -107,6 +109,8 @@ def container(view: AgentView) -> Obj:
         },
         {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
         security.scratch_env(),
+        # spec.code's modules first on the import path (spec.env, after it, may still set it).
+        *([{"name": "PYTHONPATH", "value": CODE_MOUNT}] if spec.code else []),
         *(
             [{"name": "FOUNDATION_SIDECAR_URL", "value": SIDECAR_URL}]
             if spec.sidecar.enabled
@@ -131,6 +135,8 @@ def container(view: AgentView) -> Obj:
     }
     if spec.persistence.store == "PVC":
         out["volumeMounts"].append({"name": STATE_VOLUME, "mountPath": STATE_MOUNT})
+    if spec.code:
+        out["volumeMounts"].append({"name": CODE_VOLUME, "mountPath": CODE_MOUNT, "readOnly": True})
     if spec.args is not None:
         out["args"] = spec.args
     if spec.resources:
@@ -188,7 +194,14 @@ def pod_template(view: AgentView) -> Obj:
             "terminationGracePeriodSeconds": 30,
             # Restricted by default; podTemplate.securityContext replaces the pod's level.
             "securityContext": spec.pod_template.security_context or security.pod_context(),
-            "volumes": [security.scratch_volume()],
+            "volumes": [
+                security.scratch_volume(),
+                *(
+                    [{"name": CODE_VOLUME, "configMap": {"name": spec.code.config_map}}]
+                    if spec.code
+                    else []
+                ),
+            ],
             "containers": [
                 container(view),
                 *([sidecar_container(view)] if spec.sidecar.enabled else []),

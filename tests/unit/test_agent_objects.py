@@ -57,6 +57,28 @@ def test_template_hash_follows_the_template_not_replicas() -> None:
     assert objects.member_pod(view(), 0)["metadata"]["annotations"][objects.TEMPLATE_HASH] == base
 
 
+def test_code_from_a_config_map_is_mounted_read_only_and_first_on_the_import_path() -> None:
+    pod = objects.member_pod(view(code={"configMap": "writer-code"}, env=[{"name": "X"}]), 0)
+    assert {"name": "code", "configMap": {"name": "writer-code"}} in pod["spec"]["volumes"]
+    agent_container, sidecar = pod["spec"]["containers"]
+    assert {
+        "name": "code",
+        "mountPath": "/var/lib/foundation/code",
+        "readOnly": True,
+    } in agent_container["volumeMounts"]
+    names = [e["name"] for e in agent_container["env"]]
+    assert {"name": "PYTHONPATH", "value": "/var/lib/foundation/code"} in agent_container["env"]
+    assert names.index("PYTHONPATH") < names.index("X")  # spec.env may still override it
+    # The sidecar runs no agent code.
+    assert all(m["name"] != "code" for m in sidecar["volumeMounts"])
+    # Without it, nothing of the kind.
+    plain = objects.member_pod(view(), 0)
+    assert all(v["name"] != "code" for v in plain["spec"]["volumes"])
+    assert "PYTHONPATH" not in {e["name"] for e in plain["spec"]["containers"][0]["env"]}
+    with pytest.raises(InvalidSpec, match="spec.code.configMap"):
+        view(code={"configMap": "Not_A_Name"})
+
+
 def test_pod_template_overrides_reach_the_pod() -> None:
     pod = objects.member_pod(
         view(

@@ -18,6 +18,7 @@ SPECS = {
     "pvc": {"persistence": {"store": "PVC"}},
     "no-sidecar": {"sidecar": {"enabled": False}},
     "store-none": {"persistence": {"store": "None"}, "replicas": 3},
+    "code": {"code": {"configMap": "greeter-code"}},
 }
 
 
