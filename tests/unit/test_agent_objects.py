@@ -75,7 +75,7 @@ def test_code_from_a_config_map_is_mounted_read_only_and_first_on_the_import_pat
     plain = objects.member_pod(view(), 0)
     assert all(v["name"] != "code" for v in plain["spec"]["volumes"])
     assert "PYTHONPATH" not in {e["name"] for e in plain["spec"]["containers"][0]["env"]}
-    with pytest.raises(InvalidSpec, match="spec.code.configMap"):
+    with pytest.raises(InvalidSpec, match=r"spec\.code\.configMap"):
         view(code={"configMap": "Not_A_Name"})
 
 
