@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 
 from foundation_common.retry import Backoff
+from foundation_common.sidecar import AFFINITY_HEADER, MEMBER_HEADER
 
 DEFAULT_URL = "http://127.0.0.1:15000"
-MEMBER_HEADER = "X-Foundation-Member"
-AFFINITY_HEADER = "X-Foundation-Affinity"
 RETRY_STATUSES = {429, 502, 503, 504}
+DONE = {"succeeded", "failed", "cancelled"}
 
 
 class DeliveryError(Exception):
@@ -133,11 +133,49 @@ class Sidecar:
                 )
             await asyncio.sleep(pause)
 
-    async def task(self, delivered: Delivered) -> dict[str, Any]:
-        """The task's current record, from the member that holds it."""
+    async def task(self, delivered: Delivered, wait: float = 0) -> dict[str, Any]:
+        """The task's current record, from the member that holds it; with `wait`, once it is
+        done or after that many seconds (at most 60)."""
         answer = await self.http.get(
             f"/agents/{delivered.capability}/v1/tasks/{delivered.id}",
+            params={"wait": f"{min(wait, 60):g}"} if wait else None,
             headers={MEMBER_HEADER: delivered.member},
+            timeout=max(wait, 0) + 10,
         )
         answer.raise_for_status()
         return answer.json()
+
+    async def finished(self, delivered: Delivered, within: float) -> dict[str, Any]:
+        """The task's record once it is done. While its member is away (restarting: the
+        sidecar answers 404 or 503 for it) it is asked again; DeliveryError after `within` s."""
+        deadline = time.monotonic() + within
+        attempt = 0
+        while True:
+            left = deadline - time.monotonic()
+            problem = ""
+            try:
+                record = await self.task(delivered, wait=max(0.0, min(left, 60)))
+            except httpx.HTTPStatusError as exc:
+                problem = f"{exc.response.status_code} {exc.response.text[:200]}"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if record.get("status") in DONE:
+                    return record
+                problem = f"still {record.get('status')}"
+            if time.monotonic() >= deadline:
+                raise DeliveryError(
+                    f"task {delivered.id} at {delivered.member} not done within {within:g}s "
+                    f"({problem})"
+                )
+            attempt += 1
+            if problem.startswith("still"):
+                continue  # the wait ran its course: ask again at once
+            await asyncio.sleep(min(DELIVERY_BACKOFF.delay(attempt), max(0.0, left)))
+
+    async def actions(self, capability: str) -> list[dict[str, Any]]:
+        """The actions (name, description, inputSchema) of the Agents with a capability, as a
+        ready member of theirs lists them."""
+        answer = await self.http.get(f"/agents/{capability}/v1/actions")
+        answer.raise_for_status()
+        return list(answer.json()["actions"])

@@ -42,12 +42,17 @@ class Member:
     ejected_until: float = 0.0
 
 
-def ready_members(endpoints: Obj | None) -> dict[str, str]:
-    """Pod name -> host:port of the ready addresses of an Endpoints object."""
+def ready_members(endpoints: Obj | None, number: int | None = None) -> dict[str, str]:
+    """Pod name -> host:port of the ready addresses of an Endpoints object: on the port of that
+    `number`, else the one named http, else the first."""
     found: dict[str, str] = {}
     for subset in (endpoints or {}).get("subsets") or []:
         ports = subset.get("ports") or []
-        port = next((p for p in ports if p.get("name") == PORT_NAME), ports[0] if ports else None)
+        if number is not None:
+            port = next((p for p in ports if p.get("port") == number), None)
+        else:
+            named = (p for p in ports if p.get("name") == PORT_NAME)
+            port = next(named, ports[0] if ports else None)
         if port is None:
             continue
         for address in subset.get("addresses") or []:
@@ -73,7 +78,8 @@ class Observer:
 
 class Capability:
     """The members behind one Service, as the last Endpoints said, with their outlier state.
-    `name` is what callers asked for (a capability, or an Agent)."""
+    `name` is what callers asked for (a capability, an Agent, an upstream); `port` the number
+    the members serve on (default: the Service's port named http, else its first)."""
 
     def __init__(
         self,
@@ -82,9 +88,11 @@ class Capability:
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
         service: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.name = name
         self.service = service or SERVICE_PREFIX + name
+        self.port = port
         self.config = config
         self.clock = clock
         self.observer = observer or Observer()
@@ -93,7 +101,7 @@ class Capability:
         self._turn = 0
 
     def update(self, endpoints: Obj | None) -> None:
-        now_ready = ready_members(endpoints)
+        now_ready = ready_members(endpoints, self.port)
         for name in list(self.members):
             if name not in now_ready:
                 del self.members[name]
@@ -222,14 +230,17 @@ class Directory:
         self.capabilities: dict[str, Capability] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
 
-    async def get(self, name: str, wait: float, service: str | None = None) -> Capability:
-        """The members of capability `name` (or of `service`, if given), watched from now on;
-        waits up to `wait` s for the first listing."""
-        key = service or SERVICE_PREFIX + name
+    async def get(
+        self, name: str, wait: float, service: str | None = None, port: int | None = None
+    ) -> Capability:
+        """The members of capability `name` (or of `service`, if given, on `port`), watched
+        from now on; waits up to `wait` s for the first listing."""
+        service = service or SERVICE_PREFIX + name
+        key = service if port is None else f"{service}:{port}"
         capability = self.capabilities.get(key)
         if capability is None:
             capability = self.capabilities[key] = Capability(
-                name, self.config, observer=self.observer, service=key
+                name, self.config, observer=self.observer, service=service, port=port
             )
             self._watches[key] = asyncio.get_running_loop().create_task(
                 self._watch(capability), name=f"watch-{key}"

@@ -13,6 +13,12 @@ from pydantic.alias_generators import to_camel
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
+# The headers of the sidecar's protocol, for the sidecar and its callers alike.
+CIRCUIT_HEADER = "X-Foundation-Circuit"  # on a 503 the breaker gave: open, half_open, recovering
+LIMIT_HEADER = "X-Foundation-Rate-Limited"  # on a 429 a limiter gave: agent or upstream
+MEMBER_HEADER = "X-Foundation-Member"  # the member that answered, or the one to call
+AFFINITY_HEADER = "X-Foundation-Affinity"  # a key (a task id) that picks the member
+
 
 class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -75,14 +81,40 @@ class Pool(Model):
     health_check: HealthCheck | None = Field(None, description="Off unless set.")
 
 
+class ServiceRef(Model):
+    """A Service in the Agent's namespace: the sidecar balances over its ready endpoints (from
+    a watch, no cluster DNS or kube-proxy needed), ejecting the ones that fail, as it does for
+    capabilities."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="The port the Service's pods serve (its targetPort); default the "
+        "Service's port named http, else its first.",
+    )
+
+
 class Upstream(Model):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
-    url: Annotated[str, Field(pattern=r"^https?://[^/]+")]
+    url: Annotated[str | None, Field(pattern=r"^https?://[^/]+")] = Field(
+        None, description="Where the upstream is; or service."
+    )
+    service: ServiceRef | None = Field(
+        None, description="A Service of the namespace whose endpoints serve it; or url."
+    )
     timeout_seconds: float = Field(30, gt=0, le=3600, description="Budget of one request.")
     retries: int = Field(2, ge=0, le=10)
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
     rate_limit: RateLimit | None = None
     pool: Pool = Field(default_factory=Pool)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Upstream:
+        if (self.url is None) == (self.service is None):
+            raise ValueError(f"upstream {self.name}: set either url or service")
+        return self
 
 
 class Discovery(Model):

@@ -33,9 +33,17 @@ from aiohttp import web
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.limiter import TokenBucket
-from foundation_common.discovery import Directory, Member
+from foundation_common.discovery import Capability, Directory, Member
 from foundation_common.retry import Backoff
-from foundation_common.sidecar import RateLimit, SidecarConfig, Upstream
+from foundation_common.sidecar import (
+    AFFINITY_HEADER,
+    CIRCUIT_HEADER,
+    LIMIT_HEADER,
+    MEMBER_HEADER,
+    RateLimit,
+    SidecarConfig,
+    Upstream,
+)
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -53,10 +61,6 @@ NOT_FORWARDED = {
     "host",
     "content-length",
 }
-CIRCUIT_HEADER = "X-Foundation-Circuit"
-LIMIT_HEADER = "X-Foundation-Rate-Limited"
-MEMBER_HEADER = "X-Foundation-Member"
-AFFINITY_HEADER = "X-Foundation-Affinity"
 NOT_FORWARDED |= {MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
 
 
@@ -103,9 +107,10 @@ def count(target: str, name: str, outcome: str, status: int, started: float) -> 
 class UpstreamClient:
     """One upstream: its breaker, its limiter and its connection pool."""
 
-    def __init__(self, config: Upstream) -> None:
+    def __init__(self, config: Upstream, directory: Directory | None = None) -> None:
         self.config = config
-        self.base = config.url.rstrip("/")
+        self.base = (config.url or "").rstrip("/")
+        self.directory = directory  # for a service upstream: its endpoints
         self.breaker = Breaker(
             config.name, BreakerConfig.of(config.circuit_breaker), on_transition=log_transition
         )
@@ -132,6 +137,22 @@ class UpstreamClient:
         if self.session is not None:
             await self.session.close()
 
+    async def endpoints(self, wait: float) -> Capability | None:
+        """A service upstream's ready endpoints, as discovery keeps them (None for a URL)."""
+        service = self.config.service
+        if service is None:
+            return None
+        if self.directory is None:
+            raise RuntimeError(f"upstream {self.config.name}: a service needs discovery")
+        return await self.directory.get(
+            self.config.name, wait=wait, service=service.name, port=service.port
+        )
+
+    def no_endpoint(self) -> str:
+        service = self.config.service
+        assert service is not None
+        return f"no ready endpoint of service {service.name} for upstream {self.config.name}"
+
     async def check_health(self) -> None:
         """The active health check, a call like any other for the breaker: refused while the
         circuit is open, the probe when it is half-open."""
@@ -142,21 +163,29 @@ class UpstreamClient:
             permit = self.breaker.allow()
             if isinstance(permit, Refusal):
                 continue
+            endpoints = await self.endpoints(wait=check.timeout_seconds)
+            member = endpoints.pick() if endpoints is not None else None
+            if endpoints is not None and member is None:
+                self.breaker.record(permit, ok=False)
+                continue
+            base = f"http://{member.address}" if member is not None else self.base
             try:
                 async with self.session.get(
-                    self.base + check.path,
+                    base + check.path,
                     timeout=aiohttp.ClientTimeout(total=check.timeout_seconds),
                 ) as answer:
                     ok = answer.status < 400 and answer.status not in self.failure_codes
             except (aiohttp.ClientError, TimeoutError):
                 ok = False
             self.breaker.record(permit, ok=ok)
+            if endpoints is not None and member is not None:
+                endpoints.record(member, ok=ok)
 
 
 class Proxy:
     def __init__(self, config: SidecarConfig, directory: Directory | None = None) -> None:
         self.config = config
-        self.upstreams = {u.name: UpstreamClient(u) for u in config.upstreams}
+        self.upstreams = {u.name: UpstreamClient(u, directory) for u in config.upstreams}
         self.limiter, self.max_wait = bucket(config.rate_limit)
         self.directory = directory
         self.members: aiohttp.ClientSession | None = None  # one pool for all agents' members
@@ -239,11 +268,13 @@ class Proxy:
         deadline = time.monotonic() + config.timeout_seconds
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
-        target = f"{upstream.base}/{request.match_info['path']}"
+        path = f"/{request.match_info['path']}"
         if request.query_string:
-            target += f"?{request.query_string}"
+            path += f"?{request.query_string}"
+        endpoints = await upstream.endpoints(wait=min(5.0, config.timeout_seconds))
         attempts = 1 + (config.retries if retryable(request) else 0)
         problem = "no attempt made"
+        tried: set[str] = set()
         for attempt in range(attempts):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -251,6 +282,10 @@ class Proxy:
             if attempt:
                 metrics.RETRIES.labels(target="upstream", name=name).inc()
             permit = upstream.breaker.allow()
+            if isinstance(permit, Refusal) and attempt:
+                # Opened by this call's own failures: what failed says more than the circuit.
+                problem += f"; the circuit is now {permit.state.value}"
+                break
             if isinstance(permit, Refusal):
                 count("upstream", name, "circuit_open", 503, started)
                 return web.json_response(
@@ -261,6 +296,19 @@ class Proxy:
                         CIRCUIT_HEADER: permit.state.value,
                     },
                 )
+            member: Member | None = None
+            if endpoints is not None:
+                member = endpoints.pick(None, frozenset(tried))
+                if member is None:  # none ready: the upstream is down, as far as callers go
+                    upstream.breaker.record(permit, ok=False)
+                    count("upstream", name, "no_member", 503, started)
+                    return web.json_response(
+                        {"error": upstream.no_endpoint()},
+                        status=503,
+                        headers={"Retry-After": "1"},
+                    )
+                tried.add(member.name)
+            target = (f"http://{member.address}" if member else upstream.base) + path
             try:
                 answer = await upstream.session.request(
                     request.method,
@@ -272,16 +320,23 @@ class Proxy:
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 upstream.breaker.record(permit, ok=False)
+                if endpoints is not None and member is not None:
+                    endpoints.record(member, ok=False)
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if member is not None:
+                    problem = f"{member.name}: {problem}"
             else:
                 failed = answer.status in upstream.failure_codes
                 upstream.breaker.record(permit, ok=not failed)
+                if endpoints is not None and member is not None:
+                    endpoints.record(member, ok=not failed)
                 if failed and attempt + 1 < attempts and time.monotonic() < deadline:
                     problem = f"answered {answer.status}"
                     answer.release()
                 else:
                     count("upstream", name, "error" if failed else "ok", answer.status, started)
-                    return await self._relay(request, answer)
+                    named = {MEMBER_HEADER: member.name} if member is not None else None
+                    return await self._relay(request, answer, named)
             if attempt + 1 < attempts:
                 await backoff(attempt, deadline)
         return self._gave_up("upstream", name, problem, deadline, config.timeout_seconds, started)

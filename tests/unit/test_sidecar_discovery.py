@@ -234,3 +234,77 @@ def test_sidecar_settings_come_from_the_environment_and_name_bad_values() -> Non
     assert (settings.sidecar_host, settings.sidecar_port) == ("127.0.0.1", 15000)
     with pytest.raises(SettingsError, match="FOUNDATION_SIDECAR_CONFIG"):
         SidecarSettings.from_env({"FOUNDATION_SIDECAR_CONFIG": '{"upstreams": [{"name": "X"}]}'})
+
+
+async def test_a_service_upstream_balances_over_its_ready_endpoints(members) -> None:
+    """`upstreams[].service`: an in-cluster server of several replicas, reached through its
+    Endpoints (no cluster DNS or kube-proxy), behind the upstream's breaker."""
+    config = SidecarConfig.model_validate(
+        {
+            "upstreams": [
+                {
+                    "name": "llm",
+                    "service": {"name": "model-server"},
+                    "circuitBreaker": {"failureThreshold": 3, "openSeconds": 60},
+                }
+            ],
+            "discovery": {"ejectAfterFailures": 1, "ejectSeconds": 60},
+        }
+    )
+
+    async def no_api():
+        raise AssertionError("the test feeds the Endpoints itself")
+
+    directory = Directory(config.discovery, "ns", KubeEndpoints(no_api))
+    # The loopback servers listen on ports of their own: the upstream takes the Service's
+    # port named http (ports chosen by number: the test below).
+    service = Capability("llm", config.discovery, service="model-server")
+    directory.capabilities["model-server"] = service
+    service.update(endpoints({n: members[n].address for n in ("a-0", "a-1")}))
+    client = TestClient(TestServer(Proxy(config, directory).app()))
+    await client.start_server()
+    seen = Counter()
+    for _ in range(6):
+        answer = await client.get("/upstream/llm/v1/models")
+        assert answer.status == 200
+        assert answer.headers["X-Foundation-Member"] == (await answer.json())["member"]
+        seen[answer.headers["X-Foundation-Member"]] += 1
+    assert seen == {"a-0": 3, "a-1": 3}
+    # A failing endpoint is ejected, and the call (idempotent) goes to the other one.
+    members["a-1"].mode = "fail"
+    for _ in range(4):
+        answer = await client.get("/upstream/llm/v1/models")
+        assert answer.status == 200 and answer.headers["X-Foundation-Member"] == "a-0"
+    assert service.members["a-1"].ejected_until > 0
+    # No endpoint ready: a clear 503 at once, counted by the breaker, which opens.
+    service.update({"subsets": []})
+    for _ in range(3):
+        answer = await client.post("/upstream/llm/v1/chat/completions", data=b"{}")
+        assert answer.status == 503
+        assert "no ready endpoint of service model-server for upstream llm" in await answer.text()
+    refused = await client.post("/upstream/llm/v1/chat/completions", data=b"{}")
+    assert refused.status == 503 and refused.headers["X-Foundation-Circuit"] == "open"
+    await client.close()
+
+
+def test_endpoints_ports_are_chosen_by_number_or_by_name() -> None:
+    both = {
+        "subsets": [
+            {
+                "addresses": [{"ip": "10.0.0.1", "targetRef": {"name": "m-0"}}],
+                "ports": [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8000}],
+            }
+        ]
+    }
+    assert ready_members(both) == {"m-0": "10.0.0.1:8000"}
+    assert ready_members(both, 9090) == {"m-0": "10.0.0.1:9090"}
+    assert ready_members(both, 1234) == {}
+
+
+def test_an_upstream_is_either_a_url_or_a_service() -> None:
+    with pytest.raises(ValueError, match="upstream llm: set either url or service"):
+        SidecarConfig.model_validate({"upstreams": [{"name": "llm"}]})
+    with pytest.raises(ValueError, match="set either url or service"):
+        SidecarConfig.model_validate(
+            {"upstreams": [{"name": "llm", "url": "http://x", "service": {"name": "s"}}]}
+        )
