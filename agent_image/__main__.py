@@ -39,7 +39,7 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    agent = load_agent(settings.agent_class, settings.agent_config)
+    agent = load_agent(settings.agent_class, settings.agent_config, settings.agent_name)
     api = None
     if settings.state_store == "ConfigMap" or settings.report_status:
         api = await connect()

@@ -15,6 +15,7 @@ that does not validate, fails its task and leaves the state as it was.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable
@@ -48,10 +49,45 @@ class InvalidInput(ValueError):
 
 
 @dataclass(frozen=True)
+class TaskContext:
+    """The task an action runs for: its id (the client's, stable across retries and re-runs
+    after a crash) and which attempt this is (1 on the first run)."""
+
+    id: str
+    action: str
+    attempt: int
+
+
+_TASK: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("task", default=None)
+
+
+def current_task() -> TaskContext:
+    """The task the running action belongs to. Derive the ids of calls that have effects
+    elsewhere from its `id` (`f"{task.id}.step-1"`): a re-run after a crash sends the same ids,
+    so the receivers do not apply them twice."""
+    task = _TASK.get()
+    if task is None:
+        raise RuntimeError("current_task() is only known inside an action")
+    return task
+
+
+def running(task: TaskContext) -> contextvars.Token[TaskContext | None]:
+    """For the runtime: the task the action about to run belongs to."""
+    return _TASK.set(task)
+
+
+@dataclass(frozen=True)
 class Action:
     name: str
     fn: ActionFn
     input_model: type[BaseModel]
+    description: str = ""
+
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of the action's input (what a model's tool call must send)."""
+        if self.input_model is AnyInput:
+            return {}
+        return self.input_model.model_json_schema()
 
     def parse(self, raw: Any) -> Any:
         try:
@@ -92,6 +128,7 @@ class Agent(Generic[S]):
     """Base class of agents. Subclasses set `State` and register actions with @action."""
 
     State: ClassVar[type[BaseModel]]
+    name: str = "agent"  # the Agent's name (the runtime sets it), e.g. for metrics' labels
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = dict(config or {})
@@ -113,11 +150,16 @@ class Agent(Generic[S]):
         found: dict[str, Action] = {}
         for name, member in inspect.getmembers(type(self)):
             if getattr(member, "__foundation_action__", False):
-                found[name] = Action(name, getattr(self, name), _input_model(member))
+                found[name] = Action(
+                    name,
+                    getattr(self, name),
+                    _input_model(member),
+                    inspect.cleandoc(member.__doc__ or ""),
+                )
         return found
 
 
-def load_agent(path: str, config: dict[str, Any]) -> Agent[Any]:
+def load_agent(path: str, config: dict[str, Any], name: str = "agent") -> Agent[Any]:
     """Import `module:Class` and make the agent, with messages that say what to fix."""
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
@@ -135,6 +177,7 @@ def load_agent(path: str, config: dict[str, Any]) -> Agent[Any]:
     if not (isinstance(state_model, type) and issubclass(state_model, BaseModel)):
         raise AgentError(f"agent {path!r}: its State must be a pydantic model")
     agent = cls(config)
+    agent.name = name
     if not agent.actions():
         raise AgentError(f"agent {path!r} registers no actions")
     return agent

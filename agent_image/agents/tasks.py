@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import time
 from typing import Any
 
@@ -101,4 +102,7 @@ class TaskAgent(Agent[TaskState]):
 
             return run
 
-        return {name: Action(name, bound(fn), AnyInput) for name, fn in handlers.items()}
+        return {
+            name: Action(name, bound(fn), AnyInput, inspect.cleandoc(fn.__doc__ or ""))
+            for name, fn in handlers.items()
+        }

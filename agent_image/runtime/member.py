@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from foundation_agent.model import Agent, InvalidInput
+from foundation_agent.model import Agent, InvalidInput, TaskContext, running
 from foundation_agent.runtime import admission, metrics
 from foundation_agent.runtime.journal import Journal
 from foundation_agent.runtime.records import DONE, Change, Refused, public, stamp
@@ -289,6 +289,7 @@ class Member:
         try:
             if action is None:
                 raise InvalidInput(f"the agent no longer has action {record['action']!r}")
+            running(TaskContext(record["id"], record["action"], record["attempts"]))
             result, new_state = await action.fn(self.state, action.parse(record.get("input")))
             new_state = self._validated(new_state)
             json.dumps(result)  # results are stored as JSON

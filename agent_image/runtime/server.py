@@ -76,6 +76,20 @@ class TaskApi:
             return refusal(exc.status, exc.message, exc.retry_after)
         return web.json_response(record)
 
+    async def list_actions(self, _: web.Request) -> web.Response:
+        """The agent's actions with their input's JSON schema: what a caller (a model's tool
+        definition, a protocol's skill list) needs to know to send a valid task."""
+        if self.member is None:
+            return refusal(503, f"not ready: {self.problem}", 1)
+        return web.json_response(
+            {
+                "actions": [
+                    {"name": a.name, "description": a.description, "inputSchema": a.input_schema()}
+                    for a in sorted(self.member.actions.values(), key=lambda a: a.name)
+                ]
+            }
+        )
+
     async def healthz(self, _: web.Request) -> web.Response:
         # Alive even while blocked on a bad state: restarting would only hide the cause.
         return web.json_response({"status": "ok", "version": __version__})
@@ -100,6 +114,7 @@ class TaskApi:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_get("/v1/actions", self.list_actions)
         app.router.add_post("/v1/tasks", self.post_task)
         app.router.add_get("/v1/tasks/{id}", self.get_task)
         app.router.add_post("/v1/tasks/{id}/cancel", self.cancel_task)
