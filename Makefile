@@ -1,4 +1,4 @@
-.PHONY: lint test test-unit test-integration demo demo-down clean crds
+.PHONY: lint test test-unit test-integration llm demo demo-down clean crds
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
@@ -21,10 +21,14 @@ test-unit: $(VENV)
 	$(BIN)/pytest tests/unit
 
 # Integration tests bring the local cluster up themselves (session fixture).
-test-integration: $(VENV)
+test-integration: $(VENV) llm
 	$(BIN)/pytest tests/integration
 
-test: $(VENV)
+# The small real model the LLM tests use (llama-cpp-python built once, cached outside the clone).
+llm: $(VENV)
+	e2e/local/llm
+
+test: $(VENV) llm
 	$(BIN)/pytest
 
 # The product on the local cluster: the operator from the chart, an Agent, tasks from the CLI,

@@ -51,7 +51,8 @@ class InvalidInput(ValueError):
 @dataclass(frozen=True)
 class TaskContext:
     """The task an action runs for: its id (the client's, stable across retries and re-runs
-    after a crash) and which attempt this is (1 on the first run)."""
+    after a crash) and its runs since it was last stored (a run cut short by a crash is not
+    stored, so a re-run after one may count 1 again: derive ids from `id`, never from this)."""
 
     id: str
     action: str

@@ -115,9 +115,10 @@ class ChatAgent(Agent[ChatState]):
                 {**c, "id": str(c.get("id") or f"call-{round_}-{i}")}
                 for i, c in enumerate(answer.tool_calls)
             ]
-            turn.append(
-                {"role": "assistant", "content": answer.message.get("content"), "tool_calls": asked}
-            )
+            # "" rather than null: chat templates that concatenate content (llama.cpp's Jinja
+            # ones) fail on null, and OpenAI's API takes either.
+            content = str(answer.message.get("content") or "")
+            turn.append({"role": "assistant", "content": content, "tool_calls": asked})
             for i, call in enumerate(asked):
                 done = await toolbox.call(call, f"{task.id}.tool.{round_}.{i}")
                 calls.append(done)

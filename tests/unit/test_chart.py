@@ -160,6 +160,7 @@ def test_optional_objects_come_with_their_flags() -> None:
         "FoundationAgentRestartIntensityExceeded",
         "FoundationAgentDegraded",
         "FoundationCircuitOpen",
+        "FoundationModelUnavailable",
         "FoundationCheckpointSlow",
         "FoundationReconcileErrors",
         "FoundationNoActiveOperator",

@@ -36,6 +36,22 @@ tests render them into a plain rules file for promtool and for a real Prometheus
         description: >-
           The sidecar of {{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }}
           refuses calls to upstream {{ "{{" }} $labels.upstream {{ "}}" }}: it keeps failing.
+    - alert: FoundationModelUnavailable
+      expr: >-
+        max by (namespace, pod, upstream) (foundation_sidecar_circuit_state{state=~"open|half_open"})
+        * on (namespace, pod, upstream) group_left (agent)
+        max by (namespace, pod, upstream, agent) (foundation_llm_model_upstream)
+        > 0
+      for: {{ .Values.alerts.modelUnavailableMinutes }}m
+      labels:
+        severity: critical
+      annotations:
+        summary: An LLM agent's model has been unavailable for {{ .Values.alerts.modelUnavailableMinutes }} minutes
+        description: >-
+          The circuit of upstream {{ "{{" }} $labels.upstream {{ "}}" }}, the model of Agent
+          {{ "{{" }} $labels.agent {{ "}}" }} ({{ "{{" }} $labels.namespace {{ "}}" }}/{{ "{{" }} $labels.pod {{ "}}" }}),
+          stays open: every chat task there fails at once. Check the model server (its
+          Service's endpoints, or the URL) and the sidecar's log.
     - alert: FoundationCheckpointSlow
       expr: >-
         histogram_quantile(0.99, sum by (namespace, pod, le)
