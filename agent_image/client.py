@@ -28,6 +28,10 @@ from foundation_common.sidecar import AFFINITY_HEADER, MEMBER_HEADER
 DEFAULT_URL = "http://127.0.0.1:15000"
 RETRY_STATUSES = {429, 502, 503, 504}
 DONE = {"succeeded", "failed", "cancelled"}
+# One long-poll for a task's completion: well inside the sidecar's budget for a call to another
+# agent (discovery.timeoutSeconds, 30 s by default), which would otherwise cut it short and
+# count the member as failing.
+WAIT_SLICE = 20.0
 
 
 class DeliveryError(Exception):
@@ -154,7 +158,7 @@ class Sidecar:
             left = deadline - time.monotonic()
             problem = ""
             try:
-                record = await self.task(delivered, wait=max(0.0, min(left, 60)))
+                record = await self.task(delivered, wait=max(0.0, min(left, WAIT_SLICE)))
             except httpx.HTTPStatusError as exc:
                 problem = f"{exc.response.status_code} {exc.response.text[:200]}"
             except httpx.TransportError as exc:

@@ -92,7 +92,9 @@ class Toolbox:
         tool = self.tools.get(name)
 
         def done(outcome: str, content: str) -> ToolCall:
-            metrics.TOOL_CALLS.labels(agent=self.agent, tool=name or "-", outcome=outcome).inc()
+            # Only configured names as label values: a model may invent any number of others.
+            label = name if tool is not None else "(unknown)"
+            metrics.TOOL_CALLS.labels(agent=self.agent, tool=label, outcome=outcome).inc()
             return ToolCall(call_id, name, task_id, outcome, content)
 
         if tool is None:
