@@ -96,6 +96,40 @@ class ServiceRef(Model):
     )
 
 
+class SecretKeyRef(Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="A Secret in the Agent's namespace.",
+    )
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class Authorization(Model):
+    """A header the sidecar adds to every call to the upstream (replacing the agent's own), its
+    value from a Secret: an API key reaches the sidecar's environment only, never the agent."""
+
+    secret_key_ref: SecretKeyRef
+    header: str = Field("Authorization", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9-]+$")
+    scheme: str = Field(
+        "Bearer",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]*$",
+        description='Put before the secret ("Bearer <secret>"); empty: the secret alone (for '
+        "headers such as x-api-key).",
+    )
+
+    def value(self, secret: str) -> str:
+        return f"{self.scheme} {secret}" if self.scheme else secret
+
+
+def secret_env(upstream: str) -> str:
+    """The sidecar's environment variable that carries an upstream's authorization secret (the
+    operator sets it from the Secret; the sidecar reads it)."""
+    return "FOUNDATION_UPSTREAM_SECRET_" + upstream.upper().replace("-", "_")
+
+
 class Upstream(Model):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]
     url: Annotated[str | None, Field(pattern=r"^https?://[^/]+")] = Field(
@@ -109,6 +143,9 @@ class Upstream(Model):
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
     rate_limit: RateLimit | None = None
     pool: Pool = Field(default_factory=Pool)
+    authorization: Authorization | None = Field(
+        None, description="An API key from a Secret, added to every call by the sidecar."
+    )
 
     @model_validator(mode="after")
     def _one_place(self) -> Upstream:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -35,6 +37,7 @@ from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, St
 from foundation_agent.sidecar.limiter import TokenBucket
 from foundation_common.discovery import Capability, Directory, Member
 from foundation_common.retry import Backoff
+from foundation_common.settings import SettingsError
 from foundation_common.sidecar import (
     AFFINITY_HEADER,
     CIRCUIT_HEADER,
@@ -43,6 +46,7 @@ from foundation_common.sidecar import (
     RateLimit,
     SidecarConfig,
     Upstream,
+    secret_env,
 )
 
 logger = logging.getLogger("foundation_agent.sidecar")
@@ -107,10 +111,26 @@ def count(target: str, name: str, outcome: str, status: int, started: float) -> 
 class UpstreamClient:
     """One upstream: its breaker, its limiter and its connection pool."""
 
-    def __init__(self, config: Upstream, directory: Directory | None = None) -> None:
+    def __init__(
+        self,
+        config: Upstream,
+        directory: Directory | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
         self.config = config
         self.base = (config.url or "").rstrip("/")
         self.directory = directory  # for a service upstream: its endpoints
+        self.added: dict[str, str] = {}  # headers the sidecar adds: the upstream's API key
+        if config.authorization is not None:
+            variable = secret_env(config.name)
+            secret = environ.get(variable)
+            if not secret:
+                raise SettingsError(
+                    f"upstream {config.name}: authorization is configured but {variable} is not "
+                    f"set (the operator sets it from Secret "
+                    f"{config.authorization.secret_key_ref.name})"
+                )
+            self.added[config.authorization.header] = config.authorization.value(secret.strip())
         self.breaker = Breaker(
             config.name, BreakerConfig.of(config.circuit_breaker), on_transition=log_transition
         )
@@ -267,7 +287,13 @@ class Proxy:
         config = upstream.config
         deadline = time.monotonic() + config.timeout_seconds
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
+        replaced = {h.lower() for h in upstream.added}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in NOT_FORWARDED and k.lower() not in replaced
+        }
+        headers.update(upstream.added)
         path = f"/{request.match_info['path']}"
         if request.query_string:
             path += f"?{request.query_string}"

@@ -27,7 +27,7 @@ from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
 from foundation_common.discovery import Directory, KubeEndpoints, Observer
-from foundation_common.settings import json_setting, settings_from_env
+from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
 
 logger = logging.getLogger("foundation_agent.sidecar")
@@ -150,7 +150,10 @@ async def run(settings: SidecarSettings) -> int:
 def main(argv: list[str] | None = None) -> None:
     settings = command_line("foundation-sidecar", __doc__, argv, SidecarSettings.from_env)
     # uvloop: a libuv event loop, about half the per-call overhead of asyncio's own.
-    sys.exit(uvloop.run(run(settings)))
+    try:
+        sys.exit(uvloop.run(run(settings)))
+    except SettingsError as exc:
+        sys.exit(f"foundation-sidecar: {exc}")
 
 
 if __name__ == "__main__":

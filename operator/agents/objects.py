@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentView
 from foundation_operator.core import security
 
@@ -160,6 +161,21 @@ def sidecar_container(view: AgentView) -> Obj:
             },
             {"name": "FOUNDATION_AGENT_PORT", "value": str(AGENT_PORT)},
             security.scratch_env(),
+            # Upstreams' API keys: from their Secrets into the sidecar only (the kubelet reads
+            # them; neither the agent nor the member's account can).
+            *(
+                {
+                    "name": secret_env(u.name),
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": u.authorization.secret_key_ref.name,
+                            "key": u.authorization.secret_key_ref.key,
+                        }
+                    },
+                }
+                for u in sidecar.upstreams
+                if u.authorization is not None
+            ),
         ],
         "ports": [{"name": "sidecar-admin", "containerPort": SIDECAR_ADMIN_PORT}],
         "securityContext": security.container_context(),

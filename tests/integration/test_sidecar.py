@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
 
-from kube import REPO, Kube, phase
+from kube import REPO, Kube, member_pids, phase, secret
 from localcluster.layout import BRIDGE_IP
 from localcluster.network import pod_netns
 from servers import FAILING_MEMBER
@@ -45,9 +46,11 @@ class Upstream:
     def __init__(self) -> None:
         self.failing = False
         self.calls = 0
+        self.authorization: list[str | None] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls += 1
+        self.authorization.append(request.headers.get("Authorization"))
         return web.Response(status=500 if self.failing else 200, text="upstream")
 
     async def start(self) -> str:
@@ -150,6 +153,32 @@ async def test_circuit_opens_fails_fast_recovers_gradually_and_rate_limits_hold(
         assert 'foundation_sidecar_rate_limited_total{scope="upstream",upstream="limited"}' in (
             scraped
         )
+    finally:
+        await upstream.runner.cleanup()
+
+
+async def test_an_upstreams_api_key_comes_from_a_secret_and_reaches_only_the_upstream(
+    kube: Kube,
+) -> None:
+    upstream = Upstream()
+    url = await upstream.start()
+    try:
+        await kube.create(secret("model-keys", {"token": b"s3cret"}))
+        authorization = {"secretKeyRef": {"name": "model-keys", "key": "token"}}
+        await kube.create_agent(
+            "keyed",
+            sidecar={"upstreams": [{"name": "api", "url": url, "authorization": authorization}]},
+        )
+        await kube.wait_agent("keyed", running(1), what="keyed Running")
+        calls = await in_pod(kube, "keyed-0", CALLS.format(n=1, path="/upstream/api/v1/x", pause=0))
+        assert calls[0][0] == 200
+        assert upstream.authorization == ["Bearer s3cret"]
+        # The agent's own environment does not hold it.
+        pod = await kube.pod("keyed-0")
+        agent_env = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+        assert not any(name.startswith("FOUNDATION_UPSTREAM_SECRET") for name in agent_env)
+        pids = member_pids(kube.ns, "keyed-0")
+        assert pids and all(b"s3cret" not in Path(f"/proc/{p}/environ").read_bytes() for p in pids)
     finally:
         await upstream.runner.cleanup()
 

@@ -229,6 +229,28 @@ def test_every_member_gets_the_sidecar_with_its_configuration() -> None:
     assert [c["name"] for c in alone["spec"]["containers"]] == ["agent"]
 
 
+def test_an_upstreams_api_key_goes_from_its_secret_to_the_sidecar_only() -> None:
+    upstream = {
+        "name": "open-ai",
+        "url": "https://api.example.com",
+        "authorization": {"secretKeyRef": {"name": "keys", "key": "openai"}},
+    }
+    pod = objects.member_pod(view(sidecar={"upstreams": [upstream]}), 0)
+    agent_container, sidecar = pod["spec"]["containers"]
+    env = {e["name"]: e for e in sidecar["env"]}
+    assert env["FOUNDATION_UPSTREAM_SECRET_OPEN_AI"] == {
+        "name": "FOUNDATION_UPSTREAM_SECRET_OPEN_AI",
+        "valueFrom": {"secretKeyRef": {"name": "keys", "key": "openai"}},
+    }
+    assert "FOUNDATION_UPSTREAM_SECRET_OPEN_AI" not in {e["name"] for e in agent_container["env"]}
+    # The sidecar's config names the Secret, never holds its value.
+    config = json.loads(env["FOUNDATION_SIDECAR_CONFIG"]["value"])
+    assert config["upstreams"][0]["authorization"]["secretKeyRef"] == {
+        "name": "keys",
+        "key": "openai",
+    }
+
+
 def test_sidecar_rules_the_schema_cannot_say_are_invalid_specs() -> None:
     twice = [{"name": "llm", "url": "http://a.test"}, {"name": "llm", "url": "http://b.test"}]
     with pytest.raises(InvalidSpec, match=r"spec\.sidecar.*upstream names must be unique: llm"):

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from foundation_agent.sidecar.proxy import Proxy
+from foundation_common.settings import SettingsError
 from foundation_common.sidecar import SidecarConfig
 from waiting import until
 
@@ -88,6 +89,23 @@ async def test_calls_pass_through_with_method_path_query_body_and_headers(upstre
     assert await streamed.text() == "chunk0;chunk1;chunk2;"
     unknown = await client.get("/upstream/other/x")
     assert unknown.status == 404 and "configured: llm" in (await unknown.json())["error"]
+    await client.close()
+
+
+async def test_an_api_key_from_the_environment_replaces_the_agents_header(
+    upstream, monkeypatch
+) -> None:
+    authorization = {"secretKeyRef": {"name": "llm-key", "key": "token"}, "header": "X-Key"}
+    monkeypatch.delenv("FOUNDATION_UPSTREAM_SECRET_LLM", raising=False)
+    with pytest.raises(SettingsError, match="FOUNDATION_UPSTREAM_SECRET_LLM is not set"):
+        await proxied(upstream.url, authorization=authorization)
+    monkeypatch.setenv("FOUNDATION_UPSTREAM_SECRET_LLM", "s3cret\n")
+    client, _ = await proxied(upstream.url, authorization={**authorization, "scheme": ""})
+    answer = await client.get("/upstream/llm/x", headers={"x-key": "the agent's"})
+    assert (await answer.json())["key"] == "s3cret"
+    await client.close()
+    client, _ = await proxied(upstream.url, authorization=authorization)
+    assert (await (await client.get("/upstream/llm/x")).json())["key"] == "Bearer s3cret"
     await client.close()
 
 
