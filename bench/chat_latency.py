@@ -24,23 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from harness import GROUP, KUBECONFIG, REPO, VERSION, delete_namespace, new_namespace, operator_env
 from kubernetes_asyncio import client, config
 
-REPO = Path(__file__).resolve().parents[1]
 KUBECTL = str(REPO / "e2e/local/kubectl")
-KUBECONFIG = str(REPO / ".local-cluster/kubeconfig")
-GROUP, VERSION = "foundation.dev", "v1alpha1"
 SYSTEM = "You are a helpful assistant. Answer in one sentence."
 QUESTION = "What is the capital of France?"
 
@@ -181,26 +177,13 @@ async def main_async(calls: int, max_tokens: int) -> dict:
     configuration = client.Configuration()
     await config.load_kube_config(KUBECONFIG, client_configuration=configuration)
     ns = f"bench-chat-{uuid.uuid4().hex[:5]}"
-    env = dict(
-        os.environ,
-        KUBECONFIG=KUBECONFIG,
-        FOUNDATION_HEALTH_PORT="18083",
-        FOUNDATION_METRICS_PORT="19093",
-        FOUNDATION_HEALTH_HOST="127.0.0.1",
-        FOUNDATION_LEADER_ELECTION="false",
-        FOUNDATION_NAMESPACES=ns,
-        FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
-    )
+    env = operator_env(ns, health_port=18083, metrics_port=19093)
     log = open(REPO / ".local-cluster" / "logs" / "bench-chat.log", "ab")
     out: dict[str, Any] = {"calls": calls, "max_tokens": max_tokens}
     async with client.ApiClient(configuration) as api:
         core = client.CoreV1Api(api)
         custom = client.CustomObjectsApi(api)
-        await core.create_namespace({"metadata": {"name": ns}})
-        for _ in range(300):
-            if (await core.list_namespaced_service_account(ns)).items:
-                break
-            await asyncio.sleep(0.1)
+        await new_namespace(core, ns)
         operator = subprocess.Popen(
             [str(REPO / ".venv/bin/foundation-operator")], env=env, stdout=log, stderr=log
         )
@@ -274,22 +257,7 @@ async def main_async(calls: int, max_tokens: int) -> dict:
         finally:
             operator.terminate()
             operator.wait(30)
-            # The operator is gone: its finalizer on the Agents would hold the namespace.
-            for name in ("one", "four", "tools"):
-                try:
-                    await custom.patch_namespaced_custom_object(
-                        GROUP,
-                        VERSION,
-                        ns,
-                        "agents",
-                        name,
-                        {"metadata": {"finalizers": None}},
-                        _content_type="application/merge-patch+json",
-                    )
-                except client.ApiException as exc:
-                    if exc.status != 404:
-                        raise
-            await core.delete_namespace(ns)
+            await delete_namespace(core, custom, ns, ["one", "four", "tools"])
     out["goal_added_share_below"] = 0.05
     return out
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import inspect
 import json
+import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -256,13 +257,23 @@ class Kube:
         )
         return sorted(i["metadata"]["name"] for i in json.loads(await response.read())["items"])
 
-    def kubectl_apply(self, manifest: Path) -> None:
-        """`kubectl apply -f` in this namespace, with the local cluster's kubectl."""
-        subprocess.run(
-            [str(REPO / "e2e/local/kubectl"), "-n", self.ns, "apply", "-f", str(manifest)],
-            check=True,
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        """The local cluster's kubectl in this namespace, as a user runs it (its kubeconfig,
+        not $KUBECONFIG); its output, or an assertion naming the command and its error."""
+        done = subprocess.run(
+            [str(REPO / "e2e/local/kubectl"), "-n", self.ns, *args],
+            input=stdin,
             capture_output=True,
+            text=True,
+            timeout=150,
+            env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
         )
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def kubectl_apply(self, manifest: Path) -> None:
+        """`kubectl apply -f` in this namespace."""
+        self.kubectl("apply", "-f", str(manifest))
 
     def log(self, pod: Obj, container: str, restart: int = 0) -> str:
         """A container's log file as the test node writes it."""

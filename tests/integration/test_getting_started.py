@@ -5,9 +5,7 @@ through the API server's proxy. The page's code blocks are the example files the
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
 
 import pytest
 from test_cli import cli
@@ -17,7 +15,6 @@ from kube import REPO, Kube, is_ready
 pytestmark = pytest.mark.usefixtures("operator")
 PAGE = REPO / "docs/getting-started.md"
 EXAMPLE = REPO / "examples/greeter"
-KUBECTL = str(REPO / "e2e/local/kubectl")
 
 
 def blocks(language: str) -> list[str]:
@@ -32,17 +29,7 @@ def test_the_page_shows_the_example_files_as_they_are() -> None:
 
 
 async def kubectl(kube: Kube, *args: str, stdin: str | None = None) -> str:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [KUBECTL, "-n", kube.ns, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
-    )
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
+    return await asyncio.to_thread(kube.kubectl, *args, stdin=stdin)
 
 
 async def test_a_first_agent_from_a_config_map_as_the_page_shows(

@@ -12,7 +12,6 @@ import copy
 import os
 import re
 import signal
-import subprocess
 import time
 
 import httpx
@@ -25,19 +24,6 @@ from localcluster.layout import BRIDGE_IP
 from scripted_model import ScriptedModel
 
 pytestmark = pytest.mark.usefixtures("operator")
-KUBECTL = str(REPO / "e2e/local/kubectl")
-
-
-def kubectl(kube: Kube, *args: str) -> str:
-    done = subprocess.run(
-        [KUBECTL, "-n", kube.ns, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
-    )
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
 
 
 def running(n: int = 1):
@@ -108,7 +94,7 @@ async def test_a_conversation_on_a_real_model_survives_a_crash_and_a_model_outag
     manifest = tmp_path / "chat-agent.yaml"
     manifest.write_text(yaml.safe_dump(chat_agent(open_seconds=2)))
     kube.kubectl_apply(manifest)
-    kubectl(kube, "wait", "--for=condition=Available", "deployment/model-server", "--timeout=120s")
+    kube.kubectl("wait", "--for=condition=Available", "deployment/model-server", "--timeout=120s")
     await kube.wait_agent("assistant", running(), timeout=120, what="assistant Running")
 
     # Two turns: the second is sent with the first (its prompt counts more tokens).
@@ -143,7 +129,7 @@ async def test_a_conversation_on_a_real_model_survives_a_crash_and_a_model_outag
     assert completion == three["completionTokens"]
 
     # The model server stopped: chat fails at once, naming the upstream; the circuit opens.
-    kubectl(kube, "scale", "deployment/model-server", "--replicas=0")
+    kube.kubectl("scale", "deployment/model-server", "--replicas=0")
 
     async def no_endpoints() -> bool:
         endpoints = await kube.get("Endpoints", "model-server")
@@ -174,8 +160,8 @@ async def test_a_conversation_on_a_real_model_survives_a_crash_and_a_model_outag
     assert len(kept["result"]["messages"]) == 6
 
     # Started again: the circuit lets a probe through after openSeconds, and chat recovers.
-    kubectl(kube, "scale", "deployment/model-server", "--replicas=1")
-    kubectl(kube, "wait", "--for=condition=Available", "deployment/model-server", "--timeout=120s")
+    kube.kubectl("scale", "deployment/model-server", "--replicas=1")
+    kube.kubectl("wait", "--for=condition=Available", "deployment/model-server", "--timeout=120s")
     deadline = time.monotonic() + 60
     for attempt in range(1000):
         back = await task(kube, "assistant-0", f"up-{attempt}", "chat", {**say, "message": "Hi"})

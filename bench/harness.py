@@ -1,0 +1,58 @@
+"""What the benchmarks on the local cluster share: a namespace of their own, and the operator
+run as a process for it alone (no leader election, its own ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from kubernetes_asyncio import client
+
+REPO = Path(__file__).resolve().parents[1]
+KUBECONFIG = str(REPO / ".local-cluster/kubeconfig")
+GROUP, VERSION = "foundation.dev", "v1alpha1"
+
+
+def operator_env(ns: str, health_port: int, metrics_port: int) -> dict[str, str]:
+    """`foundation-operator`'s environment: this namespace only, leading at once."""
+    return dict(
+        os.environ,
+        KUBECONFIG=KUBECONFIG,
+        FOUNDATION_HEALTH_PORT=str(health_port),
+        FOUNDATION_METRICS_PORT=str(metrics_port),
+        FOUNDATION_HEALTH_HOST="127.0.0.1",
+        FOUNDATION_LEADER_ELECTION="false",
+        FOUNDATION_NAMESPACES=ns,
+        FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
+    )
+
+
+async def new_namespace(core: client.CoreV1Api, ns: str) -> None:
+    """Create it, and wait for its default account (pods are refused without it)."""
+    await core.create_namespace({"metadata": {"name": ns}})
+    for _ in range(300):
+        if (await core.list_namespaced_service_account(ns)).items:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def delete_namespace(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, ns: str, agents: list[str]
+) -> None:
+    """Delete it once the operator is gone: the Agents' finalizers would hold it."""
+    for name in agents:
+        try:
+            await custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "agents",
+                name,
+                {"metadata": {"finalizers": None}},
+                _content_type="application/merge-patch+json",
+            )
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+    await core.delete_namespace(ns)
