@@ -94,7 +94,9 @@ def crd(
     plural: str,
     short_names: list[str],
     columns: list[Schema],
+    subresources: Schema | None = None,
 ) -> Schema:
+    subresources = subresources or {"status": {}}
     schema = openapi_schema(model)
     props = schema["properties"]
     # metadata is the API server's; status is written by the operator (and the runtime or the
@@ -124,7 +126,7 @@ def crd(
                     "name": agents.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": subresources,
                     "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": schema},
                 }
@@ -149,6 +151,16 @@ def agent_crd() -> Schema:
             {"name": "State version", "type": "integer", "jsonPath": ".status.state.version"},
             AGE,
         ],
+        # `kubectl scale agent`, and HorizontalPodAutoscalers: they write spec.replicas, which
+        # the operator only reads, so nothing fights them.
+        subresources={
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
     )
 
 

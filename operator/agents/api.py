@@ -212,6 +212,12 @@ class MemberState(StateSummary):
 class AgentStatus(Model):
     phase: Literal["Pending", "Running", "Degraded", "Failed", "Terminating"] = "Pending"
     ready: str = Field("", description="Ready members / desired members, e.g. 2/3.")
+    replicas: int = Field(
+        0, description="Member pods that exist and are not being deleted (the scale subresource)."
+    )
+    selector: str = Field(
+        "", description="The label selector of the members (the scale subresource, for HPAs)."
+    )
     restarts: int = 0
     observed_generation: int = 0
     conditions: list[Condition] = Field(default_factory=list)

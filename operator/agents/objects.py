@@ -72,6 +72,11 @@ def agent_labels(view: AgentView) -> dict[str, str]:
     return {"app.kubernetes.io/name": "foundation-agent", AGENT_LABEL: view.name, **MANAGED_BY}
 
 
+def member_selector(view: AgentView) -> str:
+    """The label selector of the Agent's members, as the scale subresource gives it."""
+    return f"{AGENT_LABEL}={view.name}"
+
+
 def member_name(view: AgentView, ordinal: int) -> str:
     return f"{view.name}-{ordinal}"
 

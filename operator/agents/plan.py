@@ -405,6 +405,8 @@ def agent_status(
         update={
             "phase": phase,
             "ready": f"{ready}/{replicas}",
+            "replicas": sum(1 for pod in members.values() if not going(pod)),
+            "selector": objects.member_selector(view),
             "restarts": supervised.total,
             "observed_generation": view.generation,
             "observed_restarted_at": supervised.restarted_at,

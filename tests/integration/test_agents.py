@@ -221,6 +221,47 @@ async def test_scaling_up_and_down_highest_ordinals_first(kube: Kube) -> None:
     assert await kube.names("Pod", f"{LABEL}=scaled") == ["scaled-0", "scaled-1"]
 
 
+async def test_kubectl_scale_and_an_autoscaler_scale_an_agent_through_its_scale_subresource(
+    kube: Kube,
+) -> None:
+    await kube.create_agent("elastic", replicas=1, sidecar={"enabled": False})
+    await kube.wait_agent("elastic", running(1))
+    await asyncio.to_thread(kube.kubectl, "scale", "agent/elastic", "--replicas=3")
+    await kube.wait_agent("elastic", running(3), what="elastic scaled to 3 by kubectl")
+    scale = json.loads(
+        await asyncio.to_thread(
+            kube.kubectl,
+            "get",
+            "--raw",
+            f"/apis/foundation.dev/v1alpha1/namespaces/{kube.ns}/agents/elastic/scale",
+        )
+    )
+    assert scale["spec"]["replicas"] == 3
+    assert scale["status"] == {"replicas": 3, "selector": "foundation.dev/agent=elastic"}
+    # A HorizontalPodAutoscaler below its minimum scales the Agent up (no metrics are needed
+    # for that), and the operator keeps what it set: nothing fights it.
+    await asyncio.to_thread(kube.kubectl, "scale", "agent/elastic", "--replicas=1")
+    await kube.wait_agent("elastic", lambda a: a["status"].get("replicas") == 1, what="back to 1")
+    hpa = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "elastic"},
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "foundation.dev/v1alpha1",
+                "kind": "Agent",
+                "name": "elastic",
+            },
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "targetCPUUtilizationPercentage": 80,
+        },
+    }
+    await asyncio.to_thread(kube.kubectl, "apply", "-f", "-", stdin=json.dumps(hpa))
+    agent = await kube.wait_agent("elastic", running(2), timeout=90, what="scaled to 2 by the HPA")
+    assert agent["spec"]["replicas"] == 2
+
+
 async def test_deleting_the_agent_leaves_nothing_behind(kube: Kube) -> None:
     await kube.create_agent("first", capabilities=["shared"])
     await kube.create_agent("second", capabilities=["shared"])

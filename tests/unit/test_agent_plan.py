@@ -234,6 +234,11 @@ def test_status_of_a_supervised_agent() -> None:
     assert "memberStates" not in dumped and "state" not in dumped  # the runtime's fields
     assert dumped["conditions"][0]["reason"] == "MembersNotReady"
     assert dumped["recentRestarts"] == [stamp(AT)]
+    # The scale subresource's view: pods that exist (not those going), and the selector.
+    assert (dumped["replicas"], dumped["selector"]) == (2, "foundation.dev/agent=w")
+    scaling_down = members(pod(agent, 0), pod(agent, 1), pod(agent, 2, going=True))
+    new = plan.agent_status(agent, new, {}, scaling_down, decided, AT)
+    assert new.replicas == 2
 
 
 def test_a_status_the_supervisor_cannot_read_counts_as_none() -> None:

@@ -55,7 +55,15 @@ def test_names_columns_and_subresources() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["ag"]
     assert crd["spec"]["names"]["categories"] == ["foundation"]
     version = crd["spec"]["versions"][0]
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
+    assert crds.workflow_crd()["spec"]["versions"][0]["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Phase", "Ready", "Restarts", "State version", "Age"]
 
