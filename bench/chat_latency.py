@@ -248,12 +248,20 @@ async def main_async(calls: int, max_tokens: int) -> dict:
                 )
 
                 # -- tools offered to the real model ---------------------------------------
-                made = 0
+                made = failed = 0
                 tried = min(calls, 10)
                 for _ in range(tried):
-                    _, result = await bench.task(tools_ip)
+                    try:
+                        _, result = await bench.task(tools_ip)
+                    except RuntimeError:
+                        failed += 1
+                        continue
                     made += bool(result["toolCalls"])
-                out["real_model_tool_calls"] = {"chats": tried, "with_a_tool_call": made}
+                out["real_model_tool_calls"] = {
+                    "chats": tried,
+                    "with_a_tool_call": made,
+                    "failed": failed,
+                }
         finally:
             operator.terminate()
             operator.wait(30)

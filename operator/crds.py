@@ -27,6 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 CHART = Path("charts/foundation")
 
 
+# Marks a node that was `X | None` until its parent has seen it (then removed).
+OPTIONAL = "x-foundation-optional"
+
+
 def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     """A pydantic JSON Schema node as a structural OpenAPI v3 schema node."""
     if "$ref" in schema:
@@ -38,7 +42,10 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
         if len(options) != 1:
             raise ValueError(f"cannot make a structural schema of anyOf {schema['anyOf']}")
         rest = {k: v for k, v in schema.items() if k != "anyOf"}
-        return structural({**options[0], **rest}, defs)
+        out = structural({**options[0], **rest}, defs)
+        if len(options) < len(schema["anyOf"]):
+            out[OPTIONAL] = True  # X | None: absent unless set, so never defaulted to {}
+        return out
     out: Schema = {}
     for key, value in schema.items():
         if key in ("title", "$defs"):
@@ -62,10 +69,12 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
         for sub in out["properties"].values():
             # An object with defaults inside gets {} so the API server fills those in.
             defaults_inside = any("default" in p for p in sub.get("properties", {}).values())
+            optional = sub.pop(OPTIONAL, False)
             if (
                 sub.get("type") == "object"
                 and "default" not in sub
                 and "required" not in sub
+                and not optional
                 and defaults_inside
             ):
                 sub["default"] = {}

@@ -93,3 +93,15 @@ def test_spec_defaults_are_otp_production_settings() -> None:
 def test_model_rejects_what_the_schema_rejects(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
         AgentSpec.model_validate({"image": "i", "agent": "m:C", field: value})
+
+
+def test_an_optional_object_stays_absent_unless_set() -> None:
+    """`X | None` fields are not defaulted to {} by the API server: the sidecar's active health
+    check (pool.healthCheck) was on for every upstream, probing GET / every 5 s, because the
+    schema defaulted it (seen as a circuit opened by 404s on a model server)."""
+    schema = crds.agent_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    upstream = schema["properties"]["spec"]["properties"]["sidecar"]["properties"]["upstreams"]
+    pool = upstream["items"]["properties"]["pool"]
+    assert pool["default"] == {}  # its own defaults (connections, keep-alive) still apply
+    assert "default" not in pool["properties"]["healthCheck"]
+    assert "x-foundation-optional" not in str(schema)
