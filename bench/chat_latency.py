@@ -1,14 +1,15 @@
 """ChatAgent on the real model (SmolLM2-135M, llama-cpp-python, examples/model-server.yaml) on
 the local cluster: what Foundation adds to a model call, and chat tasks/s.
 
-    .venv/bin/python bench/chat_latency.py [--calls 30] [--max-tokens 32]
+    .venv/bin/python bench/chat_latency.py [--calls 30] [--max-tokens 96]
 
-- Added latency, one member: the same chat completion (system prompt, one user message,
-  temperature 0 so every answer has the same tokens) sent alternately straight to the model
-  server's pod and as a `chat` task to a ChatAgent member (each task a new session, so the
-  prompt is the same). A task's time runs from the POST of the task to its durable completion
-  (`GET ?wait`): the durable acceptance, the run, the call through the sidecar, the durable
-  completion. Added = task p50 - direct p50, as a share of the direct call.
+- Added latency, one member (ConfigMap store, and PVC store), for a question with a short
+  answer and one whose answer runs to `--max-tokens`: the same chat completion (system
+  prompt, one user message, temperature 0) sent in turn straight to the model server's pod and
+  as a `chat` task to each member (each task a new session, so the prompt is the same). A
+  task's time runs from the POST of the task to its durable completion (`GET ?wait`): the
+  durable acceptance, the run, the call through the sidecar, the durable completion.
+  Added = task p50 - direct p50, as a share of the direct call.
 - Throughput: `--calls` tasks, four at a time, to one member and to four members, against the
   same requests four at a time straight to the model server: tasks/s, p50/p99 and completion
   tokens/s. One model server serves all of them, so it bounds every figure.
@@ -38,7 +39,13 @@ from kubernetes_asyncio import client, config
 
 KUBECTL = str(REPO / "e2e/local/kubectl")
 SYSTEM = "You are a helpful assistant. Answer in one sentence."
-QUESTION = "What is the capital of France?"
+# A short answer (a few tokens, so the model call is short and the overhead shows most) and a
+# long one (the answer runs to max_tokens, as chat answers usually do).
+QUESTIONS = {
+    "short_answer": "What is the capital of France?",
+    "long_answer": "Tell me a long story about a robot who learns to paint.",
+}
+QUESTION = QUESTIONS["short_answer"]
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -114,29 +121,29 @@ class Bench:
         self.model = f"http://{model_ip}:8000/v1/chat/completions"
         self.max_tokens = max_tokens
 
-    def request(self) -> dict:
+    def request(self, question: str) -> dict:
         # What ChatAgent sends for a new session's first turn.
         return {
             "model": "smollm2",
             "messages": [
                 {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": QUESTION},
+                {"role": "user", "content": question},
             ],
             "max_tokens": self.max_tokens,
             "temperature": 0,
         }
 
-    async def direct(self) -> tuple[float, int]:
+    async def direct(self, question: str = QUESTION) -> tuple[float, int]:
         started = time.perf_counter()
-        answer = await self.http.post(self.model, json=self.request())
+        answer = await self.http.post(self.model, json=self.request(question))
         took = time.perf_counter() - started
         answer.raise_for_status()
         return took, int(answer.json()["usage"]["completion_tokens"])
 
-    async def task(self, member_ip: str, action: str = "chat") -> tuple[float, dict]:
+    async def task(self, member_ip: str, question: str = QUESTION) -> tuple[float, dict]:
         base = f"http://{member_ip}:8080/v1/tasks"
         task_id = uuid.uuid4().hex
-        body = {"id": task_id, "action": action, "input": {"session": task_id, "message": QUESTION}}
+        body = {"id": task_id, "action": "chat", "input": {"session": task_id, "message": question}}
         started = time.perf_counter()
         accepted = await self.http.post(base, json=body)
         accepted.raise_for_status()
@@ -189,42 +196,61 @@ async def main_async(calls: int, max_tokens: int) -> dict:
         )
         try:
             kubectl(ns, "apply", "-f", str(REPO / "examples/model-server.yaml"))
-            agents = (("one", 1, False), ("four", 4, False), ("tools", 1, True))
+            agents = (("one", 1, False), ("four", 4, False), ("tools", 1, True), ("pvc", 1, False))
             for name, replicas, tools in agents:
-                manifest = yaml.safe_dump(chat_agent(name, replicas, max_tokens, tools))
-                kubectl(ns, "apply", "-f", "-", stdin=manifest)
+                agent = chat_agent(name, replicas, max_tokens, tools)
+                if name == "pvc":
+                    agent["spec"]["persistence"] = {"store": "PVC"}
+                kubectl(ns, "apply", "-f", "-", stdin=yaml.safe_dump(agent))
             (model_ip,) = await ready_pods(core, ns, "app.kubernetes.io/name=model-server", 1)
             (one_ip,) = await ready_pods(core, ns, "foundation.dev/agent=one", 1)
             four_ips = await ready_pods(core, ns, "foundation.dev/agent=four", 4)
             (tools_ip,) = await ready_pods(core, ns, "foundation.dev/agent=tools", 1)
+            (pvc_ip,) = await ready_pods(core, ns, "foundation.dev/agent=pvc", 1)
             async with httpx.AsyncClient(timeout=180) as http:
                 bench = Bench(http, model_ip, max_tokens)
                 for _ in range(3):  # warm: the model's first calls, the members' pools
                     await bench.direct()
                     await bench.task(one_ip)
+                    await bench.task(pvc_ip)
                     for ip in four_ips:
                         await bench.task(ip)
 
                 # -- added latency, one member, alternating with the direct call ----------
-                direct: list[float] = []
-                chat: list[float] = []
-                tokens: set[int] = set()
-                for _ in range(calls):
-                    took, used = await bench.direct()
-                    direct.append(took)
-                    tokens.add(used)
-                    took, result = await bench.task(one_ip)
-                    chat.append(took)
-                    tokens.add(result["usage"]["completionTokens"])
-                added = statistics.median(chat) - statistics.median(direct)
-                out["one_member_sequential"] = {
-                    "direct": summary(direct),
-                    "chat_task": summary(chat),
-                    "added_p50_ms": round(added * 1000, 1),
-                    "added_share_of_model_call": round(added / statistics.median(direct), 4),
-                    "completion_tokens_per_call": sorted(tokens),
-                    "chat_tasks_per_s": round(1 / statistics.median(chat), 2),
-                }
+                stores = {"ConfigMap": one_ip, "PVC": pvc_ip}
+                for shape, question in QUESTIONS.items():
+                    direct: list[float] = []
+                    direct_tokens: set[int] = set()
+                    chat: dict[str, list[float]] = {store: [] for store in stores}
+                    chat_tokens: set[int] = set()
+                    for _ in range(calls):
+                        took, used = await bench.direct(question)
+                        direct.append(took)
+                        direct_tokens.add(used)
+                        for store, ip in stores.items():
+                            took, result = await bench.task(ip, question)
+                            chat[store].append(took)
+                            chat_tokens.add(result["usage"]["completionTokens"])
+                    model_call = statistics.median(direct)
+                    out[f"one_member_sequential_{shape}"] = {
+                        "direct": summary(direct),
+                        "direct_completion_tokens": sorted(direct_tokens),
+                        "chat_completion_tokens": sorted(chat_tokens),
+                        "completion_tokens_per_s": round(max(direct_tokens) / model_call, 1),
+                        **{
+                            f"store_{store}": {
+                                "chat_task": summary(times),
+                                "added_p50_ms": round(
+                                    (statistics.median(times) - model_call) * 1000, 1
+                                ),
+                                "added_share_of_model_call": round(
+                                    (statistics.median(times) - model_call) / model_call, 4
+                                ),
+                                "chat_tasks_per_s": round(1 / statistics.median(times), 2),
+                            }
+                            for store, times in chat.items()
+                        },
+                    }
 
                 # -- four at a time: straight to the model, one member, four members ------
                 async def direct_one(_: int) -> tuple[float, int]:
@@ -265,7 +291,7 @@ async def main_async(calls: int, max_tokens: int) -> dict:
         finally:
             operator.terminate()
             operator.wait(30)
-            await delete_namespace(core, custom, ns, ["one", "four", "tools"])
+            await delete_namespace(core, custom, ns, ["one", "four", "tools", "pvc"])
     out["goal_added_share_below"] = 0.05
     return out
 
@@ -275,7 +301,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", type=int, default=30)
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
     subprocess.run([str(REPO / "e2e/local/cluster"), "up"], check=True, capture_output=True)
     subprocess.run([str(REPO / "e2e/local/llm")], check=True, capture_output=True)
