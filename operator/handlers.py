@@ -1,5 +1,6 @@
-"""The kopf handlers: thin. They feed watch events to the controllers (the Agent supervisor and
-the Workflow controller) and manage their life.
+"""The kopf handlers: thin. They feed watch events of Agents and Workflows to the controllers
+(the Agent supervisor and the Workflow controller) and manage their life; pods and owned objects
+come from watches filtered on the server (`core.watches`), started here.
 
 They register on kopf's default registry, which also holds kopf's login handlers (kubeconfig,
 in-cluster): importing this module is what registers them.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -16,7 +18,8 @@ import kopf
 from foundation_operator import __version__
 from foundation_operator.agents import api, objects
 from foundation_operator.agents.controller import Supervisor
-from foundation_operator.k8s import Kube, connect
+from foundation_operator.core.watches import LabelledWatch
+from foundation_operator.k8s import Kube, Obj, connect
 from foundation_operator.settings import Settings
 from foundation_operator.workflows import api as workflows
 from foundation_operator.workflows.controller import WorkflowController
@@ -29,6 +32,7 @@ class State:
     supervisor: Supervisor | None = None
     workflows: WorkflowController | None = None
     excluded: frozenset[str] = frozenset()
+    watches: list[LabelledWatch] = []
 
 
 def watched(namespace: str | None, **_: Any) -> bool:
@@ -51,11 +55,46 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
     State.supervisor.start()
     State.workflows.start()
+    State.watches = watches(kube, settings, State.supervisor, State.workflows)
+    for watch in State.watches:
+        watch.start()
     logger.info("foundation operator %s starting", __version__)
+
+
+def watches(
+    kube: Kube, settings: Settings, supervisor: Supervisor, workflows: WorkflowController
+) -> list[LabelledWatch]:
+    """Pods and owned objects, filtered on the server by their labels (kopf would watch every
+    pod of the cluster and filter on the client): member pods, runner pods, and what Agents
+    own, whose changes by anyone else are repaired (Supervisor.observe_owned)."""
+
+    def unless_excluded(observe: Callable[[str, Obj], None]) -> Callable[[str, Obj], None]:
+        def observed(event: str, body: Obj) -> None:
+            if body["metadata"]["namespace"] not in State.excluded:
+                observe(event, body)
+
+        return observed
+
+    namespaces = tuple(settings.namespaces)
+    managed = "app.kubernetes.io/managed-by=foundation-operator"
+    specs = [
+        ("Pod", objects.AGENT_LABEL, supervisor.observe_pod),
+        ("Pod", WORKFLOW_LABEL, workflows.observe_pod),
+        *((kind, managed, supervisor.observe_owned) for kind in OWNED_KINDS),
+    ]
+    return [
+        LabelledWatch(kube.api, kind, selector, namespaces, unless_excluded(observe))
+        for kind, selector, observe in specs
+    ]
+
+
+OWNED_KINDS = ("Service", "ServiceAccount", "Role", "RoleBinding")
 
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
+    for watch in State.watches:
+        await watch.stop()
     if State.workflows:
         await State.workflows.stop()
     if State.supervisor:
@@ -72,25 +111,9 @@ async def agent_event(event: dict, **_: Any) -> None:
         )
 
 
-@kopf.on.event("", "v1", "pods", labels={objects.AGENT_LABEL: kopf.PRESENT}, when=watched)
-async def pod_event(event: dict, **_: Any) -> None:
-    if State.supervisor:
-        State.supervisor.observe_pod(
-            event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
-        )
-
-
 @kopf.on.event(workflows.GROUP, workflows.VERSION, workflows.PLURAL, when=watched)
 async def workflow_event(event: dict, **_: Any) -> None:
     if State.workflows:
         State.workflows.observe_workflow(
-            event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
-        )
-
-
-@kopf.on.event("", "v1", "pods", labels={WORKFLOW_LABEL: kopf.PRESENT}, when=watched)
-async def runner_event(event: dict, **_: Any) -> None:
-    if State.workflows:
-        State.workflows.observe_pod(
             event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
         )

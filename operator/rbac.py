@@ -56,11 +56,17 @@ def cluster_rules() -> list[Obj]:
         },
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
         # Each Agent's and each runner's account and its Role and RoleBinding.
-        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create"]},
+        # list/watch: the operator's own objects (its label, filtered on the server) are
+        # watched so that a change or deletion by anyone else is repaired.
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": ["get", "list", "watch", "create"],
+        },
         {
             "apiGroups": [RBAC],
             "resources": ["roles", "rolebindings"],
-            "verbs": ["get", "create", "patch"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
         },
         # Members' state objects: made (and adopted) by the supervisor; get/update/patch on
         # their own ConfigMaps is also granted to the members.

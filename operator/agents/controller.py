@@ -99,6 +99,61 @@ class Supervisor(Reconciler):
             memory.restart_baseline.pop(uid, None)
         self.queue.add(key)
 
+    def observe_owned(self, event: str, body: Obj) -> None:
+        """An object an Agent owns changed or went (from a server-filtered watch): check the
+        Agent's owned objects against the API on its next pass. Our own creates (ADDED) and
+        changes that leave what we manage as it was cost nothing."""
+        if event == "ADDED":
+            return
+        meta = body["metadata"]
+        labels = meta.get("labels") or {}
+        if objects.AGENT_LABEL in labels:
+            keys = [(meta["namespace"], labels[objects.AGENT_LABEL])]
+        elif objects.CAPABILITY_LABEL in labels:
+            capability = labels[objects.CAPABILITY_LABEL]
+            keys = [
+                key
+                for key, agent in self.agents.objects.items()
+                if key[0] == meta["namespace"]
+                and capability in ((agent.get("spec") or {}).get("capabilities") or [])
+            ]
+        else:
+            return
+        for key in keys:
+            agent = self.agents.get(key)
+            if agent is None or agent["metadata"].get("deletionTimestamp"):
+                continue
+            if event == "MODIFIED" and not self._drifted(agent, body):
+                continue
+            logger.info(
+                "agent %s/%s: %s %s %s by someone else; making it right",
+                *key,
+                body.get("kind", "object"),
+                meta["name"],
+                "deleted" if event == "DELETED" else "changed",
+                extra=about(key),
+            )
+            self.remember(key).owned_applied = ""
+            self.queue.add(key)
+
+    def _drifted(self, agent: Obj, have: Obj) -> bool:
+        """Whether a changed object departs from what the Agent wants of it (pure)."""
+        try:
+            view = AgentView.from_body(agent, self.agent_image)
+        except InvalidSpec:
+            return False
+        meta = have["metadata"]
+        wanted = objects.owned_objects(view) + [
+            objects.capability_service(
+                view.namespace, c, [objects.owner_reference(view, controller=False)]
+            )
+            for c in view.spec.capabilities
+        ]
+        for want in wanted:
+            if (want["kind"], want["metadata"]["name"]) == (have.get("kind"), meta["name"]):
+                return objects.drifted(want, have)
+        return False
+
     # -- reconciliation ------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> float | None:
@@ -234,17 +289,17 @@ class Supervisor(Reconciler):
         no reads here.
         """
         memory = self.remember((view.namespace, view.name))
-        wanted = [objects.role(view), objects.role_binding(view), objects.agent_service(view)]
-        if not view.spec.service_account_name:
-            wanted.insert(0, objects.service_account(view))
+        wanted = objects.owned_objects(view)
         fingerprint = json.dumps([wanted, sorted(view.spec.capabilities)], sort_keys=True)
         if memory.owned_applied == fingerprint:
             return
-        fields = {"Role": ("rules",), "RoleBinding": ("subjects",)}
         # Independent writes go out together: etcd commits concurrent writes in one fsync, so
         # an Agent costs about one round trip instead of one per object.
         await asyncio.gather(
-            *(owned.ensure(self.kube, want, fields.get(want["kind"], ())) for want in wanted),
+            *(
+                owned.ensure(self.kube, want, objects.OWNED_FIELDS.get(want["kind"], ()))
+                for want in wanted
+            ),
             *(self._join_capability(view, c) for c in view.spec.capabilities),
         )
         memory.owned_applied = fingerprint
@@ -254,8 +309,12 @@ class Supervisor(Reconciler):
         mine = objects.owner_reference(view, controller=False)
         want = objects.capability_service(view.namespace, capability, [mine])
         have, created = await owned.create_or_read(self.kube, want)
-        if not created:
-            await owned.adopt(self.kube, have, mine)
+        if created:
+            return
+        patch = owned.field_patch(want, have, objects.OWNED_FIELDS["Service"])
+        if patch:
+            have = await self.kube.patch("Service", view.namespace, want["metadata"]["name"], patch)
+        await owned.adopt(self.kube, have, mine)
 
     async def _leave_capability(self, view: AgentView, capability: str) -> None:
         """Drop the Agent's owner reference from a capability Service; the last one deletes it."""

@@ -20,6 +20,7 @@ Obj = dict[str, Any]
 
 AGENT_LABEL = "foundation.dev/agent"
 MEMBER_LABEL = "foundation.dev/member"
+CAPABILITY_LABEL = "foundation.dev/capability"  # on capability Services
 CAPABILITY_PREFIX = "capability.foundation.dev/"
 TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
@@ -338,7 +339,7 @@ def capability_service(namespace: str, capability: str, owners: list[Obj]) -> Ob
         "metadata": {
             "name": capability_service_name(capability),
             "namespace": namespace,
-            "labels": {"foundation.dev/capability": capability, **MANAGED_BY},
+            "labels": {CAPABILITY_LABEL: capability, **MANAGED_BY},
             "ownerReferences": owners,
         },
         "spec": {
@@ -399,6 +400,42 @@ def role(view: AgentView) -> Obj:
         },
         "rules": rules,
     }
+
+
+# What drift repair restores in objects the Agent owns (besides their existence and owner):
+# top-level fields or dotted paths. Others (labels, a Service's ports the API server fills in)
+# are left as they are.
+OWNED_FIELDS: dict[str, tuple[str, ...]] = {
+    "Role": ("rules",),
+    "RoleBinding": ("subjects",),  # its roleRef cannot change
+    "Service": ("spec.selector",),
+}
+
+
+def owned_objects(view: AgentView) -> list[Obj]:
+    """The objects the Agent owns besides its members and their state: its identity, its
+    rights and its Service (capability Services are shared: see capability_service)."""
+    wanted = [role(view), role_binding(view), agent_service(view)]
+    if not view.spec.service_account_name:
+        wanted.insert(0, service_account(view))
+    return wanted
+
+
+def field_at(obj: Obj, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def drifted(want: Obj, have: Obj) -> bool:
+    """Whether `have` (what the cluster holds) departs from `want` where it matters: the fields
+    drift repair restores, or the owner references `want` names."""
+    if any(field_at(have, f) != field_at(want, f) for f in OWNED_FIELDS.get(want["kind"], ())):
+        return True
+    held = {o.get("uid") for o in have["metadata"].get("ownerReferences") or []}
+    return any(o["uid"] not in held for o in want["metadata"].get("ownerReferences") or [])
 
 
 def role_binding(view: AgentView) -> Obj:

@@ -61,8 +61,27 @@ async def create_if_missing(kube: Kube, want: Obj) -> Obj | None:
         return None
 
 
+def field_patch(want: Obj, have: Obj, fields: Iterable[str]) -> Obj:
+    """A merge patch setting each of `fields` (top-level names or dotted paths) that differs in
+    `have` to its value in `want`."""
+    patch: Obj = {}
+    for path in fields:
+        parts = path.split(".")
+        wanted, held = want, have
+        for part in parts:
+            wanted = wanted.get(part) if isinstance(wanted, dict) else None
+            held = held.get(part) if isinstance(held, dict) else None
+        if held != wanted:
+            node = patch
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = wanted
+    return patch
+
+
 async def ensure(kube: Kube, want: Obj, fields: Iterable[str] = ()) -> None:
-    """Create `want`, or patch the top-level `fields` of what exists where they differ."""
+    """Create `want`; or patch what exists where `fields` (top-level names or dotted paths)
+    differ, and put back the owner references of `want` it lost (under its resourceVersion)."""
     try:
         have, created = await create_or_read(kube, want)
     except ApiException as exc:
@@ -71,10 +90,13 @@ async def ensure(kube: Kube, want: Obj, fields: Iterable[str] = ()) -> None:
         raise
     if created:
         return
-    patch = {f: want[f] for f in fields if have.get(f) != want[f]}
+    meta = want["metadata"]
+    patch = field_patch(want, have, fields)
     if patch:
-        meta = want["metadata"]
-        await kube.patch(want["kind"], meta["namespace"], meta["name"], patch)
+        have = await kube.patch(want["kind"], meta["namespace"], meta["name"], patch)
+    lost = [o for o in meta.get("ownerReferences") or [] if not owned_by(have, o["uid"])]
+    if lost:
+        await set_owners(kube, have, [*owners_of(have), *lost])
 
 
 async def set_owners(kube: Kube, have: Obj, owners: list[Obj]) -> Obj:

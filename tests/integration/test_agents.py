@@ -262,6 +262,49 @@ async def test_kubectl_scale_and_an_autoscaler_scale_an_agent_through_its_scale_
     assert agent["spec"]["replicas"] == 2
 
 
+async def test_owned_objects_deleted_or_changed_by_hand_are_made_right_within_seconds(
+    kube: Kube,
+) -> None:
+    await kube.create_agent("owner", capabilities=["drift"], sidecar={"enabled": False})
+    await kube.wait_agent("owner", running(1))
+    role = "foundation-agent-owner"
+    before = {
+        "role": (await kube.rbac.read_namespaced_role(role, kube.ns)).to_dict()["rules"],
+        "selector": (await kube.get("Service", "owner"))["spec"]["selector"],
+    }
+    started = time.monotonic()
+    for args in (
+        ("delete", "serviceaccount", "owner"),
+        ("delete", "rolebinding", role),
+        ("delete", "service", "owner", "foundation-cap-drift"),
+        ("patch", "role", role, "--type=merge", "-p", '{"rules": []}'),
+    ):
+        await asyncio.to_thread(kube.kubectl, *args)
+
+    async def repaired() -> bool:
+        service = await kube.get("Service", "owner")
+        capability = await kube.get("Service", "foundation-cap-drift")
+        accounts = await kube.names("ServiceAccount", f"{LABEL}=owner")
+        bindings = await kube.names("RoleBinding", f"{LABEL}=owner")
+        rules = (await kube.rbac.read_namespaced_role(role, kube.ns)).to_dict()["rules"]
+        return bool(
+            service
+            and service["spec"]["selector"] == before["selector"]
+            and capability
+            and accounts == ["owner"]
+            and bindings == [role]
+            and rules == before["role"]
+        )
+
+    await kube.wait(repaired, timeout=30, what="the Agent's objects made right")
+    took = time.monotonic() - started
+    assert took < 10, f"repaired in {took:.1f} s"
+    # A change that leaves what the operator manages alone is left alone.
+    await asyncio.to_thread(kube.kubectl, "label", "role", role, "team=blue")
+    labelled = await kube.rbac.read_namespaced_role(role, kube.ns)
+    assert labelled.metadata.labels["team"] == "blue"
+
+
 async def test_deleting_the_agent_leaves_nothing_behind(kube: Kube) -> None:
     await kube.create_agent("first", capabilities=["shared"])
     await kube.create_agent("second", capabilities=["shared"])

@@ -1,0 +1,154 @@
+"""Watches of the core kinds the controllers own, filtered on the server by a label selector.
+
+kopf watches a resource whole and filters handlers' labels on the client, so every pod of the
+cluster would cost the operator an event and a parse. These list-then-watch loops ask the API
+server for the labelled objects only: pods of Agents and runners, and the objects an Agent
+owns (for drift). One loop a kind and namespace (or one across the cluster), restarted with
+back-off after errors; a relist (after 410 Gone, or an error) reports what vanished meanwhile
+as DELETED, so an object deleted while the watch was down is not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from foundation_common.kube import list_and_watch
+from foundation_common.retry import Backoff
+
+logger = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Observe = Callable[[str, Obj], None]  # (ADDED | MODIFIED | DELETED, object)
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    api_version: str
+    group_api: str  # "core" or "rbac"
+    plural: str  # as in the client's method names: list_namespaced_<plural>
+
+
+KINDS = {
+    k.kind: k
+    for k in (
+        Kind("Pod", "v1", "core", "pod"),
+        Kind("Service", "v1", "core", "service"),
+        Kind("ServiceAccount", "v1", "core", "service_account"),
+        Kind("Role", "rbac.authorization.k8s.io/v1", "rbac", "role"),
+        Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rbac", "role_binding"),
+    )
+}
+
+
+class LabelledWatch:
+    """Events of `kind` objects matching `selector` in `namespaces` (empty: the cluster)."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        kind: str,
+        selector: str,
+        namespaces: tuple[str, ...],
+        observe: Observe,
+    ) -> None:
+        self.kind = KINDS[kind]
+        self.selector = selector
+        self.namespaces = namespaces
+        self.observe = observe
+        group = client.CoreV1Api(api) if self.kind.group_api == "core" else None
+        self.api = group or client.RbacAuthorizationV1Api(api)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        scopes: tuple[str | None, ...] = self.namespaces or (None,)
+        self._tasks = [
+            loop.create_task(self._run(ns), name=f"watch-{self.kind.kind}-{ns or 'all'}")
+            for ns in scopes
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _lister(self, namespace: str | None) -> tuple[Any, tuple[str, ...]]:
+        plural = self.kind.plural
+        if namespace is None:
+            return getattr(self.api, f"list_{plural}_for_all_namespaces"), ()
+        return getattr(self.api, f"list_namespaced_{plural}"), (namespace,)
+
+    def _observe_typed(self, event: str, obj: Obj) -> None:
+        self.observe(event, self._typed(obj))
+
+    def _typed(self, obj: Obj) -> Obj:
+        # List items carry neither kind nor apiVersion; the controllers' objects do.
+        obj.setdefault("kind", self.kind.kind)
+        obj.setdefault("apiVersion", self.kind.api_version)
+        return obj
+
+    async def _run(self, namespace: str | None) -> None:
+        lister, args = self._lister(namespace)
+        known: dict[tuple[str, str], Obj] = {}
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        while True:
+            try:
+                async for event, obj in list_and_watch(
+                    lister, *args, label_selector=self.selector, timeout_seconds=240
+                ):
+                    if event == "SYNC":
+                        known = relisted(obj.get("items") or [], known, self._observe_typed)
+                        backoff.reset()
+                        continue
+                    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+                    if event == "DELETED":
+                        known.pop(key, None)
+                    else:
+                        known[key] = identity(obj)
+                    self.observe(event, self._typed(obj))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API away or refusing: say so, keep trying
+                logger.warning(
+                    "watching %s (%s) in %s: %s",
+                    self.kind.kind,
+                    self.selector,
+                    namespace or "all namespaces",
+                    exc,
+                )
+                await asyncio.sleep(backoff.next())
+
+
+def relisted(
+    items: list[Obj], known: dict[tuple[str, str], Obj], observe: Observe
+) -> dict[tuple[str, str], Obj]:
+    """A (re)list: every item as ADDED, and what vanished since the last look as DELETED (with
+    the identity it was last seen with: namespace, name, uid and labels). What is known now."""
+    now: dict[tuple[str, str], Obj] = {}
+    for item in items:
+        now[(item["metadata"]["namespace"], item["metadata"]["name"])] = identity(item)
+        observe("ADDED", item)
+    for key in known.keys() - now.keys():
+        observe("DELETED", {"metadata": dict(known[key])})
+    return now
+
+
+def identity(obj: Obj) -> Obj:
+    """What a DELETED event synthesized after a relist needs: whose it was, and which."""
+    meta = obj["metadata"]
+    return {
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta.get("uid"),
+        "labels": meta.get("labels") or {},
+    }
