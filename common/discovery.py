@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -164,53 +164,99 @@ class EndpointsSource(Protocol):
     async def close(self) -> None: ...
 
 
-class KubeEndpoints:
-    """Endpoints through kubernetes_asyncio (`connect` makes the client, on the first watch)."""
+# EndpointSlices where the API serves them: discovery.k8s.io/v1 (Kubernetes 1.21+), or v1beta1
+# on the clusters before it (1.20 serves both v1beta1 slices and Endpoints). v1 Endpoints, the
+# fallback, is deprecated since Kubernetes 1.33.
+SLICE_APIS = ("discovery.k8s.io/v1", "discovery.k8s.io/v1beta1")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
-    def __init__(self, connect: Callable[[], Awaitable[Any]]) -> None:
-        self._connect = connect
-        self._lock = asyncio.Lock()
-        self._api: Any = None
 
-    async def watch(self, namespace: str, service: str) -> AsyncIterator[tuple[str, Obj]]:
-        # Imported here: the API client's models are about 36 MB, which a sidecar that never
-        # calls a capability (most of them, one per member pod) should not carry.
-        from kubernetes_asyncio import client
-
-        from foundation_common.kube import list_and_watch
-
-        async with self._lock:
-            if self._api is None:
-                self._api = await self._connect()
-        core = client.CoreV1Api(self._api)
-        async for event in list_and_watch(
-            core.list_namespaced_endpoints,
-            namespace,
-            field_selector=f"metadata.name={service}",
-            timeout_seconds=300,
-        ):
-            yield event
-
-    async def close(self) -> None:
-        if self._api is not None:
-            await self._api.close()
+def endpoints_of_slices(slices: Iterable[Obj]) -> Obj:
+    """The EndpointSlices of one Service as the Endpoints object `ready_members` reads: each
+    slice's ready addresses, with their pods, on that slice's ports. An endpoint whose `ready`
+    is unset counts as ready, as the API says consumers should take it."""
+    subsets = []
+    for piece in slices:
+        addresses = [
+            {"ip": ip, "targetRef": endpoint.get("targetRef") or {}}
+            for endpoint in piece.get("endpoints") or []
+            if (endpoint.get("conditions") or {}).get("ready") is not False
+            for ip in endpoint.get("addresses") or []
+        ]
+        subsets.append({"addresses": addresses, "ports": piece.get("ports") or []})
+    return {"subsets": subsets}
 
 
 class RestEndpoints:
-    """Endpoints through `foundation_common.rest` (a pod's light client; its owner closes it)."""
+    """A Service's ready members through `foundation_common.rest` (a pod's light client: no
+    kubernetes_asyncio, whose models would cost every sidecar about 36 MB). From its
+    EndpointSlices where the API serves them, else from its Endpoints; either way the events
+    carry an Endpoints-shaped object. `api` is the client, or a function that makes it on the
+    first watch (a sidecar that never calls a capability never makes one)."""
 
-    def __init__(self, api: Any) -> None:
-        self.api = api
+    def __init__(self, api: Any = None, connect: Callable[[], Any] | None = None) -> None:
+        self._api = api  # given: its owner closes it
+        self._connect = connect  # or made on the first watch, and closed here
+        self._made = False
+        self._lock = asyncio.Lock()
+        self._slices: str | None = None
+        self._decided = False
 
-    def watch(self, namespace: str, service: str) -> AsyncIterator[tuple[str, Obj]]:
-        return self.api.list_and_watch(
-            f"/api/v1/namespaces/{namespace}/endpoints",
-            {"fieldSelector": f"metadata.name={service}"},
+    async def _client(self) -> Any:
+        async with self._lock:
+            if self._api is None:
+                assert self._connect is not None, "RestEndpoints needs api or connect"
+                self._api = self._connect()
+                self._made = True
+            if not self._decided:
+                self._slices = await self._slice_api(self._api)
+                self._decided = True
+                logger.info("discovery from %s", self._slices or "v1 Endpoints")
+        return self._api
+
+    @staticmethod
+    async def _slice_api(api: Any) -> str | None:
+        from foundation_common.rest import ApiError
+
+        for version in SLICE_APIS:
+            try:
+                await api.get(f"/apis/{version}")
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            return version
+        return None
+
+    async def watch(self, namespace: str, service: str) -> AsyncIterator[tuple[str, Obj]]:
+        api = await self._client()
+        if self._slices is None:
+            async for event in api.list_and_watch(
+                f"/api/v1/namespaces/{namespace}/endpoints",
+                {"fieldSelector": f"metadata.name={service}"},
+                timeout_seconds=300,
+            ):
+                yield event
+            return
+        slices: dict[str, Obj] = {}
+        async for kind, obj in api.list_and_watch(
+            f"/apis/{self._slices}/namespaces/{namespace}/endpointslices",
+            {"labelSelector": f"{SERVICE_NAME_LABEL}={service}"},
             timeout_seconds=300,
-        )
+        ):
+            if kind == "SYNC":
+                slices = {item["metadata"]["name"]: item for item in obj.get("items") or []}
+                yield "SYNC", {"items": [endpoints_of_slices(slices.values())]}
+                continue
+            if kind == "DELETED":
+                slices.pop(obj["metadata"]["name"], None)
+            else:
+                slices[obj["metadata"]["name"]] = obj
+            yield "MODIFIED", endpoints_of_slices(slices.values())
 
     async def close(self) -> None:
-        pass
+        if self._made and self._api is not None:
+            await self._api.close()
 
 
 class Directory:

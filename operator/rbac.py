@@ -25,6 +25,15 @@ Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
 
 
+# Discovery (members' sidecars, Workflow runners, the operator granting it) reads EndpointSlices
+# where the API serves them (foundation_common.discovery).
+DISCOVERY_RULE: Obj = {
+    "apiGroups": ["discovery.k8s.io"],
+    "resources": ["endpointslices"],
+    "verbs": ["get", "list", "watch"],
+}
+
+
 def cluster_rules() -> list[Obj]:
     return [
         # The Agents themselves: watched; finalizer and status patched.
@@ -55,6 +64,7 @@ def cluster_rules() -> list[Obj]:
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
+        DISCOVERY_RULE,
         # Each Agent's and each runner's account and its Role and RoleBinding.
         # list/watch: the operator's own objects (its label, filtered on the server) are
         # watched so that a change or deletion by anyone else is repaired.

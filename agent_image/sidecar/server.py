@@ -15,7 +15,6 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
 
 import uvloop
 from aiohttp import web
@@ -26,7 +25,8 @@ from foundation_agent import __version__
 from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common.discovery import Directory, KubeEndpoints, Observer
+from foundation_common import rest
+from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
 
@@ -72,14 +72,6 @@ class Counted(Observer):
         metrics.EJECTIONS.labels(capability=name).inc()
 
 
-async def connect() -> Any:
-    """The one API client setup (in-cluster or kubeconfig), imported when the first capability
-    is called (see foundation_common.discovery.Directory)."""
-    from foundation_common.kube import connect as connect_api
-
-    return await connect_api()
-
-
 def admin_app(proxy: Proxy, ready: asyncio.Event) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__})
@@ -108,7 +100,14 @@ async def run(settings: SidecarSettings) -> int:
         loop.add_signal_handler(sig, stop.set)
     config = settings.sidecar_config
     proxy = Proxy(
-        config, Directory(config.discovery, settings.namespace, KubeEndpoints(connect), Counted())
+        config,
+        Directory(
+            config.discovery,
+            settings.namespace,
+            # The pod's own account, through the light client, made at the first watch.
+            RestEndpoints(connect=rest.Client.in_cluster),
+            Counted(),
+        ),
     )
     ready = asyncio.Event()
     runners = [web.AppRunner(proxy.app(), handle_signals=False, access_log=None)]

@@ -13,6 +13,7 @@ from typing import Any
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentView
 from foundation_operator.core import security
+from foundation_operator.rbac import DISCOVERY_RULE
 
 __all__ = ["GROUP", "KIND", "VERSION"]
 
@@ -378,6 +379,7 @@ def role(view: AgentView) -> Obj:
             "resources": ["services", "endpoints"],
             "verbs": ["get", "list", "watch"],
         },
+        DISCOVERY_RULE,
     ]
     if states and view.spec.persistence.store == "ConfigMap":
         rules.insert(

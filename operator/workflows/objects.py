@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from foundation_operator.core import security
 from foundation_operator.core.owned import owner_reference
+from foundation_operator.rbac import DISCOVERY_RULE
 from foundation_operator.workflows import dag
 from foundation_operator.workflows.api import WORKFLOW, WorkflowSpec
 
@@ -121,6 +122,7 @@ def role(view: WorkflowView) -> Obj:
                 "resources": ["endpoints"],
                 "verbs": ["get", "list", "watch"],
             },
+            DISCOVERY_RULE,
             # Events on its Workflow: step failures and the end.
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         ],

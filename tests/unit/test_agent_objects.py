@@ -119,6 +119,11 @@ def test_role_allows_exactly_own_state_status_and_discovery() -> None:
             "resources": ["services", "endpoints"],
             "verbs": ["get", "list", "watch"],
         },
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["get", "list", "watch"],
+        },
     ]
     binding = objects.role_binding(view(serviceAccountName="custom"))
     assert binding["subjects"] == [

@@ -21,7 +21,7 @@ from foundation_agent.runtime.server import TaskApi
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.sidecar.proxy import Proxy
 from foundation_agent.stores import MemoryStore
-from foundation_common.discovery import Capability, Directory, KubeEndpoints
+from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.sidecar import SidecarConfig
 from scripted_model import ScriptedModel
 
@@ -66,10 +66,10 @@ async def world(monkeypatch):
         }
     )
 
-    async def no_api():
+    def no_api():
         raise AssertionError("the test feeds the Endpoints itself")
 
-    directory = Directory(config.discovery, "ns", KubeEndpoints(no_api))
+    directory = Directory(config.discovery, "ns", RestEndpoints(connect=no_api))
     cap = directory.capabilities["foundation-cap-count"] = Capability("count", config.discovery)
     cap.update(endpoints({"tally-0": f"127.0.0.1:{counter_server.port}"}))
     cap.listed.set()

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from foundation_agent.client import DeliveryError, Sidecar
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common.discovery import Capability, Directory, KubeEndpoints, ready_members
+from foundation_common.discovery import Capability, Directory, RestEndpoints, ready_members
 from foundation_common.sidecar import Discovery, SidecarConfig
 
 
@@ -135,10 +135,10 @@ async def members():
 async def proxy_for(members: dict[str, MemberServer], **discovery: object):
     config = SidecarConfig.model_validate({"discovery": discovery})
 
-    async def no_api():
+    def no_api():
         raise AssertionError("the test feeds the Endpoints itself")
 
-    directory = Directory(config.discovery, "ns", KubeEndpoints(no_api))
+    directory = Directory(config.discovery, "ns", RestEndpoints(connect=no_api))
     cap = directory.capabilities["foundation-cap-calc"] = Capability("calc", config.discovery)
     cap.update(endpoints({n: m.address for n, m in members.items()}))
     client = TestClient(TestServer(Proxy(config, directory).app()))
@@ -252,10 +252,10 @@ async def test_a_service_upstream_balances_over_its_ready_endpoints(members) -> 
         }
     )
 
-    async def no_api():
+    def no_api():
         raise AssertionError("the test feeds the Endpoints itself")
 
-    directory = Directory(config.discovery, "ns", KubeEndpoints(no_api))
+    directory = Directory(config.discovery, "ns", RestEndpoints(connect=no_api))
     # The loopback servers listen on ports of their own: the upstream takes the Service's
     # port named http (ports chosen by number: the test below).
     service = Capability("llm", config.discovery, service="model-server")
@@ -308,3 +308,91 @@ def test_an_upstream_is_either_a_url_or_a_service() -> None:
         SidecarConfig.model_validate(
             {"upstreams": [{"name": "llm", "url": "http://x", "service": {"name": "s"}}]}
         )
+
+
+class SliceApi:
+    """The light client's surface, serving EndpointSlices of one API version as a watch would:
+    a listing, then the events the test queues."""
+
+    def __init__(self, served: str | None) -> None:
+        self.served = served
+        self.paths: list[tuple[str, object]] = []
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.slices: list[dict] = []
+
+    async def get(self, path: str) -> dict:
+        from foundation_common.rest import ApiError
+
+        if self.served is None or path != f"/apis/{self.served}":
+            raise ApiError(404, "not served")
+        return {}
+
+    async def list_and_watch(self, path: str, params: object, timeout_seconds: int = 0):
+        self.paths.append((path, params))
+        yield "SYNC", {"items": list(self.slices), "metadata": {"resourceVersion": "1"}}
+        while True:
+            yield await self.events.get()
+
+
+def endpoint_slice(name: str, ready: dict[str, bool | None], port: int = 8080) -> dict:
+    endpoints = []
+    for i, (pod, is_ready) in enumerate(ready.items()):
+        conditions = {} if is_ready is None else {"ready": is_ready}
+        endpoints.append(
+            {
+                "addresses": [f"10.1.0.{i + 1}"],
+                "conditions": conditions,
+                "targetRef": {"kind": "Pod", "name": pod},
+            }
+        )
+    return {
+        "metadata": {"name": name},
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }
+
+
+@pytest.mark.parametrize("served", ["discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"])
+async def test_members_come_from_endpoint_slices_where_the_api_serves_them(served) -> None:
+    api = SliceApi(served)
+    api.slices = [endpoint_slice("cap-x-1", {"a-0": True, "a-1": None, "a-2": False})]
+    directory = Directory(Discovery(), "team", RestEndpoints(api))
+    cap = await directory.get("x", wait=5)
+    # Ready and unknown count, not-ready does not.
+    assert {m.name: m.address for m in cap.members.values()} == {
+        "a-0": "10.1.0.1:8080",
+        "a-1": "10.1.0.2:8080",
+    }
+    assert api.paths == [
+        (
+            f"/apis/{served}/namespaces/team/endpointslices",
+            {"labelSelector": "kubernetes.io/service-name=foundation-cap-x"},
+        )
+    ]
+    # A second slice of the same Service adds its members; a deleted slice takes its own away.
+    api.events.put_nowait(("ADDED", endpoint_slice("cap-x-2", {"b-0": True}, port=9090)))
+    await until_members(cap, {"a-0", "a-1", "b-0"})
+    assert cap.members["b-0"].address == "10.1.0.1:9090"
+    api.events.put_nowait(("DELETED", endpoint_slice("cap-x-1", {})))
+    await until_members(cap, {"b-0"})
+    await directory.close()
+
+
+async def test_members_come_from_endpoints_where_no_slices_are_served() -> None:
+    api = SliceApi(None)
+    api.slices = [endpoints({"a-0": "10.0.0.1:8080"})]
+    directory = Directory(Discovery(), "team", RestEndpoints(api))
+    cap = await directory.get("x", wait=5)
+    assert list(cap.members) == ["a-0"]
+    assert api.paths == [
+        ("/api/v1/namespaces/team/endpoints", {"fieldSelector": "metadata.name=foundation-cap-x"})
+    ]
+    await directory.close()
+
+
+async def until_members(cap: Capability, names: set[str]) -> None:
+    for _ in range(200):
+        if set(cap.members) == names:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"members {set(cap.members)}, not {names}")
