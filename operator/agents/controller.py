@@ -22,11 +22,21 @@ from foundation_operator.core import events, finalizers, owned
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter, now
-from foundation_operator.k8s import Kube, Obj
+from foundation_operator.k8s import ApiException, Kube, Obj, status_of
 
 logger = logging.getLogger(__name__)
 FINALIZER = "foundation.dev/supervisor"
 STATUS_INTERVAL = 1.0  # seconds
+# The API server's answers that refuse an object for what it is, not for a passing reason.
+REFUSALS = (400, 403, 422)
+REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
+
+
+def refusal_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.body or exc.reason)[:500]
 
 
 def about(key: Key) -> dict[str, str]:
@@ -191,10 +201,9 @@ class Supervisor(Reconciler):
             return None
         # The finalizer goes on before any member exists (pods come in _supervise).
         await asyncio.gather(self._ensure_finalizer(body), self._ensure_owned(view))
-        await self._supervise(view, body)
-        return None
+        return await self._supervise(view, body)
 
-    async def _supervise(self, view: AgentView, body: Obj) -> None:
+    async def _supervise(self, view: AgentView, body: Obj) -> float | None:
         key = (view.namespace, view.name)
         memory = self.remember(key)
         raw = body.get("status") or {}
@@ -217,14 +226,24 @@ class Supervisor(Reconciler):
             await self._warn(view, "RestartIntensityExceeded", supervised.exhausted)
             logger.warning("agent %s/%s failed: %s", *key, supervised.exhausted, extra=about(key))
         await self._stop_members(view, supervised.stop)
+        refused = None
         if not supervised.failed:
-            await self._converge_members(view, members)
+            try:
+                await self._converge_members(view, members)
+            except ApiException as exc:
+                # A pod the API server will not take (invalid, or forbidden by admission):
+                # said in the status, and looked at again later, not in a hot loop.
+                if status_of(exc) not in REFUSALS:
+                    raise
+                refused = refusal_message(exc)
+                logger.warning("agent %s/%s: %s", *key, refused, extra=about(key))
             for capability in set(status.capabilities) - set(view.spec.capabilities):
                 await self._leave_capability(view, capability)
         new = plan.agent_status(
-            view, status, raw.get("memberStates") or {}, members, supervised, at
+            view, status, raw.get("memberStates") or {}, members, supervised, at, refused
         )
         await self._write_status(body, new, urgent=supervised.failed or bool(restarts))
+        return REFUSED_RETRY_SECONDS if refused else None
 
     async def _converge_members(self, view: AgentView, members: dict[str, Obj]) -> None:
         """Apply `plan.converge`; `members` gains the pods created."""

@@ -394,8 +394,11 @@ def agent_status(
     members: dict[str, Obj],
     supervised: Supervised,
     at: datetime,
+    refused: str | None = None,
 ) -> AgentStatus:
-    """The status of a supervised Agent: the one place its phase is decided."""
+    """The status of a supervised Agent: the one place its phase is decided. `refused` is the
+    API server's refusal of a member pod (the spec asks for a pod no cluster accepts, or an
+    admission rule forbids it), which the Ready condition then gives as its reason."""
     replicas = view.spec.replicas
     entries = member_statuses(view, members)
     ready = sum(1 for m in entries if m.ready)
@@ -419,8 +422,13 @@ def agent_status(
                     all_ready,
                     "AllMembersReady"
                     if all_ready
-                    else ("RestartIntensityExceeded" if phase == "Failed" else "MembersNotReady"),
-                    f"{ready}/{replicas} members ready",
+                    else (
+                        "RestartIntensityExceeded"
+                        if phase == "Failed"
+                        else ("MemberRefused" if refused else "MembersNotReady")
+                    ),
+                    f"{ready}/{replicas} members ready"
+                    + (f"; the API server refused a member pod: {refused}" if refused else ""),
                     view.generation,
                     status.conditions,
                     at,

@@ -241,6 +241,16 @@ def test_status_of_a_supervised_agent() -> None:
     assert new.replicas == 2
 
 
+def test_a_member_the_api_server_refuses_is_the_ready_reason() -> None:
+    agent = view(replicas=1)
+    decided = plan.supervise(agent, AgentStatus(), {}, [], AT)
+    refused = 'Pod "w-0" is invalid: spec.containers[0].env[0].name: Invalid value: "a=b"'
+    new = plan.agent_status(agent, AgentStatus(), {}, {}, decided, AT, refused)
+    ready = next(c for c in new.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "MemberRefused")
+    assert ready.message == f"0/1 members ready; the API server refused a member pod: {refused}"
+
+
 def test_a_status_the_supervisor_cannot_read_counts_as_none() -> None:
     assert plan.parse_status({"phase": "Exploded"}) == AgentStatus()
     kept = plan.parse_status({"phase": "Running", "memberStates": {"w-0": {"odd": 1}}})
