@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from apiserver import Counts, delta, request_counts, write_capacity, writes  # bench/apiserver.py
+from harness import delete_namespace
 from kubernetes_asyncio import client, config, watch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,18 +327,7 @@ async def main_async(chain_steps: int, workflows: int, steps: int) -> dict:
                 2,
             )
         finally:
-            # The operator is gone by now: its finalizer on the Agents would hold the namespace.
-            for name in ("one", "four"):
-                await custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    ns,
-                    "agents",
-                    name,
-                    {"metadata": {"finalizers": None}},
-                    _content_type="application/merge-patch+json",
-                )
-            await core.delete_namespace(ns)
+            await delete_namespace(core, custom, ns, ["one", "four"])
     return out
 
 

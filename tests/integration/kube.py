@@ -131,6 +131,9 @@ class Kube:
     # -- Agents ---------------------------------------------------------------------------
 
     async def create_agent(self, name: str, **spec: Any) -> Obj:
+        """An Agent of CounterAgent by default; without the sidecar unless `sidecar` is given
+        (a member pod then starts one process, not two: most tests need no sidecar)."""
+        spec.setdefault("sidecar", {"enabled": False})
         body = {
             "apiVersion": "foundation.dev/v1alpha1",
             "kind": "Agent",

@@ -276,7 +276,7 @@ async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fi
                 helm.install, CHART, release, VALUES, namespace=kube.ns, wait="watcher", timeout=180
             )
             await kube.wait(lambda: _one_leader(kube, release), 30, "one operator replica active")
-            await kube.create_agent("counter")
+            await kube.create_agent("counter", sidecar={})  # scraped below
             await kube.wait_agent("counter", running(1), 60, "counter Running")
             ip = (await kube.pod("counter-0"))["status"]["podIP"]
             async with httpx.AsyncClient() as http:

@@ -208,7 +208,7 @@ async def test_capability_calls_reach_two_agents_avoid_a_failing_member_and_foll
     await kube.create_agent(
         "broken", capabilities=["calc"], command=[sys.executable, "-c", FAILING_MEMBER]
     )
-    await kube.create_agent("caller")
+    await kube.create_agent("caller", sidecar={})
     for name, n in (("alpha", 2), ("beta", 1), ("broken", 1), ("caller", 1)):
         await kube.wait_agent(name, running(n), what=f"{name} Running")
 
