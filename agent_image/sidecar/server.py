@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import time
+from typing import Any
 
 import uvloop
 from aiohttp import web
@@ -25,7 +26,6 @@ from foundation_agent import __version__
 from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common import rest
 from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
@@ -72,6 +72,14 @@ class Counted(Observer):
         metrics.EJECTIONS.labels(capability=name).inc()
 
 
+def in_cluster_client() -> Any:
+    """The pod's own account, through the light client, made at the first watch (a capability
+    or a service upstream called): a sidecar that never discovers never loads httpx."""
+    from foundation_common import rest
+
+    return rest.Client.in_cluster()
+
+
 def admin_app(proxy: Proxy, ready: asyncio.Event) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__})
@@ -104,8 +112,7 @@ async def run(settings: SidecarSettings) -> int:
         Directory(
             config.discovery,
             settings.namespace,
-            # The pod's own account, through the light client, made at the first watch.
-            RestEndpoints(connect=rest.Client.in_cluster),
+            RestEndpoints(connect=in_cluster_client),
             Counted(),
         ),
     )

@@ -51,8 +51,8 @@ def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
 
 
 def test_the_sidecar_starts_without_the_operator_or_the_api_client() -> None:
-    """The sidecar in every member pod carries neither the operator nor, until a capability is
-    called, kubernetes_asyncio's models (about 36 MB)."""
+    """The sidecar in every member pod carries neither the operator nor kubernetes_asyncio's
+    models (about 36 MB), and, until it first discovers members, no API client at all."""
     loaded = subprocess.run(
         [
             sys.executable,
@@ -65,3 +65,4 @@ def test_the_sidecar_starts_without_the_operator_or_the_api_client() -> None:
     ).stdout.split()
     assert "foundation_operator" not in loaded
     assert "kubernetes_asyncio" not in loaded
+    assert "httpx" not in loaded and "foundation_common.rest" not in loaded
