@@ -199,8 +199,17 @@ class Supervisor(Reconciler):
         if found:
             await self._invalid(body, "; ".join(found))
             return None
-        # The finalizer goes on before any member exists (pods come in _supervise).
-        await asyncio.gather(self._ensure_finalizer(body), self._ensure_owned(view))
+        # The finalizer only where a deletion needs the operator: to release the members'
+        # state objects (persistence.retainOnDelete) before the garbage collector takes them;
+        # it goes on before any member exists (pods come in _supervise). Otherwise the garbage
+        # collector does it all, a write an Agent fewer: members (stopped gracefully, as any
+        # pod deletion), owned objects, and this Agent's reference on shared capability
+        # Services (the last owner's going deletes them).
+        if view.spec.persistence.retain_on_delete:
+            finalizing = self._ensure_finalizer(body)
+        else:
+            finalizing = self._drop_finalizer(body)  # an Agent from before, or retain turned off
+        await asyncio.gather(finalizing, self._ensure_owned(view))
         return await self._supervise(view, body)
 
     async def _supervise(self, view: AgentView, body: Obj) -> float | None:
@@ -411,6 +420,11 @@ class Supervisor(Reconciler):
 
     async def _release_finalizer(self, body: Obj) -> None:
         await finalizers.release(body, FINALIZER, lambda p: self._patch(body, p))
+
+    async def _drop_finalizer(self, body: Obj) -> None:
+        answer = await finalizers.release(body, FINALIZER, lambda p: self._patch(body, p))
+        if answer is not None:
+            self.agents.ahead(answer)
 
     async def _finalize(self, view: AgentView, body: Obj) -> None:
         """Stop members gracefully, release shared objects, then let the Agent go."""

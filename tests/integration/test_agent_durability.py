@@ -200,7 +200,9 @@ async def test_retain_on_delete_keeps_the_state_for_the_next_agent_of_that_name(
 
     spec = {"persistence": {"store": "ConfigMap", "retainOnDelete": True}}
     await kube.create_agent("keeper", **spec)
-    await kube.wait_agent("keeper", lambda a: phase(a) == "Running", timeout=60)
+    running = await kube.wait_agent("keeper", lambda a: phase(a) == "Running", timeout=60)
+    # Its finalizer is what lets the operator release the state before the collector's turn.
+    assert "foundation.dev/supervisor" in running["metadata"]["finalizers"]
     async with httpx.AsyncClient(timeout=5) as http:
         done = await run_task(http, {"id": "add", "action": "increment", "input": {"by": 5}})
         assert done["result"] == {"count": 5}
