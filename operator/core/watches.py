@@ -63,8 +63,8 @@ class LabelledWatch:
         self.selector = selector
         self.namespaces = namespaces
         self.observe = observe
-        group = client.CoreV1Api(api) if self.kind.group_api == "core" else None
-        self.api = group or client.RbacAuthorizationV1Api(api)
+        core = self.kind.group_api == "core"
+        self.api = client.CoreV1Api(api) if core else client.RbacAuthorizationV1Api(api)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
