@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from foundation_common.retry import Backoff
 from foundation_common.sidecar import Discovery
+from foundation_common.tasks import cancel_all
 
 logger = logging.getLogger("foundation.discovery")
 
@@ -317,9 +318,5 @@ class Directory:
                 await asyncio.sleep(backoff.next())
 
     async def close(self) -> None:
-        for task in self._watches.values():
-            task.cancel()
-        for task in self._watches.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._watches.values())
         await self.source.close()

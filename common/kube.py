@@ -26,6 +26,7 @@ __all__ = [
     "call",
     "connect",
     "list_and_watch",
+    "message_of",
     "optional",
     "status_of",
 ]
@@ -74,6 +75,16 @@ async def optional(request: Awaitable[Any]) -> Obj | None:
 
 def status_of(exc: ApiException) -> int:
     return int(exc.status or 0)
+
+
+def message_of(exc: ApiException) -> str:
+    """What the API server said: the Status object's message, else the body or the reason."""
+    try:
+        decoded = json.loads(exc.body or "{}")
+    except ValueError:
+        return str(exc.body or exc.reason)[:500]
+    message = decoded.get("message") if isinstance(decoded, dict) else None
+    return str(message or exc.reason)
 
 
 async def list_and_watch(

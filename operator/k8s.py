@@ -11,12 +11,12 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from foundation_common.kube import MERGE, ApiException, Obj, connect, status_of
+from foundation_common.kube import MERGE, ApiException, Obj, connect, message_of, status_of
 from foundation_common.kube import call as checked_call
 from foundation_common.resources import Resource
 from foundation_operator import metrics
 
-__all__ = ["MERGE", "ApiException", "Kube", "Obj", "call", "connect", "status_of"]
+__all__ = ["MERGE", "ApiException", "Kube", "Obj", "call", "connect", "message_of", "status_of"]
 
 
 async def call(request: Awaitable[Any], verb: str, kind: str) -> Obj:

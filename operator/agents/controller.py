@@ -22,7 +22,7 @@ from foundation_operator.core import events, finalizers, owned
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter, now
-from foundation_operator.k8s import ApiException, Kube, Obj, status_of
+from foundation_operator.k8s import ApiException, Kube, Obj, message_of, status_of
 
 logger = logging.getLogger(__name__)
 FINALIZER = "foundation.dev/supervisor"
@@ -30,13 +30,6 @@ STATUS_INTERVAL = 1.0  # seconds
 # The API server's answers that refuse an object for what it is, not for a passing reason.
 REFUSALS = (400, 403, 422)
 REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
-
-
-def refusal_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except ValueError:
-        return str(exc.body or exc.reason)[:500]
 
 
 def about(key: Key) -> dict[str, str]:
@@ -244,7 +237,7 @@ class Supervisor(Reconciler):
                 # said in the status, and looked at again later, not in a hot loop.
                 if status_of(exc) not in REFUSALS:
                     raise
-                refused = refusal_message(exc)
+                refused = message_of(exc)
                 logger.warning("agent %s/%s: %s", *key, refused, extra=about(key))
             for capability in set(status.capabilities) - set(view.spec.capabilities):
                 await self._leave_capability(view, capability)

@@ -6,10 +6,10 @@ back-off without holding the worker, and every pass is counted and timed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from foundation_common.tasks import cancel_all
 from foundation_operator import metrics
 from foundation_operator.core.index import Key
 from foundation_operator.core.queue import WorkQueue
@@ -48,11 +48,7 @@ class Reconciler:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self.queue.close()
 
     async def _work(self) -> None:

@@ -11,7 +11,6 @@ as DELETED, so an object deleted while the watch was down is not missed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from kubernetes_asyncio import client
 
 from foundation_common.kube import list_and_watch
 from foundation_common.retry import Backoff
+from foundation_common.tasks import cancel_all
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,7 @@ class LabelledWatch:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
 
     def _lister(self, namespace: str | None) -> tuple[Any, tuple[str, ...]]:
         plural = self.kind.plural

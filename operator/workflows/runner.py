@@ -34,6 +34,7 @@ from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
+from foundation_common.tasks import cancel_all
 from foundation_operator.core import events as kube_events
 from foundation_operator.core.status import (
     condition,
@@ -279,11 +280,7 @@ class Runner:
         assert self.spec is not None
         by_name = {s.name: s for s in self.spec.steps}
         following, self.following = self.following, {}
-        for task in following.values():
-            task.cancel()
-        for task in following.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(following.values())
         self._take_outcomes(at)  # what finished meanwhile counts as it came
         for name in following:
             status = self.steps[name]
