@@ -241,7 +241,8 @@ def status(lay: Layout) -> int:
             check=False,
         )
         nodes = kubectl(lay, ["get", "nodes", "--no-headers"], check=False).strip()
-        print(f"{'node':<24} {nodes or '-'}")
+        for i, line in enumerate(nodes.splitlines() or ["-"]):
+            print(f"{'nodes' if i == 0 else '':<24} {line}")
         print(f"{'pods on the node':<24} {len(pods.splitlines())}")
         print(f"{'pod network namespaces':<24} {len(network.our_namespaces())}")
         return 0

@@ -20,6 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from localcluster import cgroups, layout, network
 from localcluster.layout import Layout
+from localcluster.node import hollow
 from localcluster.node.api import Obj, body, connect, list_and_watch, now, optional
 from localcluster.node.pod import NodeContext, PodWorker, run_cmd
 from localcluster.node.storage import Provisioner
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 ALLOCATABLE = {"cpu": "32", "memory": "64Gi", "pods": "1000", "ephemeral-storage": "100Gi"}
 
 
-def node_object(name: str) -> Obj:
+def node_object(name: str, labels: dict[str, str] | None = None) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -40,13 +41,14 @@ def node_object(name: str) -> Obj:
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "foundation.dev/test-node": "true",
+                **(labels or {}),
             },
         },
         "spec": {},
     }
 
 
-def node_status(allocatable: dict[str, str]) -> Obj:
+def node_status(allocatable: dict[str, str], name: str = layout.NODE_NAME) -> Obj:
     stamp = now()
     conditions = [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
@@ -70,7 +72,7 @@ def node_status(allocatable: dict[str, str]) -> Obj:
         ],
         "addresses": [
             {"type": "InternalIP", "address": layout.BRIDGE_IP},
-            {"type": "Hostname", "address": layout.NODE_NAME},
+            {"type": "Hostname", "address": name},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": layout.KUBELET_PORT}},
         "nodeInfo": {
@@ -114,40 +116,48 @@ class Kubelet:
             if child.is_dir():
                 cgroups.remove(child)
 
-    async def register(self) -> None:
-        existing = await optional(self.core.read_node(self.name, _preload_content=False))
+    async def register(
+        self,
+        name: str | None = None,
+        allocatable: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        taints: list[Obj] | None = None,
+    ) -> None:
+        name = name or self.name
+        existing = await optional(self.core.read_node(name, _preload_content=False))
         if existing is None:
-            await body(self.core.create_node(node_object(self.name), _preload_content=False))
+            await body(self.core.create_node(node_object(name, labels), _preload_content=False))
         await body(
             self.core.patch_node_status(
-                self.name,
-                {"status": node_status(self.ctx.allocatable)},
+                name,
+                {"status": node_status(allocatable or self.ctx.allocatable, name)},
                 _content_type="application/merge-patch+json",
                 _preload_content=False,
             )
         )
         # Admission taints a new node not-ready; the node-lifecycle controller that would lift
-        # the taint does not run here, so the node lifts it once it reports Ready.
+        # the taint does not run here, so the node sets its own taints once it reports Ready.
         await body(
             self.core.patch_node(
-                self.name,
-                {"spec": {"taints": None}},
+                name,
+                {"spec": {"taints": taints}},
                 _content_type="application/merge-patch+json",
                 _preload_content=False,
             )
         )
-        logger.info("node %s registered and Ready", self.name)
+        logger.info("node %s registered and Ready", name)
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self, name: str | None = None) -> None:
+        name = name or self.name
         leases = "kube-node-lease"
         while True:
             renew = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             lease = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": leases},
+                "metadata": {"name": name, "namespace": leases},
                 "spec": {
-                    "holderIdentity": self.name,
+                    "holderIdentity": name,
                     "leaseDurationSeconds": 40,
                     "renewTime": renew,
                 },
@@ -156,7 +166,7 @@ class Kubelet:
                 try:
                     await body(
                         self.coordination.patch_namespaced_lease(
-                            self.name,
+                            name,
                             leases,
                             {"spec": lease["spec"]},
                             _content_type="application/merge-patch+json",
@@ -330,9 +340,14 @@ async def run(kubeconfig: str, state: Path, restart_backoff: float) -> None:
 
     await kubelet.clean_leftovers()
     await kubelet.register()
+    await kubelet.register(
+        hollow.NAME, hollow.ALLOCATABLE, {hollow.LABEL: "true"}, [hollow.TAINT]
+    )
     await LogServer(ctx).serve()
     tasks = [
         asyncio.create_task(kubelet.heartbeat(), name="heartbeat"),
+        asyncio.create_task(kubelet.heartbeat(hollow.NAME), name="hollow heartbeat"),
+        asyncio.create_task(hollow.HollowKubelet(api).run(), name="hollow pods"),
         asyncio.create_task(kubelet.watch_pods(), name="pods"),
         asyncio.create_task(Provisioner(api, lay).run(), name="provisioner"),
     ]
