@@ -27,9 +27,7 @@ async def test_a_hollow_pod_runs_without_a_process_and_goes_at_once(kube: Kube) 
     real = await kube.wait_running("real")
     assert hollow["spec"]["nodeName"] == "foundation-hollow-node"
     assert real["spec"]["nodeName"] == "foundation-local-node", "no toleration: the real node"
-    assert ipaddress.ip_address(hollow["status"]["podIP"]) in ipaddress.ip_network(
-        "198.18.0.0/15"
-    )
+    assert ipaddress.ip_address(hollow["status"]["podIP"]) in ipaddress.ip_network("198.18.0.0/15")
     main = container_status(hollow, "main")
     assert main["state"].get("running") and main["ready"] and main["restartCount"] == 0
     assert hollow["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0

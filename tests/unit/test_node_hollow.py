@@ -6,6 +6,7 @@ import ipaddress
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from localcluster.node.hollow import NETWORK, hollow_status, ip_of_node, pod_address, reported
 
 POD = {

@@ -105,9 +105,7 @@ def hollow_status(pod: Obj, ip: str, started_at: str) -> Obj:
         "containerStatuses": [container(c, init=False) for c in spec["containers"]],
     }
     if spec.get("initContainers"):
-        status["initContainerStatuses"] = [
-            container(c, init=True) for c in spec["initContainers"]
-        ]
+        status["initContainerStatuses"] = [container(c, init=True) for c in spec["initContainers"]]
     return status
 
 

@@ -340,9 +340,7 @@ async def run(kubeconfig: str, state: Path, restart_backoff: float) -> None:
 
     await kubelet.clean_leftovers()
     await kubelet.register()
-    await kubelet.register(
-        hollow.NAME, hollow.ALLOCATABLE, {hollow.LABEL: "true"}, [hollow.TAINT]
-    )
+    await kubelet.register(hollow.NAME, hollow.ALLOCATABLE, {hollow.LABEL: "true"}, [hollow.TAINT])
     await LogServer(ctx).serve()
     tasks = [
         asyncio.create_task(kubelet.heartbeat(), name="heartbeat"),
