@@ -1,13 +1,27 @@
 """Many Agents on the local cluster, against a minimal kopf operator as the baseline.
 
     .venv/bin/python bench/agents_at_scale.py [--agents 1000] [--skip-baseline]
+    .venv/bin/python bench/agents_at_scale.py --hollow --agents 10000 --skip-baseline \
+        --unrelated-pods 5000
 
 For each operator, in turn and in a fresh namespace: create N objects (32 at a time), time until
 every object has its pod and until every pod is Ready, count the API writes the operator made per
 object (from kube-apiserver's request counters: creates/patches/deletes of the kinds the operator
 writes, less the scheduler's one Event per pod) and, for Foundation, its own count of requests
 by verb and kind; read the operator's RSS; then delete them all and read its RSS again.
-Members run busybox httpd, so 1,000 of them fit in memory.
+Members run busybox httpd, so 1,000 of them fit in memory; with --hollow they run on the test
+cluster's hollow node (no process at all), so 10,000 fit.
+
+With every object present, Foundation is also measured idle (its writes over --idle-seconds),
+on new Agents (create -> member pod latency of --probe-creates Agents made one at a time, with
+the N others present), and against --unrelated-pods hollow pods in another namespace (its CPU
+time, API requests and RSS while they are created: the cost of pods it does not own).
+
+The keys the scale issue names: `ratio` (pods/s against the baseline's), `ready_ratio`
+(Foundation's all-Ready time over the baseline's), `write_efficiency` (the time Foundation's
+writes need at the write rate the cluster sustained in the baseline's run, over the time it
+took: 1.0 uses the cluster's write capacity fully), `writes_per_agent`, `rss_mb`,
+`rss_after_delete_mb`.
 A benchmark, not a test: it asserts nothing and prints JSON.
 """
 
@@ -25,7 +39,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-from apiserver import request_counts  # bench/apiserver.py
+from apiserver import delta, request_counts, writes  # bench/apiserver.py
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +49,11 @@ KUBECTL = str(REPO / "e2e/local/kubectl")
 KUBECONFIG = str(REPO / ".local-cluster/kubeconfig")
 WWW = Path("/tmp/foundation-bench-www")
 COMMAND = ["busybox", "httpd", "-f", "-p", "8080", "-h", str(WWW)]
+HOLLOW = {
+    "nodeSelector": {"foundation.dev/hollow": "true"},
+    "tolerations": [{"key": "foundation.dev/hollow", "operator": "Exists", "effect": "NoSchedule"}],
+}
+READ_VERBS = {"GET", "LIST", "WATCH"}
 # Resources an operator writes when it makes members; the node writes pods/status, the
 # controller-manager endpoints and token secrets, the scheduler pods/binding and one Event a pod.
 # Writes of those kinds that others make: the benchmark's own creates, the node's token requests,
@@ -55,6 +74,17 @@ OPERATOR_WRITES = {
     "rolebindings",
     "events",
 }
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of process `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def rss_mb(pid: int) -> float:
@@ -131,6 +161,115 @@ async def operator_requests(port: int) -> dict[str, int]:
     return counts
 
 
+def operator_writes(requests: dict[str, int]) -> int:
+    return sum(v for k, v in requests.items() if k.split()[0] not in READ_VERBS)
+
+
+async def idle_writes(port: int, seconds: float) -> dict:
+    """Foundation's requests while nothing changes: writes should be none at all."""
+    before = await operator_requests(port)
+    await asyncio.sleep(seconds)
+    after = await operator_requests(port)
+    moved = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    return {"seconds": seconds, "writes": operator_writes(moved), "requests": moved}
+
+
+async def create_latency(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, ns: str, make: dict, count: int
+) -> dict:
+    """Create `count` more Agents one at a time; for each, the time from the create request to
+    its member pod's creation arriving on a watch (so the operator's queue, its reads and the
+    pod's create are all in it, with every other Agent present)."""
+    arrived: dict[str, float] = {}
+    changed = asyncio.Event()
+
+    async def follow() -> None:
+        async for event in watch.Watch(return_type="object").stream(
+            core.list_namespaced_pod,
+            ns,
+            label_selector="foundation.dev/agent",
+            timeout_seconds=900,
+        ):
+            agent = event["raw_object"]["metadata"]["labels"].get("foundation.dev/agent", "")
+            if agent.startswith("probe-") and agent not in arrived:
+                arrived[agent] = time.monotonic()
+                changed.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(1)  # the watch's initial list of every pod present
+    latencies = []
+    for i in range(count):
+        name = f"probe-{i}"
+        body = {
+            "apiVersion": make["apiVersion"],
+            "kind": make["kind"],
+            "metadata": {"name": name},
+            "spec": make["spec"],
+        }
+        sent = time.monotonic()
+        await custom.create_namespaced_custom_object(
+            make["group"], make["version"], ns, make["plural"], body, _preload_content=False
+        )
+        while name not in arrived:
+            changed.clear()
+            await asyncio.wait_for(changed.wait(), 60)
+        latencies.append((arrived[name] - sent) * 1000)
+    follower.cancel()
+    return {
+        "agents": count,
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
+    }
+
+
+async def unrelated_pods(
+    core: client.CoreV1Api, pid: int, port: int, count: int, rss_before: float
+) -> dict:
+    """`count` hollow pods in a namespace of their own, none of them Foundation's: what they
+    cost the operator while they are created and become Ready."""
+    ns = f"bench-unrelated-{uuid.uuid4().hex[:5]}"
+    await core.create_namespace({"metadata": {"name": ns}})
+    for _ in range(300):
+        if (await core.list_namespaced_service_account(ns)).items:
+            break
+        await asyncio.sleep(0.1)
+    requests_before = await operator_requests(port)
+    cpu_before = cpu_s(pid)
+    gate = asyncio.Semaphore(32)
+
+    async def create(i: int) -> None:
+        pod = {
+            "metadata": {"name": f"u{i}", "labels": {"app": "unrelated"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], **HOLLOW},
+        }
+        async with gate:
+            await core.create_namespaced_pod(ns, pod, _preload_content=False)
+
+    started = time.monotonic()
+    tracker = asyncio.create_task(track_pods(core, ns, count, started))
+    await asyncio.gather(*(create(i) for i in range(count)))
+    await asyncio.wait_for(tracker, 900)
+    seconds = time.monotonic() - started
+    await asyncio.sleep(2)
+    requests_after = await operator_requests(port)
+    moved = {
+        k: v - requests_before.get(k, 0)
+        for k, v in requests_after.items()
+        if v - requests_before.get(k, 0)
+    }
+    result = {
+        "pods": count,
+        "seconds": round(seconds, 1),
+        "operator_cpu_s": round(cpu_s(pid) - cpu_before, 2),
+        "operator_requests": moved,
+        "operator_rss_mb_before": rss_before,
+        "operator_rss_mb_after": rss_mb(pid),
+    }
+    await core.delete_namespace(ns)
+    return result
+
+
 async def until_leading(port: int, proc: subprocess.Popen) -> None:
     """Wait until the operator holds its Lease (a Lease left by an earlier run expires first)."""
     for _ in range(600):
@@ -150,7 +289,12 @@ async def until_leading(port: int, proc: subprocess.Popen) -> None:
 
 
 async def run_phase(
-    name: str, agents: int, operator_argv: list[str], make: dict, metrics_port: int = 0
+    name: str,
+    agents: int,
+    operator_argv: list[str],
+    make: dict,
+    metrics_port: int = 0,
+    extra: dict | None = None,
 ) -> dict:
     ns = f"bench-{name}-{uuid.uuid4().hex[:5]}"
     env = dict(
@@ -176,6 +320,8 @@ async def run_phase(
             await until_leading(18081, proc)
         else:
             await asyncio.sleep(3)  # the operator's startup
+        rss_start = rss_mb(proc.pid)
+        counts_before = await request_counts(api)
         writes_before = await api_writes(api)
         requests_before = await operator_requests(metrics_port) if metrics_port else {}
         gate = asyncio.Semaphore(32)
@@ -202,6 +348,7 @@ async def run_phase(
             all_pods = all_ready = None
         await asyncio.sleep(3)  # let status writes that follow readiness land
         writes_after = await api_writes(api)
+        cluster_writes = writes(delta(await request_counts(api), counts_before))
         requests = {}
         if metrics_port:
             requests_after = await operator_requests(metrics_port)
@@ -218,12 +365,27 @@ async def run_phase(
         # The scheduler posts one Event per pod it binds.
         breakdown["POST events"] = breakdown.get("POST events", 0) - agents
         breakdown = {k: v for k, v in breakdown.items() if v}
-        writes = sum(breakdown.values())
+        operator_total = sum(breakdown.values())
         rss_full = rss_mb(proc.pid)
+        measured: dict = {}
+        if metrics_port and extra:
+            if extra.get("idle_seconds"):
+                measured["idle"] = await idle_writes(metrics_port, extra["idle_seconds"])
+                print(f"{name} idle: {measured['idle']}", file=sys.stderr, flush=True)
+            if extra.get("unrelated_pods"):
+                measured["unrelated_pods"] = await unrelated_pods(
+                    core, proc.pid, metrics_port, extra["unrelated_pods"], rss_full
+                )
+                print(f"{name} unrelated: {measured['unrelated_pods']}", file=sys.stderr)
+            if extra.get("probe_creates"):
+                measured["create_to_pod"] = await create_latency(
+                    core, custom, ns, make, extra["probe_creates"]
+                )
+                print(f"{name} latency: {measured['create_to_pod']}", file=sys.stderr)
         deleting = time.monotonic()
         print(
             f"{name} created: all pods {all_pods} s, all ready {all_ready} s, "
-            f"writes/object {writes / agents:.2f}, rss {rss_full} MB",
+            f"writes/object {operator_total / agents:.2f}, rss {rss_full} MB",
             file=sys.stderr,
             flush=True,
         )
@@ -261,20 +423,26 @@ async def run_phase(
         "all_have_pods_s": round(all_pods, 1) if all_pods else None,
         "all_ready_s": round(all_ready, 1) if all_ready else None,
         "objects_per_s_to_pods": round(agents / all_pods, 1) if all_pods else None,
-        "api_writes_per_object": round(writes / agents, 2),
+        "api_writes_per_object": round(operator_total / agents, 2),
+        "cluster_writes": cluster_writes,
+        "cluster_writes_per_s": round(cluster_writes / all_ready, 1) if all_ready else None,
         "api_writes_by_kind": dict(sorted(breakdown.items())),
         **({"operator_requests_by_kind": requests} if metrics_port else {}),
+        "operator_rss_mb_at_start": rss_start,
         "operator_rss_mb_at_n": rss_full,
         "operator_rss_mb_after_delete": rss_after,
         "delete_all_s": round(deleted, 1),
+        **measured,
     }
     print(f"{name}: {json.dumps(result)}", file=sys.stderr, flush=True)
     return result
 
 
-async def main_async(agents: int, skip_baseline: bool) -> dict:
+async def main_async(args: argparse.Namespace) -> dict:
+    agents = args.agents
     results: dict = {}
-    if not skip_baseline:
+    placement = HOLLOW if args.hollow else {}
+    if not args.skip_baseline:
         results["baseline_kopf"] = await run_phase(
             "baseline",
             agents,
@@ -291,10 +459,10 @@ async def main_async(agents: int, skip_baseline: bool) -> dict:
                 "group": "bench.foundation.dev",
                 "version": "v1",
                 "plural": "baselineagents",
-                "spec": {"command": COMMAND},
+                "spec": {"command": COMMAND, **placement},
             },
         )
-    results["foundation"] = await run_phase(
+    ours = results["foundation"] = await run_phase(
         "foundation",
         agents,
         [str(REPO / ".venv/bin/foundation-operator")],
@@ -312,15 +480,32 @@ async def main_async(agents: int, skip_baseline: bool) -> dict:
                 # 1,000 sidecars (a Python process each) do not fit beside 1,000 members here,
                 # and the baseline runs one container a pod.
                 "sidecar": {"enabled": False},
+                **({"podTemplate": placement} if placement else {}),
             },
         },
         metrics_port=19091,
+        extra={
+            "idle_seconds": args.idle_seconds,
+            "probe_creates": args.probe_creates,
+            "unrelated_pods": args.unrelated_pods,
+        },
     )
-    if not skip_baseline:
-        ours = results["foundation"]["objects_per_s_to_pods"]
-        theirs = results["baseline_kopf"]["objects_per_s_to_pods"]
-        if ours and theirs:
-            results["ratio_objects_per_s"] = round(ours / theirs, 2)
+    results["hollow"] = args.hollow
+    results["writes_per_agent"] = ours["api_writes_per_object"]
+    results["rss_mb"] = ours["operator_rss_mb_at_n"]
+    results["rss_after_delete_mb"] = ours["operator_rss_mb_after_delete"]
+    results["rss_at_start_mb"] = ours["operator_rss_mb_at_start"]
+    if not args.skip_baseline:
+        theirs = results["baseline_kopf"]
+        if ours["objects_per_s_to_pods"] and theirs["objects_per_s_to_pods"]:
+            results["ratio"] = round(
+                ours["objects_per_s_to_pods"] / theirs["objects_per_s_to_pods"], 2
+            )
+        if ours["all_ready_s"] and theirs["all_ready_s"]:
+            results["ready_ratio"] = round(ours["all_ready_s"] / theirs["all_ready_s"], 2)
+        if ours["all_ready_s"] and theirs["cluster_writes_per_s"]:
+            needed = ours["cluster_writes"] / theirs["cluster_writes_per_s"]
+            results["write_efficiency"] = round(needed / ours["all_ready_s"], 2)
     return results
 
 
@@ -330,14 +515,22 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--hollow", action="store_true", help="members on the hollow node")
+    parser.add_argument("--idle-seconds", type=float, default=30)
+    parser.add_argument("--probe-creates", type=int, default=50)
+    parser.add_argument(
+        "--unrelated-pods", type=int, default=0, help="hollow pods of no Agent (needs --hollow)"
+    )
     args = parser.parse_args()
+    if args.unrelated_pods and not args.hollow:
+        parser.error("--unrelated-pods runs hollow pods: add --hollow")
     subprocess.run([str(REPO / "e2e/local/cluster"), "up"], check=True, capture_output=True)
     for manifest in (REPO / "crds", REPO / "bench/baseline-crd.yaml"):
         subprocess.run([KUBECTL, "apply", "-f", str(manifest)], check=True, capture_output=True)
     WWW.mkdir(exist_ok=True)
     for name in ("readyz", "healthz"):
         (WWW / name).write_text("ok\n")
-    print(json.dumps(asyncio.run(main_async(args.agents, args.skip_baseline)), indent=2))
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
     sys.stdout.flush()
 
 

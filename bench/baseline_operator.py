@@ -39,6 +39,8 @@ async def create(spec: dict, name: str, namespace: str, memo: kopf.Memo, **_: An
                     },
                 }
             ],
+            # The hollow node (bench/agents_at_scale.py --hollow), when the object asks for it.
+            **{k: spec[k] for k in ("nodeSelector", "tolerations") if k in spec},
         },
     }
     kopf.adopt(pod)
