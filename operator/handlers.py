@@ -18,6 +18,7 @@ import kopf
 from foundation_operator import __version__
 from foundation_operator.agents import api, objects
 from foundation_operator.agents.controller import Supervisor
+from foundation_operator.core.index import slim
 from foundation_operator.core.watches import LabelledWatch
 from foundation_operator.k8s import Kube, Obj, connect
 from foundation_operator.settings import Settings
@@ -107,7 +108,7 @@ async def agent_event(event: dict, **_: Any) -> None:
     # kopf reports objects of the initial listing with type None.
     if State.supervisor:
         State.supervisor.observe_agent(
-            event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
+            event.get("type") or "ADDED", copy.deepcopy(slim(dict(event["object"])))
         )
 
 
@@ -115,5 +116,5 @@ async def agent_event(event: dict, **_: Any) -> None:
 async def workflow_event(event: dict, **_: Any) -> None:
     if State.workflows:
         State.workflows.observe_workflow(
-            event.get("type") or "ADDED", copy.deepcopy(dict(event["object"]))
+            event.get("type") or "ADDED", copy.deepcopy(slim(dict(event["object"])))
         )

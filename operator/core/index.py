@@ -14,6 +14,21 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 
+def slim(body: Obj, keep_spec: bool = True) -> Obj:
+    """What an index keeps of an object: all but `metadata.managedFields` (the server's field
+    ownership, which no controller here reads and which is the larger part of a small object)
+    and, for pods the controllers only observe, all but the spec (they read metadata and
+    status; what a member should be is decided from its Agent and a template hash)."""
+    meta = body.get("metadata")
+    if not meta or ("managedFields" not in meta and keep_spec):
+        return body
+    out = dict(body)
+    out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    if not keep_spec and "spec" in out:
+        out["spec"] = {k: v for k, v in out["spec"].items() if k == "nodeName"}
+    return out
+
+
 def key_of(body: Obj) -> Key:
     return (body["metadata"]["namespace"], body["metadata"]["name"])
 
@@ -52,7 +67,7 @@ class Index:
         elif older_than(body, self.objects.get(key)):
             return None
         else:
-            self.objects[key] = body
+            self.objects[key] = slim(body)
         return key
 
     def ahead(self, answer: Obj) -> None:
@@ -61,14 +76,14 @@ class Index:
         key = key_of(answer)
         cached = self.objects.get(key)
         if cached is not None and not older_than(answer, cached):
-            self.objects[key] = answer
+            self.objects[key] = slim(answer)
 
 
 class OwnedIndex:
     """Objects grouped by the owner their `label` names (the owner is in the same namespace)."""
 
     def __init__(self, label: str) -> None:
-        self.label = label
+        self.label = label  # pods: kept without their spec (`slim`)
         self.by_owner: dict[Key, dict[str, Obj]] = {}
 
     def owner_of(self, body: Obj) -> Key | None:
@@ -87,7 +102,7 @@ class OwnedIndex:
         if event == "DELETED":
             members.pop(body["metadata"]["name"], None)
         else:
-            members[body["metadata"]["name"]] = body
+            members[body["metadata"]["name"]] = slim(body, keep_spec=False)
         return owner
 
     def prune(self, owner: Key) -> None:
