@@ -11,6 +11,8 @@ import os
 import platform
 import signal
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from foundation_common.retry import Backoff
 from localcluster import cgroups, layout, network
 from localcluster.layout import Layout
 from localcluster.node import hollow
@@ -299,6 +302,24 @@ class LogServer:
         await web.TCPSite(runner, layout.BRIDGE_IP, layout.KUBELET_PORT, ssl_context=tls).start()
 
 
+async def forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run `loop` again after it fails (the API server or etcd restarting, a watch cut), with
+    back-off, as a kubelet does: a node must outlive its control plane's restarts, and stopping
+    would take every pod's processes with it."""
+    backoff = Backoff(initial=0.5, maximum=10.0)
+    while True:
+        started = time.monotonic()
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("%s failed (%s: %s); again shortly", name, type(exc).__name__, exc)
+        if time.monotonic() - started > 60:
+            backoff.reset()
+        await asyncio.sleep(backoff.next())
+
+
 def dump_tasks() -> None:
     """SIGUSR1: every task's stack into the node's log, to see what a stuck pod waits on."""
     for task in asyncio.all_tasks():
@@ -342,13 +363,16 @@ async def run(kubeconfig: str, state: Path, restart_backoff: float) -> None:
     await kubelet.register()
     await kubelet.register(hollow.NAME, hollow.ALLOCATABLE, {hollow.LABEL: "true"}, [hollow.TAINT])
     await LogServer(ctx).serve()
-    tasks = [
-        asyncio.create_task(kubelet.heartbeat(), name="heartbeat"),
-        asyncio.create_task(kubelet.heartbeat(hollow.NAME), name="hollow heartbeat"),
-        asyncio.create_task(hollow.HollowKubelet(api).run(), name="hollow pods"),
-        asyncio.create_task(kubelet.watch_pods(), name="pods"),
-        asyncio.create_task(Provisioner(api, lay).run(), name="provisioner"),
-    ]
+    hollow_kubelet = hollow.HollowKubelet(api)
+    provisioner = Provisioner(api, lay)
+    loops: dict[str, Callable[[], Awaitable[None]]] = {
+        "heartbeat": kubelet.heartbeat,
+        "hollow heartbeat": lambda: kubelet.heartbeat(hollow.NAME),
+        "hollow pods": hollow_kubelet.run,
+        "pods": kubelet.watch_pods,
+        "provisioner": provisioner.run,
+    }
+    tasks = [asyncio.create_task(forever(n, f), name=n) for n, f in loops.items()]
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     for task in done:
