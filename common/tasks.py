@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[object]]) -> None:
@@ -15,3 +16,14 @@ async def cancel_all(tasks: Iterable[asyncio.Task[object]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class SettableGauge(Protocol):
+    def set_function(self, f: Callable[[], float]) -> None: ...
+
+
+def count_tasks(gauge: SettableGauge) -> None:
+    """Have `gauge` report the running loop's tasks whenever it is read: a number that only
+    grows is a leak (bench/soak.py watches it)."""
+    loop = asyncio.get_running_loop()
+    gauge.set_function(lambda: len(asyncio.all_tasks(loop)))

@@ -9,6 +9,7 @@ import sys
 
 import kopf
 
+from foundation_common.tasks import count_tasks
 from foundation_operator import handlers, logs, metrics  # noqa: F401 (handlers register)
 from foundation_operator.health import Health
 from foundation_operator.k8s import connect
@@ -56,6 +57,7 @@ async def run_kopf(settings: Settings, health: Health, stop: asyncio.Event) -> N
 async def run(settings: Settings) -> int:
     stop = asyncio.Event()
     handle_signals(stop)
+    count_tasks(metrics.ASYNCIO_TASKS)
     health = Health()
     runner = await health.serve(settings.health_host, settings.health_port)
     try:

@@ -45,6 +45,10 @@ LEADER = Gauge(
 
 
 # Workflows, counted by the operator from the status their runners write.
+ASYNCIO_TASKS = Gauge(
+    "foundation_operator_asyncio_tasks",
+    "The operator's asyncio tasks (a number that only grows is a leak).",
+)
 WORKFLOWS = Gauge("foundation_workflow_workflows", "Workflows by phase.", ["phase"])
 WORKFLOWS_FINISHED = Counter(
     "foundation_workflow_finished_total", "Workflows that finished, by phase.", ["phase"]

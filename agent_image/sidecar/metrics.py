@@ -57,3 +57,9 @@ EJECTIONS = Counter(
     ["capability"],
     registry=REGISTRY,
 )
+
+ASYNCIO_TASKS = Gauge(
+    "foundation_sidecar_asyncio_tasks",
+    "The sidecar's asyncio tasks (a number that only grows is a leak).",
+    registry=REGISTRY,
+)

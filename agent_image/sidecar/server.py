@@ -29,6 +29,7 @@ from foundation_agent.sidecar.proxy import Proxy
 from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
+from foundation_common.tasks import count_tasks
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -106,6 +107,7 @@ async def run(settings: SidecarSettings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    count_tasks(metrics.ASYNCIO_TASKS)
     config = settings.sidecar_config
     proxy = Proxy(
         config,
