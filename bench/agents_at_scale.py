@@ -145,6 +145,36 @@ async def track_pods(
     raise TimeoutError
 
 
+async def track_objects(
+    custom: client.CustomObjectsApi, ns: str, make: dict, agents: int, started: float
+) -> float:
+    """Seconds until every object's own status says it is Ready (Foundation's Agents: the
+    status a user reads, written by the operator after the pods' readiness)."""
+    ready: set[str] = set()
+    async for event in watch.Watch(return_type="object").stream(
+        custom.list_namespaced_custom_object,
+        make["group"],
+        make["version"],
+        ns,
+        make["plural"],
+        timeout_seconds=1800,
+    ):
+        obj = event["raw_object"]
+        name = obj["metadata"]["name"]
+        status = obj.get("status") or {}
+        if (
+            event["type"] != "DELETED"
+            and status.get("phase") == "Running"
+            and status.get("ready") == "1/1"
+        ):
+            ready.add(name)
+        else:
+            ready.discard(name)
+        if len(ready) >= agents:
+            return time.monotonic() - started
+    raise TimeoutError
+
+
 async def operator_requests(port: int) -> dict[str, int]:
     """Foundation's own count of its API requests by verb and kind (2xx and errors alike)."""
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
@@ -270,6 +300,17 @@ async def unrelated_pods(
     return result
 
 
+async def trace_snapshot(proc: subprocess.Popen, trace: bool) -> None:
+    """With --trace, a tracemalloc snapshot of the operator (bench/traced_operator.py)."""
+    if not trace:
+        return
+    out = Path(os.environ.get("TRACE_DIR", "/tmp/foundation-trace"))
+    before = len(list(out.glob("*.snap")))
+    proc.send_signal(signal.SIGUSR2)
+    while len(list(out.glob("*.snap"))) == before:  # noqa: ASYNC110 (another process writes it)
+        await asyncio.sleep(0.5)
+
+
 async def until_leading(port: int, proc: subprocess.Popen) -> None:
     """Wait until the operator holds its Lease (a Lease left by an earlier run expires first)."""
     for _ in range(600):
@@ -321,6 +362,8 @@ async def run_phase(
         else:
             await asyncio.sleep(3)  # the operator's startup
         rss_start = rss_mb(proc.pid)
+        trace = bool(extra and extra.get("trace"))
+        await trace_snapshot(proc, trace)
         counts_before = await request_counts(api)
         writes_before = await api_writes(api)
         requests_before = await operator_requests(metrics_port) if metrics_port else {}
@@ -340,12 +383,23 @@ async def run_phase(
 
         started = time.monotonic()
         tracker = asyncio.create_task(track_pods(core, ns, agents, started))
+        statuses = (
+            asyncio.create_task(track_objects(custom, ns, make, agents, started))
+            if metrics_port
+            else None
+        )
         await asyncio.gather(*(create(i) for i in range(agents)))
         created = time.monotonic() - started
         try:
             all_pods, all_ready = await asyncio.wait_for(tracker, 900)
         except TimeoutError:
             all_pods = all_ready = None
+        statuses_ready = None
+        if statuses:
+            try:
+                statuses_ready = await asyncio.wait_for(statuses, 1800)
+            except TimeoutError:
+                pass
         await asyncio.sleep(3)  # let status writes that follow readiness land
         writes_after = await api_writes(api)
         cluster_writes = writes(delta(await request_counts(api), counts_before))
@@ -367,6 +421,7 @@ async def run_phase(
         breakdown = {k: v for k, v in breakdown.items() if v}
         operator_total = sum(breakdown.values())
         rss_full = rss_mb(proc.pid)
+        await trace_snapshot(proc, trace)
         measured: dict = {}
         if metrics_port and extra:
             if extra.get("idle_seconds"):
@@ -385,6 +440,7 @@ async def run_phase(
         deleting = time.monotonic()
         print(
             f"{name} created: all pods {all_pods} s, all ready {all_ready} s, "
+            f"all statuses ready {statuses_ready} s, "
             f"writes/object {operator_total / agents:.2f}, rss {rss_full} MB",
             file=sys.stderr,
             flush=True,
@@ -413,6 +469,7 @@ async def run_phase(
         deleted = time.monotonic() - deleting
         await asyncio.sleep(2)
         rss_after = rss_mb(proc.pid)
+        await trace_snapshot(proc, trace)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         await core.delete_namespace(ns)
@@ -423,6 +480,11 @@ async def run_phase(
         "all_have_pods_s": round(all_pods, 1) if all_pods else None,
         "all_ready_s": round(all_ready, 1) if all_ready else None,
         "objects_per_s_to_pods": round(agents / all_pods, 1) if all_pods else None,
+        **(
+            {"all_statuses_ready_s": round(statuses_ready, 1) if statuses_ready else None}
+            if metrics_port
+            else {}
+        ),
         "api_writes_per_object": round(operator_total / agents, 2),
         "cluster_writes": cluster_writes,
         "cluster_writes_per_s": round(cluster_writes / all_ready, 1) if all_ready else None,
@@ -465,7 +527,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     ours = results["foundation"] = await run_phase(
         "foundation",
         agents,
-        [str(REPO / ".venv/bin/foundation-operator")],
+        [str(REPO / ".venv/bin/python"), str(REPO / "bench/traced_operator.py")]
+        if args.trace
+        else [str(REPO / ".venv/bin/foundation-operator")],
         {
             "apiVersion": "foundation.dev/v1alpha1",
             "kind": "Agent",
@@ -488,6 +552,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             "idle_seconds": args.idle_seconds,
             "probe_creates": args.probe_creates,
             "unrelated_pods": args.unrelated_pods,
+            "trace": args.trace,
         },
     )
     results["hollow"] = args.hollow
@@ -520,6 +585,12 @@ def main() -> None:
     parser.add_argument("--probe-creates", type=int, default=50)
     parser.add_argument(
         "--unrelated-pods", type=int, default=0, help="hollow pods of no Agent (needs --hollow)"
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="run the operator under tracemalloc (bench/traced_operator.py) and snapshot it at "
+        "start, with every Agent, and after deleting them, into $TRACE_DIR",
     )
     args = parser.parse_args()
     if args.unrelated_pods and not args.hollow:
