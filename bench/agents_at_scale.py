@@ -495,7 +495,8 @@ async def run_phase(
                 break
             await asyncio.sleep(2)
         deleted = time.monotonic() - deleting
-        await asyncio.sleep(2)
+        # The operator hands memory back once deletions have been quiet for 5 s.
+        await asyncio.sleep(10)
         rss_after = rss_mb(proc.pid)
         await trace_snapshot(proc, trace)
         proc.send_signal(signal.SIGTERM)

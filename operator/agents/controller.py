@@ -167,6 +167,7 @@ class Supervisor(Reconciler):
             self.status.forget(key)
             self.queue.discard(key)
             self.pods.prune(key)
+            self.trimmer.forgotten()
             return None
         try:
             view = AgentView.from_body(body, self.agent_image)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 
+from foundation_common.memory import Trimmer
 from foundation_common.tasks import cancel_all
 from foundation_operator import metrics
 from foundation_operator.core.index import Key
@@ -30,6 +31,8 @@ class Reconciler:
     def __init__(self, workers: int, queue: WorkQueue[Key] | None = None) -> None:
         self.workers = workers
         self.queue: WorkQueue[Key] = queue or WorkQueue()
+        # Subclasses call `trimmer.forgotten()` when they drop a deleted object's state.
+        self.trimmer = Trimmer()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def reconcile(self, key: Key) -> float | None:
@@ -48,6 +51,7 @@ class Reconciler:
         ]
 
     async def stop(self) -> None:
+        self.trimmer.cancel()
         await cancel_all(self._tasks)
         self.queue.close()
 

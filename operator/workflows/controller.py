@@ -124,6 +124,7 @@ class WorkflowController(Reconciler):
     async def reconcile(self, key: Key) -> float | None:
         body = self.workflows.get(key)
         if body is None:
+            self.trimmer.forgotten()
             self.owned_applied.pop(key, None)
             self.queue.discard(key)
             self.runners.prune(key)
