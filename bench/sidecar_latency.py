@@ -7,7 +7,7 @@ All on loopback: an upstream (aiohttp, answers 200 with a small body) and the re
 - Added latency: open-loop load at each rate for `--seconds`, first straight to the upstream,
   then through `/upstream/<name>/`; p50 and p99 of each and their difference.
 - Top rate: 64 calls in flight through the sidecar for 5 s; requests/s and the sidecar's CPU.
-- The sidecar's RSS after all that.
+- The sidecar's RSS after all that, and its PSS and USS (what of the RSS is its own).
 A benchmark, not a test: it asserts nothing and prints JSON.
 """
 
@@ -51,6 +51,22 @@ def proc_stat(pid: int) -> tuple[float, float]:
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     return cpu, round(rss, 1)
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS, and what of it is the process's own: PSS (shared pages divided among the processes
+    that map them) and USS (private pages). In a member pod the sidecar shares the Python
+    binary and libraries' clean pages with the agent's own Python process."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0])
+    return {
+        "rss_mb": round(fields["Rss"] / 1024, 1),
+        "pss_mb": round(fields["Pss"] / 1024, 1),
+        "uss_mb": round((fields["Private_Clean"] + fields["Private_Dirty"]) / 1024, 1),
+        "shared_clean_mb": round(fields["Shared_Clean"] / 1024, 1),
+    }
 
 
 async def wait_up(url: str) -> None:
@@ -155,6 +171,7 @@ async def measure(seconds: float, rates: list[int]) -> dict:
         result["max_per_s_one_core"] = round(top)
         result["sidecar_cpu_share_at_max"] = round(cpu, 2)
         result["sidecar_rss_mb"] = proc_stat(sidecar.pid)[1]
+        result["sidecar_memory"] = memory_mb(sidecar.pid)
     finally:
         sidecar.send_signal(signal.SIGTERM)
         upstream.terminate()
