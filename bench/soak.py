@@ -30,6 +30,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +41,7 @@ from kubernetes_asyncio import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(REPO / "e2e/local"))
+from localcluster import cgroups
 from localcluster.network import pod_netns
 
 HEALTH_PORT, METRICS_PORT = 18083, 19093
@@ -97,22 +99,15 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def sidecar_pid(namespace: str, pod: str) -> int | None:
-    """The caller member's sidecar process (the test node runs containers as processes)."""
-    wanted = {
-        f"FOUNDATION_NAMESPACE={namespace}".encode(),
-        f"FOUNDATION_MEMBER_NAME={pod}".encode(),
-    }
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def sidecar_pid(pod_uid: str) -> int | None:
+    """The caller member's sidecar process: the test node runs each container's processes in a
+    pids cgroup of its own."""
+    for pid in cgroups.pids(cgroups.container_cgroup(pod_uid, "sidecar")):
         try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-            cmdline = (entry / "cmdline").read_bytes()
+            if b"foundation-sidecar" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
         except OSError:
             continue
-        if wanted <= environ and b"foundation-sidecar" in cmdline:
-            return int(entry.name)
     return None
 
 
@@ -256,7 +251,7 @@ async def soak(args: argparse.Namespace) -> dict:
             for name in names:
                 await wait_ready(custom, ns, name)
             pod = await core.read_namespaced_pod("caller-0", ns)
-            sidecar = sidecar_pid(ns, "caller-0")
+            sidecar = sidecar_pid(pod.metadata.uid)
             if sidecar is None:
                 raise RuntimeError("the caller's sidecar process was not found")
             load = subprocess.Popen(
@@ -275,7 +270,13 @@ async def soak(args: argparse.Namespace) -> dict:
                 stderr=log,
                 text=True,
             )
-            os.set_blocking(load.stdout.fileno(), False)  # type: ignore[union-attr]
+            lines: list[str] = []
+
+            def pump() -> None:  # the load generator's latest report, read as it comes
+                for line in load.stdout:  # type: ignore[union-attr]
+                    lines[:] = [line]
+
+            threading.Thread(target=pump, daemon=True).start()
             sidecar_metrics = f"http://{pod.status.pod_ip}:{SIDECAR_ADMIN_PORT}/metrics"
             operator_metrics = f"http://127.0.0.1:{METRICS_PORT}/metrics"
 
@@ -310,16 +311,16 @@ async def soak(args: argparse.Namespace) -> dict:
                     if tasks is not None:
                         series["operator_tasks"].append((at, tasks))
                     if not Path(f"/proc/{sidecar}").exists():  # the member was restarted
-                        sidecar = sidecar_pid(ns, "caller-0") or sidecar
+                        pod = await core.read_namespaced_pod("caller-0", ns)
+                        sidecar = sidecar_pid(pod.metadata.uid) or sidecar
                         restarts["sidecar"] = restarts.get("sidecar", 0) + 1
                     series["sidecar_rss"].append((at, rss_mb(sidecar)))
                     series["sidecar_fds"].append((at, fds(sidecar)))
                     tasks = await gauge(sidecar_metrics, "foundation_sidecar_asyncio_tasks")
                     if tasks is not None:
                         series["sidecar_tasks"].append((at, tasks))
-                    line = (load.stdout.read() or "").strip().splitlines()  # type: ignore[union-attr]
-                    if line:
-                        last_load = json.loads(line[-1])
+                    if lines:
+                        last_load = json.loads(lines[-1])
                     print(
                         f"soak {at:.0f}s: operator {series['operator_rss'][-1][1]} MB, "
                         f"sidecar {series['sidecar_rss'][-1][1]} MB, tasks {last_load}",
