@@ -20,6 +20,7 @@ class Misbehaving:
     def __init__(self) -> None:
         self.mode = "ok"
         self.calls = 0
+        self.go_on = asyncio.Event()  # /held: the rest of the answer waits for it
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
@@ -30,6 +31,14 @@ class Misbehaving:
         if self.mode == "reset":
             request.transport.close()
             return web.Response(status=500)
+        if request.path == "/held":
+            out = web.StreamResponse()
+            await out.prepare(request)
+            await out.write(b"first;")
+            await self.go_on.wait()
+            await out.write(b"rest")
+            await out.write_eof()
+            return out
         if request.path == "/stream":
             out = web.StreamResponse()
             await out.prepare(request)
@@ -89,6 +98,24 @@ async def test_calls_pass_through_with_method_path_query_body_and_headers(upstre
     assert await streamed.text() == "chunk0;chunk1;chunk2;"
     unknown = await client.get("/upstream/other/x")
     assert unknown.status == 404 and "configured: llm" in (await unknown.json())["error"]
+    await client.close()
+
+
+async def test_sized_answers_are_relayed_whole_and_unsized_ones_as_they_come(upstream) -> None:
+    client, _ = await proxied(upstream.url)
+    whole = await client.get("/upstream/llm/v1/x")
+    body = await whole.read()
+    assert whole.headers["Content-Length"] == str(len(body))
+    assert "Transfer-Encoding" not in whole.headers
+    head = await client.head("/upstream/llm/v1/x")
+    # The upstream's length for a HEAD (its echo says "HEAD" where the GET's said "GET").
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(body) + 1
+    # A reply of unknown length (a model's stream) reaches the caller part by part.
+    held = await client.get("/upstream/llm/held")
+    assert held.headers.get("Transfer-Encoding") == "chunked"
+    assert await asyncio.wait_for(held.content.readexactly(6), 5) == b"first;"
+    upstream.go_on.set()
+    assert await held.content.read() == b"rest"
     await client.close()
 
 
