@@ -6,6 +6,7 @@ These tests take the cluster down and bring it back, so conftest orders them aft
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -33,7 +34,8 @@ def test_up_when_running_is_idempotent_and_fast(cluster: str) -> None:
     status = run("status")
     assert status.returncode == 0
     assert f"restart back-off         {float(RESTART_BACKOFF)} s" in status.stdout
-    assert "node                     foundation-local-node   Ready" in status.stdout
+    for node in ("foundation-local-node", "foundation-hollow-node"):
+        assert re.search(rf"^\s*(nodes)?\s+{node}\s+Ready\s", status.stdout, re.M), status.stdout
 
 
 async def test_down_leaves_no_process_mount_or_namespace(kube: Kube) -> None:
