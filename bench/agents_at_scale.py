@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 from apiserver import delta, request_counts, writes  # bench/apiserver.py
+from harness import new_namespace, rss_mb
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
@@ -88,13 +89,6 @@ def cpu_s(pid: int) -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 async def api_writes(api: client.ApiClient) -> dict[str, int]:
@@ -261,11 +255,7 @@ async def unrelated_pods(
     """`count` hollow pods in a namespace of their own, none of them Foundation's: what they
     cost the operator while they are created and become Ready."""
     ns = f"bench-unrelated-{uuid.uuid4().hex[:5]}"
-    await core.create_namespace({"metadata": {"name": ns}})
-    for _ in range(300):
-        if (await core.list_namespaced_service_account(ns)).items:
-            break
-        await asyncio.sleep(0.1)
+    await new_namespace(core, ns)
     requests_before = await operator_requests(port)
     cpu_before = cpu_s(pid)
     gate = asyncio.Semaphore(32)
@@ -374,11 +364,7 @@ async def run_phase(
     async with client.ApiClient(configuration) as api:
         core = client.CoreV1Api(api)
         custom = client.CustomObjectsApi(api)
-        await core.create_namespace({"metadata": {"name": ns}})
-        for _ in range(300):
-            if (await core.list_namespaced_service_account(ns)).items:
-                break
-            await asyncio.sleep(0.1)
+        await new_namespace(core, ns)
         proc = subprocess.Popen(operator_argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         if metrics_port:
             await until_leading(18081, proc)

@@ -34,7 +34,14 @@ from typing import Any
 
 import httpx
 import yaml
-from harness import GROUP, KUBECONFIG, REPO, VERSION, delete_namespace, new_namespace, operator_env
+from harness import (
+    KUBECONFIG,
+    REPO,
+    agent_body,
+    delete_namespace,
+    new_namespace,
+    operator_env,
+)
 from kubernetes_asyncio import client, config
 
 KUBECTL = str(REPO / "e2e/local/kubectl")
@@ -77,27 +84,22 @@ def chat_agent(name: str, replicas: int, max_tokens: int, tools: bool = False) -
     }
     if tools:
         config_["tools"] = [{"capability": "count", "action": "increment"}]
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Agent",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "foundation-agent:dev",
-            "agent": "foundation_agent.agents:ChatAgent",
-            "replicas": replicas,
-            "config": config_,
-            "sidecar": {
-                "upstreams": [
-                    {
-                        "name": "model",
-                        "service": {"name": "model-server", "port": 8000},
-                        "timeoutSeconds": 120,
-                        "retries": 0,
-                    }
-                ]
-            },
+    return agent_body(
+        name,
+        "foundation_agent.agents:ChatAgent",
+        replicas=replicas,
+        config=config_,
+        sidecar={
+            "upstreams": [
+                {
+                    "name": "model",
+                    "service": {"name": "model-server", "port": 8000},
+                    "timeoutSeconds": 120,
+                    "retries": 0,
+                }
+            ]
         },
-    }
+    )
 
 
 async def ready_pods(core: client.CoreV1Api, ns: str, selector: str, count: int) -> list[str]:

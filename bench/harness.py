@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 from kubernetes_asyncio import client
 
@@ -26,6 +27,24 @@ def operator_env(ns: str, health_port: int, metrics_port: int) -> dict[str, str]
         FOUNDATION_NAMESPACES=ns,
         FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
     )
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident set, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def agent_body(name: str, agent: str, **spec: Any) -> dict:
+    """An Agent of class `agent` for the benchmarks (the test node runs commands, not images)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Agent",
+        "metadata": {"name": name},
+        "spec": {"image": "foundation-agent:dev", "agent": agent, **spec},
+    }
 
 
 async def new_namespace(core: client.CoreV1Api, ns: str) -> None:

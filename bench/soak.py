@@ -36,7 +36,17 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-from harness import GROUP, KUBECONFIG, REPO, VERSION, delete_namespace, new_namespace, operator_env
+from harness import (
+    GROUP,
+    KUBECONFIG,
+    REPO,
+    VERSION,
+    agent_body,
+    delete_namespace,
+    new_namespace,
+    operator_env,
+    rss_mb,
+)
 from kubernetes_asyncio import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,6 +57,7 @@ from localcluster.network import pod_netns
 HEALTH_PORT, METRICS_PORT = 18083, 19093
 SIDECAR_ADMIN_PORT = 15090
 CAPABILITY = "soak-counter"
+COUNTER = "foundation_agent.agents:CounterAgent"
 
 LOAD = r"""
 import asyncio, json, sys, time
@@ -86,13 +97,6 @@ async def main(rate, capability):
 
 asyncio.run(main(float(sys.argv[1]), sys.argv[2]))
 """
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def fds(pid: int) -> int:
@@ -158,17 +162,9 @@ def counts(series: list[tuple[float, float]]) -> dict:
     return {"first": values[0], "last": values[-1], "max": max(values)} if values else {}
 
 
-def agent(name: str, **spec: object) -> dict:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Agent",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "foundation-agent:dev",
-            "agent": "foundation_agent.agents:CounterAgent",
-            **spec,
-        },
-    }
+def churned(name: str) -> dict:
+    """One of the Agents the soak changes at random: real members, state on ConfigMaps."""
+    return agent_body(name, COUNTER, capabilities=[CAPABILITY], sidecar={"enabled": False})
 
 
 async def wait_ready(custom: client.CustomObjectsApi, ns: str, name: str) -> dict:
@@ -194,11 +190,7 @@ async def churn_once(
     if body is None or body["metadata"].get("deletionTimestamp"):
         if body is None:
             await custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                "agents",
-                agent(name, capabilities=[CAPABILITY], sidecar={"enabled": False}),
+                GROUP, VERSION, ns, "agents", churned(name)
             )
             done["create"] = done.get("create", 0) + 1
         return
@@ -238,14 +230,14 @@ async def soak(args: argparse.Namespace) -> dict:
         try:
             for name in names:
                 await custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    ns,
-                    "agents",
-                    agent(name, capabilities=[CAPABILITY], sidecar={"enabled": False}),
+                    GROUP, VERSION, ns, "agents", churned(name)
                 )
             await custom.create_namespaced_custom_object(
-                GROUP, VERSION, ns, "agents", agent("caller", persistence={"store": "None"})
+                GROUP,
+                VERSION,
+                ns,
+                "agents",
+                agent_body("caller", COUNTER, persistence={"store": "None"}),
             )
             await wait_ready(custom, ns, "caller")
             for name in names:

@@ -12,24 +12,30 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
 
-def trim() -> bool:
-    """Collect, then hand free pages back to the system; False where the C library has no
-    malloc_trim (musl, other platforms), which is harmless."""
-    gc.collect()
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
-        return False
-    malloc_trim = getattr(libc, "malloc_trim", None)
-    if malloc_trim is None:
-        return False
-    return bool(malloc_trim(0))
+        return None
+    return getattr(libc, "malloc_trim", None)
+
+
+def trim() -> bool:
+    """Collect, then hand free pages back to the system; False where the C library has no
+    malloc_trim (musl, other platforms), which is harmless. It runs on the event loop: a full
+    collection pauses it (a fraction of a second at 10,000 Agents), once deletions are quiet."""
+    gc.collect()
+    malloc_trim = _malloc_trim()
+    return bool(malloc_trim(0)) if malloc_trim is not None else False
 
 
 class Trimmer:

@@ -26,4 +26,6 @@ def count_tasks(gauge: SettableGauge) -> None:
     """Have `gauge` report the running loop's tasks whenever it is read: a number that only
     grows is a leak (bench/soak.py watches it)."""
     loop = asyncio.get_running_loop()
+    # The operator's metrics are served from prometheus-client's thread: all_tasks copies the
+    # loop's task set (retrying if it changes meanwhile) and only counts, never touches a task.
     gauge.set_function(lambda: len(asyncio.all_tasks(loop)))

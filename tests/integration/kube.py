@@ -291,6 +291,13 @@ class Kube:
         return path.read_text() if path.exists() else ""
 
 
+# The test cluster's hollow node: pods with these run without processes (e2e/local/README.md).
+HOLLOW = {
+    "nodeSelector": {"foundation.dev/hollow": "true"},
+    "tolerations": [{"key": "foundation.dev/hollow", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
 def is_ready(pod: Obj) -> bool:
     conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions") or []}
     return conditions.get("Ready") == "True"

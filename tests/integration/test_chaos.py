@@ -22,16 +22,12 @@ import aiohttp
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kube import REPO, Kube
+from kube import HOLLOW, REPO, Kube
 from operators import OperatorProcess
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 AGENTS = 1000
-HOLLOW = {
-    "nodeSelector": {"foundation.dev/hollow": "true"},
-    "tolerations": [{"key": "foundation.dev/hollow", "operator": "Exists", "effect": "NoSchedule"}],
-}
 RUN = REPO / ".local-cluster" / "run"
 
 

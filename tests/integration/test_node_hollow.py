@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from kube import Kube, container_status, is_ready, member_pids, pod, sh
-
-HOLLOW = {
-    "nodeSelector": {"foundation.dev/hollow": "true"},
-    "tolerations": [{"key": "foundation.dev/hollow", "operator": "Exists", "effect": "NoSchedule"}],
-}
+from kube import HOLLOW, Kube, container_status, is_ready, member_pids, pod, sh
 
 
 async def test_a_hollow_pod_runs_without_a_process_and_goes_at_once(kube: Kube) -> None:
