@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 import kopf
 
 from foundation_common.tasks import count_tasks
-from foundation_operator import handlers, logs, metrics  # noqa: F401 (handlers register)
+from foundation_operator import handlers, logs, metrics
 from foundation_operator.health import Health
 from foundation_operator.k8s import connect
 from foundation_operator.leadership import Leadership, LostLeadership
 from foundation_operator.settings import Settings, SettingsError
 
 logger = logging.getLogger("foundation_operator")
+KOPF_STOP_SECONDS = 10
 
 
 def handle_signals(stop: asyncio.Event) -> None:
@@ -39,8 +41,9 @@ async def run_kopf(settings: Settings, health: Health, stop: asyncio.Event) -> N
         handle_signals(stop)
 
     marker = asyncio.create_task(mark_ready())
-    try:
-        await kopf.operator(
+    handlers.State.stopped = stopped = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
             # Our identity, not kopf's default from getpass.getuser(), which fails for a uid
             # with no passwd entry (runAsUser without a user in the image, OpenShift's UIDs).
             identity=settings.identity,
@@ -49,9 +52,31 @@ async def run_kopf(settings: Settings, health: Health, stop: asyncio.Event) -> N
             ready_flag=ready,
             stop_flag=stop,
         )
+    )
+    watching = asyncio.create_task(stopped.wait())
+    try:
+        await asyncio.wait({operator, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if stopped.is_set() and not stop.is_set():
+            # kopf gave up on its own (it takes a 404 on a watch for fatal, as a restarted API
+            # server answers while it installs its CRDs). An operator without watches must not
+            # look alive: end, so that the pod (or whoever runs us) starts a fresh one.
+            health.ready = False
+            logger.error("kopf stopped on its own; exiting so a fresh operator starts")
+            done, _ = await asyncio.wait({operator}, timeout=KOPF_STOP_SECONDS)
+            if not done:
+                logger.error("kopf did not stop within %ss; exiting now", KOPF_STOP_SECONDS)
+                logging.shutdown()
+                os._exit(1)
+            raise KopfStopped("kopf stopped on its own")
+        await operator
     finally:
+        watching.cancel()
         marker.cancel()
         health.ready = False
+
+
+class KopfStopped(RuntimeError):
+    """kopf ended without being asked to: the process exits non-zero."""
 
 
 async def run(settings: Settings) -> int:
@@ -62,7 +87,10 @@ async def run(settings: Settings) -> int:
     runner = await health.serve(settings.health_host, settings.health_port)
     try:
         if not settings.leader_election:
-            await run_kopf(settings, health, stop)
+            try:
+                await run_kopf(settings, health, stop)
+            except KopfStopped:
+                return 1
             return 0
         async with await connect() as api:
             leadership = Leadership(api, settings)
@@ -77,7 +105,7 @@ async def run(settings: Settings) -> int:
                 else:
                     campaign.cancel()
                     await asyncio.gather(campaign, return_exceptions=True)
-            elif isinstance(campaign.exception(), LostLeadership):
+            elif isinstance(campaign.exception(), LostLeadership | KopfStopped):
                 logger.error("%s", campaign.exception())
                 return 1
             else:

@@ -8,6 +8,7 @@ in-cluster): importing this module is what registers them.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Callable
@@ -34,6 +35,9 @@ class State:
     workflows: WorkflowController | None = None
     excluded: frozenset[str] = frozenset()
     watches: list[LabelledWatch] = []
+    # Set by kopf's cleanup: kopf is stopping, whether asked to or on its own (a watch it
+    # takes for fatal, such as a 404 while a restarted API server installs its CRDs).
+    stopped: asyncio.Event | None = None
 
 
 def watched(namespace: str | None, **_: Any) -> bool:
@@ -94,6 +98,8 @@ OWNED_KINDS = ("Service", "ServiceAccount", "Role", "RoleBinding")
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
+    if State.stopped is not None:
+        State.stopped.set()
     for watch in State.watches:
         await watch.stop()
     if State.workflows:
