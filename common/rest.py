@@ -1,23 +1,28 @@
-"""A small Kubernetes API client on httpx, for processes that live in a pod and make a handful of
-calls: the Workflow runner (its Workflow, its Events, the Endpoints of the members it sends to).
+"""A small Kubernetes API client on httpx: the operator's, the Workflow runner's and the
+sidecar's discovery.
 
-Why not `kube` (kubernetes_asyncio): importing its client costs about 1 s of CPU and 50 MB
-of generated models, paid by every runner pod at its start; 100 Workflows started at once pay
-it 100 times on the node. The calls here are plain REST: paths, JSON in and out, a merge patch,
-and the list-then-watch loop of `kube.list_and_watch`, with the same answers to the caller.
+Why not `kube` (kubernetes_asyncio): importing its client costs about 0.4 s of CPU and 35 to
+50 MB of generated models, paid by every process that loads it (the operator at its start,
+every runner pod, every sidecar that discovers). The calls here are plain REST: paths, JSON in
+and out, a merge patch, and the list-then-watch loop of `kube.list_and_watch`, with the same
+answers to the caller.
 
-Credentials as a kubelet gives them: the service account's token (read again as it is
-renewed) and CA under `/var/run/secrets/kubernetes.io/serviceaccount`, the API server from
-KUBERNETES_SERVICE_HOST/PORT.
+Credentials: inside a pod as a kubelet gives them (the service account's token, read again as
+it is renewed, and CA under `/var/run/secrets/kubernetes.io/serviceaccount`, the API server from
+KUBERNETES_SERVICE_HOST/PORT); outside, what a kubeconfig's current context names, as parsed
+by the caller (`Credentials`: a token or a client certificate, and the CA).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,48 +32,135 @@ Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_SECONDS = 60.0  # how long a token read from its file is used before reading it again
+# Connections kept open: enough for the operator's workers writing at once; an idle one is
+# closed after KEEPALIVE_SECONDS, so a burst's connections (and their TLS buffers, 128 KiB
+# each) do not stay after it.
+POOL = 64
+KEEPALIVE_SECONDS = 15.0
 
 
 class ApiError(Exception):
     """An answer outside 2xx: `status` and the server's `reason` and `message`."""
 
-    def __init__(self, status: int, body: str) -> None:
+    def __init__(self, status: int, body: str = "", *, reason: str = "") -> None:
         self.status = status
         self.body = body
         try:
-            decoded = json.loads(body)
+            decoded = json.loads(body) if body else {}
         except ValueError:
             decoded = {}
-        self.reason = decoded.get("reason", "") if isinstance(decoded, dict) else ""
-        self.message = (decoded.get("message") if isinstance(decoded, dict) else None) or body
+        if not isinstance(decoded, dict):
+            decoded = {}
+        self.reason = decoded.get("reason") or reason
+        self.message = str(decoded.get("message") or body or reason)
         super().__init__(f"{status} {self.reason}: {self.message[:300]}".strip())
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the API server is and how to prove who we are, as a kubeconfig's context says.
+
+    Paths or inline data (base64, as kubeconfigs hold it) for the CA and client certificate."""
+
+    server: str
+    token: str | None = None
+    ca_path: str | None = None
+    ca_data: str | None = None
+    certificate_path: str | None = None
+    certificate_data: str | None = None
+    private_key_path: str | None = None
+    private_key_data: str | None = None
+    insecure: bool = False
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(
+            cafile=self.ca_path, cadata=_pem(self.ca_data) if self.ca_data else None
+        )
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        certificate = self.certificate_path
+        key = self.private_key_path
+        if self.certificate_data or self.private_key_data:
+            # ssl loads a certificate chain from files only: written once, readable by us alone,
+            # and removed as soon as it is loaded.
+            with tempfile.TemporaryDirectory(prefix="foundation-") as folder:
+                if self.certificate_data:
+                    certificate = os.path.join(folder, "cert.pem")
+                    Path(certificate).write_text(_pem(self.certificate_data))
+                if self.private_key_data:
+                    key = os.path.join(folder, "key.pem")
+                    Path(key).write_text(_pem(self.private_key_data))
+                context.load_cert_chain(certificate, key)  # type: ignore[arg-type]
+        elif certificate:
+            context.load_cert_chain(certificate, key)
+        return context
+
+
+def in_cluster_server(account: Path = ACCOUNT) -> str | None:
+    """The API server as a pod finds it (KUBERNETES_SERVICE_HOST/PORT, as client-go does: no
+    DNS needed), if this is a pod with a service account token mounted; else None."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host or not (account / "token").exists():
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
+
+
+def _pem(data: str) -> str:
+    """Inline kubeconfig data: base64 of PEM text (or the PEM text itself)."""
+    if "-----BEGIN" in data:
+        return data
+    return base64.b64decode(data).decode()
 
 
 class Client:
     """JSON calls on paths of the API server; errors as `ApiError`."""
 
     def __init__(
-        self, base_url: str, verify: ssl.SSLContext | bool, token_file: Path | None
+        self,
+        base_url: str,
+        verify: ssl.SSLContext | bool,
+        token_file: Path | None,
+        *,
+        token: str | None = None,
+        pool: int = POOL,
     ) -> None:
         self._token_file = token_file
-        self._token = ""
+        self._token = token or ""
         self._token_read = -TOKEN_SECONDS
         self.http = httpx.AsyncClient(
-            base_url=base_url, verify=verify, timeout=httpx.Timeout(30.0, connect=5.0)
+            base_url=base_url,
+            verify=verify,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=pool,
+                max_keepalive_connections=pool,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            ),
         )
 
     @classmethod
-    def in_cluster(cls, account: Path = ACCOUNT) -> Client:
-        host = os.environ.get("KUBERNETES_SERVICE_HOST")
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        if not host or not (account / "token").exists():
+    def with_credentials(cls, credentials: Credentials, pool: int = POOL) -> Client:
+        return cls(
+            credentials.server.rstrip("/"),
+            credentials.ssl_context(),
+            None,
+            token=credentials.token,
+            pool=pool,
+        )
+
+    @classmethod
+    def in_cluster(cls, account: Path = ACCOUNT, pool: int = POOL) -> Client:
+        server = in_cluster_server(account)
+        if server is None:
             raise RuntimeError(
                 "not in a pod: KUBERNETES_SERVICE_HOST or the service account token is missing"
             )
-        if ":" in host:
-            host = f"[{host}]"
         verify = ssl.create_default_context(cafile=str(account / "ca.crt"))
-        return cls(f"https://{host}:{port}", verify, account / "token")
+        return cls(server, verify, account / "token", pool=pool)
 
     def _headers(self, content_type: str = "application/json") -> dict[str, str]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -76,6 +168,7 @@ class Client:
             if time.monotonic() - self._token_read >= TOKEN_SECONDS:
                 self._token = self._token_file.read_text().strip()
                 self._token_read = time.monotonic()
+        if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
@@ -86,7 +179,10 @@ class Client:
         body: Any = None,
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
+        on_status: Callable[[int], None] | None = None,
     ) -> Obj:
+        """The decoded answer, or ApiError; `on_status` is told every answer's HTTP status
+        (the operator counts its requests so)."""
         answer = await self.http.request(
             method,
             path,
@@ -94,6 +190,8 @@ class Client:
             params=params,
             headers=self._headers(content_type),
         )
+        if on_status is not None:
+            on_status(answer.status_code)
         if not answer.is_success:
             raise ApiError(answer.status_code, answer.text)
         return answer.json() if answer.content else {}
@@ -106,6 +204,12 @@ class Client:
 
     async def merge_patch(self, path: str, body: Obj) -> Obj:
         return await self.request("PATCH", path, body, content_type=MERGE)
+
+    async def replace(self, path: str, body: Obj) -> Obj:
+        return await self.request("PUT", path, body)
+
+    async def delete(self, path: str, body: Obj | None = None) -> Obj:
+        return await self.request("DELETE", path, body)
 
     async def list_and_watch(
         self, path: str, params: dict[str, str] | None = None, timeout_seconds: int = 240
@@ -154,3 +258,9 @@ class Client:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

@@ -1,5 +1,7 @@
 """`foundation-operator`: configure logging and metrics, stand for leadership, run kopf."""
 
+# ruff: noqa: E402 (kubernetes_asyncio is barred before kopf is imported, below)
+
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +9,13 @@ import logging
 import os
 import signal
 import sys
+
+# kopf imports kubernetes_asyncio's models whenever that package is importable (to recognise
+# its objects in handlers' arguments, which ours never are), and the image carries it for the
+# CLI: about 35 MB and 0.4 s of CPU at every start for nothing. The operator calls the API
+# through foundation_common.rest; kopf then logs in with its own kubeconfig and
+# service-account readers.
+sys.modules.setdefault("kubernetes_asyncio", None)  # type: ignore[arg-type]
 
 import kopf
 

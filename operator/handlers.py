@@ -3,7 +3,7 @@
 come from watches filtered on the server (`core.watches`), started here.
 
 They register on kopf's default registry, which also holds kopf's login handlers (kubeconfig,
-in-cluster): importing this module is what registers them.
+in-cluster); ours comes first (`login`): importing this module is what registers them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from foundation_operator.agents import api, objects
 from foundation_operator.agents.controller import Supervisor
 from foundation_operator.core.index import slim
 from foundation_operator.core.watches import LabelledWatch
-from foundation_operator.k8s import Kube, Obj, connect
+from foundation_operator.k8s import Kube, Obj, connect, kopf_credentials
 from foundation_operator.settings import Settings
 from foundation_operator.workflows import api as workflows
 from foundation_operator.workflows.controller import WorkflowController
@@ -43,6 +43,13 @@ class State:
 def watched(namespace: str | None, **_: Any) -> bool:
     """kopf's `when` filter: events from excluded namespaces are dropped before any work."""
     return namespace not in State.excluded
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials, found as the operator's own client finds them (see
+    `k8s.kopf_credentials`: in a pod, the API server's address without the cluster's DNS)."""
+    return kopf_credentials()
 
 
 @kopf.on.startup()

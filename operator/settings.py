@@ -74,7 +74,7 @@ class Settings(BaseModel, frozen=True):
 
     @property
     def retry_period_seconds(self) -> float:
-        # kubernetes_asyncio's election wants renewDeadline > 1.2 x retryPeriod >= 1.2 s.
+        # client-go's rule: renewDeadline > 1.2 x retryPeriod, and at least a second apart.
         return max(1.0, self.lease_duration_seconds / 7.5)
 
     def lease_namespace_or_own(self, own_namespace_file: str = SERVICE_ACCOUNT_NAMESPACE) -> str:

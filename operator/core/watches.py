@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client
-
-from foundation_common.kube import list_and_watch
+from foundation_common.rest import Client
 from foundation_common.retry import Backoff
 from foundation_common.tasks import cancel_all
+from foundation_operator.k8s import path_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +31,16 @@ Observe = Callable[[str, Obj], None]  # (ADDED | MODIFIED | DELETED, object)
 class Kind:
     kind: str
     api_version: str
-    group_api: str  # "core" or "rbac"
-    plural: str  # as in the client's method names: list_namespaced_<plural>
 
 
 KINDS = {
     k.kind: k
     for k in (
-        Kind("Pod", "v1", "core", "pod"),
-        Kind("Service", "v1", "core", "service"),
-        Kind("ServiceAccount", "v1", "core", "service_account"),
-        Kind("Role", "rbac.authorization.k8s.io/v1", "rbac", "role"),
-        Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rbac", "role_binding"),
+        Kind("Pod", "v1"),
+        Kind("Service", "v1"),
+        Kind("ServiceAccount", "v1"),
+        Kind("Role", "rbac.authorization.k8s.io/v1"),
+        Kind("RoleBinding", "rbac.authorization.k8s.io/v1"),
     )
 }
 
@@ -53,7 +50,7 @@ class LabelledWatch:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: Client,
         kind: str,
         selector: str,
         namespaces: tuple[str, ...],
@@ -63,8 +60,7 @@ class LabelledWatch:
         self.selector = selector
         self.namespaces = namespaces
         self.observe = observe
-        core = self.kind.group_api == "core"
-        self.api = client.CoreV1Api(api) if core else client.RbacAuthorizationV1Api(api)
+        self.api = api
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -78,12 +74,6 @@ class LabelledWatch:
     async def stop(self) -> None:
         await cancel_all(self._tasks)
 
-    def _lister(self, namespace: str | None) -> tuple[Any, tuple[str, ...]]:
-        plural = self.kind.plural
-        if namespace is None:
-            return getattr(self.api, f"list_{plural}_for_all_namespaces"), ()
-        return getattr(self.api, f"list_namespaced_{plural}"), (namespace,)
-
     def _observe_typed(self, event: str, obj: Obj) -> None:
         self.observe(event, self._typed(obj))
 
@@ -94,13 +84,13 @@ class LabelledWatch:
         return obj
 
     async def _run(self, namespace: str | None) -> None:
-        lister, args = self._lister(namespace)
+        path = path_of(self.kind.kind, namespace)
         known: dict[tuple[str, str], Obj] = {}
         backoff = Backoff(initial=0.5, maximum=30.0)
         while True:
             try:
-                async for event, obj in list_and_watch(
-                    lister, *args, label_selector=self.selector, timeout_seconds=240
+                async for event, obj in self.api.list_and_watch(
+                    path, {"labelSelector": self.selector}, timeout_seconds=240
                 ):
                     if event == "SYNC":
                         known = relisted(obj.get("items") or [], known, self._observe_typed)

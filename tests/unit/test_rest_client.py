@@ -1,0 +1,127 @@
+"""The light API client against a real TLS server: kubeconfig credentials (inline client
+certificate and CA, or a token), errors as the API server words them, counted requests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from foundation_common.rest import ApiError, Client, Credentials
+from foundation_operator import metrics
+from foundation_operator.k8s import Kube
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One self-signed certificate for 127.0.0.1: the server's, the CA, and the client's."""
+    folder = tmp_path_factory.mktemp("pki")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=tester", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return folder
+
+
+async def serve(pki: Path) -> TestServer:
+    async def handle(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        who = dict(x[0] for x in peer["subject"])["commonName"] if peer else None
+        if request.path.endswith("/missing"):
+            status = {"kind": "Status", "reason": "NotFound", "message": 'pods "missing" not found'}
+            return web.json_response(status, status=404)
+        return web.json_response(
+            {"client": who, "authorization": request.headers.get("Authorization")}
+        )
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki / "cert.pem", pki / "key.pem")
+    context.load_verify_locations(pki / "cert.pem")
+    context.verify_mode = ssl.CERT_OPTIONAL
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=context)
+    return server
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+async def test_a_client_certificate_given_inline_as_kubeconfigs_hold_it(pki: Path) -> None:
+    server = await serve(pki)
+    try:
+        credentials = Credentials(
+            server=f"https://127.0.0.1:{server.port}",
+            ca_data=b64(pki / "cert.pem"),
+            certificate_data=b64(pki / "cert.pem"),
+            private_key_data=b64(pki / "key.pem"),
+        )
+        async with Client.with_credentials(credentials) as api:
+            assert await api.get("/api/v1/pods") == {"client": "tester", "authorization": None}
+    finally:
+        await server.close()
+
+
+async def test_a_token_and_a_ca_file(pki: Path) -> None:
+    server = await serve(pki)
+    try:
+        credentials = Credentials(
+            server=f"https://127.0.0.1:{server.port}/",
+            ca_path=str(pki / "cert.pem"),
+            token="s3cret",
+        )
+        async with Client.with_credentials(credentials) as api:
+            answer = await api.get("/api/v1/pods")
+        assert answer == {"client": None, "authorization": "Bearer s3cret"}
+    finally:
+        await server.close()
+
+
+async def test_a_server_the_ca_does_not_vouch_for_is_refused(pki: Path) -> None:
+    server = await serve(pki)
+    try:
+        credentials = Credentials(server=f"https://127.0.0.1:{server.port}")  # system CAs only
+        async with Client.with_credentials(credentials) as api:
+            with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
+                await api.get("/api/v1/pods")
+    finally:
+        await server.close()
+
+
+async def test_errors_carry_the_servers_reason_and_message_and_are_counted(pki: Path) -> None:
+    server = await serve(pki)
+    try:
+        credentials = Credentials(
+            server=f"https://127.0.0.1:{server.port}", ca_path=str(pki / "cert.pem")
+        )
+        counter = metrics.API_REQUESTS.labels(verb="get", kind="Pod", code="404")
+        before = counter._value.get()
+        async with Client.with_credentials(credentials) as api:
+            with pytest.raises(ApiError) as error:
+                await api.get("/api/v1/namespaces/x/pods/missing")
+            assert (error.value.status, error.value.reason) == (404, "NotFound")
+            assert error.value.message == 'pods "missing" not found'
+            assert await Kube(api).read("Pod", "x", "missing") is None
+        assert counter._value.get() == before + 1
+    finally:
+        await server.close()
+
+
+def test_an_error_without_a_status_body_keeps_what_it_has() -> None:
+    error = ApiError(409, reason="Conflict")
+    assert (error.status, error.reason, error.message) == (409, "Conflict", "Conflict")
+    assert ApiError(502, "bad gateway").message == "bad gateway"
+    assert json.loads(ApiError(500, '{"message": "m"}').body) == {"message": "m"}
