@@ -24,7 +24,6 @@ import time
 import uuid
 from pathlib import Path
 
-from kubernetes_asyncio import client, config
 from pydantic import BaseModel
 
 from foundation_agent.model import Agent, action
@@ -33,6 +32,7 @@ from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Commit
 from foundation_agent.stores.configmap import ConfigMapStore
 from foundation_agent.stores.sqlite import SqliteStore
+from foundation_common import rest
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECONFIG = str(REPO / ".local-cluster/kubeconfig")
@@ -80,14 +80,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Stores:
-    def __init__(self, api: client.ApiClient, namespace: str, workdir: Path) -> None:
+    def __init__(self, api: rest.Client, namespace: str, workdir: Path) -> None:
         self.api, self.namespace, self.workdir = api, namespace, workdir
 
     async def make(self, kind: str, name: str) -> SqliteStore | ConfigMapStore:
         if kind == "PVC":
             return timed(SqliteStore)(self.workdir / f"{name}.db")
-        await client.CoreV1Api(self.api).create_namespaced_config_map(
-            self.namespace, {"metadata": {"name": name}}
+        await self.api.create(
+            f"/api/v1/namespaces/{self.namespace}/configmaps", {"metadata": {"name": name}}
         )
         return timed(ConfigMapStore)(self.api, self.namespace, name)
 
@@ -133,13 +133,10 @@ async def throughput(stores: Stores, kind: str, tasks: int, group_commit: bool) 
 
 
 async def main_async(saves: int, tasks: int) -> dict:
-    configuration = client.Configuration()
-    await config.load_kube_config(KUBECONFIG, client_configuration=configuration)
     namespace = f"bench-state-{uuid.uuid4().hex[:5]}"
     results: dict = {"latency": {}, "throughput": {}}
-    async with client.ApiClient(configuration) as api:
-        core = client.CoreV1Api(api)
-        await core.create_namespace({"metadata": {"name": namespace}})
+    async with rest.connect(str(KUBECONFIG)) as api:
+        await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         workdir = Path(tempfile.mkdtemp(prefix="bench-state-", dir=REPO / ".local-cluster"))
         stores = Stores(api, namespace, workdir)
         try:
@@ -154,7 +151,7 @@ async def main_async(saves: int, tasks: int) -> dict:
                     results["throughput"][f"{kind} {label}"] = figures
                     print(f"{kind} {label}: {figures}", file=sys.stderr, flush=True)
         finally:
-            await core.delete_namespace(namespace)
+            await api.delete(f"/api/v1/namespaces/{namespace}")
             subprocess.run(["rm", "-rf", str(workdir)], check=False)
     return results
 

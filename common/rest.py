@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
@@ -72,6 +73,70 @@ class Credentials:
     private_key_data: str | None = None
     insecure: bool = False
 
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None) -> Credentials:
+        """The current context of a kubeconfig: `path`, else KUBECONFIG (files joined as
+        kubectl does: the first to name a context, cluster or user wins), else ~/.kube/config.
+
+        A token or a client certificate, inline or in files (relative paths from the file that
+        names them). Exec and auth-provider plugins are not run: they are refused by name."""
+        names = path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        files = [Path(os.path.expanduser(f)) for f in names.split(os.pathsep) if f]
+        current = None
+        sections: dict[str, dict[str, tuple[Obj, Path]]] = {
+            "contexts": {},
+            "clusters": {},
+            "users": {},
+        }
+        for file in files:
+            try:
+                config = yaml.safe_load(file.read_text()) or {}
+            except FileNotFoundError:
+                if path or len(files) == 1:
+                    raise ValueError(f"kubeconfig {file} does not exist") from None
+                continue
+            current = current or config.get("current-context")
+            for section, entries in sections.items():
+                singular = section[:-1]
+                for entry in config.get(section) or []:
+                    entries.setdefault(entry["name"], (entry.get(singular) or {}, file.parent))
+        if not current:
+            raise ValueError(f"kubeconfig {names}: no current-context")
+        context = sections["contexts"].get(current, ({}, Path()))[0]
+        try:
+            cluster, cluster_dir = sections["clusters"][context.get("cluster", "")]
+            user, user_dir = sections["users"].get(context.get("user", ""), ({}, Path()))
+        except KeyError:
+            raise ValueError(f"kubeconfig {names}: context {current} names no cluster") from None
+        for plugin in ("exec", "auth-provider"):
+            if plugin in user:
+                raise ValueError(
+                    f"kubeconfig {names}: the user of context {current} authenticates with an"
+                    f" {plugin} plugin, which this client does not run; use a token or a client"
+                    " certificate (or kubectl proxy)"
+                )
+
+        def file_of(entry: Obj, key: str, folder: Path) -> str | None:
+            value = entry.get(key)
+            return str(folder / os.path.expanduser(value)) if value else None
+
+        return cls(
+            server=cluster["server"],
+            token=user.get("token")
+            or (
+                Path(file_of(user, "tokenFile", user_dir)).read_text().strip()
+                if user.get("tokenFile")
+                else None
+            ),
+            ca_path=file_of(cluster, "certificate-authority", cluster_dir),
+            ca_data=cluster.get("certificate-authority-data"),
+            certificate_path=file_of(user, "client-certificate", user_dir),
+            certificate_data=user.get("client-certificate-data"),
+            private_key_path=file_of(user, "client-key", user_dir),
+            private_key_data=user.get("client-key-data"),
+            insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        )
+
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(
             cafile=self.ca_path, cadata=_pem(self.ca_data) if self.ca_data else None
@@ -95,6 +160,14 @@ class Credentials:
         elif certificate:
             context.load_cert_chain(certificate, key)
         return context
+
+
+def connect(kubeconfig: str | None = None, pool: int = POOL) -> Client:
+    """In a pod (and no kubeconfig named): the pod's service account. Else the kubeconfig's
+    current context (`Credentials.from_kubeconfig`)."""
+    if kubeconfig is None and in_cluster_server() is not None:
+        return Client.in_cluster(pool=pool)
+    return Client.with_credentials(Credentials.from_kubeconfig(kubeconfig), pool=pool)
 
 
 def in_cluster_server(account: Path = ACCOUNT) -> str | None:

@@ -8,8 +8,6 @@ and its per-request metric (foundation_operator_api_requests_total).
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +21,7 @@ from foundation_common.rest import (
     Obj,
     in_cluster_server,
 )
+from foundation_common.rest import connect as rest_connect
 from foundation_operator import metrics
 
 __all__ = [
@@ -87,12 +86,11 @@ def message_of(exc: ApiError) -> str:
 
 
 def kopf_credentials(kubeconfig: str | None = None) -> Any:
-    """Credentials as kopf wants them (`kopf.ConnectionInfo`), for its watches and our calls
-    alike. In a pod: the API server from KUBERNETES_SERVICE_HOST/PORT (kopf's own service-account
-    login names kubernetes.default.svc, which needs the cluster's DNS), the service account's
-    token and CA. Else the current context of `kubeconfig` (or KUBECONFIG, or ~/.kube/config),
-    read by kopf's own parser: a token or a client certificate; exec and auth-provider plugins
-    are not run."""
+    """Credentials as kopf wants them (`kopf.ConnectionInfo`), found as our own client finds
+    them (`foundation_common.rest.connect`). In a pod: the API server from
+    KUBERNETES_SERVICE_HOST/PORT (kopf's own service-account login names
+    kubernetes.default.svc, which needs the cluster's DNS), the service account's token and CA.
+    Else the kubeconfig's current context."""
     import kopf  # the operator's dependency; imported here so the CLI's startup does not pay
 
     server = in_cluster_server() if kubeconfig is None else None
@@ -103,20 +101,19 @@ def kopf_credentials(kubeconfig: str | None = None) -> Any:
             token=(ACCOUNT / "token").read_text().strip(),
             priority=LOGIN_PRIORITY,
         )
-    previous = os.environ.get("KUBECONFIG")
-    if kubeconfig is not None:
-        os.environ["KUBECONFIG"] = kubeconfig
-    try:
-        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-    finally:
-        if kubeconfig is not None:
-            if previous is None:
-                os.environ.pop("KUBECONFIG", None)
-            else:
-                os.environ["KUBECONFIG"] = previous
-    if info is None:
-        raise RuntimeError("no credentials: not in a pod, and no kubeconfig (KUBECONFIG unset)")
-    return dataclasses.replace(info, priority=LOGIN_PRIORITY)
+    found = Credentials.from_kubeconfig(kubeconfig)
+    return kopf.ConnectionInfo(
+        server=found.server,
+        token=found.token,
+        ca_path=found.ca_path,
+        ca_data=found.ca_data,
+        certificate_path=found.certificate_path,
+        certificate_data=found.certificate_data,
+        private_key_path=found.private_key_path,
+        private_key_data=found.private_key_data,
+        insecure=found.insecure or None,
+        priority=LOGIN_PRIORITY,
+    )
 
 
 LOGIN_PRIORITY = 100  # above kopf's own logins, which stay as fallbacks
@@ -124,31 +121,8 @@ LOGIN_PRIORITY = 100  # above kopf's own logins, which stay as fallbacks
 
 async def connect(kubeconfig: str | None = None) -> Client:
     """The operator's client: in a pod, the service account's (its token read again as the
-    kubelet renews it); else the kubeconfig's, as `kopf_credentials` reads it."""
-    if kubeconfig is None and in_cluster_server() is not None:
-        return Client.in_cluster()
-    info = kopf_credentials(kubeconfig)
-    return Client.with_credentials(
-        Credentials(
-            server=info.server,
-            token=info.token,
-            ca_path=_text(info.ca_path),
-            ca_data=_text(info.ca_data),
-            certificate_path=_text(info.certificate_path),
-            certificate_data=_text(info.certificate_data),
-            private_key_path=_text(info.private_key_path),
-            private_key_data=_text(info.private_key_data),
-            insecure=bool(info.insecure),
-        )
-    )
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode()
-    return value if isinstance(value, str) else os.fspath(value)
+    kubelet renews it); else the kubeconfig's."""
+    return rest_connect(kubeconfig)
 
 
 async def call(

@@ -13,10 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes_asyncio import client
-
-from foundation_common.kube import MERGE, call
 from foundation_common.resources import AGENT_PLURAL, GROUP, VERSION
+from foundation_common.rest import Client
 
 logger = logging.getLogger("foundation_agent.status")
 
@@ -24,14 +22,15 @@ logger = logging.getLogger("foundation_agent.status")
 class StatusReporter:
     def __init__(
         self,
-        api: client.ApiClient,
+        api: Client,
         namespace: str,
         agent: str,
         member_name: str,
         ordinal: int,
         interval: float,
     ) -> None:
-        self.custom = client.CustomObjectsApi(api)
+        self.api = api
+        self.path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{AGENT_PLURAL}/{agent}/status"
         self.namespace, self.agent = namespace, agent
         self.member_name, self.ordinal = member_name, ordinal
         self.interval = interval
@@ -45,18 +44,7 @@ class StatusReporter:
             status["state"] = {k: summary[k] for k in ("store", "key", "version", "sizeBytes")}
             status["state"]["lastSavedAt"] = summary["lastSavedAt"]
         try:
-            await call(
-                self.custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    AGENT_PLURAL,
-                    self.agent,
-                    {"status": status},
-                    _content_type=MERGE,
-                    _preload_content=False,
-                )
-            )
+            await self.api.merge_patch(self.path, {"status": status})
         except Exception as exc:  # reported again on the next round
             logger.warning("could not report the state to Agent %s: %s", self.agent, exc)
             return False

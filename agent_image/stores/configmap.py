@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client
+import httpx
 
 from foundation_agent.stores import (
     Commit,
@@ -24,7 +23,7 @@ from foundation_agent.stores import (
     StoreError,
     StoreUnavailable,
 )
-from foundation_common.kube import ApiException, call
+from foundation_common.rest import ApiError, Client
 
 STATE_KEY = "state.json"
 TASKS_KEY = "tasks.json"
@@ -71,10 +70,10 @@ def decode(name: str, data: dict[str, str]) -> Snapshot | None:
     return Snapshot(version, state, tasks, head.get("savedAt"), data_size(data))
 
 
-def unavailable_or_forbidden(exc: ApiException, doing: str) -> StoreError:
+def unavailable_or_forbidden(exc: ApiError, doing: str) -> StoreError:
     if exc.status in (401, 403):
         # Retrying will not help: the member's account lacks the permission.
-        return StoreError(f"{doing}: the member's account is not allowed ({exc.reason})")
+        return StoreError(f"{doing}: the member's account is not allowed ({exc.message[:200]})")
     return StoreUnavailable(f"{doing}: {exc.status} {exc.reason}")
 
 
@@ -82,8 +81,9 @@ class ConfigMapStore:
     kind = "ConfigMap"
     max_bytes = LIMIT
 
-    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
-        self.core = client.CoreV1Api(api)
+    def __init__(self, api: Client, namespace: str, name: str) -> None:
+        self.api = api
+        self.path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
         self.namespace = namespace
         self.key = name
         self._resource_version = ""
@@ -91,21 +91,20 @@ class ConfigMapStore:
         self._tasks: dict[str, Record] = {}
         self._tasks_bytes = tasks_bytes({})  # what the records take in the stored data
 
-    async def _call(self, request: Any) -> dict[str, Any]:
-        """k8s.call (ApiException on error statuses); an unreachable API is StoreUnavailable."""
+    async def _call(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One request on the ConfigMap (ApiError on error statuses); an unreachable API is
+        StoreUnavailable."""
         try:
-            return await call(request)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"the API server did not answer: {exc}") from None
+            if method == "GET":
+                return await self.api.get(self.path)
+            return await self.api.merge_patch(self.path, body or {})
+        except (httpx.TransportError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"the API server did not answer: {exc!r}") from None
 
     async def load(self) -> Snapshot | None:
         try:
-            found = await self._call(
-                self.core.read_namespaced_config_map(
-                    self.key, self.namespace, _preload_content=False
-                )
-            )
-        except ApiException as exc:
+            found = await self._call("GET")
+        except ApiError as exc:
             if exc.status == 404:
                 raise StateMissing(
                     f"ConfigMap {self.namespace}/{self.key} does not exist; the operator creates"
@@ -143,16 +142,8 @@ class ConfigMapStore:
         # and leaves the metadata the operator owns (labels, owner references) alone.
         body = {"metadata": {"resourceVersion": self._resource_version}, "data": data}
         try:
-            answer = await self._call(
-                self.core.patch_namespaced_config_map(
-                    self.key,
-                    self.namespace,
-                    body,
-                    _content_type="application/merge-patch+json",
-                    _preload_content=False,
-                )
-            )
-        except ApiException as exc:
+            answer = await self._call("PATCH", body)
+        except ApiError as exc:
             if exc.status == 409:
                 raise StateConflict(
                     f"ConfigMap {self.namespace}/{self.key} was changed by another writer (version"
@@ -161,7 +152,7 @@ class ConfigMapStore:
             if exc.status == 404:
                 raise StateMissing(f"ConfigMap {self.namespace}/{self.key} was deleted") from None
             if exc.status == 422:
-                raise StateTooLarge(f"ConfigMap {self.key} refused: {exc.reason}") from None
+                raise StateTooLarge(f"ConfigMap {self.key} refused: {exc.message}") from None
             raise unavailable_or_forbidden(exc, f"writing ConfigMap {self.key}") from None
         self._resource_version = answer["metadata"]["resourceVersion"]
         self._state, self._tasks = state, tasks

@@ -262,17 +262,19 @@ async def test_an_oversized_state_fails_its_task_with_a_clear_condition(kube: Ku
 
 
 async def test_a_configmap_written_by_someone_else_is_reported_not_overwritten(
-    kube: Kube,
+    kube: Kube, cluster: str
 ) -> None:
     from foundation_agent.stores import Commit, StateConflict
     from foundation_agent.stores.configmap import ConfigMapStore
+    from foundation_common import rest
 
     await kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}})
-    mine = ConfigMapStore(kube.api, kube.ns, "shared")
-    theirs = ConfigMapStore(kube.api, kube.ns, "shared")
-    assert await mine.load() is None and await theirs.load() is None
-    await theirs.commit(Commit(version=1, saved_at=1.0, state='{"count": 7}'))
-    with pytest.raises(StateConflict) as conflict:
-        await mine.commit(Commit(version=1, saved_at=2.0, state='{"count": 1}'))
-    assert "changed by another writer" in conflict.value.message
-    assert (await ConfigMapStore(kube.api, kube.ns, "shared").load()).state == {"count": 7}
+    async with rest.connect(cluster) as api:  # the members' client
+        mine = ConfigMapStore(api, kube.ns, "shared")
+        theirs = ConfigMapStore(api, kube.ns, "shared")
+        assert await mine.load() is None and await theirs.load() is None
+        await theirs.commit(Commit(version=1, saved_at=1.0, state='{"count": 7}'))
+        with pytest.raises(StateConflict) as conflict:
+            await mine.commit(Commit(version=1, saved_at=2.0, state='{"count": 1}'))
+        assert "changed by another writer" in conflict.value.message
+        assert (await ConfigMapStore(api, kube.ns, "shared").load()).state == {"count": 7}

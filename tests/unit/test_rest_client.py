@@ -125,3 +125,52 @@ def test_an_error_without_a_status_body_keeps_what_it_has() -> None:
     assert (error.status, error.reason, error.message) == (409, "Conflict", "Conflict")
     assert ApiError(502, "bad gateway").message == "bad gateway"
     assert json.loads(ApiError(500, '{"message": "m"}').body) == {"message": "m"}
+
+
+def write_kubeconfig(path: Path, context: str, user: dict, **extra: object) -> None:
+    config = {
+        "current-context": context,
+        "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+        "clusters": [{"name": "c", "cluster": {"server": "https://1.2.3.4:6443", **extra}}],
+        "users": [{"name": "u", "user": user}],
+    }
+    path.write_text(json.dumps(config))  # JSON is YAML
+
+
+def test_a_kubeconfigs_current_context_with_paths_relative_to_its_file(tmp_path: Path) -> None:
+    write_kubeconfig(
+        tmp_path / "config",
+        "dev",
+        {"client-certificate": "pki/me.crt", "client-key": "/abs/me.key"},
+        **{"certificate-authority": "pki/ca.crt"},
+    )
+    found = Credentials.from_kubeconfig(str(tmp_path / "config"))
+    assert found.server == "https://1.2.3.4:6443"
+    assert found.ca_path == str(tmp_path / "pki/ca.crt")
+    assert found.certificate_path == str(tmp_path / "pki/me.crt")
+    assert found.private_key_path == "/abs/me.key"
+    assert found.token is None
+
+
+def test_kubeconfig_files_joined_the_first_to_name_a_thing_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_kubeconfig(tmp_path / "a", "first", {"token": "from-a"})
+    write_kubeconfig(
+        tmp_path / "b", "second", {"token": "from-b"}, **{"insecure-skip-tls-verify": True}
+    )
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{tmp_path / 'a'}:{tmp_path / 'b'}")
+    found = Credentials.from_kubeconfig()
+    assert (found.token, found.insecure) == ("from-a", False)
+
+
+@pytest.mark.parametrize("plugin", ["exec", "auth-provider"])
+def test_a_kubeconfig_plugin_is_refused_by_name(tmp_path: Path, plugin: str) -> None:
+    write_kubeconfig(tmp_path / "config", "eks", {plugin: {"command": "aws"}})
+    with pytest.raises(ValueError, match=f"context eks authenticates with an {plugin} plugin"):
+        Credentials.from_kubeconfig(str(tmp_path / "config"))
+
+
+def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        Credentials.from_kubeconfig(str(tmp_path / "nope"))

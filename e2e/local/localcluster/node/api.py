@@ -1,5 +1,5 @@
-"""The test node's view of the API: the project's one API layer (`foundation_common.kube`),
-under the names the node's modules use."""
+"""The test node's view of the API: `foundation_common.kube` (on kubernetes_asyncio, whose
+generated API calls the node's modules use), under the names the node's modules use."""
 
 from __future__ import annotations
 
