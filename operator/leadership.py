@@ -23,16 +23,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
-
-from foundation_common.rest import ApiError, Client, Obj
+from foundation_common.rest import ApiError, Client, Obj, Unreachable
 from foundation_operator import metrics
 from foundation_operator.k8s import path_of
 from foundation_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
 # A failed attempt, tried again: the API server away, slow, or refusing for now.
-FAILED = (ApiError, httpx.TransportError, asyncio.TimeoutError, OSError)
+FAILED = (ApiError, Unreachable, asyncio.TimeoutError, OSError)
 
 
 class LostLeadership(RuntimeError):

@@ -78,6 +78,12 @@ class Journal:
                 except StoreError as exc:
                     self._give_up(exc, batch)
                     return
+                except Exception as exc:
+                    # Not a store problem we know (a bug, an answer that cannot be read): the
+                    # member must end and restart, never sit with tasks it will not run.
+                    logger.exception("writing to %s failed unexpectedly", self.store.key)
+                    self._give_up(StoreError(f"writing to {self.store.key}: {exc!r}"), batch)
+                    return
             self._idle.set()
 
     def _expired(self, now: float) -> list[str]:

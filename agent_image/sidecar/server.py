@@ -75,7 +75,7 @@ class Counted(Observer):
 
 def in_cluster_client() -> Any:
     """The pod's own account, through the light client, made at the first watch (a capability
-    or a service upstream called): a sidecar that never discovers never loads httpx."""
+    or a service upstream called): a sidecar that never discovers never loads it."""
     from foundation_common import rest
 
     return rest.Client.in_cluster()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
 from foundation_agent.stores import (
     Commit,
     Record,
@@ -23,7 +21,7 @@ from foundation_agent.stores import (
     StoreError,
     StoreUnavailable,
 )
-from foundation_common.rest import ApiError, Client
+from foundation_common.rest import ApiError, Client, Unreachable
 
 STATE_KEY = "state.json"
 TASKS_KEY = "tasks.json"
@@ -98,8 +96,8 @@ class ConfigMapStore:
             if method == "GET":
                 return await self.api.get(self.path)
             return await self.api.merge_patch(self.path, body or {})
-        except (httpx.TransportError, TimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"the API server did not answer: {exc!r}") from None
+        except (Unreachable, OSError) as exc:
+            raise StoreUnavailable(f"the API server did not answer: {exc}") from None
 
     async def load(self) -> Snapshot | None:
         try:

@@ -176,7 +176,7 @@ class Runner:
                 if refused(exc):
                     raise
                 problem: Exception = exc
-            except httpx.TransportError as exc:
+            except rest.Unreachable as exc:
                 problem = exc
             if time.monotonic() >= give_up:
                 raise problem

@@ -375,3 +375,28 @@ async def test_only_a_queued_task_can_be_cancelled_and_it_never_runs(tmp_path: P
     reloaded = await started(again, SqliteStore(tmp_path / "a.db"))
     assert reloaded.task("second")["status"] == "cancelled" and list(reloaded.queue) == []
     await reloaded.stop()
+
+
+class BrokenStore(SqliteStore):
+    """A store whose writes after the first (the load's) fail in a way no store error names
+    (a bug, an answer that cannot be read)."""
+
+    async def commit(self, commit: Commit) -> int:
+        if commit.version > 1:
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")
+        return await super().commit(commit)
+
+
+async def test_an_unexpected_write_error_ends_the_member_instead_of_hanging_it(
+    tmp_path: Path,
+) -> None:
+    """Found on the cluster: an API answer the ConfigMap store could not decode killed the
+    committer silently, and the member kept accepting tasks it never ran."""
+    member = await started(CounterAgent(), BrokenStore(tmp_path / "a.db"))
+    with pytest.raises(Refused, match=r"could not be stored.*ValueError"):
+        await asyncio.wait_for(member.submit("t1", "increment", {"by": 1}), timeout=5)
+    await asyncio.wait_for(member.failed.wait(), timeout=5)  # the process ends and restarts
+    assert member.fatal is not None and "ValueError" in member.fatal.message
+    with pytest.raises(Refused):
+        await member.submit("t2", "increment", {"by": 1})
+    await member.stop()
