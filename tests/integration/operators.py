@@ -26,11 +26,13 @@ class OperatorProcess:
         identity: str = "tests-operator",
         health: int = 18080,
         metrics: int = 19090,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.identity = identity
         self.health = health
         self.metrics = metrics
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -49,6 +51,7 @@ class OperatorProcess:
             # The demo's operator (`make demo`) has that namespace; one supervisor an Agent.
             FOUNDATION_EXCLUDED_NAMESPACES="foundation-demo",
         )
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/foundation-operator")],
             env=env,
@@ -86,3 +89,12 @@ class OperatorProcess:
             except httpx.TransportError:
                 return "starting"
         return str(answer.json()["role"])
+
+    async def ready(self) -> bool:
+        """Whether /readyz answers 200 (a leader's watches have started)."""
+        async with httpx.AsyncClient() as http:
+            try:
+                answer = await http.get(f"http://127.0.0.1:{self.health}/readyz", timeout=2)
+            except httpx.TransportError:
+                return False
+        return answer.status_code == 200
