@@ -50,19 +50,21 @@ def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
     assert "foundation_operator" in imported_packages(module)
 
 
+def loaded_by(*modules: str) -> list[str]:
+    """The modules a fresh interpreter holds after importing `modules` (barred ones left out)."""
+    script = (
+        f"import sys, {', '.join(modules)}; "
+        "print(' '.join(m for m in sys.modules if sys.modules[m] is not None))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout.split()
+
+
 def test_the_sidecar_starts_without_the_operator_or_the_api_client() -> None:
     """The sidecar in every member pod carries neither the operator nor kubernetes_asyncio's
     models (about 36 MB), and, until it first discovers members, no API client at all."""
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, foundation_agent.sidecar.server; print(' '.join(sorted(sys.modules)))",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    loaded = loaded_by("foundation_agent.sidecar.server")
     assert "foundation_operator" not in loaded
     assert "kubernetes_asyncio" not in loaded
     assert "httpx" not in loaded and "foundation_common.rest" not in loaded
@@ -72,14 +74,11 @@ def test_the_operator_runs_without_kubernetes_asyncio_though_kopf_would_load_it(
     """kopf imports kubernetes_asyncio's models when the package is importable (it is: the CLI
     uses it); the operator bars it, and its handlers, controllers and leadership load without
     it (about 35 MB less at start)."""
-    script = (
-        "import sys, foundation_operator.__main__, foundation_operator.handlers, "
-        "foundation_operator.leadership; "
-        "print(' '.join(m for m in sys.modules if sys.modules[m] is not None))"
+    loaded = loaded_by(
+        "foundation_operator.__main__",
+        "foundation_operator.handlers",
+        "foundation_operator.leadership",
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", script], check=True, capture_output=True, text=True
-    ).stdout.split()
     assert "kopf" in loaded
     assert not [m for m in loaded if m.startswith("kubernetes_asyncio")]
 
@@ -87,12 +86,10 @@ def test_the_operator_runs_without_kubernetes_asyncio_though_kopf_would_load_it(
 def test_the_member_runtime_starts_without_kubernetes_asyncio() -> None:
     """Every member pod runs the runtime: its ConfigMap store and status reports go through the
     light client, so none pays for kubernetes_asyncio's models (about 35 MB, 0.15 s of CPU)."""
-    script = (
-        "import sys, foundation_agent.__main__, foundation_agent.stores.configmap, "
-        "foundation_agent.runtime.status; print(' '.join(sys.modules))"
+    loaded = loaded_by(
+        "foundation_agent.__main__",
+        "foundation_agent.stores.configmap",
+        "foundation_agent.runtime.status",
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", script], check=True, capture_output=True, text=True
-    ).stdout.split()
     assert "foundation_common.rest" in loaded
     assert not [m for m in loaded if m.startswith("kubernetes_asyncio")]

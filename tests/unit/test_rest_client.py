@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from foundation_common.rest import ApiError, Client, Credentials
+from foundation_common.rest import ApiError, Client, Credentials, Unreachable
 from foundation_operator import metrics
 from foundation_operator.k8s import Kube
 
@@ -61,68 +61,56 @@ async def serve(pki: Path) -> TestServer:
     return server
 
 
+@pytest.fixture
+async def url(pki: Path):
+    """The URL of a TLS server with that certificate, for one test."""
+    server = await serve(pki)
+    yield f"https://127.0.0.1:{server.port}"
+    await server.close()
+
+
 def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-async def test_a_client_certificate_given_inline_as_kubeconfigs_hold_it(pki: Path) -> None:
-    server = await serve(pki)
-    try:
-        credentials = Credentials(
-            server=f"https://127.0.0.1:{server.port}",
-            ca_data=b64(pki / "cert.pem"),
-            certificate_data=b64(pki / "cert.pem"),
-            private_key_data=b64(pki / "key.pem"),
-        )
-        async with Client.with_credentials(credentials) as api:
-            assert await api.get("/api/v1/pods") == {"client": "tester", "authorization": None}
-    finally:
-        await server.close()
+async def test_a_client_certificate_given_inline_as_kubeconfigs_hold_it(
+    pki: Path, url: str
+) -> None:
+    credentials = Credentials(
+        server=url,
+        ca_data=b64(pki / "cert.pem"),
+        certificate_data=b64(pki / "cert.pem"),
+        private_key_data=b64(pki / "key.pem"),
+    )
+    async with Client.with_credentials(credentials) as api:
+        assert await api.get("/api/v1/pods") == {"client": "tester", "authorization": None}
 
 
-async def test_a_token_and_a_ca_file(pki: Path) -> None:
-    server = await serve(pki)
-    try:
-        credentials = Credentials(
-            server=f"https://127.0.0.1:{server.port}/",
-            ca_path=str(pki / "cert.pem"),
-            token="s3cret",
-        )
-        async with Client.with_credentials(credentials) as api:
-            answer = await api.get("/api/v1/pods")
-        assert answer == {"client": None, "authorization": "Bearer s3cret"}
-    finally:
-        await server.close()
+async def test_a_token_and_a_ca_file(pki: Path, url: str) -> None:
+    credentials = Credentials(server=url + "/", ca_path=str(pki / "cert.pem"), token="s3cret")
+    async with Client.with_credentials(credentials) as api:
+        answer = await api.get("/api/v1/pods")
+    assert answer == {"client": None, "authorization": "Bearer s3cret"}
 
 
-async def test_a_server_the_ca_does_not_vouch_for_is_refused(pki: Path) -> None:
-    server = await serve(pki)
-    try:
-        credentials = Credentials(server=f"https://127.0.0.1:{server.port}")  # system CAs only
-        async with Client.with_credentials(credentials) as api:
-            with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
-                await api.get("/api/v1/pods")
-    finally:
-        await server.close()
+async def test_a_server_the_ca_does_not_vouch_for_is_refused(url: str) -> None:
+    async with Client.with_credentials(Credentials(server=url)) as api:  # system CAs only
+        with pytest.raises(Unreachable, match="CERTIFICATE_VERIFY_FAILED"):
+            await api.get("/api/v1/pods")
 
 
-async def test_errors_carry_the_servers_reason_and_message_and_are_counted(pki: Path) -> None:
-    server = await serve(pki)
-    try:
-        credentials = Credentials(
-            server=f"https://127.0.0.1:{server.port}", ca_path=str(pki / "cert.pem")
-        )
-        counter = metrics.API_REQUESTS.labels(verb="get", kind="Pod", code="404")
-        before = counter._value.get()
-        async with Client.with_credentials(credentials) as api:
-            with pytest.raises(ApiError) as error:
-                await api.get("/api/v1/namespaces/x/pods/missing")
-            assert (error.value.status, error.value.reason) == (404, "NotFound")
-            assert error.value.message == 'pods "missing" not found'
-            assert await Kube(api).read("Pod", "x", "missing") is None
-        assert counter._value.get() == before + 1
-    finally:
-        await server.close()
+async def test_errors_carry_the_servers_reason_and_message_and_are_counted(
+    pki: Path, url: str
+) -> None:
+    counter = metrics.API_REQUESTS.labels(verb="get", kind="Pod", code="404")
+    before = counter._value.get()
+    async with Client.with_credentials(Credentials(url, ca_path=str(pki / "cert.pem"))) as api:
+        with pytest.raises(ApiError) as error:
+            await api.get("/api/v1/namespaces/x/pods/missing")
+        assert (error.value.status, error.value.reason) == (404, "NotFound")
+        assert error.value.message == 'pods "missing" not found'
+        assert await Kube(api).read("Pod", "x", "missing") is None
+    assert counter._value.get() == before + 1
 
 
 def test_an_error_without_a_status_body_keeps_what_it_has() -> None:
@@ -200,15 +188,8 @@ async def test_watch_events_split_by_line_however_the_chunks_fall() -> None:
     assert len(events[1]["object"]["data"]) == 1024 * 1024
 
 
-async def test_a_compressed_answer_is_read(pki: Path) -> None:
+async def test_a_compressed_answer_is_read(pki: Path, url: str) -> None:
     """Found on the cluster: the API server gzips answers past 128 KiB (a member's ConfigMap
     with many task records), and an undecoded body stalled the member's store."""
-    server = await serve(pki)
-    try:
-        credentials = Credentials(
-            server=f"https://127.0.0.1:{server.port}", ca_path=str(pki / "cert.pem")
-        )
-        async with Client.with_credentials(credentials) as api:
-            assert len((await api.get("/api/v1/namespaces/x/configmaps/big"))["data"]) == 300_000
-    finally:
-        await server.close()
+    async with Client.with_credentials(Credentials(url, ca_path=str(pki / "cert.pem"))) as api:
+        assert len((await api.get("/api/v1/namespaces/x/configmaps/big"))["data"]) == 300_000
