@@ -1,0 +1,198 @@
+"""A2A (the Agent2Agent protocol, 1.0, with a2a-sdk's types) in Foundation's terms. Pure.
+
+- What a message asks: the task it keys (the task id it names, else its message id, so a
+  client that resends a message after a lost answer gets the same task, never a second
+  effect), the context (the session of a chat), the action and its input: a data part
+  `{"action", "input"}`, or, for an agent with a `chat` action, text.
+- A task record as an A2A Task: queued -> submitted, running -> working, succeeded ->
+  completed (the result as an artifact), failed -> failed (the member's message), cancelled ->
+  canceled.
+- The agent card: the actions as skills, their input JSON schemas in an extension (A2A's
+  skills carry no input schema of their own), the capabilities as tags.
+
+Refusals are a2a-sdk's InvalidParamsError, with a message naming what to send instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from a2a.types import AgentCard, Message, Task
+from a2a.utils.errors import InvalidParamsError
+from google.protobuf.json_format import MessageToDict, ParseDict
+
+from foundation_agent.runtime.records import TASK_ID
+
+Obj = dict[str, Any]
+PROTOCOL_VERSION = "1.0"
+# The card's extension holding each action's input JSON schema (params: {"actions": {...}}).
+ACTION_SCHEMAS = "https://foundation.dev/a2a/action-schemas/v1"
+STATES = {
+    "queued": "TASK_STATE_SUBMITTED",
+    "running": "TASK_STATE_WORKING",
+    "succeeded": "TASK_STATE_COMPLETED",
+    "failed": "TASK_STATE_FAILED",
+    "cancelled": "TASK_STATE_CANCELED",
+}
+CHAT = "chat"  # the action a text message is for (ChatAgent's)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A message's request, in task terms."""
+
+    task_id: str
+    context_id: str
+    action: str
+    input: Any
+
+
+def ask_of(message: Message, actions: Iterable[str]) -> Ask:
+    """What `message` asks of an agent with `actions`; InvalidParamsError if it asks nothing
+    this agent does."""
+    known = sorted(actions)
+    task_id = message.task_id or message.message_id
+    if not task_id:
+        raise InvalidParamsError(
+            "message.messageId is required: it keys the task, so a resent message gets the "
+            "same task"
+        )
+    if not TASK_ID.match(task_id):
+        raise InvalidParamsError(
+            f"task id {task_id[:140]!r} (the message's taskId, else its messageId) must be 1-128"
+            " letters, digits and . _ : - starting with a letter or digit"
+        )
+    context_id = message.context_id or task_id
+    parts = MessageToDict(message).get("parts") or []
+    data = [p["data"] for p in parts if "data" in p]
+    texts = [p["text"] for p in parts if "text" in p]
+    if data:
+        if len(data) > 1:
+            raise InvalidParamsError('one data part per message: {"action", "input"}')
+        request = data[0]
+        if not isinstance(request, dict) or not isinstance(request.get("action"), str):
+            raise InvalidParamsError(
+                f'the data part must be {{"action": NAME, "input": {{...}}}}, NAME one of '
+                f"{', '.join(known)}"
+            )
+        extra = sorted(set(request) - {"action", "input"})
+        if extra:
+            raise InvalidParamsError(
+                f"unknown fields {', '.join(extra)} in the data part; expected action, input"
+            )
+        action, given = request["action"], request.get("input", {})
+    elif texts and CHAT in known:
+        action, given = CHAT, {"session": context_id, "message": "\n".join(texts)}
+    else:
+        raise InvalidParamsError(
+            f'send a data part {{"action": NAME, "input": {{...}}}}, NAME one of '
+            f"{', '.join(known)}"
+            + ("" if CHAT in known else " (this agent has no chat action for text)")
+        )
+    if action not in known:
+        raise InvalidParamsError(
+            f"unknown action {action!r}; this agent's actions are {', '.join(known)}"
+        )
+    return Ask(task_id, context_id, action, given)
+
+
+def task_of(record: Obj, context_id: str) -> Task:
+    """A task record (as the task API shows it) as an A2A Task."""
+    status: Obj = {"state": STATES[record["status"]]}
+    when = record.get("finishedAt") or record.get("acceptedAt")
+    if when:
+        status["timestamp"] = when
+    if record["status"] == "failed":
+        status["message"] = {
+            "messageId": f"{record['id']}.error",
+            "role": "ROLE_AGENT",
+            "taskId": record["id"],
+            "contextId": context_id,
+            "parts": [{"text": record.get("error") or "failed"}],
+        }
+    task: Obj = {
+        "id": record["id"],
+        "contextId": context_id,
+        "status": status,
+        "metadata": {
+            "foundation.dev/action": record["action"],
+            "foundation.dev/attempts": record.get("attempts", 0),
+        },
+    }
+    if record["status"] == "succeeded":
+        task["artifacts"] = [
+            {
+                "artifactId": f"{record['id']}.result",
+                "name": "result",
+                "parts": parts_of(record.get("result")),
+            }
+        ]
+    return ParseDict(task, Task())
+
+
+def parts_of(result: Any) -> list[Obj]:
+    """A result as parts: its data; a chat's reply also as text, first, for clients that show
+    text only."""
+    parts: list[Obj] = []
+    if isinstance(result, dict) and isinstance(result.get("reply"), str):
+        parts.append({"text": result["reply"]})
+    parts.append({"data": result})
+    return parts
+
+
+def card_of(
+    name: str,
+    description: str,
+    url: str,
+    version: str,
+    actions: Iterable[Mapping[str, Any]],
+    capabilities: Iterable[str] = (),
+) -> AgentCard:
+    """The agent card of an Agent: `actions` as the task API lists them (name, description,
+    inputSchema); `url` where its JSON-RPC endpoint is reached."""
+    actions = sorted(actions, key=lambda a: a["name"])
+    tags = sorted(set(capabilities))
+    modes = ["application/json"] + (
+        ["text/plain"] if any(a["name"] == CHAT for a in actions) else []
+    )
+    card = {
+        "name": name,
+        "description": description or f"Foundation Agent {name}",
+        "version": version,
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}
+        ],
+        "capabilities": {
+            "streaming": False,
+            "pushNotifications": False,
+            "extensions": [
+                {
+                    "uri": ACTION_SCHEMAS,
+                    "description": "Each action's input as a JSON schema: send a data part "
+                    '{"action": NAME, "input": ...} that it validates.',
+                    "required": False,
+                    "params": {"actions": {a["name"]: a.get("inputSchema") or {} for a in actions}},
+                }
+            ],
+        },
+        "defaultInputModes": modes,
+        "defaultOutputModes": ["application/json"],
+        "skills": [
+            {
+                "id": a["name"],
+                "name": a["name"],
+                "description": a.get("description") or f"the {a['name']} action",
+                "tags": tags or [a["name"]],
+                "examples": [json.dumps({"action": a["name"], "input": {}})],
+                "inputModes": ["text/plain", "application/json"]
+                if a["name"] == CHAT
+                else ["application/json"],
+                "outputModes": ["application/json"],
+            }
+            for a in actions
+        ],
+    }
+    return ParseDict(card, AgentCard())
