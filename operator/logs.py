@@ -47,6 +47,3 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request at INFO: thousands a minute at scale, and counted already by
-    # foundation_operator_api_requests_total. Shown when debugging.
-    logging.getLogger("httpx").setLevel(level if level == "DEBUG" else logging.WARNING)
