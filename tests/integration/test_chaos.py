@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kube import HOLLOW, REPO, Kube
 from operators import OperatorProcess
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.disruptive]
 
 AGENTS = 1000
 RUN = REPO / ".local-cluster" / "run"
