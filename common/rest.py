@@ -224,7 +224,7 @@ class Client:
             connector = aiohttp.TCPConnector(
                 limit=self._pool,
                 keepalive_timeout=KEEPALIVE_SECONDS,
-                ssl=self._verify if isinstance(self._verify, ssl.SSLContext) else False,
+                ssl=self._verify,  # a context, True (system CAs) or False (none), as aiohttp has it
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
