@@ -17,8 +17,10 @@ from aiohttp import web
 
 from foundation_agent import __version__
 from foundation_agent.cli import command_line
-from foundation_agent.model import AgentError, load_agent
+from foundation_agent.model import Agent, AgentError, load_agent
+from foundation_agent.protocols.asgi import LazyApp, serve
 from foundation_agent.runtime.member import Member
+from foundation_agent.runtime.peers import LocalTasks, Peers
 from foundation_agent.runtime.server import TaskApi
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.runtime.status import StatusReporter
@@ -70,6 +72,21 @@ async def run(settings: Settings) -> int:
     runner = web.AppRunner(task_api.app(), handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.agent_host, settings.agent_port).start()
+    peers = Peers(
+        settings.agent_name,
+        settings.namespace,
+        settings.member_name,
+        api,
+        LocalTasks(lambda: task_api.member),
+    )
+    a2a_stop = asyncio.Event()
+    a2a = (
+        loop.create_task(
+            serve(a2a_app(settings, agent, peers), settings.agent_host, settings.a2a_port, a2a_stop)
+        )
+        if settings.a2a_port
+        else None
+    )
     logger.info(
         "foundation-agent %s: %s, store %s %s, serving on %s:%d",
         __version__,
@@ -99,6 +116,7 @@ async def run(settings: Settings) -> int:
                 await asyncio.wait_for(stop.wait(), delay)
             member = Member(agent, store, settings)
     else:
+        await stop_a2a(a2a, a2a_stop, peers)
         await runner.cleanup()
         await store.close()
         return 0
@@ -115,6 +133,7 @@ async def run(settings: Settings) -> int:
     if member.fatal is None:
         logger.info("SIGTERM: taking no more tasks, finishing the one in flight, saving")
     await member.stop()
+    await stop_a2a(a2a, a2a_stop, peers)
     await runner.cleanup()
     if reporting is not None:
         reporting.cancel()
@@ -126,6 +145,28 @@ async def run(settings: Settings) -> int:
         return EXIT_STORE_FAILED
     logger.info("stopped at state version %d", member.version)
     return 0
+
+
+def a2a_app(settings: Settings, agent: Agent[object], peers: Peers) -> LazyApp:
+    """The Agent's A2A server, built (and a2a-sdk's server parts imported) on the first call."""
+
+    def build() -> object:
+        from foundation_agent.protocols.a2a_server import FoundationHandler, a2a_app
+
+        default = f"http://{settings.agent_name}.{settings.namespace}.svc:{settings.a2a_port}/"
+        return a2a_app(FoundationHandler(peers, agent.actions(), __version__, default))
+
+    return LazyApp(build)
+
+
+async def stop_a2a(serving: asyncio.Task[None] | None, stop: asyncio.Event, peers: Peers) -> None:
+    stop.set()
+    if serving is not None:
+        try:
+            await serving
+        except Exception as exc:  # a port in use, say: the tasks' own API went on without it
+            logger.error("the A2A server failed: %s", exc)
+    await peers.close()
 
 
 def main(argv: list[str] | None = None) -> None:

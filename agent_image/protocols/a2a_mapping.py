@@ -166,7 +166,7 @@ def card_of(
             {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}
         ],
         "capabilities": {
-            "streaming": False,
+            "streaming": True,  # message/stream and tasks/resubscribe
             "pushNotifications": False,
             "extensions": [
                 {
@@ -196,3 +196,22 @@ def card_of(
         ],
     }
     return ParseDict(card, AgentCard())
+
+
+def card_url(headers: Mapping[str, str], path: str, default: str) -> str:
+    """The JSON-RPC URL to put in a card fetched at `path` with `headers`: where the client
+    reached this server (through a proxy that said so), else `default`."""
+    host = headers.get("x-forwarded-host") or headers.get("host")
+    if not host:
+        return default
+    forwarded_uri = (headers.get("x-forwarded-uri") or "").split("?")[0]
+    prefix = headers.get("x-forwarded-prefix")
+    if forwarded_uri and forwarded_uri.endswith(path):
+        # The API server's proxy: the path it was asked for, and always HTTPS.
+        base = forwarded_uri[: len(forwarded_uri) - len(path)]
+        scheme = headers.get("x-forwarded-proto") or "https"
+    elif prefix is not None:
+        base, scheme = prefix.rstrip("/"), headers.get("x-forwarded-proto") or "http"
+    else:
+        base, scheme = "", headers.get("x-forwarded-proto") or "http"
+    return f"{scheme}://{host}{base}/"

@@ -12,7 +12,7 @@ from typing import Any
 
 from foundation_agent.model import Action, InvalidInput
 from foundation_agent.runtime import metrics
-from foundation_agent.runtime.records import TASK_ID, Refused
+from foundation_agent.runtime.records import MAX_CONTEXT, TASK_ID, Refused
 from foundation_agent.stores import Store
 
 
@@ -24,6 +24,11 @@ def check_id(task_id: Any) -> str:
             " or digit), chosen by the client so retries are recognised",
         )
     return task_id
+
+
+def check_context(context: Any) -> None:
+    if context is not None and not (isinstance(context, str) and len(context) <= MAX_CONTEXT):
+        raise Refused(400, f"context must be a string of at most {MAX_CONTEXT} characters")
 
 
 def admit(

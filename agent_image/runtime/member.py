@@ -154,9 +154,13 @@ class Member:
     def queued(self) -> int:
         return len(self.queue) + len(self.accepting)
 
-    async def submit(self, task_id: Any, action: Any, raw_input: Any) -> tuple[int, Record]:
-        """Accept a task durably: (202, record) new, (200, record) known; else Refused."""
+    async def submit(
+        self, task_id: Any, action: Any, raw_input: Any, context: Any = None
+    ) -> tuple[int, Record]:
+        """Accept a task durably: (202, record) new, (200, record) known; else Refused.
+        `context` (optional) groups tasks, as an A2A context does; it is kept with the record."""
         task_id = admission.check_id(task_id)
+        admission.check_context(context)
         known = self.records.get(task_id)
         if known is not None:
             return 200, public(known)
@@ -186,6 +190,8 @@ class Member:
             "seq": self.seq,
             "acceptedAt": self.clock(),
         }
+        if context:
+            record["context"] = context
         change = Change(record, accepted=True)
         self.accepting[task_id] = change
         metrics.QUEUE_DEPTH.set(self.queued())

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from foundation_agent.stores import Record
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MAX_CONTEXT = 256  # a task's context (an A2A context id): kept with its record, done or not
 DONE = ("succeeded", "failed", "cancelled")
 
 
@@ -42,8 +43,8 @@ def stamp(seconds: float | None) -> str | None:
 
 
 def public(record: Record) -> Record:
-    """A task record as the task API shows it."""
-    return {
+    """A task record as the task API shows it (its context only if it was given one)."""
+    shown = {
         "id": record["id"],
         "action": record["action"],
         "status": record["status"],
@@ -53,3 +54,6 @@ def public(record: Record) -> Record:
         "acceptedAt": stamp(record.get("acceptedAt")),
         "finishedAt": stamp(record.get("finishedAt")),
     }
+    if record.get("context"):
+        shown["context"] = record["context"]
+    return shown

@@ -37,12 +37,14 @@ class TaskApi:
             return refusal(400, 'the body must be JSON: {"id", "action", "input"}')
         if not isinstance(body, dict):
             return refusal(400, 'the body must be a JSON object: {"id", "action", "input"}')
-        unknown = sorted(set(body) - {"id", "action", "input"})
+        unknown = sorted(set(body) - {"id", "action", "input", "context"})
         if unknown:
-            return refusal(400, f"unknown fields {', '.join(unknown)}; expected id, action, input")
+            return refusal(
+                400, f"unknown fields {', '.join(unknown)}; expected id, action, input, context"
+            )
         try:
             status, record = await self.member.submit(
-                body.get("id"), body.get("action"), body.get("input")
+                body.get("id"), body.get("action"), body.get("input"), body.get("context")
             )
         except Refused as exc:
             if exc.status == 400:

@@ -37,6 +37,7 @@ class Settings(BaseModel, frozen=True):
     )
     agent_host: str = "0.0.0.0"
     agent_port: int = Field(8080, ge=1, le=65535)
+    a2a_port: int = Field(8081, ge=0, le=65535, description="A2A for the Agent; 0: none.")
 
     _json = field_validator("agent_config", mode="before")(json_setting)
 

@@ -93,3 +93,12 @@ def test_the_member_runtime_starts_without_kubernetes_asyncio() -> None:
     )
     assert "foundation_common.rest" in loaded
     assert not [m for m in loaded if m.startswith("kubernetes_asyncio")]
+
+
+def test_the_member_runtime_loads_a2a_server_parts_only_when_called() -> None:
+    """A2A is served by every member, but a2a-sdk's server parts (and the handler over them)
+    cost about 15 MB: they are imported on the first A2A request, not at start."""
+    loaded = loaded_by("foundation_agent.__main__")
+    assert "foundation_agent.protocols.asgi" in loaded
+    assert not [m for m in loaded if m.startswith(("a2a.server", "starlette"))]
+    assert "foundation_agent.protocols.a2a_server" not in loaded

@@ -1,0 +1,215 @@
+"""A member's A2A server: a2a-sdk's JSON-RPC dispatcher (protocol 1.0, with 0.3 compatibility)
+over Foundation's tasks, and the agent card at the well-known path.
+
+- `message/send` is a task, submitted to the member that owns its id (`runtime.peers`): a
+  message resent after a lost answer is the same task. It answers when the task is done, or
+  after `BLOCKING_WAIT` seconds with the task as it is then (`returnImmediately` answers at
+  once); `message/stream` sends the task, then its result and final state.
+- `tasks/get`, `tasks/cancel` (a queued task) and `tasks/resubscribe` go to the owner too.
+- The card's URL is the address the client used to fetch it: the Host it sent, behind the
+  API server's proxy (`X-Forwarded-Uri`) or the sidecar (`X-Forwarded-Prefix`) when present.
+
+This module and a2a-sdk's server parts cost a member about 15 MB: the runtime imports it on the
+first A2A request (`protocols.asgi.LazyApp`), so a member never called over A2A does not pay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from typing import Any
+
+from a2a.server.context import ServerCallContext
+from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.types import (
+    AgentCard,
+    CancelTaskRequest,
+    GetTaskRequest,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskStatusUpdateEvent,
+)
+from a2a.utils.errors import (
+    A2AError,
+    InternalError,
+    InvalidParamsError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+
+from foundation_agent.model import Action
+from foundation_agent.protocols.a2a_mapping import ask_of, card_of, card_url, task_of
+from foundation_agent.runtime.peers import Peers
+from foundation_agent.runtime.records import DONE, Refused
+from foundation_agent.stores import Record
+
+logger = logging.getLogger("foundation_agent.a2a")
+
+CARD_PATH = "/.well-known/agent-card.json"
+BLOCKING_WAIT = 30.0  # how long message/send waits for the task to finish before answering
+STREAM_SLICE = 55.0  # one long-poll of a streamed task (the task API's limit is 60 s)
+
+Event = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
+
+
+def a2a_error(exc: Refused) -> A2AError:
+    """A refusal of the task API as the A2A error a client acts on."""
+    if exc.status in (400, 413):
+        return InvalidParamsError(exc.message)
+    if exc.status == 404:
+        return TaskNotFoundError(exc.message)
+    if exc.status == 409:
+        return TaskNotCancelableError(exc.message)
+    data = {"retryAfterSeconds": exc.retry_after} if exc.retry_after else None
+    return InternalError(exc.message, data=data)
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    try:
+        yield
+    except Refused as exc:
+        raise a2a_error(exc) from None
+
+
+class FoundationHandler(RequestHandler):
+    """The A2A methods over an Agent's tasks. Methods A2A has that Foundation does not (task
+    lists, push notifications, an extended card) answer UnsupportedOperationError."""
+
+    def __init__(
+        self,
+        peers: Peers,
+        actions: Mapping[str, Action],
+        version: str,
+        default_url: str,
+        blocking_wait: float = BLOCKING_WAIT,
+    ) -> None:
+        self.peers = peers
+        self.actions = dict(actions)
+        self.version = version
+        self.default_url = default_url
+        self.blocking_wait = blocking_wait
+
+    async def card(self, url: str) -> AgentCard:
+        info = await self.peers.info()
+        listed = [
+            {"name": a.name, "description": a.description, "inputSchema": a.input_schema()}
+            for a in self.actions.values()
+        ]
+        return card_of(
+            self.peers.agent, info.description, url, self.version, listed, info.capabilities
+        )
+
+    async def _submit(self, params: SendMessageRequest) -> tuple[Record, str]:
+        asked = ask_of(params.message, self.actions)
+        with refusals():
+            _, inbox = await self.peers.owner(asked.task_id)
+            record = await inbox.submit(asked.task_id, asked.action, asked.input, asked.context_id)
+        return record, asked.context_id
+
+    async def _wait(self, task_id: str, seconds: float) -> Record | None:
+        with refusals():
+            _, inbox = await self.peers.owner(task_id)
+            return await inbox.get(task_id, wait=seconds)
+
+    async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task:
+        record, context_id = await self._submit(params)
+        if not params.configuration.return_immediately and record["status"] not in DONE:
+            record = await self._wait(record["id"], self.blocking_wait) or record
+        return task_of(record, record.get("context") or context_id)
+
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        record, context_id = await self._submit(params)
+        async for event in self._follow(record, record.get("context") or context_id):
+            yield event
+
+    async def on_subscribe_to_task(
+        self, params: SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event]:
+        record = await self._wait(params.id, 0)
+        if record is None:
+            raise TaskNotFoundError(f"no task {params.id!r} (or its record expired)")
+        async for event in self._follow(record, record.get("context") or params.id):
+            yield event
+
+    async def _follow(self, record: Record, context_id: str) -> AsyncGenerator[Event]:
+        """The task as it is, then (once done) its result and final state."""
+        yield task_of(record, context_id)
+        while record["status"] not in DONE:
+            record = await self._wait(record["id"], STREAM_SLICE) or record
+        final = task_of(record, context_id)
+        for artifact in final.artifacts:
+            yield TaskArtifactUpdateEvent(
+                task_id=final.id, context_id=context_id, artifact=artifact, last_chunk=True
+            )
+        yield TaskStatusUpdateEvent(task_id=final.id, context_id=context_id, status=final.status)
+
+    async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
+        record = await self._wait(params.id, 0)
+        if record is None:
+            raise TaskNotFoundError(f"no task {params.id!r} (or its record expired)")
+        return task_of(record, record.get("context") or record["id"])
+
+    async def on_cancel_task(
+        self, params: CancelTaskRequest, context: ServerCallContext
+    ) -> Task | None:
+        with refusals():
+            _, inbox = await self.peers.owner(params.id)
+            record = await inbox.cancel(params.id)
+        return task_of(record, record.get("context") or record["id"])
+
+    async def on_list_tasks(self, params: Any, context: ServerCallContext) -> Any:
+        raise UnsupportedOperationError("tasks/list: ask for a task by its id")
+
+    async def on_create_task_push_notification_config(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
+
+    async def on_get_task_push_notification_config(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
+
+    async def on_list_task_push_notification_configs(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
+
+    async def on_delete_task_push_notification_config(
+        self, params: Any, context: ServerCallContext
+    ) -> Any:
+        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
+
+    async def on_get_extended_agent_card(self, params: Any, context: ServerCallContext) -> Any:
+        raise UnsupportedOperationError("there is no extended card: the public one is all")
+
+
+def a2a_app(handler: FoundationHandler) -> Any:
+    """The ASGI app: JSON-RPC at `/` and the card at the well-known path."""
+    from a2a.server.request_handlers.response_helpers import agent_card_to_dict
+    from a2a.server.routes.jsonrpc_routes import create_jsonrpc_routes
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def card(request: Request) -> JSONResponse:
+        url = card_url(request.headers, request.url.path, handler.default_url)
+        try:
+            body = agent_card_to_dict(await handler.card(url))
+        except Refused as exc:
+            return JSONResponse({"error": exc.message}, status_code=503)
+        return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+
+    routes = [
+        Route(CARD_PATH, card, methods=["GET"]),
+        *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
+    ]
+    return Starlette(routes=routes)

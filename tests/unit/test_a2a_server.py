@@ -1,0 +1,223 @@
+"""A member's A2A server on loopback, called by a2a-sdk's own client: the card, exactly-once
+sends, cancel of a queued task, streaming and the errors a client acts on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.client import ClientConfig, create_client
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    Message,
+    SendMessageConfiguration,
+    SendMessageRequest,
+)
+from a2a.utils.errors import (
+    InvalidParamsError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
+from google.protobuf.json_format import MessageToDict, ParseDict
+from test_agent_runtime import Gated
+
+from foundation_agent.agents import CounterAgent
+from foundation_agent.protocols.a2a_mapping import card_url
+from foundation_agent.protocols.a2a_server import FoundationHandler, a2a_app
+from foundation_agent.protocols.asgi import LazyApp, serve
+from foundation_agent.runtime.member import Member
+from foundation_agent.runtime.peers import LocalTasks, Peers
+from foundation_agent.runtime.settings import Settings
+from foundation_agent.stores.sqlite import SqliteStore
+from waiting import until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    member: Member
+    agent: Any
+
+
+@contextlib.asynccontextmanager
+async def served(agent: Any, path: Path) -> AsyncIterator[Served]:
+    member = Member(agent, SqliteStore(path / "a.db"), Settings(agent_class="x:Y"))
+    await member.load()
+    member.start()
+    peers = Peers("tally", "ns", "tally-0", None, LocalTasks(lambda: member))
+    handler = FoundationHandler(peers, agent.actions(), "1.2.3", "http://tally.ns.svc:8081/")
+    port = free_port()
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve(LazyApp(lambda: a2a_app(handler)), "127.0.0.1", port, stop))
+    url = f"http://127.0.0.1:{port}/"
+    async with httpx.AsyncClient() as http:
+
+        async def up() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return (await http.get(url + ".well-known/agent-card.json")).status_code == 200
+            return False
+
+        for _ in range(200):
+            if await up():
+                break
+            await asyncio.sleep(0.02)
+    try:
+        yield Served(url, member, agent)
+    finally:
+        stop.set()
+        await serving
+        await member.stop()
+
+
+def ask(message_id: str, action: str, input: Any = None, **fields: Any) -> SendMessageRequest:
+    data: dict[str, Any] = {"action": action}
+    if input is not None:
+        data["input"] = input
+    message = ParseDict(
+        {"role": "ROLE_USER", "messageId": message_id, "parts": [{"data": data}], **fields},
+        Message(),
+    )
+    return SendMessageRequest(message=message)
+
+
+async def sent(client: Any, request: SendMessageRequest) -> dict[str, Any]:
+    """The task a non-streaming send answers."""
+    answers = [MessageToDict(event) async for event in client.send_message(request)]
+    assert len(answers) == 1, answers
+    return answers[0]["task"]
+
+
+async def test_the_card_describes_the_agent_where_the_client_reached_it(tmp_path: Path) -> None:
+    async with served(CounterAgent(), tmp_path) as server, httpx.AsyncClient() as http:
+        card = (await http.get(server.url + ".well-known/agent-card.json")).json()
+        assert card["name"] == "tally" and card["version"] == "1.2.3"
+        assert card["supportedInterfaces"][0]["url"] == server.url
+        assert {s["id"] for s in card["skills"]} == {"get", "increment"}
+        schemas = card["capabilities"]["extensions"][0]["params"]["actions"]
+        assert schemas["increment"]["properties"]["by"]["type"] == "integer"
+        # Through the API server's proxy, the card names the proxy's URL.
+        proxied = (
+            await http.get(
+                server.url + ".well-known/agent-card.json",
+                headers={
+                    "Host": "10.0.0.1:6443",
+                    "X-Forwarded-Uri": "/api/v1/namespaces/ns/services/tally:a2a/proxy"
+                    "/.well-known/agent-card.json",
+                },
+            )
+        ).json()
+        assert (
+            proxied["supportedInterfaces"][0]["url"]
+            == "https://10.0.0.1:6443/api/v1/namespaces/ns/services/tally:a2a/proxy/"
+        )
+
+
+def test_card_urls_follow_the_proxy_that_forwarded_the_request() -> None:
+    path = "/.well-known/agent-card.json"
+    default = "http://tally.ns.svc:8081/"
+    assert card_url({}, path, default) == default
+    assert card_url({"host": "10.1.2.3:8081"}, path, default) == "http://10.1.2.3:8081/"
+    assert (
+        card_url({"host": "127.0.0.1:15000", "x-forwarded-prefix": "/a2a/tally"}, path, default)
+        == "http://127.0.0.1:15000/a2a/tally/"
+    )
+    assert (
+        card_url(
+            {"host": "api:6443", "x-forwarded-uri": "/p/proxy/.well-known/agent-card.json?x=1"},
+            path,
+            default,
+        )
+        == "https://api:6443/p/proxy/"
+    )
+
+
+async def test_a_resent_message_is_the_same_task_never_a_second_effect(tmp_path: Path) -> None:
+    async with served(CounterAgent(), tmp_path) as server:
+        client = await create_client(server.url, ClientConfig(streaming=False))
+        first = await sent(client, ask("m-1", "increment", {"by": 2}, contextId="c-1"))
+        assert first["status"]["state"] == "TASK_STATE_COMPLETED"
+        assert first["contextId"] == "c-1"
+        assert first["artifacts"][0]["parts"][0]["data"] == {"count": 2}
+        # The answer was lost; the client sends the same message again: the same task.
+        again = await sent(client, ask("m-1", "increment", {"by": 2}, contextId="c-1"))
+        assert again == first
+        # A new message naming the task id is that task too.
+        named = await sent(client, ask("m-2", "increment", {"by": 2}, taskId="m-1"))
+        assert named["id"] == "m-1"
+        assert server.member.state.count == 2
+        got = MessageToDict(await client.get_task(GetTaskRequest(id="m-1")))
+        assert got["status"]["state"] == "TASK_STATE_COMPLETED" and got["contextId"] == "c-1"
+        await client.close()
+
+
+async def test_cancel_a_queued_task_and_follow_one_by_streaming(tmp_path: Path) -> None:
+    agent = Gated()
+    async with served(agent, tmp_path) as server:
+        client = await create_client(server.url, ClientConfig(streaming=False))
+        now = SendMessageConfiguration(return_immediately=True)
+        first = ask("first", "work", "first")
+        first.configuration.CopyFrom(now)
+        assert (await sent(client, first))["status"]["state"] in (
+            "TASK_STATE_SUBMITTED",
+            "TASK_STATE_WORKING",
+        )
+        second = ask("second", "work", "second")
+        second.configuration.CopyFrom(now)
+        assert (await sent(client, second))["status"]["state"] == "TASK_STATE_SUBMITTED"
+        await until(lambda: server.member.running == "first", what="the first task running")
+        cancelled = MessageToDict(await client.cancel_task(CancelTaskRequest(id="second")))
+        assert cancelled["status"]["state"] == "TASK_STATE_CANCELED"
+        with pytest.raises(TaskNotCancelableError, match="only a queued task"):
+            await client.cancel_task(CancelTaskRequest(id="first"))
+        # A stream that follows the running task to its end.
+        streaming = await create_client(server.url, ClientConfig(streaming=True))
+        events: list[dict[str, Any]] = []
+
+        async def follow() -> None:
+            async for event in streaming.send_message(ask("first", "work", "first")):
+                events.append(MessageToDict(event))
+
+        following = asyncio.create_task(follow())
+        await until(lambda: events, what="the stream's first event")
+        agent.gate.set()
+        await asyncio.wait_for(following, 10)
+        assert events[0]["task"]["status"]["state"] == "TASK_STATE_WORKING"
+        assert events[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+        assert any(e.get("artifactUpdate", {}).get("artifact") for e in events)
+        # The cancelled task never ran, even when its message comes again.
+        resent = await sent(client, ask("second", "work", "second"))
+        assert resent["status"]["state"] == "TASK_STATE_CANCELED"
+        assert server.member.state.ran == ["first"]
+        await client.close()
+        await streaming.close()
+
+
+async def test_errors_say_what_to_send(tmp_path: Path) -> None:
+    async with served(CounterAgent(), tmp_path) as server:
+        client = await create_client(server.url, ClientConfig(streaming=False))
+        with pytest.raises(InvalidParamsError, match="unknown action 'explode'"):
+            await sent(client, ask("m-1", "explode"))
+        with pytest.raises(InvalidParamsError, match=r"input\.by"):
+            await sent(client, ask("m-2", "increment", {"by": "many"}))
+        with pytest.raises(TaskNotFoundError, match="no task 'nope'"):
+            await client.get_task(GetTaskRequest(id="nope"))
+        with pytest.raises(UnsupportedOperationError, match="ask for a task by its id"):
+            await client.list_tasks(ListTasksRequest())
+        assert server.member.queued() == 0 and server.member.state.count == 0
+        await client.close()
