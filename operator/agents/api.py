@@ -160,6 +160,11 @@ class AgentSpec(Model):
         description="Import path of the agent class the runtime loads: module:Class.",
     )
     config: FreeForm = Field(default_factory=dict, description="Free-form config for the agent.")
+    description: str | None = Field(
+        None,
+        max_length=1024,
+        description="What the agent does, for people and other agents: its A2A card says it.",
+    )
     code: Code | None = Field(
         None, description="The agent's modules from a ConfigMap, instead of an image of its own."
     )

@@ -27,6 +27,7 @@ TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 AGENT_PORT = 8080
+A2A_PORT = 8081  # the runtime's A2A server, for the whole Agent (foundation_agent.protocols)
 SIDECAR_URL = "http://127.0.0.1:15000"
 SIDECAR_ADMIN_PORT = 15090
 STATE_VOLUME = "state"
@@ -131,7 +132,10 @@ def container(view: AgentView) -> Obj:
         "image": view.image,
         "command": spec.command or ["foundation-agent"],
         "env": env,
-        "ports": [{"name": "http", "containerPort": AGENT_PORT}],
+        "ports": [
+            {"name": "http", "containerPort": AGENT_PORT},
+            {"name": "a2a", "containerPort": A2A_PORT},
+        ],
         "securityContext": security.container_context(),
         "volumeMounts": [security.scratch_mount()],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
@@ -305,7 +309,12 @@ def state_object(view: AgentView, ordinal: int) -> Obj | None:
 # and a ClusterIP would cost an allocation that every Service create in the cluster serializes
 # on (one etcd key before Kubernetes 1.27; about 5 s a create with 1,000 Agents arriving).
 HEADLESS = "None"
-SERVICE_PORTS = [{"name": "http", "port": AGENT_PORT, "targetPort": "http"}]
+# With the protocol the API server would default, so what it holds compares equal.
+SERVICE_PORTS = [{"name": "http", "protocol": "TCP", "port": AGENT_PORT, "targetPort": "http"}]
+AGENT_SERVICE_PORTS = [
+    *SERVICE_PORTS,
+    {"name": "a2a", "protocol": "TCP", "port": A2A_PORT, "targetPort": "a2a"},
+]
 
 
 def agent_service(view: AgentView) -> Obj:
@@ -322,7 +331,7 @@ def agent_service(view: AgentView) -> Obj:
         "spec": {
             "clusterIP": HEADLESS,
             "selector": {AGENT_LABEL: view.name},
-            "ports": SERVICE_PORTS,
+            "ports": AGENT_SERVICE_PORTS,
         },
     }
 
@@ -405,12 +414,13 @@ def role(view: AgentView) -> Obj:
 
 
 # What drift repair restores in objects the Agent owns (besides their existence and owner):
-# top-level fields or dotted paths. Others (labels, a Service's ports the API server fills in)
-# are left as they are.
+# top-level fields or dotted paths. Others (labels, fields the API server fills in) are left
+# as they are. A Service's ports are restored too: an Agent's Service made by an earlier
+# version gains the ports added since (a2a).
 OWNED_FIELDS: dict[str, tuple[str, ...]] = {
     "Role": ("rules",),
     "RoleBinding": ("subjects",),  # its roleRef cannot change
-    "Service": ("spec.selector",),
+    "Service": ("spec.selector", "spec.ports"),
 }
 
 

@@ -3,10 +3,12 @@
     foundation send AGENT ACTION [--input JSON | --input -] [--id ID] [--member N]
                     [--wait] [--timeout S]
     foundation get AGENT ID [--wait] [--timeout S]
+    foundation card AGENT [--timeout S]
 
-It prints the task record as JSON. Exit codes: 0 done (or accepted, without --wait), 1 the task
-failed or was cancelled, 2 bad arguments or input, 3 no such Agent or task, 4 no ready member
-or none reachable in time, 5 not done within --timeout, 6 the member refused the task.
+It prints the task record (or the Agent's A2A card) as JSON. Exit codes: 0 done (or accepted,
+without --wait), 1 the task failed or was cancelled, 2 bad arguments or input, 3 no such Agent
+or task, 4 no ready member or none reachable in time, 5 not done within --timeout, 6 the member
+refused the task.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def parser(prog: str) -> argparse.ArgumentParser:
     get.add_argument("id")
     get.add_argument("--wait", action="store_true", help="wait until the task is done")
     get.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 60)")
+
+    card = commands.add_parser(
+        "card", help="print an Agent's A2A card (its URL: through the API server's proxy)"
+    )
+    card.add_argument("agent")
+    card.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 60)")
     return top
 
 
@@ -115,6 +123,9 @@ async def run(args: argparse.Namespace) -> int:
     api_client = await connect(args)
     try:
         api = tasks.Tasks(api_client, namespace_of(args))
+        if args.command == "card":
+            print(json.dumps(await api.card(args.agent, deadline), indent=2))
+            return 0
         if args.command == "send":
             task_id = args.id or uuid.uuid4().hex
             member = await api.member_for(args.agent, task_id, deadline, args.member)

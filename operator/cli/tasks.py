@@ -185,6 +185,29 @@ class Tasks:
                     raise
         raise Problem(f"no member of Agent {agent} holds task {task_id}", NOT_FOUND)
 
+    async def card(self, agent: str, deadline: float) -> Obj:
+        """The Agent's A2A card, through the API server's proxy to its Service: the URL in it
+        is then the proxy's, which any A2A client holding this kubeconfig's credentials can
+        call."""
+        await self.ready(agent, deadline)
+        path = (
+            f"/api/v1/namespaces/{self.namespace}/services/{agent}:a2a/proxy"
+            "/.well-known/agent-card.json"
+        )
+        backoff = Backoff(initial=0.2, maximum=2.0, jitter=True)
+        while True:
+            try:
+                status, body, _ = await self._request(path, seconds=10)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status, body = 0, {"error": f"{type(exc).__name__}: {exc}"}
+            if status == 200:
+                return body
+            left = deadline - time.monotonic()
+            if status not in (0, *RETRY_STATUSES) or left <= 0:
+                message = body.get("error") or body.get("message") or f"HTTP {status}"
+                raise Problem(f"the A2A card of Agent {agent}: {message}", UNAVAILABLE)
+            await asyncio.sleep(min(backoff.next(), left))
+
     async def _retrying(
         self, agent: str, member: str, once: Any, deadline: float
     ) -> tuple[int, Obj]:

@@ -140,14 +140,26 @@ def test_capability_service_selects_the_capability_and_has_every_owner() -> None
 
 
 def test_discovery_services_are_headless_on_the_members_port() -> None:
+    """The task API on both; A2A (for the whole Agent) on the Agent's own Service."""
     owners = [objects.owner_reference(view(), controller=False)]
-    for service in (
-        objects.agent_service(view()),
-        objects.capability_service("team", "summarize", owners),
-    ):
-        assert service["spec"]["clusterIP"] == "None"
-        assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
-    assert objects.agent_service(view())["spec"]["selector"] == {"foundation.dev/agent": "writer"}
+    http = {"name": "http", "protocol": "TCP", "port": 8080, "targetPort": "http"}
+    agent = objects.agent_service(view())
+    capability = objects.capability_service("team", "summarize", owners)
+    assert agent["spec"]["clusterIP"] == capability["spec"]["clusterIP"] == "None"
+    assert capability["spec"]["ports"] == [http]
+    a2a = {"name": "a2a", "protocol": "TCP", "port": 8081, "targetPort": "a2a"}
+    assert agent["spec"]["ports"] == [http, a2a]
+    ports = objects.container(view())["ports"]
+    assert {p["name"]: p["containerPort"] for p in ports} == {"http": 8080, "a2a": 8081}
+    assert agent["spec"]["selector"] == {"foundation.dev/agent": "writer"}
+
+
+def test_an_agent_service_from_before_a2a_gains_its_port() -> None:
+    want = objects.agent_service(view())
+    old = json.loads(json.dumps(want))
+    old["spec"]["ports"] = old["spec"]["ports"][:1]
+    assert objects.drifted(want, old)
+    assert not objects.drifted(want, json.loads(json.dumps(want)))
 
 
 def test_problems_the_schema_cannot_express() -> None:
