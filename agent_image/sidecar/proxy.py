@@ -17,6 +17,10 @@ its pooled client, and streams the answer back.
 hashes to, or to the member `X-Foundation-Member` names. A failed attempt is retried on another
 member: always for connection errors (nothing was sent), else for idempotent methods or calls
 with an `Idempotency-Key`. The answer says which member gave it in `X-Foundation-Member`.
+
+`/a2a/<agent>/<path>` reaches the A2A server of another Agent (its Service's port a2a) the same
+way; its card, fetched there, names that route as the Agent's URL, so an A2A client in the pod
+needs no cluster DNS.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -66,6 +71,8 @@ NOT_FORWARDED = {
     "content-length",
 }
 NOT_FORWARDED |= {MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
+A2A_PORT = 8081  # members' A2A server (the Agent's Service's port a2a)
+AGENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Answers up to this size, with a Content-Length, are relayed whole rather than streamed.
 WHOLE_ANSWER_BYTES = 256 * 1024
 
@@ -233,6 +240,7 @@ class Proxy:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._track])
         app.router.add_route("*", "/upstream/{name}/{path:.*}", self.forward)
         app.router.add_route("*", "/agents/{capability}/{path:.*}", self.to_capability)
+        app.router.add_route("*", "/a2a/{agent}/{path:.*}", self.to_agent_a2a)
         app.on_startup.append(self.start)
         app.on_cleanup.append(self.close)
         return app
@@ -384,15 +392,47 @@ class Proxy:
         )
 
     async def to_capability(self, request: web.Request) -> web.StreamResponse:
+        return await self._to_members(
+            request, "capability", request.match_info["capability"], retryable(request)
+        )
+
+    async def to_agent_a2a(self, request: web.Request) -> web.StreamResponse:
+        """A2A to another Agent, through its Service's port a2a: any ready member (each
+        forwards a task to the member that owns it). Every A2A call Foundation serves may be
+        sent again (a message is keyed by its id), so failed attempts go to another member.
+        The card fetched this way names this route as the Agent's URL."""
+        agent = request.match_info["agent"]
+        if not AGENT_NAME.match(agent):
+            return web.json_response(
+                {"error": f"{agent!r} is not an Agent's name (a DNS-1035 label)"}, status=400
+            )
+        forwarded = {"X-Forwarded-Prefix": f"/a2a/{agent}", "X-Forwarded-Host": request.host}
+        return await self._to_members(
+            request, "a2a", agent, True, service=agent, port=A2A_PORT, extra=forwarded
+        )
+
+    async def _to_members(
+        self,
+        request: web.Request,
+        target: str,
+        name: str,
+        idempotent: bool,
+        service: str | None = None,
+        port: int | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """The call to a ready member of `service` (default: capability `name`'s)."""
         started = time.monotonic()
-        name = request.match_info["capability"]
         config = self.config.discovery
         deadline = started + config.timeout_seconds
         if self.directory is None or self.members is None:
             return web.json_response({"error": "discovery is not configured"}, status=503)
-        capability = await self.directory.get(name, wait=min(5.0, config.timeout_seconds))
+        capability = await self.directory.get(
+            name, wait=min(5.0, config.timeout_seconds), service=service, port=port
+        )
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
+        headers.update(extra or {})
         path = "/" + request.match_info["path"]
         if request.query_string:
             path += f"?{request.query_string}"
@@ -408,9 +448,9 @@ class Proxy:
             if pinned:
                 member = capability.pinned(pinned)
                 if member is None:
-                    count("capability", name, "no_member", 404, started)
+                    count(target, name, "no_member", 404, started)
                     return web.json_response(
-                        {"error": f"{pinned} is not a ready member of capability {name}"},
+                        {"error": f"{pinned} is not a ready member of {target} {name}"},
                         status=404,
                     )
             else:
@@ -418,7 +458,7 @@ class Proxy:
             if member is None:
                 break
             if attempt:
-                metrics.RETRIES.labels(target="capability", name=name).inc()
+                metrics.RETRIES.labels(target=target, name=name).inc()
             tried.add(member.name)
             try:
                 answer = await self.members.request(
@@ -438,14 +478,14 @@ class Proxy:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 capability.record(member, ok=False)
                 problem = f"member {member.name}: {type(exc).__name__} {exc}".strip()
-                if not retryable(request) or pinned:
+                if not idempotent or pinned:
                     break
             else:
                 failed = answer.status in config.failure_status_codes
                 capability.record(member, ok=not failed)
-                last_try = pinned or not retryable(request) or attempt == config.retries
+                last_try = pinned or not idempotent or attempt == config.retries
                 if not failed or last_try:
-                    count("capability", name, "error" if failed else "ok", answer.status, started)
+                    count(target, name, "error" if failed else "ok", answer.status, started)
                     return await self._relay(request, answer, {MEMBER_HEADER: member.name})
                 problem = f"member {member.name} answered {answer.status}"
                 answer.release()
@@ -453,13 +493,13 @@ class Proxy:
                 break
             await backoff(attempt, deadline)
         if not tried:
-            count("capability", name, "no_member", 503, started)
+            count(target, name, "no_member", 503, started)
             return web.json_response(
-                {"error": f"no ready member of capability {name}"},
+                {"error": f"no ready member of {target} {name}"},
                 status=503,
                 headers={"Retry-After": "1"},
             )
-        return self._gave_up("capability", name, problem, deadline, config.timeout_seconds, started)
+        return self._gave_up(target, name, problem, deadline, config.timeout_seconds, started)
 
     async def _relay(
         self,

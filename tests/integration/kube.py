@@ -17,8 +17,10 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from foundation_common.kube import list_and_watch
+from localcluster.network import pod_netns
 
 REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(REPO / ".venv/bin/python")
 # A short back-off base, so restart intensity (3 restarts in 5 s by default) can be reached by
 # crash-looping containers: a kubelet's 10 s base spaces restarts 10, 20, 40 s apart.
 RESTART_BACKOFF = "0.25"
@@ -362,3 +364,17 @@ def member_pids(namespace: str, pod: str) -> list[int]:
         if wanted <= environ:
             pids.append(int(entry.name))
     return pids
+
+
+async def in_pod(kube: Kube, pod: str, program: str, timeout: float = 60) -> object:
+    """Run a Python program in the pod's network namespace, as the agent would run there; its
+    last line of output, as JSON."""
+    uid = (await kube.pod(pod))["metadata"]["uid"]
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", pod_netns(uid), PYTHON, "-c", program,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out.decode().strip().splitlines()[-1])

@@ -28,7 +28,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 
 from foundation_agent.runtime.peers import owner_of
 from foundation_common.rest import Credentials
-from kube import REPO, Kube, member_pids, phase
+from kube import REPO, Kube, in_pod, member_pids, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -84,6 +84,27 @@ async def sent(client: Any, request: SendMessageRequest) -> dict[str, Any]:
     return answers[0]["task"]
 
 
+THROUGH_SIDECAR = """
+import asyncio, json, httpx
+from a2a.client import A2ACardResolver, ClientConfig, create_client
+from a2a.types import Message, SendMessageRequest
+from google.protobuf.json_format import MessageToDict, ParseDict
+
+async def main():
+    async with httpx.AsyncClient(timeout=30) as http:
+        card = await A2ACardResolver(http, "http://127.0.0.1:15000/a2a/tally/").get_agent_card()
+        client = await create_client(card, ClientConfig(httpx_client=http, streaming=False))
+        message = ParseDict({"role": "ROLE_USER", "messageId": "add-0",
+                             "parts": [{"data": {"action": "increment", "input": {"by": 1}}}]},
+                            Message())
+        answers = [MessageToDict(e) async for e in client.send_message(
+            SendMessageRequest(message=message))]
+        print(json.dumps({"url": card.supported_interfaces[0].url, "task": answers[0]["task"]}))
+
+asyncio.run(main())
+"""
+
+
 def result(task: dict[str, Any]) -> Any:
     return task["artifacts"][0]["parts"][0]["data"]
 
@@ -121,6 +142,18 @@ async def test_the_card_and_exactly_once_across_two_members(
         counts = sorted(result(first[i])["count"] for i in ids if owners[i] == member)
         assert counts == list(range(1, len(counts) + 1)), (member, counts)
     await client.close()
+
+    # From another Agent's pod, through its sidecar: the card names the sidecar's route.
+    await kube.create_agent("caller", sidecar={"enabled": True})
+    await kube.wait_agent(
+        "caller",
+        lambda a: phase(a) == "Running" and a["status"].get("ready") == "1/1",
+        timeout=90,
+        what="caller Running",
+    )
+    called = await in_pod(kube, "caller-0", THROUGH_SIDECAR)
+    assert called["url"] == "http://127.0.0.1:15000/a2a/tally/"
+    assert called["task"]["id"] == "add-0" and called["task"] == first["add-0"]
 
     # `foundation card` prints the same card.
     done = await asyncio.to_thread(

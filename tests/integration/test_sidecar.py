@@ -5,7 +5,6 @@ the members of other Agents found by capability."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -13,31 +12,15 @@ import httpx
 import pytest
 from aiohttp import web
 
-from kube import REPO, Kube, member_pids, phase, secret
+from kube import Kube, in_pod, member_pids, phase, secret
 from localcluster.layout import BRIDGE_IP
-from localcluster.network import pod_netns
 from servers import FAILING_MEMBER
 
 pytestmark = pytest.mark.usefixtures("operator")
-PYTHON = str(REPO / ".venv/bin/python")
 
 
 def running(n: int):
     return lambda a: phase(a) == "Running" and a["status"].get("ready") == f"{n}/{n}"
-
-
-async def in_pod(kube: Kube, pod: str, program: str, timeout: float = 60) -> object:
-    """Run a Python program in the pod's network namespace, as the agent would run there; its
-    last line of output, as JSON."""
-    uid = (await kube.pod(pod))["metadata"]["uid"]
-    proc = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", pod_netns(uid), PYTHON, "-c", program,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode == 0, err.decode()
-    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 class Upstream:

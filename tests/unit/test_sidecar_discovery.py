@@ -112,7 +112,10 @@ class MemberServer:
         if request.path.startswith("/v1/tasks/"):
             record = self.tasks.get(request.path.rsplit("/", 1)[1])
             return web.json_response(record or {"error": "unknown"}, status=200 if record else 404)
-        return web.json_response({"member": self.name, "path": request.path_qs})
+        forwarded = {k: v for k, v in request.headers.items() if k.startswith("X-Forwarded-")}
+        return web.json_response(
+            {"member": self.name, "path": request.path_qs, "forwarded": forwarded}
+        )
 
 
 @pytest.fixture
@@ -141,6 +144,12 @@ async def proxy_for(members: dict[str, MemberServer], **discovery: object):
     directory = Directory(config.discovery, "ns", RestEndpoints(connect=no_api))
     cap = directory.capabilities["foundation-cap-calc"] = Capability("calc", config.discovery)
     cap.update(endpoints({n: m.address for n, m in members.items()}))
+    # Agent tally's own Service, as the route asks for it (port a2a: 8081); its members a-0
+    # and a-1 serve on their loopback ports, as the test's Endpoints say.
+    tally = directory.capabilities["tally:8081"] = Capability(
+        "tally", config.discovery, service="tally"
+    )
+    tally.update(endpoints({n: m.address for n, m in members.items() if n.startswith("a-")}))
     client = TestClient(TestServer(Proxy(config, directory).app()))
     await client.start_server()
     return client, cap
@@ -158,6 +167,27 @@ async def test_capability_calls_reach_every_member_and_say_which(members) -> Non
     assert seen == {"a-0": 3, "a-1": 3, "b-0": 3}
     unknown = await client.get("/agents/nobody/hello")
     assert unknown.status == 503 and "no ready member of capability nobody" in await unknown.text()
+    await client.close()
+
+
+async def test_a2a_calls_reach_an_agents_service_and_say_where_they_came_through(
+    members,
+) -> None:
+    """`/a2a/<agent>/...`: the Agent's own Service on port a2a, with the prefix and host the
+    card's URL is made from; a POST (A2A messages are keyed by their id) goes to another member
+    when one fails."""
+    client, _ = await proxy_for(members)
+    answer = await client.get("/a2a/tally/.well-known/agent-card.json")
+    body = await answer.json()
+    assert answer.status == 200 and body["path"] == "/.well-known/agent-card.json"
+    assert body["forwarded"]["X-Forwarded-Prefix"] == "/a2a/tally"
+    assert body["forwarded"]["X-Forwarded-Host"] == f"{client.host}:{client.port}"
+    members["a-0"].mode = "fail"
+    for _ in range(4):
+        answer = await client.post("/a2a/tally/", json={"jsonrpc": "2.0"})
+        assert answer.status == 200 and (await answer.json())["member"] == "a-1"
+    bad = await client.get("/a2a/Not_An_Agent/x")
+    assert bad.status == 400 and "DNS-1035" in await bad.text()
     await client.close()
 
 
@@ -261,6 +291,12 @@ async def test_a_service_upstream_balances_over_its_ready_endpoints(members) -> 
     service = Capability("llm", config.discovery, service="model-server")
     directory.capabilities["model-server"] = service
     service.update(endpoints({n: members[n].address for n in ("a-0", "a-1")}))
+    # Agent tally's own Service, as the route asks for it (port a2a: 8081); its members a-0
+    # and a-1 serve on their loopback ports, as the test's Endpoints say.
+    tally = directory.capabilities["tally:8081"] = Capability(
+        "tally", config.discovery, service="tally"
+    )
+    tally.update(endpoints({n: m.address for n, m in members.items() if n.startswith("a-")}))
     client = TestClient(TestServer(Proxy(config, directory).app()))
     await client.start_server()
     seen = Counter()
