@@ -4,6 +4,7 @@
                     [--wait] [--timeout S]
     foundation get AGENT ID [--wait] [--timeout S]
     foundation card AGENT [--timeout S]
+    foundation mcp --agent AGENT [--agent AGENT ...] [--listen HOST:PORT | --stdio]
 
 It prints the task record (or the Agent's A2A card) as JSON. Exit codes: 0 done (or accepted,
 without --wait), 1 the task failed or was cancelled, 2 bad arguments or input, 3 no such Agent
@@ -67,6 +68,25 @@ def parser(prog: str) -> argparse.ArgumentParser:
     )
     card.add_argument("agent")
     card.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 60)")
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve the Agents' actions as MCP tools (streamable HTTP, or stdio); each call is "
+        "a task",
+    )
+    mcp.add_argument(
+        "--agent", action="append", required=True, help="an Agent whose actions to serve"
+    )
+    where = mcp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--listen",
+        default="127.0.0.1:8765",
+        help="HOST:PORT of the streamable HTTP endpoint /mcp (default 127.0.0.1:8765)",
+    )
+    where.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout instead")
+    mcp.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a call waits for its task"
+    )
     return top
 
 
@@ -123,6 +143,9 @@ async def run(args: argparse.Namespace) -> int:
     api_client = await connect(args)
     try:
         api = tasks.Tasks(api_client, namespace_of(args))
+        if args.command == "mcp":
+            await serve_mcp(api, args)
+            return 0
         if args.command == "card":
             print(json.dumps(await api.card(args.agent, deadline), indent=2))
             return 0
@@ -142,6 +165,28 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         await api_client.close()
+
+
+async def serve_mcp(api: tasks.Tasks, args: argparse.Namespace) -> None:
+    from foundation_operator.cli.agent_tools import AgentTools
+
+    server = AgentTools(api, list(dict.fromkeys(args.agent)), args.timeout).server(__version__)
+    if args.stdio:
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+        return
+    import uvicorn
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise Problem(f"--listen {args.listen!r} must be HOST:PORT", tasks.USAGE)
+    app = server.streamable_http_app(host=host)
+    print(f"serving MCP at http://{args.listen}/mcp", file=sys.stderr, flush=True)
+    await uvicorn.Server(
+        uvicorn.Config(app, host=host, port=int(port), log_level="warning")
+    ).serve()
 
 
 def main(argv: list[str] | None = None) -> None:

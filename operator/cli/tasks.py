@@ -185,6 +185,25 @@ class Tasks:
                     raise
         raise Problem(f"no member of Agent {agent} holds task {task_id}", NOT_FOUND)
 
+    async def actions(self, agent: str, deadline: float) -> tuple[str, list[Obj]]:
+        """(the Agent's description, its actions as its members list them: name, description,
+        inputSchema)."""
+        body = await self._checked(AGENT.path(self.namespace, agent))
+        if body is None:
+            raise Problem(f'Agent "{agent}" not found in namespace "{self.namespace}"', NOT_FOUND)
+        description = str((body.get("spec") or {}).get("description") or "")
+        member = (await self.ready(agent, deadline))[0]
+
+        async def once(port: int) -> tuple[int, Obj, dict[str, str]]:
+            path = f"/api/v1/namespaces/{self.namespace}/pods/{member}:{port}/proxy/v1/actions"
+            return await self._request(path, seconds=10)
+
+        status, answer = await self._retrying(agent, member, once, deadline)
+        if status != 200:
+            message = answer.get("error") or answer.get("message") or f"HTTP {status}"
+            raise Problem(f"{member} did not list its actions: {message}", UNAVAILABLE)
+        return description, list(answer.get("actions") or [])
+
     async def card(self, agent: str, deadline: float) -> Obj:
         """The Agent's A2A card, through the API server's proxy to its Service: the URL in it
         is then the proxy's, which any A2A client holding this kubeconfig's credentials can
