@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from foundation_agent.chat import history
 from foundation_agent.chat.config import ChatConfig
+from foundation_agent.chat.mcp_tools import McpTools
 from foundation_agent.chat.model import ModelClient
 from foundation_agent.chat.tools import Toolbox, ToolCall
 from foundation_agent.client import DEFAULT_URL, Sidecar
@@ -63,6 +64,7 @@ class ChatAgent(Agent[ChatState]):
         self._sidecar: Sidecar | None = None
         self._model: ModelClient | None = None
         self._toolbox: Toolbox | None = None
+        self._servers: list[McpTools] = []
 
     def _clients(self) -> tuple[ModelClient, Toolbox]:
         if self._model is None or self._toolbox is None:
@@ -73,10 +75,14 @@ class ChatAgent(Agent[ChatState]):
             self._model = ModelClient(
                 self._sidecar, self.settings.upstream, self.name, self.settings.timeout_seconds
             )
-            self._toolbox = Toolbox(self._sidecar, self.settings.tools, self.name)
+            url = os.environ.get("FOUNDATION_SIDECAR_URL", DEFAULT_URL)
+            self._servers = [McpTools(c, url) for c in self.settings.mcp_servers]
+            self._toolbox = Toolbox(self._sidecar, self.settings.tools, self.name, self._servers)
         return self._model, self._toolbox
 
     async def on_stop(self, state: ChatState) -> None:
+        for server in self._servers:
+            await server.close()
         if self._sidecar is not None:
             await self._sidecar.close()
         return None
@@ -90,7 +96,7 @@ class ChatAgent(Agent[ChatState]):
         session = state.sessions.get(input.session) or Session()
         system = [{"role": "system", "content": config.system}] if config.system else []
         turn: list[Message] = [{"role": "user", "content": input.message}]
-        tools = await toolbox.definitions() if config.tools else []
+        tools = await toolbox.definitions() if config.tools or config.mcp_servers else []
         prompt = completion = 0
         calls: list[ToolCall] = []
         reply = ""

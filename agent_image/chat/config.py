@@ -38,6 +38,29 @@ class ToolConfig(Model):
         return self.name or f"{self.capability}_{self.action}".replace(".", "_")[:64]
 
 
+class McpServerConfig(Model):
+    """An MCP server whose tools are offered to the model, reached through a sidecar upstream
+    (so its breaker, rate limits and pool apply): `http://127.0.0.1:15000/upstream/<upstream>
+    <path>`. Connected on first use; a server that is down is tried again with back-off, and its
+    tools appear once it is up."""
+
+    upstream: str = Field(min_length=1, max_length=63, description="The sidecar upstream.")
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-zA-Z0-9-]{1,32}$",
+        description="Prefix of its tools' names (<name>_<tool>); default: the upstream's name.",
+    )
+    path: str = Field("/mcp", pattern=r"^/", max_length=1024, description="Its MCP endpoint.")
+    tools: list[str] | None = Field(
+        None, max_length=1024, description="Only these of its tools (default: all)."
+    )
+    timeout_seconds: float = Field(60, gt=0, le=3600, description="One tool call at most.")
+
+    @property
+    def prefix(self) -> str:
+        return self.name or self.upstream
+
+
 class ChatConfig(Model):
     upstream: str = Field(
         min_length=1,
@@ -50,6 +73,7 @@ class ChatConfig(Model):
     max_tokens: int = Field(512, ge=1, le=1_000_000)
     temperature: float = Field(0.7, ge=0, le=2)
     tools: list[ToolConfig] = Field(default_factory=list, max_length=128)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list, max_length=32)
     max_tool_rounds: int = Field(
         4,
         ge=0,
@@ -80,6 +104,10 @@ class ChatConfig(Model):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"tool names must be unique: {', '.join(twice)}")
+        prefixes = [s.prefix for s in self.mcp_servers]
+        twice = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if twice:
+            raise ValueError(f"mcpServers need distinct names: {', '.join(twice)}")
         return self
 
     @classmethod

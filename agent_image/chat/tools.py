@@ -1,5 +1,6 @@
 """Tools: actions of other Agents, found by capability, offered to the model and called as
-tasks through the sidecar (`/agents/<capability>/`).
+tasks through the sidecar (`/agents/<capability>/`); and the tools of MCP servers
+(`mcp_tools`), through sidecar upstreams.
 
 A tool's JSON schema is its action's input schema, which a member of the capability lists at
 `GET /v1/actions`; it is fetched when first needed, and again until it is known (a capability
@@ -21,6 +22,7 @@ import httpx
 
 from foundation_agent.chat import metrics
 from foundation_agent.chat.config import ToolConfig
+from foundation_agent.chat.mcp_tools import McpTools
 from foundation_agent.client import DeliveryError, Sidecar
 
 logger = logging.getLogger("foundation_agent.chat")
@@ -43,11 +45,25 @@ class ToolCall:
 
 
 class Toolbox:
-    def __init__(self, sidecar: Sidecar, tools: list[ToolConfig], agent: str) -> None:
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        tools: list[ToolConfig],
+        agent: str,
+        servers: list[McpTools] | None = None,
+    ) -> None:
         self.sidecar = sidecar
         self.tools = {t.tool_name: t for t in tools}
         self.agent = agent
         self.schemas: dict[str, dict[str, Any]] = {}  # tool name -> its action's entry
+        self.servers = servers or []
+
+    def _server_of(self, name: str) -> McpTools | None:
+        if name in self.tools:
+            return None  # a configured tool wins over an MCP server's of the same name
+        return next((s for s in self.servers if name in s.offered), None) or next(
+            (s for s in self.servers if name.startswith(f"{s.config.prefix}_")), None
+        )
 
     async def _learn(self, capability: str) -> None:
         try:
@@ -83,6 +99,10 @@ class Toolbox:
                     },
                 }
             )
+        for server in self.servers:
+            out.extend(
+                d for d in await server.definitions() if d["function"]["name"] not in self.tools
+            )
         return out
 
     async def call(self, call: dict[str, Any], task_id: str) -> ToolCall:
@@ -91,12 +111,22 @@ class Toolbox:
         call_id = str(call.get("id") or task_id)
         tool = self.tools.get(name)
 
+        server = self._server_of(name) if tool is None else None
+
         def done(outcome: str, content: str) -> ToolCall:
             # Only configured names as label values: a model may invent any number of others.
-            label = name if tool is not None else "(unknown)"
+            known = tool is not None or (server is not None and name in server.offered)
+            label = name if known else "(unknown)"
             metrics.TOOL_CALLS.labels(agent=self.agent, tool=label, outcome=outcome).inc()
             return ToolCall(call_id, name, task_id, outcome, content)
 
+        if server is not None:
+            raw = function.get("arguments")
+            try:
+                arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else raw or {}
+            except ValueError as exc:
+                return done("refused", f"error: the arguments are not JSON: {exc}")
+            return done(*await server.call(name, arguments, task_id))
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return done("unknown", f"error: there is no tool named {name!r} (tools: {known})")

@@ -34,7 +34,9 @@ class LazyApp:
         await self._app(scope, receive, send)
 
 
-async def serve(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve(
+    app: Any, host: str, port: int, stop: asyncio.Event, lifespan: str = "off"
+) -> None:
     """Serve `app` with uvicorn until `stop` is set. SIGTERM stays the runtime's: uvicorn's own
     signal handling (which would re-raise the signal after its shutdown) is left out."""
     import uvicorn
@@ -49,7 +51,7 @@ async def serve(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
             app,
             host=host,
             port=port,
-            lifespan="off",
+            lifespan=lifespan,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
