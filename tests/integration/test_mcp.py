@@ -12,9 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
+from test_llm_agents import ScriptedServer, task
 
 from foundation_common.discovery import rendezvous
 from kube import REPO, Kube, phase
+from localcluster.layout import BRIDGE_IP
+from scripted_model import ScriptedModel
 
 pytestmark = pytest.mark.usefixtures("operator")
 CLI = str(REPO / ".venv/bin/foundation")
@@ -38,13 +41,16 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def mcp_server(cluster: str, namespace: str, *agents: str) -> AsyncIterator[str]:
-    """`foundation mcp` serving `agents` on a loopback port; its URL once it answers."""
-    port = free_port()
+async def mcp_server(
+    cluster: str, namespace: str, *agents: str, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """`foundation mcp` serving `agents` on `host`:`port` (default a free loopback port); its
+    URL once it answers."""
+    port = port or free_port()
     chosen = [arg for agent in agents for arg in ("--agent", agent)]
     process = await asyncio.create_subprocess_exec(
         CLI, "--kubeconfig", cluster, "-n", namespace, "mcp", *chosen,
-        "--listen", f"127.0.0.1:{port}",
+        "--listen", f"{host}:{port}",
         stderr=asyncio.subprocess.PIPE,
         env=ENV,
     )  # fmt: skip
@@ -54,11 +60,11 @@ async def mcp_server(cluster: str, namespace: str, *agents: str) -> AsyncIterato
         assert b"serving MCP at" in line, line
         for _ in range(100):  # the banner comes just before the socket is bound
             with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                _, writer = await asyncio.open_connection(host, port)
                 writer.close()
                 break
             await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://{host}:{port}/mcp"
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
@@ -108,3 +114,49 @@ async def test_agents_actions_are_tools_and_a_call_with_the_same_id_runs_once(
     async with Client(stdio) as client:
         read = await client.call_tool("tally__get", {}, meta={"foundation.dev/taskId": read_id})
         assert read.structured_content == {"count": 5}
+
+
+async def test_a_chat_agent_takes_up_an_mcp_server_that_starts_after_it(
+    kube: Kube, cluster: str
+) -> None:
+    """ChatAgent -> its sidecar -> `foundation mcp` (on the bridge, started later) -> the API
+    server's proxy -> Agent tally: the tool's effect happens once, as task <chat>.tool.0.0."""
+    await running(kube, "tally", 1)
+    port = free_port()
+    model = ScriptedModel(tool_call=("agents_tally__increment", {"by": 4}))
+    async with ScriptedServer(model) as llm:
+        await running(
+            kube,
+            "planner",
+            1,
+            agent="foundation_agent.agents:ChatAgent",
+            config={"upstream": "llm", "model": "scripted", "mcpServers": [{"upstream": "agents"}]},
+            sidecar={
+                "upstreams": [
+                    {"name": "llm", "url": llm},
+                    {"name": "agents", "url": f"http://{BRIDGE_IP}:{port}", "retries": 0},
+                ]
+            },
+        )
+        say = {"session": "s", "message": "+4"}
+        alone = await task(kube, "planner-0", "plan-0", "chat", say)
+        assert alone["status"] == "succeeded" and alone["result"]["toolCalls"] == []
+        async with mcp_server(cluster, kube.ns, "tally", host=BRIDGE_IP, port=port):
+            deadline = asyncio.get_running_loop().time() + 60
+            for attempt in range(1, 1000):  # until the member's reconnection finds the server
+                record = await task(kube, "planner-0", f"plan-{attempt}", "chat", say)
+                if record["result"]["toolCalls"]:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "tools never offered"
+        assert record["result"]["toolCalls"] == [
+            {
+                "tool": "agents_tally__increment",
+                "taskId": f"plan-{attempt}.tool.0.0",
+                "outcome": "succeeded",
+            }
+        ]
+        assert record["result"]["reply"].endswith('the tool said {"count": 4}')
+    tool_task = await task(kube, "tally-0", f"plan-{attempt}.tool.0.0", "increment", {"by": 4})
+    assert tool_task["result"] == {"count": 4} and tool_task["attempts"] == 1
+    count = await task(kube, "tally-0", "read", "get", {})
+    assert count["result"] == {"count": 4}
