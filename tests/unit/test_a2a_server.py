@@ -221,3 +221,22 @@ async def test_errors_say_what_to_send(tmp_path: Path) -> None:
             await client.list_tasks(ListTasksRequest())
         assert server.member.queued() == 0 and server.member.state.count == 0
         await client.close()
+
+
+async def test_a_client_of_protocol_0_3_is_served_too(tmp_path: Path) -> None:
+    """JSON-RPC without the A2A-Version header is 0.3 (message/send, kinds, lower-case states):
+    the compatibility layer of a2a-sdk serves it from the same tasks."""
+    async with served(CounterAgent(), tmp_path) as server, httpx.AsyncClient() as http:
+        message = {
+            "kind": "message",
+            "role": "user",
+            "messageId": "old-1",
+            "parts": [{"kind": "data", "data": {"action": "increment", "input": {"by": 3}}}],
+        }
+        call = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": message}}
+        answer = (await http.post(server.url, json=call)).json()
+        assert answer["result"]["kind"] == "task" and answer["result"]["id"] == "old-1"
+        assert answer["result"]["status"]["state"] == "completed"
+        again = (await http.post(server.url, json=call)).json()
+        assert again["result"]["artifacts"] == answer["result"]["artifacts"]
+        assert server.member.state.count == 3
