@@ -193,6 +193,7 @@ def demo() -> None:
         f"""  export KUBECONFIG={KUBECONFIG}
   .venv/bin/foundation -n {NAMESPACE} send counter increment --input '{{"by": 1}}' --wait
   e2e/local/kubectl -n {NAMESPACE} describe agent counter
+  .venv/bin/foundation -n {NAMESPACE} card counter   (every Agent speaks A2A: docs/protocols.md)
   e2e/local/kubectl -n {NAMESPACE} get workflow tally -o yaml
   docs/getting-started.md: write an agent of your own
   make demo-down   (removes the demo; e2e/local/cluster down stops the cluster)""",
