@@ -167,25 +167,13 @@ class FoundationHandler(RequestHandler):
     async def on_list_tasks(self, params: Any, context: ServerCallContext) -> Any:
         raise UnsupportedOperationError("tasks/list: ask for a task by its id")
 
-    async def on_create_task_push_notification_config(
-        self, params: Any, context: ServerCallContext
-    ) -> Any:
+    async def _no_push_notifications(self, params: Any, context: ServerCallContext) -> Any:
         raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
 
-    async def on_get_task_push_notification_config(
-        self, params: Any, context: ServerCallContext
-    ) -> Any:
-        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
-
-    async def on_list_task_push_notification_configs(
-        self, params: Any, context: ServerCallContext
-    ) -> Any:
-        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
-
-    async def on_delete_task_push_notification_config(
-        self, params: Any, context: ServerCallContext
-    ) -> Any:
-        raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")
+    on_create_task_push_notification_config = _no_push_notifications
+    on_get_task_push_notification_config = _no_push_notifications
+    on_list_task_push_notification_configs = _no_push_notifications
+    on_delete_task_push_notification_config = _no_push_notifications
 
     async def on_get_extended_agent_card(self, params: Any, context: ServerCallContext) -> Any:
         raise UnsupportedOperationError("there is no extended card: the public one is all")
