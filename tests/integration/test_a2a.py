@@ -87,12 +87,22 @@ async def sent(client: Any, request: SendMessageRequest) -> dict[str, Any]:
 THROUGH_SIDECAR = """
 import asyncio, json, httpx
 from a2a.client import A2ACardResolver, ClientConfig, create_client
+from a2a.client.errors import AgentCardResolutionError
 from a2a.types import Message, SendMessageRequest
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 async def main():
     async with httpx.AsyncClient(timeout=30) as http:
-        card = await A2ACardResolver(http, "http://127.0.0.1:15000/a2a/tally/").get_agent_card()
+        # A sidecar's first call to an Agent waits up to 5 s for its discovery's first listing,
+        # then answers 503 with Retry-After: a cold start on a busy machine can take longer.
+        for attempt in range(30):
+            try:
+                card = await A2ACardResolver(http, "http://127.0.0.1:15000/a2a/tally/").get_agent_card()
+                break
+            except AgentCardResolutionError as exc:
+                if "503" not in str(exc) or attempt == 29:
+                    raise
+                await asyncio.sleep(1)
         client = await create_client(card, ClientConfig(httpx_client=http, streaming=False))
         message = ParseDict({"role": "ROLE_USER", "messageId": "add-0",
                              "parts": [{"data": {"action": "increment", "input": {"by": 1}}}]},
