@@ -34,9 +34,7 @@ class LazyApp:
         await self._app(scope, receive, send)
 
 
-async def serve(
-    app: Any, host: str, port: int, stop: asyncio.Event, lifespan: str = "off"
-) -> None:
+async def serve(app: Any, host: str, port: int, stop: asyncio.Event, lifespan: str = "off") -> None:
     """Serve `app` with uvicorn until `stop` is set. SIGTERM stays the runtime's: uvicorn's own
     signal handling (which would re-raise the signal after its shutdown) is left out."""
     import uvicorn
