@@ -203,7 +203,21 @@ class Supervisor(Reconciler):
             finalizing = self._ensure_finalizer(body)
         else:
             finalizing = self._drop_finalizer(body)  # an Agent from before, or retain turned off
-        await asyncio.gather(finalizing, self._ensure_owned(view))
+        # The state objects of members still to come go out with the owned objects: a new
+        # Agent's pods then wait one round of writes, not two (a pod needs its ServiceAccount
+        # and its state object; the Role, RoleBinding and Services it does not).
+        present = self.pods.of((view.namespace, view.name))
+        coming = [
+            i
+            for i in range(view.spec.replicas)
+            if objects.member_name(view, i) not in present
+            and (body.get("status") or {}).get("phase") != "Failed"
+        ]
+        await asyncio.gather(
+            finalizing,
+            self._ensure_owned(view),
+            *(self._ensure_state(view, i) for i in coming),
+        )
         return await self._supervise(view, body)
 
     async def _supervise(self, view: AgentView, body: Obj) -> float | None:
