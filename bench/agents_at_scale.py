@@ -557,7 +557,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                 "image": "foundation-agent:dev",
                 "agent": "bench:Idle",
                 "command": COMMAND,
-                "persistence": {"store": "None"},
+                "persistence": {"store": args.store},
                 # 1,000 sidecars (a Python process each) do not fit beside 1,000 members here,
                 # and the baseline runs one container a pod.
                 "sidecar": {"enabled": False},
@@ -599,6 +599,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--hollow", action="store_true", help="members on the hollow node")
+    parser.add_argument(
+        "--store",
+        default="None",
+        choices=["None", "ConfigMap"],
+        help="the Agents' persistence.store (None: no state object, as the baseline has none)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--probe-creates", type=int, default=50)
     parser.add_argument(
