@@ -68,14 +68,11 @@ class ChatAgent(Agent[ChatState]):
 
     def _clients(self) -> tuple[ModelClient, Toolbox]:
         if self._model is None or self._toolbox is None:
-            self._sidecar = Sidecar(
-                os.environ.get("FOUNDATION_SIDECAR_URL", DEFAULT_URL),
-                timeout=self.settings.timeout_seconds,
-            )
+            url = os.environ.get("FOUNDATION_SIDECAR_URL", DEFAULT_URL)
+            self._sidecar = Sidecar(url, timeout=self.settings.timeout_seconds)
             self._model = ModelClient(
                 self._sidecar, self.settings.upstream, self.name, self.settings.timeout_seconds
             )
-            url = os.environ.get("FOUNDATION_SIDECAR_URL", DEFAULT_URL)
             self._servers = [McpTools(c, url) for c in self.settings.mcp_servers]
             self._toolbox = Toolbox(self._sidecar, self.settings.tools, self.name, self._servers)
         return self._model, self._toolbox

@@ -130,9 +130,9 @@ class McpTools:
 
     async def _on_message(self, message: Any) -> None:
         """A notification from an earlier-protocol server: its tool list changed."""
-        if type(message).__name__ == "ToolListChangedNotification" or (
-            getattr(message, "method", None) == "notifications/tools/list_changed"
-        ):
+        import mcp_types  # loaded with the client that calls this
+
+        if isinstance(message, mcp_types.ToolListChangedNotification):
             self.stale = True
 
     async def _own(self) -> None:

@@ -120,14 +120,7 @@ class Toolbox:
             metrics.TOOL_CALLS.labels(agent=self.agent, tool=label, outcome=outcome).inc()
             return ToolCall(call_id, name, task_id, outcome, content)
 
-        if server is not None:
-            raw = function.get("arguments")
-            try:
-                arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else raw or {}
-            except ValueError as exc:
-                return done("refused", f"error: the arguments are not JSON: {exc}")
-            return done(*await server.call(name, arguments, task_id))
-        if tool is None:
+        if tool is None and server is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return done("unknown", f"error: there is no tool named {name!r} (tools: {known})")
         raw = function.get("arguments")
@@ -135,6 +128,9 @@ class Toolbox:
             arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else raw or {}
         except ValueError as exc:
             return done("refused", f"error: the arguments are not JSON: {exc}")
+        if server is not None:
+            return done(*await server.call(name, arguments, task_id))
+        assert tool is not None
         try:
             delivered = await self.sidecar.send_task(
                 tool.capability,

@@ -56,6 +56,11 @@ STREAM_SLICE = 55.0  # one long-poll of a streamed task (the task API's limit is
 Event = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 
 
+def context_of(record: Record, given: str | None = None) -> str:
+    """The A2A context of a task: the one its record keeps, else the message's, else its id."""
+    return str(record.get("context") or given or record["id"])
+
+
 def a2a_error(exc: Refused) -> A2AError:
     """A refusal of the task API as the A2A error a client acts on."""
     if exc.status in (400, 413):
@@ -120,13 +125,13 @@ class FoundationHandler(RequestHandler):
         record, context_id = await self._submit(params)
         if not params.configuration.return_immediately and record["status"] not in DONE:
             record = await self._wait(record["id"], self.blocking_wait) or record
-        return task_of(record, record.get("context") or context_id)
+        return task_of(record, context_of(record, context_id))
 
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         record, context_id = await self._submit(params)
-        async for event in self._follow(record, record.get("context") or context_id):
+        async for event in self._follow(record, context_of(record, context_id)):
             yield event
 
     async def on_subscribe_to_task(
@@ -135,7 +140,7 @@ class FoundationHandler(RequestHandler):
         record = await self._wait(params.id, 0)
         if record is None:
             raise TaskNotFoundError(f"no task {params.id!r} (or its record expired)")
-        async for event in self._follow(record, record.get("context") or params.id):
+        async for event in self._follow(record, context_of(record)):
             yield event
 
     async def _follow(self, record: Record, context_id: str) -> AsyncGenerator[Event]:
@@ -154,7 +159,7 @@ class FoundationHandler(RequestHandler):
         record = await self._wait(params.id, 0)
         if record is None:
             raise TaskNotFoundError(f"no task {params.id!r} (or its record expired)")
-        return task_of(record, record.get("context") or record["id"])
+        return task_of(record, context_of(record))
 
     async def on_cancel_task(
         self, params: CancelTaskRequest, context: ServerCallContext
@@ -162,7 +167,7 @@ class FoundationHandler(RequestHandler):
         with refusals():
             _, inbox = await self.peers.owner(params.id)
             record = await inbox.cancel(params.id)
-        return task_of(record, record.get("context") or record["id"])
+        return task_of(record, context_of(record))
 
     async def on_list_tasks(self, params: Any, context: ServerCallContext) -> Any:
         raise UnsupportedOperationError("tasks/list: ask for a task by its id")

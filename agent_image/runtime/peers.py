@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from foundation_agent.runtime.member import Member
-from foundation_agent.runtime.records import Refused
+from foundation_agent.runtime.records import DONE, Refused
 from foundation_agent.stores import Record
 from foundation_common.discovery import Directory, RestEndpoints, rendezvous
 from foundation_common.sidecar import Discovery
@@ -89,7 +89,7 @@ class LocalTasks:
     async def get(self, task_id: str, wait: float = 0.0) -> Record | None:
         member = self._loaded()
         record = member.task(task_id)
-        if record is None or not wait or record["status"] in ("succeeded", "failed", "cancelled"):
+        if record is None or not wait or record["status"] in DONE:
             return record
         try:
             return await asyncio.wait_for(member.finished(task_id), wait)

@@ -207,12 +207,14 @@ class Supervisor(Reconciler):
         # Agent's pods then wait one round of writes, not two (a pod needs its ServiceAccount
         # and its state object; the Role, RoleBinding and Services it does not).
         present = self.pods.of((view.namespace, view.name))
-        coming = [
-            i
-            for i in range(view.spec.replicas)
-            if objects.member_name(view, i) not in present
-            and (body.get("status") or {}).get("phase") != "Failed"
-        ]
+        failed = (body.get("status") or {}).get("phase") == "Failed"  # no members to come
+        coming = (
+            []
+            if failed
+            else [
+                i for i in range(view.spec.replicas) if objects.member_name(view, i) not in present
+            ]
+        )
         await asyncio.gather(
             finalizing,
             self._ensure_owned(view),

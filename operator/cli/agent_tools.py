@@ -129,9 +129,7 @@ class AgentTools:
             record = await self.tasks.send(
                 agent, member, task_id, action, dict(params.arguments or {}), deadline
             )
-            while record.get("status") not in DONE and time.monotonic() < deadline:
-                left = deadline - time.monotonic()
-                record = await self.tasks.get(agent, member, task_id, min(30.0, left), deadline)
+            record = await self.tasks.until_done(agent, member, record, deadline)
         except Problem as exc:
             return types.CallToolResult(
                 content=[types.TextContent(text=f"task {task_id}: {exc}")], is_error=True

@@ -125,15 +125,13 @@ async def connect(args: argparse.Namespace) -> client.ApiClient:
 async def wait_done(
     api: tasks.Tasks, agent: str, member: str, record: dict, task_id: str, deadline: float
 ) -> dict:
-    while record.get("status") not in tasks.DONE:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise Problem(
-                f"task {task_id} is still {record.get('status')} at {member} after the timeout "
-                f"(foundation get {agent} {task_id} --wait to go on waiting)",
-                tasks.TIMEOUT,
-            )
-        record = await api.get(agent, member, task_id, min(30.0, left), deadline)
+    record = await api.until_done(agent, member, record, deadline)
+    if record.get("status") not in tasks.DONE:
+        raise Problem(
+            f"task {task_id} is still {record.get('status')} at {member} after the timeout "
+            f"(foundation get {agent} {task_id} --wait to go on waiting)",
+            tasks.TIMEOUT,
+        )
     return record
 
 

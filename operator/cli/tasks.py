@@ -173,6 +173,15 @@ class Tasks:
             raise Problem(f"{member} answered {status}: {message}", UNAVAILABLE)
         return answer
 
+    async def until_done(self, agent: str, member: str, record: Obj, deadline: float) -> Obj:
+        """The task's record once it is done, or as it is when the deadline passes."""
+        while record.get("status") not in DONE:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            record = await self.get(agent, member, record["id"], min(30.0, left), deadline)
+        return record
+
     async def find(self, agent: str, task_id: str, deadline: float) -> tuple[str, Obj]:
         """(member, record) of a task sent earlier: its affinity member first, then the others."""
         ready = await self.ready(agent, deadline)
