@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from apiserver import delta, request_counts, writes  # bench/apiserver.py
+from apiserver import delta, request_counts, writes, writes_by_kind  # bench/apiserver.py
 from harness import new_namespace, rss_mb
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -128,12 +128,20 @@ async def events(list_call: Any, *args: Any) -> Any:
 
 
 async def track_pods(
-    core: client.CoreV1Api, ns: str, agents: int, started: float
+    core: client.CoreV1Api,
+    ns: str,
+    agents: int,
+    started: float,
+    created: dict[str, float] | None = None,
+    became_ready: list[float] | None = None,
 ) -> tuple[float | None, float]:
     """Seconds until every object has a pod, and until all pods are Ready at once (a watch,
-    so measuring costs the API server little)."""
+    so measuring costs the API server little). With `created` (object name -> when it was
+    created), `became_ready` gains each object's seconds from its create to its pod's first
+    Ready."""
     seen: set[str] = set()
     ready: set[str] = set()
+    first_ready: set[str] = set()
     all_pods = None
     async for kind, pod in events(core.list_namespaced_pod, ns):
         name = pod["metadata"]["name"]
@@ -143,6 +151,11 @@ async def track_pods(
             continue
         seen.add(name)
         (ready.add if is_ready(pod) else ready.discard)(name)
+        owner = name.rsplit("-", 1)[0]
+        if created and became_ready is not None and name in ready and name not in first_ready:
+            first_ready.add(name)
+            if owner in created:
+                became_ready.append(time.monotonic() - created[owner])
         if all_pods is None and len(seen) >= agents:
             all_pods = time.monotonic() - started
         if len(ready) >= agents:
@@ -378,6 +391,9 @@ async def run_phase(
         requests_before = await operator_requests(metrics_port) if metrics_port else {}
         gate = asyncio.Semaphore(32)
 
+        created_at: dict[str, float] = {}
+        became_ready: list[float] = []
+
         async def create(i: int) -> None:
             body = {
                 "apiVersion": make["apiVersion"],
@@ -386,12 +402,15 @@ async def run_phase(
                 "spec": make["spec"],
             }
             async with gate:
+                created_at[f"a{i}"] = time.monotonic()
                 await custom.create_namespaced_custom_object(
                     make["group"], make["version"], ns, make["plural"], body, _preload_content=False
                 )
 
         started = time.monotonic()
-        tracker = asyncio.create_task(track_pods(core, ns, agents, started))
+        tracker = asyncio.create_task(
+            track_pods(core, ns, agents, started, created_at, became_ready)
+        )
         statuses = (
             asyncio.create_task(track_objects(custom, ns, make, agents, started))
             if metrics_port
@@ -411,7 +430,8 @@ async def run_phase(
                 pass
         await asyncio.sleep(3)  # let status writes that follow readiness land
         writes_after = await api_writes(api)
-        cluster_writes = writes(delta(await request_counts(api), counts_before))
+        cluster_delta = delta(await request_counts(api), counts_before)
+        cluster_writes = writes(cluster_delta)
         requests = {}
         if metrics_port:
             requests_after = await operator_requests(metrics_port)
@@ -483,9 +503,12 @@ async def run_phase(
                 break
             await asyncio.sleep(2)
         deleted = time.monotonic() - deleting
-        # The operator hands memory back once deletions have been quiet for 5 s.
+        # The operator hands memory back once deletions have been quiet for 5 s; its pooled
+        # connections idle since then close later, so look again after a minute.
         await asyncio.sleep(10)
         rss_after = rss_mb(proc.pid)
+        await asyncio.sleep(50)
+        rss_after_idle = rss_mb(proc.pid)
         await trace_snapshot(proc, trace)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -497,6 +520,14 @@ async def run_phase(
         "all_have_pods_s": round(all_pods, 1) if all_pods else None,
         "all_ready_s": round(all_ready, 1) if all_ready else None,
         "objects_per_s_to_pods": round(agents / all_pods, 1) if all_pods else None,
+        # Each object's create to its pod's first Ready: how long a status written only once
+        # members are ready would keep a user waiting.
+        "create_to_ready_s": {
+            q: round(percentile(became_ready, v), 1)
+            for q, v in (("p50", 0.5), ("p90", 0.9), ("max", 1.0))
+        }
+        if became_ready
+        else None,
         **(
             {"all_statuses_ready_s": round(statuses_ready, 1) if statuses_ready else None}
             if metrics_port
@@ -505,11 +536,14 @@ async def run_phase(
         "api_writes_per_object": round(operator_total / agents, 2),
         "cluster_writes": cluster_writes,
         "cluster_writes_per_s": round(cluster_writes / all_ready, 1) if all_ready else None,
+        # Everyone's writes (operator, node, controllers, scheduler) per object, by kind.
+        "cluster_writes_per_object_by_kind": writes_by_kind(cluster_delta, agents),
         "api_writes_by_kind": dict(sorted(breakdown.items())),
         **({"operator_requests_by_kind": requests} if metrics_port else {}),
         "operator_rss_mb_at_start": rss_start,
         "operator_rss_mb_at_n": rss_full,
         "operator_rss_mb_after_delete": rss_after,
+        "operator_rss_mb_a_minute_after_delete": rss_after_idle,
         "delete_all_s": round(deleted, 1),
         **measured,
     }

@@ -53,6 +53,16 @@ def writes(counts: Counts) -> int:
     )
 
 
+def writes_by_kind(counts: Counts, per: int = 1) -> dict[str, float]:
+    """Successful writes by "VERB resource[/subresource]", divided by `per`."""
+    out: dict[str, int] = {}
+    for (verb, resource, sub, code), v in counts.items():
+        if verb in WRITE_VERBS and code[:1] == "2":
+            kind = f"{verb} {resource}" + (f"/{sub}" if sub else "")
+            out[kind] = out.get(kind, 0) + v
+    return {k: round(v / per, 2) for k, v in sorted(out.items())}
+
+
 async def write_capacity(
     core: client.CoreV1Api, ns: str, count: int = 1500, at_once: int = 64
 ) -> float:

@@ -26,7 +26,10 @@ from foundation_operator.k8s import ApiException, Kube, Obj, message_of, status_
 
 logger = logging.getLogger(__name__)
 FINALIZER = "foundation.dev/supervisor"
-STATUS_INTERVAL = 1.0  # seconds
+STATUS_INTERVAL = 1.0  # seconds between progress-only status writes
+# How long a new Agent's first status waits for its members to become ready, so that starting
+# up costs one status write, not one per member event (a refusal or a restart goes out at once).
+STATUS_PATIENCE = 30.0  # seconds
 # The API server's answers that refuse an object for what it is, not for a passing reason.
 REFUSALS = (400, 403, 422)
 REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
@@ -71,6 +74,7 @@ class Supervisor(Reconciler):
             self._patch_status,
             self.queue.add_after,
             interval=STATUS_INTERVAL,
+            patience=STATUS_PATIENCE,
             others=RUNTIME_FIELDS,
         )
 
@@ -261,7 +265,12 @@ class Supervisor(Reconciler):
         new = plan.agent_status(
             view, status, raw.get("memberStates") or {}, members, supervised, at, refused
         )
-        await self._write_status(body, new, urgent=supervised.failed or bool(restarts))
+        # Settled: nothing more is coming without a change (every member ready, failed, or a
+        # pod the API server refuses), so even a new Agent's first status need not wait.
+        settled = new.phase in ("Running", "Failed") or refused is not None
+        await self._write_status(
+            body, new, urgent=supervised.failed or bool(restarts), settled=settled
+        )
         return REFUSED_RETRY_SECONDS if refused else None
 
     async def _converge_members(self, view: AgentView, members: dict[str, Obj]) -> None:
@@ -384,10 +393,14 @@ class Supervisor(Reconciler):
         meta = body["metadata"]
         return await self.kube.patch_custom(AGENT, meta["namespace"], meta["name"], patch)
 
-    async def _write_status(self, body: Obj, new: AgentStatus, *, urgent: bool = True) -> None:
+    async def _write_status(
+        self, body: Obj, new: AgentStatus, *, urgent: bool = True, settled: bool = True
+    ) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self._record_phase(key, new.phase)
-        answer = await self.status.write(body, plan.dump_status(new), urgent=urgent)
+        answer = await self.status.write(
+            body, plan.dump_status(new), urgent=urgent, settled=settled
+        )
         if answer is not None:
             self.agents.ahead(answer)
 

@@ -113,10 +113,13 @@ Patch = Callable[[str, str, Obj], Awaitable[Obj]]  # (namespace, name, patch) ->
 class StatusWriter:
     """Patches an object's status when it changed.
 
-    An urgent change (something counted, a phase) goes out at once. A progress-only change
-    (members starting, nothing the next pass could not see again) waits until `interval` has
-    passed since the last write, and `requeue` brings the key back then; a new object's first
-    such change waits too, so members that start quickly cost one write instead of two.
+    An urgent change (something counted, a phase that needs attention) goes out at once. Other
+    changes wait until `interval` has passed since the last write, and `requeue` brings the key
+    back then. An object whose status holds nothing of ours yet (a new one) waits longer for
+    its first write while it is still in progress (`settled` false: members starting): up to
+    `patience` from when the writer first saw it. So members that become ready within it cost one status write
+    (the settled one) instead of one per step, and a burst of new objects does not spend the
+    API server's writes on statuses that are out of date a moment later.
     """
 
     def __init__(
@@ -125,33 +128,44 @@ class StatusWriter:
         requeue: Callable[[Key, float], None],
         *,
         interval: float = 1.0,
+        patience: float | None = None,
         others: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.patch = patch
         self.requeue = requeue
         self.interval = interval
+        self.patience = interval if patience is None else max(patience, interval)
         self.others = tuple(others)  # status fields others write: never compared or written
         self.clock = clock
+        self._seen_at: dict[Key, float] = {}
         self._written_at: dict[Key, float] = {}
 
     def changed(self, old: Obj, new: Obj) -> bool:
         return comparable(new, self.others) != comparable(old, self.others)
 
-    async def write(self, body: Obj, new: Obj, *, urgent: bool = True) -> Obj | None:
+    async def write(
+        self, body: Obj, new: Obj, *, urgent: bool = True, settled: bool = True
+    ) -> Obj | None:
         """The patch's answer if it was written; None if unchanged or deferred."""
         key = key_of(body)
-        written_at = self._written_at.setdefault(key, self.clock())
-        if not self.changed(body.get("status") or {}, new):
+        seen_at = self._seen_at.setdefault(key, self.clock())
+        old = comparable(body.get("status") or {}, self.others)
+        if comparable(new, self.others) == old:
             return None
-        wait = written_at + self.interval - self.clock()
-        if not urgent and wait > 0:
-            self.requeue(key, wait)
-            return None
+        if not urgent:
+            since = self._written_at.get(key, seen_at)
+            first = old == {"conditions": []}
+            wait = since + (self.patience if first and not settled else self.interval)
+            wait -= self.clock()
+            if wait > 0:
+                self.requeue(key, wait)
+                return None
         mine = {k: v for k, v in new.items() if k not in self.others}
         answer = await self.patch(key[0], key[1], {"status": without_empty_strings(mine)})
         self._written_at[key] = self.clock()
         return answer
 
     def forget(self, key: Key) -> None:
+        self._seen_at.pop(key, None)
         self._written_at.pop(key, None)

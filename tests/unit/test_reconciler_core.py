@@ -156,3 +156,44 @@ async def test_status_writer_skips_unchanged_and_bounds_progress_only_writes() -
     # Urgent changes go out at once, never carrying the fields others write.
     assert await writer.write(body, {"phase": "Failed", "state": {"version": 9}}) is not None
     assert patches == [{"status": {"phase": "Degraded"}}, {"status": {"phase": "Failed"}}]
+
+
+async def test_status_writer_waits_for_a_new_object_to_settle_before_its_first_write() -> None:
+    patches: list[dict] = []
+    requeued: list[tuple] = []
+
+    async def patch(namespace, name, body):
+        patches.append(body)
+        return {"metadata": {"namespace": namespace, "name": name}, **body}
+
+    clock = Clock()
+    writer = StatusWriter(
+        patch, lambda key, wait: requeued.append((key, wait)), patience=30.0, clock=clock
+    )
+    new = {"metadata": {"namespace": "n", "name": "a"}}
+    starting = {"phase": "Pending", "ready": "0/1"}
+    # A new object still starting: its first write waits the patience, not the interval.
+    assert await writer.write(new, starting, urgent=False, settled=False) is None
+    clock.t += 5.0
+    assert await writer.write(new, starting, urgent=False, settled=False) is None
+    assert requeued == [(("n", "a"), 30.0), (("n", "a"), 25.0)]
+    # Its members ready (settled) within the patience: one write, as soon as the interval allows.
+    assert await writer.write(new, {"phase": "Running", "ready": "1/1"}, urgent=False) is not None
+    assert patches == [{"status": {"phase": "Running", "ready": "1/1"}}]
+
+    # Another that never settles: written once the patience has run out.
+    other = {"metadata": {"namespace": "n", "name": "b"}}
+    assert await writer.write(other, starting, urgent=False, settled=False) is None
+    clock.t += 30.0
+    assert await writer.write(other, starting, urgent=False, settled=False) is not None
+    # An object that has a status of ours already: progress waits the interval only.
+    written = {**other, "status": starting}
+    assert (
+        await writer.write(
+            written, {"phase": "Pending", "ready": "0/2"}, urgent=False, settled=False
+        )
+        is None
+    )
+    assert requeued[-1] == (("n", "b"), 1.0)
+    # Urgent changes never wait.
+    assert await writer.write(new, {"phase": "Failed"}) is not None
