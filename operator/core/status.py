@@ -117,9 +117,9 @@ class StatusWriter:
     changes wait until `interval` has passed since the last write, and `requeue` brings the key
     back then. An object whose status holds nothing of ours yet (a new one) waits longer for
     its first write while it is still in progress (`settled` false: members starting): up to
-    `patience` from when the writer first saw it. So members that become ready within it cost one status write
-    (the settled one) instead of one per step, and a burst of new objects does not spend the
-    API server's writes on statuses that are out of date a moment later.
+    `patience` from when the writer first saw it. So members that become ready within it cost
+    one status write (the settled one) instead of one per step, and a burst of new objects does
+    not spend the API server's writes on statuses that are out of date a moment later.
     """
 
     def __init__(
