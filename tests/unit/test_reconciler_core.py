@@ -130,18 +130,31 @@ class Clock:
         return self.t
 
 
-async def test_status_writer_skips_unchanged_and_bounds_progress_only_writes() -> None:
-    patches: list[dict] = []
-    requeued: list[tuple] = []
+class Written:
+    """What a StatusWriter patched and requeued, on a clock the test moves."""
 
-    async def patch(namespace, name, body):
-        patches.append(body)
+    def __init__(self) -> None:
+        self.patches: list[dict] = []
+        self.requeued: list[tuple] = []
+        self.clock = Clock()
+
+    async def patch(self, namespace: str, name: str, body: dict) -> dict:
+        self.patches.append(body)
         return {"metadata": {"namespace": namespace, "name": name}, **body}
 
-    clock = Clock()
-    writer = StatusWriter(
-        patch, lambda key, wait: requeued.append((key, wait)), others=["state"], clock=clock
-    )
+    def writer(self, **options: object) -> StatusWriter:
+        return StatusWriter(
+            self.patch,
+            lambda key, wait: self.requeued.append((key, wait)),
+            clock=self.clock,
+            **options,
+        )
+
+
+async def test_status_writer_skips_unchanged_and_bounds_progress_only_writes() -> None:
+    written = Written()
+    patches, requeued, clock = written.patches, written.requeued, written.clock
+    writer = written.writer(others=["state"])
     body = {
         "metadata": {"namespace": "n", "name": "a"},
         "status": {"phase": "Running", "state": {"version": 3}},
@@ -159,17 +172,9 @@ async def test_status_writer_skips_unchanged_and_bounds_progress_only_writes() -
 
 
 async def test_status_writer_waits_for_a_new_object_to_settle_before_its_first_write() -> None:
-    patches: list[dict] = []
-    requeued: list[tuple] = []
-
-    async def patch(namespace, name, body):
-        patches.append(body)
-        return {"metadata": {"namespace": namespace, "name": name}, **body}
-
-    clock = Clock()
-    writer = StatusWriter(
-        patch, lambda key, wait: requeued.append((key, wait)), patience=30.0, clock=clock
-    )
+    written = Written()
+    patches, requeued, clock = written.patches, written.requeued, written.clock
+    writer = written.writer(patience=30.0)
     new = {"metadata": {"namespace": "n", "name": "a"}}
     starting = {"phase": "Pending", "ready": "0/1"}
     # A new object still starting: its first write waits the patience, not the interval.
