@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 from apiserver import delta, request_counts, writes, writes_by_kind  # bench/apiserver.py
-from harness import new_namespace, rss_mb
+from harness import new_namespace, rss_by_mapping, rss_mb
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
@@ -384,6 +384,7 @@ async def run_phase(
         else:
             await asyncio.sleep(3)  # the operator's startup
         rss_start = rss_mb(proc.pid)
+        rss_start_where = rss_by_mapping(proc.pid)
         trace = bool(extra and extra.get("trace"))
         await trace_snapshot(proc, trace)
         counts_before = await request_counts(api)
@@ -509,6 +510,7 @@ async def run_phase(
         rss_after = rss_mb(proc.pid)
         await asyncio.sleep(50)
         rss_after_idle = rss_mb(proc.pid)
+        rss_where = rss_by_mapping(proc.pid)
         await trace_snapshot(proc, trace)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -541,9 +543,11 @@ async def run_phase(
         "api_writes_by_kind": dict(sorted(breakdown.items())),
         **({"operator_requests_by_kind": requests} if metrics_port else {}),
         "operator_rss_mb_at_start": rss_start,
+        "operator_rss_mb_at_start_by_mapping": rss_start_where,
         "operator_rss_mb_at_n": rss_full,
         "operator_rss_mb_after_delete": rss_after,
         "operator_rss_mb_a_minute_after_delete": rss_after_idle,
+        "operator_rss_mb_a_minute_after_delete_by_mapping": rss_where,
         "delete_all_s": round(deleted, 1),
         **measured,
     }

@@ -37,6 +37,22 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def rss_by_mapping(pid: int) -> dict[str, float]:
+    """Where a process's resident set lies, in MB: glibc's main heap, anonymous maps (Python's
+    arenas, other malloc arenas, thread stacks) and mapped files (the interpreter, libraries)."""
+    out = {"heap": 0.0, "anonymous": 0.0, "files": 0.0}
+    where = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header
+            path = fields[5] if len(fields) > 5 else ""
+            where = "files" if path.startswith("/") else "anonymous"
+            where = "heap" if path == "[heap]" else where
+        elif fields[0] == "Rss:":
+            out[where] += int(fields[1]) / 1024
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def agent_body(name: str, agent: str, **spec: Any) -> dict:
     """An Agent of class `agent` for the benchmarks (the test node runs commands, not images)."""
     return {
