@@ -29,7 +29,7 @@ FINALIZER = "foundation.dev/supervisor"
 STATUS_INTERVAL = 1.0  # seconds between progress-only status writes
 # How long a new Agent's first status waits for its members to become ready, so that starting
 # up costs one status write, not one per member event (a refusal or a restart goes out at once).
-STATUS_PATIENCE = 30.0  # seconds
+STATUS_PATIENCE = 10.0  # seconds
 # The API server's answers that refuse an object for what it is, not for a passing reason.
 REFUSALS = (400, 403, 422)
 REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
