@@ -142,8 +142,12 @@ def components(
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=false",
+                # No legacy token Secret per ServiceAccount (serviceaccount-token), as on
+                # Kubernetes 1.24 and later: pods get bound, projected tokens (the gate below),
+                # and the controller's two writes per ServiceAccount are writes users' clusters
+                # no longer make.
                 "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,"
-                "-attachdetach,-persistentvolume-binder",
+                "-attachdetach,-persistentvolume-binder,-serviceaccount-token",
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
                 "--concurrent-gc-syncs=40",
