@@ -141,9 +141,6 @@ class StatusWriter:
         self._seen_at: dict[Key, float] = {}
         self._written_at: dict[Key, float] = {}
 
-    def changed(self, old: Obj, new: Obj) -> bool:
-        return comparable(new, self.others) != comparable(old, self.others)
-
     async def write(
         self, body: Obj, new: Obj, *, urgent: bool = True, settled: bool = True
     ) -> Obj | None:
