@@ -265,11 +265,11 @@ class Supervisor(Reconciler):
         new = plan.agent_status(
             view, status, raw.get("memberStates") or {}, members, supervised, at, refused
         )
-        # Settled: nothing more is coming without a change (every member ready, failed, or a
-        # pod the API server refuses), so even a new Agent's first status need not wait.
-        settled = new.phase in ("Running", "Failed") or refused is not None
         await self._write_status(
-            body, new, urgent=supervised.failed or bool(restarts), settled=settled
+            body,
+            new,
+            urgent=supervised.failed or bool(restarts),
+            settled=plan.settled(new, refused),
         )
         return REFUSED_RETRY_SECONDS if refused else None
 

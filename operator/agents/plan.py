@@ -440,6 +440,13 @@ def agent_status(
     )
 
 
+def settled(status: AgentStatus, refused: str | None = None) -> bool:
+    """Whether nothing more is coming without a change: every member ready, the Agent failed,
+    or a member pod the API server refuses. A new Agent's first status then goes out without
+    waiting for its members (see core.status.StatusWriter)."""
+    return status.phase in ("Running", "Failed") or refused is not None
+
+
 def invalid_status(status: AgentStatus, generation: int, message: str, at: datetime) -> AgentStatus:
     """An Agent whose spec cannot be carried out: Failed, with the reason and what to change."""
     return status.model_copy(

@@ -251,6 +251,23 @@ def test_a_member_the_api_server_refuses_is_the_ready_reason() -> None:
     assert ready.message == f"0/1 members ready; the API server refused a member pod: {refused}"
 
 
+def test_a_status_is_settled_when_nothing_more_comes_without_a_change() -> None:
+    agent = view(replicas=2)
+    decided = plan.supervise(agent, AgentStatus(), {}, [], AT)
+
+    def settled_with(*pods: dict, refused: str | None = None) -> bool:
+        new = plan.agent_status(agent, AgentStatus(), {}, members(*pods), decided, AT, refused)
+        return plan.settled(new, refused)
+
+    # Members starting: not settled (a new Agent's first status waits for them).
+    assert not settled_with()
+    assert not settled_with(pod(agent, 0), pod(agent, 1, ready=False))
+    # All ready, or a pod the API server refuses: settled.
+    assert settled_with(pod(agent, 0), pod(agent, 1))
+    assert settled_with(pod(agent, 0), refused='pods "w-1" is forbidden: exceeded quota')
+    assert plan.settled(AgentStatus(phase="Failed"))
+
+
 def test_a_status_the_supervisor_cannot_read_counts_as_none() -> None:
     assert plan.parse_status({"phase": "Exploded"}) == AgentStatus()
     kept = plan.parse_status({"phase": "Running", "memberStates": {"w-0": {"odd": 1}}})
