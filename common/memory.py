@@ -15,6 +15,7 @@ import ctypes.util
 import functools
 import gc
 import logging
+import os
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,16 @@ def _malloc_trim() -> Callable[[int], int] | None:
     except OSError:
         return None
     return getattr(libc, "malloc_trim", None)
+
+
+def resident_mb() -> float:
+    """This process's resident set in MB (0.0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def trim() -> bool:
@@ -56,7 +67,11 @@ class Trimmer:
     def _run(self) -> None:
         self._handle = None
         self.trims += 1
+        before = resident_mb()
         trim()
+        logger.info(
+            "memory handed back after deletions: RSS %.1f -> %.1f MB", before, resident_mb()
+        )
 
     def cancel(self) -> None:
         if self._handle is not None:
