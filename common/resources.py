@@ -7,6 +7,10 @@ from dataclasses import dataclass
 GROUP = "foundation.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+# The ports of an Agent's members, and of its Service: the task API (named http) and the A2A
+# server for the whole Agent (named a2a).
+AGENT_PORT = 8080
+A2A_PORT = 8081
 
 
 @dataclass(frozen=True)

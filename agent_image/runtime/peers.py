@@ -28,11 +28,10 @@ from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.records import DONE, Refused
 from foundation_agent.stores import Record
 from foundation_common.discovery import Directory, RestEndpoints, rendezvous
+from foundation_common.resources import AGENT, AGENT_PORT
 from foundation_common.sidecar import Discovery
 
 AGENT_TTL = 5.0  # seconds an Agent's replica count and card fields are used before a new read
-AGENT_PORT = 8080  # the members' task API (the Service's port named http)
-GROUP_PATH = "/apis/foundation.dev/v1alpha1"
 FORWARD_TIMEOUT = 90.0  # a forwarded call, long-polls included (theirs are at most 60 s)
 
 
@@ -175,9 +174,10 @@ class Peers:
             return self._info
         async with self._lock:
             if self.clock() - self._read_at >= AGENT_TTL:
-                path = f"{GROUP_PATH}/namespaces/{self.namespace}/agents/{self.agent}"
                 try:
-                    self._info = AgentInfo.of(await self.api.get(path))
+                    self._info = AgentInfo.of(
+                        await self.api.get(AGENT.path(self.namespace, self.agent))
+                    )
                 except Exception:  # the API away: route as before, try again next time
                     if self._read_at == float("-inf"):
                         raise Refused(503, "cannot read the Agent to route the task", 1) from None

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from foundation_common.resources import A2A_PORT, AGENT_PORT
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
@@ -36,8 +37,8 @@ class Settings(BaseModel, frozen=True):
         20.0, ge=0, description="How long SIGTERM waits for the task in flight."
     )
     agent_host: str = "0.0.0.0"
-    agent_port: int = Field(8080, ge=1, le=65535)
-    a2a_port: int = Field(8081, ge=0, le=65535, description="A2A for the Agent; 0: none.")
+    agent_port: int = Field(AGENT_PORT, ge=1, le=65535)
+    a2a_port: int = Field(A2A_PORT, ge=0, le=65535, description="A2A for the Agent; 0: none.")
 
     _json = field_validator("agent_config", mode="before")(json_setting)
 

@@ -41,6 +41,7 @@ from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.limiter import TokenBucket
 from foundation_common.discovery import Capability, Directory, Member
+from foundation_common.resources import A2A_PORT
 from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError
 from foundation_common.sidecar import (
@@ -71,7 +72,6 @@ NOT_FORWARDED = {
     "content-length",
 }
 NOT_FORWARDED |= {MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
-A2A_PORT = 8081  # members' A2A server (the Agent's Service's port a2a)
 AGENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Answers up to this size, with a Content-Length, are relayed whole rather than streamed.
 WHOLE_ANSWER_BYTES = 256 * 1024

@@ -27,6 +27,7 @@ from foundation_agent.cli import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
 from foundation_common.discovery import Directory, Observer, RestEndpoints
+from foundation_common.resources import AGENT_PORT
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
 from foundation_common.tasks import count_tasks
@@ -54,7 +55,7 @@ class SidecarSettings(BaseModel, frozen=True):
     sidecar_admin_host: str = "0.0.0.0"
     sidecar_admin_port: int = Field(15090, ge=0, le=65535, description="0 turns it off.")
     sidecar_drain_seconds: float = Field(25.0, ge=0, le=3600)
-    agent_port: int = Field(8080, ge=1, le=65535, description="The agent's, to see it stop.")
+    agent_port: int = Field(AGENT_PORT, ge=1, le=65535, description="The agent's, to see it stop.")
 
     _json = field_validator("sidecar_config", mode="before")(json_setting)
 

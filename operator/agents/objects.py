@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from foundation_common.resources import A2A_PORT, AGENT_PORT
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentView
 from foundation_operator.core import security
@@ -26,8 +27,6 @@ CAPABILITY_PREFIX = "capability.foundation.dev/"
 TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
-AGENT_PORT = 8080
-A2A_PORT = 8081  # the runtime's A2A server, for the whole Agent (foundation_agent.protocols)
 SIDECAR_URL = "http://127.0.0.1:15000"
 SIDECAR_ADMIN_PORT = 15090
 STATE_VOLUME = "state"
