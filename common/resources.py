@@ -11,6 +11,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # server for the whole Agent (named a2a).
 AGENT_PORT = 8080
 A2A_PORT = 8081
+# The key of an MCP tool call's `_meta` that carries its Foundation task id: the same id, the
+# same task (served by `foundation mcp`, sent by ChatAgent's MCP tools).
+TASK_ID_META = f"{GROUP}/taskId"
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import re
 from typing import Any
 
 from foundation_agent.chat.config import McpServerConfig
+from foundation_common.resources import TASK_ID_META
 from foundation_common.retry import Backoff
 from foundation_common.tasks import cancel_all
 
 logger = logging.getLogger("foundation_agent.chat")
 
-TASK_ID_META = "foundation.dev/taskId"
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 FIRST_CONNECT_WAIT = 5.0  # how long the first chat waits for a server's first connection
 RECONNECT = Backoff(initial=0.5, maximum=10.0, jitter=True)
