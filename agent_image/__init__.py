@@ -2,5 +2,3 @@
 
 What runs in every member pod of an Agent.
 """
-
-__version__ = "0.1.0"

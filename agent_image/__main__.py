@@ -15,9 +15,8 @@ import sys
 
 from aiohttp import web
 
-from foundation_agent import __version__
-from foundation_agent.cli import command_line
 from foundation_agent.model import Agent, AgentError, load_agent
+from foundation_agent.program import command_line
 from foundation_agent.protocols.asgi import LazyApp, serve
 from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.peers import LocalTasks, Peers
@@ -27,6 +26,7 @@ from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
 from foundation_agent.stores.sqlite import SqliteStore
+from foundation_common import __version__
 
 # The light client: kubernetes_asyncio's models would cost every member about 35 MB and 0.3 s
 # of CPU at its start.

@@ -46,7 +46,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from foundation_common.kube import list_and_watch
+from localcluster.apiclient import list_and_watch
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = str(REPO / "e2e/local/kubectl")

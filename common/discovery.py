@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from foundation_common.aio import cancel_all
 from foundation_common.retry import Backoff
 from foundation_common.sidecar import Discovery
-from foundation_common.tasks import cancel_all
 
 logger = logging.getLogger("foundation.discovery")
 

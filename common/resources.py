@@ -37,5 +37,4 @@ class Resource:
 
 
 AGENT = Resource("Agent", "agents")
-AGENT_KIND = AGENT.kind
-AGENT_PLURAL = AGENT.plural
+WORKFLOW = Resource("Workflow", "workflows")

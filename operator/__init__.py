@@ -3,5 +3,3 @@
 The folder is named ``operator/`` in the repository but is installed under this name so it
 never shadows the standard library's ``operator`` module.
 """
-
-__version__ = "0.1.0"

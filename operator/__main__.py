@@ -1,6 +1,9 @@
-"""`foundation-operator`: configure logging and metrics, stand for leadership, run kopf."""
+"""`foundation-operator`: configure logging and metrics, stand for leadership, run kopf.
 
-# ruff: noqa: E402 (kubernetes_asyncio is barred before kopf is imported, below)
+kopf imports kubernetes_asyncio's models whenever that package is importable (about 35 MB and
+0.4 s of CPU at start); the agent image does not carry it (it is the CLI's, `foundation[cli]`),
+and the operator calls the API through `foundation_common.rest`.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,13 @@ import os
 import signal
 import sys
 
-# kopf imports kubernetes_asyncio's models whenever that package is importable (to recognise
-# its objects in handlers' arguments, which ours never are), and the image carries it for the
-# CLI: about 35 MB and 0.4 s of CPU at every start for nothing. The operator calls the API
-# through foundation_common.rest; kopf then logs in with its own kubeconfig and
-# service-account readers.
-sys.modules.setdefault("kubernetes_asyncio", None)  # type: ignore[arg-type]
-
 import kopf
 
-from foundation_common.tasks import count_tasks
-from foundation_operator import handlers, logs, metrics
+from foundation_common.aio import count_tasks
+from foundation_operator import handlers, logs
+from foundation_operator.core import metrics
+from foundation_operator.core.client import connect
 from foundation_operator.health import Health
-from foundation_operator.k8s import connect
 from foundation_operator.leadership import Leadership, LostLeadership
 from foundation_operator.settings import Settings, SettingsError
 

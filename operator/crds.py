@@ -1,5 +1,5 @@
 """Files generated from the code: the CRDs (from the pydantic models), at the top and in the
-Helm chart, and the chart's copy of the operator's RBAC rules (from `foundation_operator.rbac`).
+Helm chart, and the chart's copy of the operator's RBAC rules (`foundation_operator.core.rbac`).
 
     python -m foundation_operator.crds            # rewrite them (`make crds`)
     python -m foundation_operator.crds --check    # exit 1 if a file is stale
@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from foundation_operator import rbac
+from foundation_common.resources import AGENT, GROUP, VERSION, WORKFLOW
+from foundation_common.workflows import api as workflows
 from foundation_operator.agents import api as agents
-from foundation_operator.workflows import api as workflows
+from foundation_operator.core import rbac
 
 Schema = dict[str, Any]
 REPO = Path(__file__).resolve().parents[1]
@@ -118,9 +119,9 @@ def crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{agents.GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
-            "group": agents.GROUP,
+            "group": GROUP,
             "scope": "Namespaced",
             "names": {
                 "kind": kind,
@@ -132,7 +133,7 @@ def crd(
             },
             "versions": [
                 {
-                    "name": agents.VERSION,
+                    "name": VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": subresources,
@@ -150,8 +151,8 @@ AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 def agent_crd() -> Schema:
     return crd(
         agents.Agent,
-        agents.KIND,
-        agents.PLURAL,
+        AGENT.kind,
+        AGENT.plural,
         ["ag"],
         [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -176,8 +177,8 @@ def agent_crd() -> Schema:
 def workflow_crd() -> Schema:
     return crd(
         workflows.Workflow,
-        workflows.KIND,
-        workflows.PLURAL,
+        WORKFLOW.kind,
+        WORKFLOW.plural,
         ["wf"],
         [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -201,7 +202,7 @@ def generated() -> dict[Path, str]:
         files[CHART / "crds" / name] = text
     rules = {"clusterRules": rbac.cluster_rules(), "leaseRules": rbac.lease_rules()}
     files[CHART / "files" / "operator-rules.yaml"] = HEADER.format(
-        "operator/rbac.py"
+        "operator/core/rbac.py"
     ) + yaml.safe_dump(rules, sort_keys=False)
     return files
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import kopf
 
-from foundation_operator import __version__
-from foundation_operator.agents import api, objects
+from foundation_common import __version__
+from foundation_common.resources import AGENT, WORKFLOW
+from foundation_operator.agents import objects
 from foundation_operator.agents.controller import Supervisor
+from foundation_operator.core.client import Kube, Obj, connect, kopf_credentials
 from foundation_operator.core.index import slim
 from foundation_operator.core.watches import LabelledWatch
-from foundation_operator.k8s import Kube, Obj, connect, kopf_credentials
 from foundation_operator.settings import Settings
-from foundation_operator.workflows import api as workflows
 from foundation_operator.workflows.controller import WorkflowController
 from foundation_operator.workflows.objects import WORKFLOW_LABEL
 
@@ -116,7 +116,7 @@ async def stop(**_: Any) -> None:
         await State.supervisor.kube.api.close()
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, when=watched)
+@kopf.on.event(AGENT.group, AGENT.version, AGENT.plural, when=watched)
 async def agent_event(event: dict, **_: Any) -> None:
     # kopf reports objects of the initial listing with type None.
     if State.supervisor:
@@ -125,7 +125,7 @@ async def agent_event(event: dict, **_: Any) -> None:
         )
 
 
-@kopf.on.event(workflows.GROUP, workflows.VERSION, workflows.PLURAL, when=watched)
+@kopf.on.event(WORKFLOW.group, WORKFLOW.version, WORKFLOW.plural, when=watched)
 async def workflow_event(event: dict, **_: Any) -> None:
     if State.workflows:
         State.workflows.observe_workflow(

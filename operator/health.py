@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from foundation_operator import __version__
+from foundation_common import __version__
 
 
 @dataclass

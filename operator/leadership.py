@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from foundation_common.rest import ApiError, Client, Obj, Unreachable
-from foundation_operator import metrics
-from foundation_operator.k8s import path_of
+from foundation_operator.core import metrics
+from foundation_operator.core.client import path_of
 from foundation_operator.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ import re
 from typing import Any
 
 from foundation_agent.chat.config import McpServerConfig
+from foundation_common.aio import cancel_all
 from foundation_common.resources import TASK_ID_META
 from foundation_common.retry import Backoff
-from foundation_common.tasks import cancel_all
 
 logger = logging.getLogger("foundation_agent.chat")
 

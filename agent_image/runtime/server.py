@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from foundation_agent import __version__
 from foundation_agent.runtime import metrics
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.records import DONE
+from foundation_common import __version__
 
 MAX_BODY = 1024 * 1024
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from foundation_common.resources import AGENT_PLURAL, GROUP, VERSION
+from foundation_common.resources import AGENT
 from foundation_common.rest import Client
 
 logger = logging.getLogger("foundation_agent.status")
@@ -30,7 +30,7 @@ class StatusReporter:
         interval: float,
     ) -> None:
         self.api = api
-        self.path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{AGENT_PLURAL}/{agent}/status"
+        self.path = AGENT.path(namespace, agent, "status")
         self.namespace, self.agent = namespace, agent
         self.member_name, self.ordinal = member_name, ordinal
         self.interval = interval

@@ -22,15 +22,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, field_validator
 
-from foundation_agent import __version__
-from foundation_agent.cli import command_line
+from foundation_agent.program import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
+from foundation_common import __version__
+from foundation_common.aio import count_tasks
 from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.resources import AGENT_PORT
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
-from foundation_common.tasks import count_tasks
 
 logger = logging.getLogger("foundation_agent.sidecar")
 

@@ -11,23 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, WithJsonSchema
 
-from foundation_common.resources import AGENT_KIND as KIND
-from foundation_common.resources import AGENT_PLURAL as PLURAL
-from foundation_common.resources import GROUP, VERSION
+from foundation_common.resources import AGENT
+from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
 from foundation_common.sidecar import SidecarConfig
-from foundation_operator.core.status import Condition
+from foundation_common.status import Condition
 
-__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "AgentView", "Condition", "InvalidSpec"]
-
-# Kubernetes types the operator passes through to the pod: the API server validates them when
-# the pod is made, so the CRD keeps them as objects without repeating their schemas.
-FreeForm = Annotated[
-    dict[str, Any],
-    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
-]
 EnvVar = Annotated[
     dict[str, Any],
     WithJsonSchema(
@@ -39,17 +29,9 @@ EnvVar = Annotated[
         }
     ),
 ]
-# A capability becomes a label key `capability.foundation.dev/<name>` and a Service
-# `foundation-cap-<name>`: a DNS label short enough for both.
-CAPABILITY_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-Capability = Annotated[str, Field(min_length=1, max_length=48, pattern=CAPABILITY_PATTERN)]
 AGENT_CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Supervision(Model):
@@ -106,17 +88,6 @@ class Inbox(Model):
     keep_completed_seconds: int = Field(
         3600, ge=0, le=30 * 86_400, description="How long completion records are kept at most."
     )
-
-
-class PodTemplate(Model):
-    """Overrides for the member pods."""
-
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[FreeForm] = Field(default_factory=list)
-    affinity: FreeForm | None = None
-    security_context: FreeForm | None = Field(None, description="The pod's securityContext.")
 
 
 class Code(Model):
@@ -243,15 +214,11 @@ class AgentStatus(Model):
     )
 
 
-class AgentMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 class Agent(Model):
     """The whole resource, as the CRD describes it."""
 
-    api_version: str = f"{GROUP}/{VERSION}"
-    kind: str = KIND
+    api_version: str = AGENT.api_version
+    kind: str = AGENT.kind
     metadata: FreeForm = Field(default_factory=dict)
     spec: AgentSpec
     status: AgentStatus | None = None

@@ -13,16 +13,17 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from foundation_common import events
 from foundation_common.resources import AGENT
-from foundation_operator import metrics
+from foundation_common.status import now
 from foundation_operator.agents import objects, plan
 from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
-from foundation_operator.core import events, finalizers, owned
+from foundation_operator.core import finalizers, metrics, owned
+from foundation_operator.core.client import ApiException, Kube, Obj, message_of, status_of
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
-from foundation_operator.core.status import StatusWriter, now
-from foundation_operator.k8s import ApiException, Kube, Obj, message_of, status_of
+from foundation_operator.core.status import StatusWriter
 
 logger = logging.getLogger(__name__)
 FINALIZER = "foundation.dev/supervisor"
@@ -307,7 +308,7 @@ class Supervisor(Reconciler):
             # Kept by persistence.retainOnDelete (or made by hand): this Agent takes it over,
             # state and all; an owner that was another Agent's is replaced.
             await owned.adopt(
-                self.kube, have, objects.owner_reference(view), replacing_kind=objects.KIND
+                self.kube, have, objects.owner_reference(view), replacing_kind=AGENT.kind
             )
         memory.states_made.add((ordinal, want["kind"]))
 

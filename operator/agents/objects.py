@@ -10,13 +10,11 @@ import json
 import re
 from typing import Any
 
-from foundation_common.resources import A2A_PORT, AGENT_PORT
+from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT
 from foundation_common.sidecar import secret_env
-from foundation_operator.agents.api import GROUP, KIND, VERSION, AgentView
+from foundation_operator.agents.api import AgentView
 from foundation_operator.core import security
-from foundation_operator.rbac import DISCOVERY_RULE
-
-__all__ = ["GROUP", "KIND", "VERSION"]
+from foundation_operator.core.rbac import DISCOVERY_RULE
 
 Obj = dict[str, Any]
 
@@ -61,8 +59,8 @@ def problems(view: AgentView) -> list[str]:
 
 def owner_reference(view: AgentView, controller: bool = True) -> Obj:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
+        "apiVersion": AGENT.api_version,
+        "kind": AGENT.kind,
         "name": view.name,
         "uid": view.uid,
         "controller": controller,
@@ -377,7 +375,7 @@ def role(view: AgentView) -> Obj:
     states = [state_key(view, i) for i in range(view.spec.replicas)]
     rules: list[Obj] = [
         {
-            "apiGroups": [GROUP],
+            "apiGroups": [AGENT.group],
             "resources": ["agents", "agents/status"],
             "resourceNames": [view.name],
             "verbs": ["get", "patch"],

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from foundation_common.status import Condition, condition, parse_stamp, stamp
 from foundation_operator.agents import objects
 from foundation_operator.agents.api import (
     AgentStatus,
@@ -23,7 +24,6 @@ from foundation_operator.agents.api import (
     MemberStatus,
     Supervision,
 )
-from foundation_operator.core.status import Condition, condition, parse_stamp, stamp
 
 Obj = dict[str, Any]
 # Status fields the members' runtimes write; the supervisor reads them and never writes them.

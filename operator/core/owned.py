@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from foundation_operator.k8s import ApiException, Kube, status_of
+from foundation_operator.core.client import ApiException, Kube, status_of
 
 Obj = dict[str, Any]
 

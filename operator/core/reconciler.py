@@ -9,12 +9,12 @@ import asyncio
 import logging
 import time
 
-from foundation_common.memory import Trimmer
-from foundation_common.tasks import cancel_all
-from foundation_operator import metrics
+from foundation_common.aio import cancel_all
+from foundation_operator.core import metrics
+from foundation_operator.core.client import ApiException, status_of
 from foundation_operator.core.index import Key
 from foundation_operator.core.queue import WorkQueue
-from foundation_operator.k8s import ApiException, status_of
+from foundation_operator.core.trim import Trimmer
 
 logger = logging.getLogger(__name__)
 

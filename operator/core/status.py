@@ -1,5 +1,5 @@
-"""Status: conditions as the API conventions describe them, and a writer that patches a status
-only when it changed, and progress-only changes at a bounded rate.
+"""Status: a writer that patches a status only when it changed, and progress-only changes at a
+bounded rate (conditions and timestamps themselves: `foundation_common.status`).
 
 "Changed" ignores transition times and empty fields, and the fields that others write (an
 Agent's members report their state into its status themselves), so an unchanged object costs
@@ -10,86 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
+from foundation_common.status import without_empty_strings
 from foundation_operator.core.index import Key, key_of
 
 Obj = dict[str, Any]
-STAMP = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def stamp(moment: datetime) -> str:
-    return moment.strftime(STAMP)
-
-
-def parse_stamp(text: str) -> datetime:
-    return datetime.strptime(text, STAMP).replace(tzinfo=UTC)
-
-
-class Condition(BaseModel):
-    """One condition of a status (metav1.Condition's fields)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-def condition(
-    kind: str,
-    ok: bool | None,
-    reason: str,
-    message: str,
-    generation: int,
-    previous: Iterable[Condition],
-    at: datetime | None = None,
-) -> Condition:
-    """A condition, keeping the previous one's transition time while its status holds."""
-    status = "Unknown" if ok is None else ("True" if ok else "False")
-    before = next((c for c in previous if c.type == kind), None)
-    since = (
-        before.last_transition_time
-        if before and before.status == status and before.last_transition_time
-        else stamp(at or now())
-    )
-    return Condition(
-        type=kind,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since,
-        observed_generation=generation,
-    )
-
-
-def without_empty_strings(value: Any, in_list: bool = False) -> Any:
-    """A merge patch without "": Kubernetes 1.20 rejects empty strings in custom resources
-    ("must be of type string: null"). In maps "" becomes null, which deletes the field; in list
-    items (replaced whole) the key is dropped."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if v == "":
-                if not in_list:
-                    out[k] = None
-                continue
-            out[k] = without_empty_strings(v, in_list)
-        return out
-    if isinstance(value, list):
-        return [without_empty_strings(v, in_list=True) for v in value]
-    return value
 
 
 def comparable(status: Obj, ignore: Iterable[str] = ()) -> Obj:

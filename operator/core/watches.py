@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from foundation_common.aio import cancel_all
 from foundation_common.rest import Client
 from foundation_common.retry import Backoff
-from foundation_common.tasks import cancel_all
-from foundation_operator.k8s import path_of
+from foundation_operator.core.client import path_of
 
 logger = logging.getLogger(__name__)
 

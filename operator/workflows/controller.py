@@ -17,14 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from foundation_operator import metrics
-from foundation_operator.core import events, owned
+from foundation_common import events
+from foundation_common.status import condition, now, parse_stamp, stamp
+from foundation_common.workflows import plan
+from foundation_common.workflows.api import WORKFLOW, WorkflowStatus
+from foundation_operator.core import metrics, owned
+from foundation_operator.core.client import Kube, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
-from foundation_operator.core.status import condition, now, parse_stamp, stamp
-from foundation_operator.k8s import Kube, Obj
-from foundation_operator.workflows import objects, plan
-from foundation_operator.workflows.api import WORKFLOW, WorkflowStatus
+from foundation_operator.workflows import objects
 from foundation_operator.workflows.objects import InvalidWorkflow, WorkflowView
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from foundation_common.kube import list_and_watch
+from localcluster.apiclient import list_and_watch
 from localcluster.network import pod_netns
 
 REPO = Path(__file__).resolve().parents[2]

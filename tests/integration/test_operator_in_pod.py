@@ -1,4 +1,5 @@
-"""The operator as a pod under exactly the permissions `foundation_operator.rbac` writes down."""
+"""The operator as a pod under exactly the permissions `foundation_operator.core.rbac` writes
+down."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import httpx
 import pytest
 from kubernetes_asyncio import client
 
-from foundation_operator import rbac
+from foundation_operator.core import rbac
 from kube import REPO, Kube, is_ready, phase, pod
 from operators import OperatorProcess
 

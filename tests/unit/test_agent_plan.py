@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from foundation_common.status import Condition, stamp
 from foundation_operator.agents import objects, plan
 from foundation_operator.agents.api import AgentStatus, AgentView, MemberStatus
-from foundation_operator.core.status import Condition, stamp
 
 AT = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 

@@ -1,5 +1,6 @@
 """Pure pieces of the supervisor: what counts as a change, exits, conditions."""
 
+from foundation_common import status as conditions
 from foundation_operator.agents import plan
 from foundation_operator.agents.api import AgentView, LastExit, Supervision
 from foundation_operator.core import status
@@ -12,7 +13,7 @@ def test_empty_strings_become_nulls_in_maps_and_vanish_in_list_items() -> None:
         "phase": "Running",
         "members": [{"name": "a-0", "pod": "", "lastExit": {"reason": ""}}],
     }
-    assert status.without_empty_strings(value) == {
+    assert conditions.without_empty_strings(value) == {
         "observedRestartedAt": None,
         "phase": "Running",
         "members": [{"name": "a-0", "lastExit": {}}],
@@ -40,11 +41,11 @@ def test_only_real_changes_count_not_transition_times_or_empty_fields() -> None:
 
 
 def test_condition_keeps_its_transition_time_while_its_status_holds() -> None:
-    first = status.condition("Ready", True, "AllMembersReady", "1/1", 1, [])
-    again = status.condition("Ready", True, "AllMembersReady", "1/1", 2, [first])
+    first = conditions.condition("Ready", True, "AllMembersReady", "1/1", 1, [])
+    again = conditions.condition("Ready", True, "AllMembersReady", "1/1", 2, [first])
     assert again.last_transition_time == first.last_transition_time
     assert again.observed_generation == 2
-    unknown = status.condition("Persisted", None, "NotReported", "", 1, [])
+    unknown = conditions.condition("Persisted", None, "NotReported", "", 1, [])
     assert unknown.status == "Unknown"
 
 
@@ -105,12 +106,12 @@ def test_exhaustion_message_names_the_member_its_exit_and_the_way_out() -> None:
             ]
         }
     }
-    restart = plan.Restart("w-0", 0, status.now(), "its container restarted")
+    restart = plan.Restart("w-0", 0, conditions.now(), "its container restarted")
     message = plan.exhaustion_message([restart], {"w-0": pod}, 4, Supervision())
     assert message.startswith("member w-0 restarted 4 times within 120s (maxRestarts 3)")
     assert "last exit code 1 (Error)" in message
     assert "foundation.dev/restartedAt" in message
-    deleted = plan.Restart("w-1", 1, status.now(), "its pod was deleted")
+    deleted = plan.Restart("w-1", 1, conditions.now(), "its pod was deleted")
     assert "its pod was deleted" in plan.exhaustion_message([deleted], {}, 4, Supervision())
 
 
@@ -146,7 +147,7 @@ def test_persisted_condition_follows_what_members_report() -> None:
             }
         )
 
-    at = status.now()
+    at = conditions.now()
     saved = {"store": "ConfigMap", "version": 3}
     ok = plan.persisted_condition(agent_view(), {"a-0": saved, "a-1": saved}, [], at)
     assert (ok.status, ok.reason) == ("True", "Saved")

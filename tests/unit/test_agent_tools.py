@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from foundation_operator.cli.agent_tools import (
+from foundation_cli.agent_tools import (
     input_schema,
     result_of,
     split_tool_name,

@@ -109,7 +109,7 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
 
 
 def test_rbac_is_the_operators_written_rules_cluster_wide_or_per_watched_namespace() -> None:
-    from foundation_operator import rbac
+    from foundation_operator.core import rbac
 
     (cluster_role,) = by_kind(render({}), "ClusterRole")
     assert cluster_role["rules"] == rbac.cluster_rules()

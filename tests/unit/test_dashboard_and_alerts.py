@@ -9,7 +9,7 @@ from pathlib import Path
 import prometheus_client
 
 import foundation_agent.chat.metrics  # noqa: F401  (registers the LLM metrics)
-import foundation_operator.metrics  # noqa: F401  (registers on the default registry)
+import foundation_operator.core.metrics  # noqa: F401  (registers on the default registry)
 from foundation_agent.runtime import metrics as runtime
 from foundation_agent.sidecar import metrics as sidecar
 

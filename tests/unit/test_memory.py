@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from foundation_common.memory import Trimmer, trim
+from foundation_operator.core.trim import Trimmer, trim
 
 
 def rss_mb() -> float:

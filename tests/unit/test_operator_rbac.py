@@ -5,9 +5,9 @@ from contextlib import redirect_stdout
 
 import yaml
 
-from foundation_operator import rbac
 from foundation_operator.agents import objects
 from foundation_operator.agents.api import AgentView
+from foundation_operator.core import rbac
 from foundation_operator.workflows import objects as workflow_objects
 from foundation_operator.workflows.objects import WorkflowView
 

@@ -4,7 +4,7 @@ semantics (409 on an existing name, resourceVersion preconditions), without a cl
 import pytest
 
 from foundation_operator.core import owned
-from foundation_operator.k8s import ApiException
+from foundation_operator.core.client import ApiException
 
 
 class FakeKube:

@@ -1,53 +1,202 @@
-"""Package boundaries: the operator and the agent image never import each other; both (and the
-test node) share only `foundation_common`, which imports neither."""
+"""Imports run one way. The operator, the Workflow runner, the CLI and the agent image are
+programs of their own: each imports `foundation_common` and never another of them, and
+`foundation_common` imports none of them. Inside the operator, `core` is generic: it imports
+neither a resource's package (`agents`, `workflows`) nor the modules that wire them up, and
+the two resources do not import each other. No module imports itself back through others."""
 
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# import package -> folder
 PACKAGES = {
     "foundation_common": REPO / "common",
     "foundation_operator": REPO / "operator",
+    "foundation_runner": REPO / "runner",
+    "foundation_cli": REPO / "cli",
     "foundation_agent": REPO / "agent_image",
     "localcluster": REPO / "e2e" / "local" / "localcluster",
 }
-FORBIDDEN = {
-    "foundation_common": {"foundation_operator", "foundation_agent", "localcluster"},
-    "foundation_operator": {"foundation_agent", "localcluster"},
-    "foundation_agent": {"foundation_operator", "localcluster"},
-    "localcluster": {"foundation_operator", "foundation_agent"},
+PROGRAMS = {"foundation_operator", "foundation_runner", "foundation_cli", "foundation_agent"}
+# What each package may import of the others (itself always).
+ALLOWED = {
+    "foundation_common": set(),
+    **{program: {"foundation_common"} for program in PROGRAMS},
+    "localcluster": {"foundation_common"},  # the test node: none of the programs
 }
+# Inside the operator: module prefix -> prefixes of the operator it must not import.
+OPERATOR = "foundation_operator"
+LAYERS = {
+    f"{OPERATOR}.core": (f"{OPERATOR}.",),  # anything of the operator but core itself
+    f"{OPERATOR}.agents": (f"{OPERATOR}.workflows",),
+    f"{OPERATOR}.workflows": (f"{OPERATOR}.agents",),
+}
+LAYER_EXCEPTIONS = {f"{OPERATOR}.core"}
 
 
-def imported_packages(path: Path) -> set[str]:
-    """Top-level packages a module imports anywhere (function-level imports included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module.split(".")[0])
+def modules(packages: dict[str, Path]) -> dict[str, Path]:
+    """Every module's dotted name -> its file."""
+    found = {}
+    for package, folder in packages.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = [package, *path.relative_to(folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
     return found
 
 
-@pytest.mark.parametrize("package", sorted(PACKAGES))
-def test_no_package_imports_what_it_must_not(package: str) -> None:
-    offenders = {
-        str(path.relative_to(REPO)): sorted(imported_packages(path) & FORBIDDEN[package])
-        for path in sorted(PACKAGES[package].rglob("*.py"))
-        if imported_packages(path) & FORBIDDEN[package]
+def imported(path: Path, typing_only: bool = True) -> set[str]:
+    """The dotted names a module imports anywhere (inside functions too): for `from a.b import
+    c`, both `a.b` and `a.b.c` (c may be a module). `typing_only=False` leaves out what is
+    imported for type checkers only (`if TYPE_CHECKING:`), which never runs."""
+    names = set()
+    pending: list[ast.AST] = [ast.parse(path.read_text(), str(path))]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif (
+            not typing_only and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test)
+        ):
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def against_the_grain(packages: dict[str, Path]) -> list[str]:
+    """Every import that breaks the rules above, as `module -> imported`."""
+    found = []
+    for module, path in modules(packages).items():
+        package = module.split(".")[0]
+        for name in sorted(imported(path)):
+            top = name.split(".")[0]
+            if top in packages and top != package and top not in ALLOWED[package]:
+                found.append(f"{module} -> {name}")
+            for layer, barred in LAYERS.items():
+                inside = module == layer or module.startswith(f"{layer}.")
+                if inside and name.startswith(barred) and not name.startswith(f"{layer}"):
+                    found.append(f"{module} -> {name}")
+    return found
+
+
+def cycles(packages: dict[str, Path]) -> list[list[str]]:
+    """Groups of modules that import one another, directly or through others (Tarjan)."""
+    known = modules(packages)
+    edges = {
+        m: sorted(n for n in imported(p, typing_only=False) if n in known and n != m)
+        for m, p in known.items()
     }
-    assert offenders == {}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in edges[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while (top := stack.pop()) != module:
+                group.append(top)
+            if group:
+                found.append(sorted([*group, module]))
+
+    for module in edges:
+        if module not in index:
+            visit(module)
+    return found
 
 
-def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
-    module = tmp_path / "m.py"
-    module.write_text("def f():\n    from foundation_operator.k8s import call\n")
-    assert "foundation_operator" in imported_packages(module)
+def test_every_import_runs_one_way() -> None:
+    assert against_the_grain(PACKAGES) == []
+
+
+def test_no_modules_import_each_other() -> None:
+    assert cycles(PACKAGES) == []
+
+
+def tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
+    """A copy of the layout with its own modules, for the checks to judge."""
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return {package: tmp_path / folder.name for package, folder in PACKAGES.items()}
+
+
+@pytest.mark.parametrize(
+    ("files", "wrong"),
+    [
+        # The runner reaching into the operator, at module level or inside a function.
+        (
+            {"runner/run.py": "from foundation_operator.core import status\n"},
+            "foundation_runner.run -> foundation_operator.core",
+        ),
+        (
+            {"cli/main.py": "def f():\n    import foundation_agent.client\n"},
+            "foundation_cli.main -> foundation_agent.client",
+        ),
+        (
+            {"common/x.py": "from foundation_operator.agents.api import AgentView\n"},
+            "foundation_common.x -> foundation_operator.agents.api",
+        ),
+        # Core importing a resource, and one resource importing the other.
+        (
+            {"operator/core/owned.py": "from foundation_operator.agents import objects\n"},
+            "foundation_operator.core.owned -> foundation_operator.agents",
+        ),
+        (
+            {"operator/core/owned.py": "from foundation_operator import handlers\n"},
+            "foundation_operator.core.owned -> foundation_operator.handlers",
+        ),
+        (
+            {"operator/workflows/objects.py": "from foundation_operator.agents.api import X\n"},
+            "foundation_operator.workflows.objects -> foundation_operator.agents.api",
+        ),
+    ],
+)
+def test_a_wrong_import_is_found(tmp_path: Path, files: dict[str, str], wrong: str) -> None:
+    assert wrong in against_the_grain(tree(tmp_path, files))
+
+
+def test_right_imports_are_not_found(tmp_path: Path) -> None:
+    files = {
+        "runner/run.py": "from foundation_common.workflows import plan\n",
+        "operator/agents/objects.py": "from foundation_operator.core import rbac\n",
+        "operator/handlers.py": "from foundation_operator.agents import controller\n",
+    }
+    assert against_the_grain(tree(tmp_path, files)) == []
+
+
+def test_a_cycle_is_found(tmp_path: Path) -> None:
+    files = {
+        "common/a.py": "from foundation_common import b\n",
+        "common/b.py": "def f():\n    from foundation_common.c import x\n",
+        "common/c.py": "import foundation_common.a\n",
+        "common/d.py": (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import foundation_common.e\n"
+        ),
+        "common/e.py": "import foundation_common.d\n",
+    }
+    assert cycles(tree(tmp_path, files)) == [
+        ["foundation_common.a", "foundation_common.b", "foundation_common.c"]
+    ]
 
 
 def loaded_by(*modules: str) -> list[str]:
@@ -70,17 +219,25 @@ def test_the_sidecar_starts_without_the_operator_or_the_api_client() -> None:
     assert "httpx" not in loaded and "foundation_common.rest" not in loaded
 
 
-def test_the_operator_runs_without_kubernetes_asyncio_though_kopf_would_load_it() -> None:
-    """kopf imports kubernetes_asyncio's models when the package is importable (it is: the CLI
-    uses it); the operator bars it, and its handlers, controllers and leadership load without
-    it (about 35 MB less at start)."""
-    loaded = loaded_by(
-        "foundation_operator.__main__",
-        "foundation_operator.handlers",
-        "foundation_operator.leadership",
+def test_the_image_does_not_carry_kubernetes_asyncio() -> None:
+    """kopf imports kubernetes_asyncio's models whenever the package is importable (about 35 MB
+    and 0.4 s of CPU at the operator's start): only the CLI's extra and the tests install it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("kubernetes")]
+    assert [
+        d for d in project["optional-dependencies"]["cli"] if d.startswith("kubernetes_asyncio")
+    ]
+
+
+def test_the_operator_runs_where_kubernetes_asyncio_is_not_installed() -> None:
+    """As in the image: the operator's handlers, controllers and leadership load without it."""
+    script = (
+        "import sys; sys.modules['kubernetes_asyncio'] = None; "  # as if not installed
+        "import foundation_operator.__main__, foundation_operator.handlers, "
+        "foundation_operator.leadership; print('kopf' in sys.modules)"
     )
-    assert "kopf" in loaded
-    assert not [m for m in loaded if m.startswith("kubernetes_asyncio")]
+    loaded = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    assert loaded.stdout.split() == [b"True"]
 
 
 def test_the_member_runtime_starts_without_kubernetes_asyncio() -> None:

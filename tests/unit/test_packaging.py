@@ -1,4 +1,4 @@
-"""The distribution installs two import packages and never shadows the standard library."""
+"""The distribution installs its import packages and never shadows the standard library."""
 
 import importlib.metadata
 import operator
@@ -41,7 +41,7 @@ def test_the_image_build_copies_every_package_folder() -> None:
         "package-dir"
     ].values()
     dockerfile = (REPO / "agent_image" / "Dockerfile").read_text()
-    assert sorted(folders) == sorted({"operator", "agent_image", "common"})
+    assert sorted(folders) == sorted({"operator", "agent_image", "common", "runner", "cli"})
     for folder in folders:
         assert f"COPY {folder} ./{folder}" in dockerfile
 

@@ -6,10 +6,10 @@ import asyncio
 import pytest
 
 from foundation_common.retry import Backoff
+from foundation_operator.core.client import ApiException
 from foundation_operator.core.queue import WorkQueue
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter
-from foundation_operator.k8s import ApiException
 
 
 def test_backoff_grows_per_failure_up_to_its_cap() -> None:

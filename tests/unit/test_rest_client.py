@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from foundation_common.rest import ApiError, Client, Credentials, Unreachable
-from foundation_operator import metrics
-from foundation_operator.k8s import Kube
+from foundation_operator.core import metrics
+from foundation_operator.core.client import Kube
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from foundation_operator.core.status import stamp
-from foundation_operator.workflows import plan
-from foundation_operator.workflows.api import StepStatus, WorkflowSpec
+from foundation_common.status import stamp
+from foundation_common.workflows import plan
+from foundation_common.workflows.api import StepStatus, WorkflowSpec
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(seconds=30)

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from foundation_common import rest
-from foundation_operator.workflows.runner import Runner
+from foundation_runner.runner import Runner
 from waiting import until
 
 Obj = dict[str, Any]

@@ -32,7 +32,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- .Values.agents.image | default (include "foundation.image" .) -}}
 {{- end -}}
 
-{{/* The operator's RBAC rules, generated from operator/rbac.py. */}}
+{{/* The operator's RBAC rules, generated from operator/core/rbac.py. */}}
 {{- define "foundation.rules" -}}
 {{- .Files.Get "files/operator-rules.yaml" | fromYaml | toJson -}}
 {{- end -}}

@@ -7,7 +7,7 @@ the integration test that runs the operator as a pod use these and nothing else.
 Kubernetes lets a subject create a Role only with permissions it holds itself, so the operator
 holds every permission it grants to an Agent's account (see `agents.objects.role`).
 
-    python -m foundation_operator.rbac --namespace foundation-system   # YAML for kubectl apply
+    python -m foundation_operator.core.rbac --namespace foundation-system   # YAML for kubectl apply
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any
 
 import yaml
 
-from foundation_operator.agents.api import GROUP, PLURAL
-from foundation_operator.workflows.api import WORKFLOW
+from foundation_common.resources import AGENT, GROUP, WORKFLOW
 
 Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
@@ -37,8 +36,12 @@ DISCOVERY_RULE: Obj = {
 def cluster_rules() -> list[Obj]:
     return [
         # The Agents themselves: watched; finalizer and status patched.
-        {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
-        {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": [GROUP],
+            "resources": [AGENT.plural],
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+        {"apiGroups": [GROUP], "resources": [f"{AGENT.plural}/status"], "verbs": ["get", "patch"]},
         # Workflows: watched; status patched where the runner cannot; deleted after their TTL.
         # get and patch (with the status) are also granted to each Workflow's runner.
         {

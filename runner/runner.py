@@ -29,22 +29,22 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
+from foundation_common import events as kube_events
 from foundation_common import rest
+from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
-from foundation_common.tasks import cancel_all
-from foundation_operator.core import events as kube_events
-from foundation_operator.core.status import (
+from foundation_common.status import (
     condition,
     now,
     parse_stamp,
     stamp,
     without_empty_strings,
 )
-from foundation_operator.workflows import plan
-from foundation_operator.workflows.api import (
+from foundation_common.workflows import plan
+from foundation_common.workflows.api import (
     WORKFLOW,
     Step,
     StepStatus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
-from foundation_operator import __version__
+from foundation_common import __version__
 
 BUILD_INFO = Info("foundation_operator_build", "Version of the running Foundation operator.")
 BUILD_INFO.info({"version": __version__})

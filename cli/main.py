@@ -25,9 +25,9 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
-from foundation_operator import __version__
-from foundation_operator.cli import tasks
-from foundation_operator.cli.tasks import Problem
+from foundation_cli import tasks
+from foundation_cli.tasks import Problem
+from foundation_common import __version__
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -166,7 +166,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def serve_mcp(api: tasks.Tasks, args: argparse.Namespace) -> None:
-    from foundation_operator.cli.agent_tools import AgentTools
+    from foundation_cli.agent_tools import AgentTools
 
     server = AgentTools(api, list(dict.fromkeys(args.agent)), args.timeout).server(__version__)
     if args.stdio:

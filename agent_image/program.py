@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from foundation_agent import __version__
+from foundation_common import __version__
 from foundation_common.settings import SettingsError
 
 S = TypeVar("S")

@@ -22,7 +22,7 @@ from foundation_common.rest import (
     in_cluster_server,
 )
 from foundation_common.rest import connect as rest_connect
-from foundation_operator import metrics
+from foundation_operator.core import metrics
 
 __all__ = [
     "MERGE",

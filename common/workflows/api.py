@@ -11,18 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import Field, WithJsonSchema
 
-from foundation_common.resources import GROUP, VERSION, Resource
-from foundation_operator.agents.api import Capability, FreeForm, PodTemplate
-from foundation_operator.core.status import Condition
-
-__all__ = ["GROUP", "VERSION", "WORKFLOW", "Condition"]
-
-WORKFLOW = Resource("Workflow", "workflows")
-KIND = WORKFLOW.kind
-PLURAL = WORKFLOW.plural
+from foundation_common.resources import WORKFLOW
+from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
+from foundation_common.status import Condition
 
 # Any JSON value (object, list, string, number, boolean): a step's input and result, the
 # Workflow's output. The API server keeps it as it is.
@@ -30,10 +23,6 @@ Json = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": Tr
 STEP_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=STEP_NAME_PATTERN)]
 MAX_STEPS = 500
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Retry(Model):
@@ -144,7 +133,7 @@ class Workflow(Model):
     """The whole resource, as the CRD describes it."""
 
     api_version: str = WORKFLOW.api_version
-    kind: str = KIND
+    kind: str = WORKFLOW.kind
     metadata: FreeForm = Field(default_factory=dict)
     spec: WorkflowSpec
     status: WorkflowStatus | None = None

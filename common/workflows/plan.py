@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from foundation_operator.core.status import parse_stamp, stamp
-from foundation_operator.workflows import refs
-from foundation_operator.workflows.api import Step, StepStatus, WorkflowSpec
+from foundation_common.status import parse_stamp, stamp
+from foundation_common.workflows import refs
+from foundation_common.workflows.api import Step, StepStatus, WorkflowSpec
 
 DONE = ("Succeeded", "Skipped", "Failed")
 # Results are kept in the Workflow's status: at most this much JSON for one step, and for all of

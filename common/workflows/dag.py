@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from foundation_operator.workflows import refs
-from foundation_operator.workflows.api import Step, WorkflowSpec
+from foundation_common.workflows import refs
+from foundation_common.workflows.api import Step, WorkflowSpec
 
 
 def field_of(index: int, step: Step, name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from foundation_operator.core.status import now, stamp
+from foundation_common.status import now, stamp
 
 logger = logging.getLogger(__name__)
 COMPONENT = "foundation-operator"

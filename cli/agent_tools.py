@@ -23,8 +23,8 @@ from typing import Any
 
 import mcp_types as types
 
+from foundation_cli.tasks import DONE, Problem, Tasks
 from foundation_common.resources import TASK_ID_META
-from foundation_operator.cli.tasks import DONE, Problem, Tasks
 
 SEPARATOR = "__"
 TOOLS_TTL = 5.0  # seconds a listing of the Agents' actions is reused
