@@ -14,7 +14,6 @@ replaces fire-and-forget messages. A task refused for what it is (400, 413) is n
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,12 +21,11 @@ from typing import Any
 
 import httpx
 
-from foundation_common.retry import Backoff
+from foundation_common.retry import Again, Backoff, retry_after, retrying
 from foundation_common.sidecar import AFFINITY_HEADER, MEMBER_HEADER
+from foundation_common.tasks import ENDED, RETRY_STATUSES
 
 DEFAULT_URL = "http://127.0.0.1:15000"
-RETRY_STATUSES = {429, 502, 503, 504}
-DONE = {"succeeded", "failed", "cancelled"}
 # One long-poll for a task's completion: well inside the sidecar's budget for a call to another
 # agent (discovery.timeoutSeconds, 30 s by default), which would otherwise cut it short and
 # count the member as failing.
@@ -55,14 +53,13 @@ class Delivered:
 DELIVERY_BACKOFF = Backoff(initial=0.1, maximum=5.0, jitter=True)
 
 
-def retry_after(answer: httpx.Response | None, attempt: int) -> float:
-    """The pause before the next attempt: the server's Retry-After, else jittered back-off."""
-    if answer is not None:
-        try:
-            return min(float(answer.headers["Retry-After"]), 10.0)
-        except (KeyError, ValueError):
-            pass
-    return DELIVERY_BACKOFF.delay(attempt)
+MAX_RETRY_AFTER = 10.0  # the longest pause a server's Retry-After can ask of us
+
+
+def asked_pause(answer: httpx.Response) -> float | None:
+    """The pause the answer's Retry-After asks for, at most MAX_RETRY_AFTER."""
+    pause = retry_after(answer.headers)
+    return None if pause is None else min(pause, MAX_RETRY_AFTER)
 
 
 class Sidecar:
@@ -100,42 +97,40 @@ class Sidecar:
         task_id = id or uuid.uuid4().hex
         body = {"id": task_id, "action": action, "input": input}
         headers = {AFFINITY_HEADER: task_id, "Idempotency-Key": task_id}
-        deadline = time.monotonic() + deadline_seconds
-        attempt = 0
-        while True:
-            attempt += 1
-            answer: httpx.Response | None = None
+        attempts = 0
+        last_status: int | None = None
+
+        async def attempt() -> Delivered:
+            nonlocal attempts, last_status
+            attempts += 1
             try:
                 answer = await self.http.post(
                     f"/agents/{capability}/v1/tasks", json=body, headers=headers
                 )
             except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if answer.status_code in (200, 202):
-                    return Delivered(
-                        capability,
-                        task_id,
-                        answer.headers.get(MEMBER_HEADER, ""),
-                        answer.json(),
-                        attempt,
-                    )
-                if answer.status_code not in RETRY_STATUSES:
-                    raise DeliveryError(
-                        f"task {task_id} refused by capability {capability}: "
-                        f"{answer.status_code} {answer.text[:300]}",
-                        answer.status_code,
-                        answer.text,
-                    )
-                problem = f"{answer.status_code} {answer.text[:200]}"
-            pause = retry_after(answer, attempt)
-            if time.monotonic() + pause > deadline:
+                raise Again(f"{type(exc).__name__}: {exc}") from None
+            last_status = answer.status_code
+            if answer.status_code in (200, 202):
+                member = answer.headers.get(MEMBER_HEADER, "")
+                return Delivered(capability, task_id, member, answer.json(), attempts)
+            if answer.status_code not in RETRY_STATUSES:
                 raise DeliveryError(
-                    f"task {task_id} not accepted by capability {capability} within "
-                    f"{deadline_seconds:g}s ({attempt} attempts; last: {problem})",
-                    answer.status_code if answer is not None else None,
+                    f"task {task_id} refused by capability {capability}: "
+                    f"{answer.status_code} {answer.text[:300]}",
+                    answer.status_code,
+                    answer.text,
                 )
-            await asyncio.sleep(pause)
+            raise Again(f"{answer.status_code} {answer.text[:200]}", asked_pause(answer))
+
+        deadline = time.monotonic() + deadline_seconds
+        try:
+            return await retrying(attempt, DELIVERY_BACKOFF.fresh(), deadline=deadline)
+        except Again as exc:
+            raise DeliveryError(
+                f"task {task_id} not accepted by capability {capability} within "
+                f"{deadline_seconds:g}s ({attempts} attempts; last: {exc})",
+                last_status,
+            ) from None
 
     async def task(self, delivered: Delivered, wait: float = 0) -> dict[str, Any]:
         """The task's current record, from the member that holds it; with `wait`, once it is
@@ -153,29 +148,26 @@ class Sidecar:
         """The task's record once it is done. While its member is away (restarting: the
         sidecar answers 404 or 503 for it) it is asked again; DeliveryError after `within` s."""
         deadline = time.monotonic() + within
-        attempt = 0
-        while True:
+
+        async def attempt() -> dict[str, Any]:
             left = deadline - time.monotonic()
-            problem = ""
             try:
                 record = await self.task(delivered, wait=max(0.0, min(left, WAIT_SLICE)))
             except httpx.HTTPStatusError as exc:
-                problem = f"{exc.response.status_code} {exc.response.text[:200]}"
+                raise Again(f"{exc.response.status_code} {exc.response.text[:200]}") from None
             except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if record.get("status") in DONE:
-                    return record
-                problem = f"still {record.get('status')}"
-            if time.monotonic() >= deadline:
-                raise DeliveryError(
-                    f"task {delivered.id} at {delivered.member} not done within {within:g}s "
-                    f"({problem})"
-                )
-            attempt += 1
-            if problem.startswith("still"):
-                continue  # the wait ran its course: ask again at once
-            await asyncio.sleep(min(DELIVERY_BACKOFF.delay(attempt), max(0.0, left)))
+                raise Again(f"{type(exc).__name__}: {exc}") from None
+            if record.get("status") not in ENDED:
+                # The wait ran its course: ask again at once.
+                raise Again(f"still {record.get('status')}", after=0.0)
+            return record
+
+        try:
+            return await retrying(attempt, DELIVERY_BACKOFF.fresh(), deadline=deadline)
+        except Again as exc:
+            raise DeliveryError(
+                f"task {delivered.id} at {delivered.member} not done within {within:g}s ({exc})"
+            ) from None
 
     async def actions(self, capability: str) -> list[dict[str, Any]]:
         """The actions (name, description, inputSchema) of the Agents with a capability, as a

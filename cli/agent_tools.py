@@ -23,8 +23,9 @@ from typing import Any
 
 import mcp_types as types
 
-from foundation_cli.tasks import DONE, Problem, Tasks
+from foundation_cli.tasks import Problem, Tasks
 from foundation_common.resources import TASK_ID_META
+from foundation_common.tasks import ENDED
 
 SEPARATOR = "__"
 TOOLS_TTL = 5.0  # seconds a listing of the Agents' actions is reused
@@ -74,7 +75,7 @@ def result_of(agent: str, record: Mapping[str, Any]) -> types.CallToolResult:
             content=[types.TextContent(text=json.dumps(result))],
             structured_content=result if isinstance(result, dict) else {"result": result},
         )
-    if status in DONE:
+    if status in ENDED:
         problem = record.get("error") or status
         text = f"task {record.get('id')} of Agent {agent} {status}: {problem}"
     else:

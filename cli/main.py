@@ -28,6 +28,7 @@ from kubernetes_asyncio import client, config
 from foundation_cli import tasks
 from foundation_cli.tasks import Problem
 from foundation_common import __version__
+from foundation_common.tasks import ENDED
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -126,7 +127,7 @@ async def wait_done(
     api: tasks.Tasks, agent: str, member: str, record: dict, task_id: str, deadline: float
 ) -> dict:
     record = await api.until_done(agent, member, record, deadline)
-    if record.get("status") not in tasks.DONE:
+    if record.get("status") not in ENDED:
         raise Problem(
             f"task {task_id} is still {record.get('status')} at {member} after the timeout "
             f"(foundation get {agent} {task_id} --wait to go on waiting)",

@@ -10,7 +10,6 @@ with the user's kubeconfig: no port-forward, no cluster DNS, any cluster the use
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -20,11 +19,10 @@ from kubernetes_asyncio import client
 
 from foundation_common.discovery import ready_members, rendezvous
 from foundation_common.resources import AGENT
-from foundation_common.retry import Backoff
+from foundation_common.retry import Again, Backoff, retry_after, retrying
+from foundation_common.tasks import ENDED, RETRY_STATUSES
 
 Obj = dict[str, Any]
-RETRY_STATUSES = {429, 502, 503, 504}
-DONE = ("succeeded", "failed", "cancelled")
 
 
 class Problem(Exception):
@@ -110,21 +108,22 @@ class Tasks:
     async def ready(self, agent: str, deadline: float, member: str | None = None) -> list[str]:
         """The Agent's ready members (`member` among them, if named), waiting for them until
         the deadline: a member restarting for a moment is not an error."""
-        backoff = Backoff(initial=0.2, maximum=2.0, jitter=True)
-        while True:
+
+        async def attempt() -> list[str]:
             ready = sorted(await self.members(agent))
             if ready and (member is None or member in ready):
                 return ready
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if member is not None:
-                    raise Problem(
-                        f"member {member} of Agent {agent} is not ready (ready: "
-                        f"{', '.join(ready) or 'none'})",
-                        UNAVAILABLE,
-                    )
-                raise Problem(f"Agent {agent} has no ready member", UNAVAILABLE)
-            await asyncio.sleep(min(backoff.next(), left))
+            if member is not None:
+                raise Again(
+                    f"member {member} of Agent {agent} is not ready (ready: "
+                    f"{', '.join(ready) or 'none'})"
+                )
+            raise Again(f"Agent {agent} has no ready member")
+
+        try:
+            return await retrying(attempt, Backoff(0.2, 2.0, jitter=True), deadline=deadline)
+        except Again as exc:
+            raise Problem(str(exc), UNAVAILABLE) from None
 
     async def member_for(
         self, agent: str, task_id: str, deadline: float, index: int | None = None
@@ -175,7 +174,7 @@ class Tasks:
 
     async def until_done(self, agent: str, member: str, record: Obj, deadline: float) -> Obj:
         """The task's record once it is done, or as it is when the deadline passes."""
-        while record.get("status") not in DONE:
+        while record.get("status") not in ENDED:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -222,54 +221,46 @@ class Tasks:
             f"/api/v1/namespaces/{self.namespace}/services/{agent}:a2a/proxy"
             "/.well-known/agent-card.json"
         )
-        backoff = Backoff(initial=0.2, maximum=2.0, jitter=True)
-        while True:
+
+        async def attempt() -> Obj:
             try:
                 status, body, _ = await self._request(path, seconds=10)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                status, body = 0, {"error": f"{type(exc).__name__}: {exc}"}
+                raise Again(f"{type(exc).__name__}: {exc}") from None
             if status == 200:
                 return body
-            left = deadline - time.monotonic()
-            if status not in (0, *RETRY_STATUSES) or left <= 0:
-                message = body.get("error") or body.get("message") or f"HTTP {status}"
-                raise Problem(f"the A2A card of Agent {agent}: {message}", UNAVAILABLE)
-            await asyncio.sleep(min(backoff.next(), left))
+            message = body.get("error") or body.get("message") or f"HTTP {status}"
+            if status in RETRY_STATUSES:
+                raise Again(message)
+            raise Problem(f"the A2A card of Agent {agent}: {message}", UNAVAILABLE)
+
+        try:
+            return await retrying(attempt, Backoff(0.2, 2.0, jitter=True), deadline=deadline)
+        except Again as exc:
+            raise Problem(f"the A2A card of Agent {agent}: {exc}", UNAVAILABLE) from None
 
     async def _retrying(
         self, agent: str, member: str, once: Any, deadline: float
     ) -> tuple[int, Obj]:
         """`once(port)` until an answer that is not worth retrying, or the deadline."""
-        backoff = Backoff(initial=0.2, maximum=3.0, jitter=True)
-        last = "no answer"
-        while True:
+
+        async def attempt() -> tuple[int, Obj]:
             port = (await self.members(agent)).get(member)
-            if port is not None:
-                try:
-                    status, answer, headers = await once(port)
-                    if status not in RETRY_STATUSES:
-                        return status, answer
-                    last = f"{status} {answer.get('error') or answer.get('message') or ''}"
-                    pause = retry_after(headers) or backoff.next()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                    pause = backoff.next()
-            else:
-                last = f"{member} is not ready"
-                pause = backoff.next()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Problem(
-                    f"{member} of Agent {agent} could not be reached in time "
-                    f"(last: {last.strip()})",
-                    UNAVAILABLE,
-                )
-            await asyncio.sleep(min(pause, left))
+            if port is None:
+                raise Again(f"{member} is not ready")
+            try:
+                status, answer, headers = await once(port)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Again(f"{type(exc).__name__}: {exc}") from None
+            if status in RETRY_STATUSES:
+                why = f"{status} {answer.get('error') or answer.get('message') or ''}"
+                raise Again(why.strip(), retry_after(headers))
+            return status, answer
 
-
-def retry_after(headers: dict[str, str]) -> float | None:
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+        try:
+            return await retrying(attempt, Backoff(0.2, 3.0, jitter=True), deadline=deadline)
+        except Again as exc:
+            raise Problem(
+                f"{member} of Agent {agent} could not be reached in time (last: {exc})",
+                UNAVAILABLE,
+            ) from None

@@ -43,6 +43,7 @@ from foundation_common.status import (
     stamp,
     without_empty_strings,
 )
+from foundation_common.tasks import ENDED
 from foundation_common.workflows import plan
 from foundation_common.workflows.api import (
     WORKFLOW,
@@ -53,7 +54,6 @@ from foundation_common.workflows.api import (
 )
 
 logger = logging.getLogger("foundation_operator.runner")
-DONE = ("succeeded", "failed", "cancelled")
 IDLE_SECONDS = 30.0  # the longest the loop waits with nothing to wake it
 WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
 REFUSED = (400, 413, 422)  # the status itself is refused: sending it again cannot help
@@ -601,7 +601,7 @@ class Runner:
                         continue
                     answer.raise_for_status()
                     record = answer.json()
-                if record.get("status") in DONE:
+                if record.get("status") in ENDED:
                     return Outcome(
                         step.name, status.task_id, record=record, dispatch_ms=dispatch_ms
                     )
@@ -629,7 +629,7 @@ class Runner:
                 current = await self.http.get(base)
                 if current.status_code == 200:
                     outcome.task_status = current.json().get("status")
-                    if outcome.task_status in DONE:
+                    if outcome.task_status in ENDED:
                         return Outcome(step.name, status.task_id, record=current.json())
         return outcome
 

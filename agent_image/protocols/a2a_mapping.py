@@ -24,7 +24,7 @@ from a2a.types import AgentCard, Message, Task
 from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import MessageToDict, ParseDict
 
-from foundation_agent.runtime.records import TASK_ID
+from foundation_common.tasks import TASK_ID
 
 Obj = dict[str, Any]
 PROTOCOL_VERSION = "1.0"

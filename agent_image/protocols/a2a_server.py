@@ -44,8 +44,9 @@ from a2a.utils.errors import (
 from foundation_agent.model import Action
 from foundation_agent.protocols.a2a_mapping import ask_of, card_of, card_url, task_of
 from foundation_agent.runtime.peers import Peers
-from foundation_agent.runtime.records import DONE, Refused
+from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
+from foundation_common.tasks import ENDED
 
 logger = logging.getLogger("foundation_agent.a2a")
 
@@ -123,7 +124,7 @@ class FoundationHandler(RequestHandler):
 
     async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task:
         record, context_id = await self._submit(params)
-        if not params.configuration.return_immediately and record["status"] not in DONE:
+        if not params.configuration.return_immediately and record["status"] not in ENDED:
             record = await self._wait(record["id"], self.blocking_wait) or record
         return task_of(record, context_of(record, context_id))
 
@@ -146,7 +147,7 @@ class FoundationHandler(RequestHandler):
     async def _follow(self, record: Record, context_id: str) -> AsyncGenerator[Event]:
         """The task as it is, then (once done) its result and final state."""
         yield task_of(record, context_id)
-        while record["status"] not in DONE:
+        while record["status"] not in ENDED:
             record = await self._wait(record["id"], STREAM_SLICE) or record
         final = task_of(record, context_id)
         for artifact in final.artifacts:

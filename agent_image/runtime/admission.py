@@ -12,8 +12,9 @@ from typing import Any
 
 from foundation_agent.model import Action, InvalidInput
 from foundation_agent.runtime import metrics
-from foundation_agent.runtime.records import MAX_CONTEXT, TASK_ID, Refused
+from foundation_agent.runtime.records import MAX_CONTEXT, Refused
 from foundation_agent.stores import Store
+from foundation_common.tasks import TASK_ID
 
 
 def check_id(task_id: Any) -> str:

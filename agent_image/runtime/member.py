@@ -29,9 +29,10 @@ from pydantic import BaseModel, ValidationError
 from foundation_agent.model import Agent, InvalidInput, TaskContext, running
 from foundation_agent.runtime import admission, metrics
 from foundation_agent.runtime.journal import Journal
-from foundation_agent.runtime.records import DONE, Change, Refused, public, stamp
+from foundation_agent.runtime.records import Change, Refused, public, stamp
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Record, StateCorrupt, StateTooLarge, Store, StoreError
+from foundation_common.tasks import ENDED
 
 __all__ = ["Member", "Refused"]
 
@@ -114,7 +115,7 @@ class Member:
             self.records = dict(snapshot.tasks)
             ordered = sorted(self.records.values(), key=lambda r: r.get("seq", 0))
             for record in ordered:
-                if record.get("status") in DONE:
+                if record.get("status") in ENDED:
                     continue
                 # "running" is never stored; anything not done is queued again.
                 self.records[record["id"]] = {**record, "status": "queued"}
@@ -123,7 +124,7 @@ class Member:
                 sorted(
                     (r.get("finishedAt") or 0.0, r["id"])
                     for r in ordered
-                    if r.get("status") in DONE
+                    if r.get("status") in ENDED
                 )
             )
             self.seq = max((r.get("seq", 0) for r in ordered), default=0)
@@ -210,7 +211,7 @@ class Member:
         record = self.records.get(task_id)
         if record is None:
             raise KeyError(task_id)
-        if record["status"] not in DONE:
+        if record["status"] not in ENDED:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(task_id, []).append(waiter)
             await waiter

@@ -25,11 +25,12 @@ from typing import Any, Protocol
 import aiohttp
 
 from foundation_agent.runtime.member import Member
-from foundation_agent.runtime.records import DONE, Refused
+from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
 from foundation_common.discovery import Directory, RestEndpoints, rendezvous
 from foundation_common.resources import AGENT, AGENT_PORT
 from foundation_common.sidecar import Discovery
+from foundation_common.tasks import ENDED
 
 AGENT_TTL = 5.0  # seconds an Agent's replica count and card fields are used before a new read
 FORWARD_TIMEOUT = 90.0  # a forwarded call, long-polls included (theirs are at most 60 s)
@@ -88,7 +89,7 @@ class LocalTasks:
     async def get(self, task_id: str, wait: float = 0.0) -> Record | None:
         member = self._loaded()
         record = member.task(task_id)
-        if record is None or not wait or record["status"] in DONE:
+        if record is None or not wait or record["status"] in ENDED:
             return record
         try:
             return await asyncio.wait_for(member.finished(task_id), wait)

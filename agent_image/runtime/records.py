@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from foundation_agent.stores import Record
 
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_CONTEXT = 256  # a task's context (an A2A context id): kept with its record, done or not
-DONE = ("succeeded", "failed", "cancelled")
 
 
 class Refused(Exception):

@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from foundation_agent.runtime import metrics
 from foundation_agent.runtime.member import Member, Refused
-from foundation_agent.runtime.records import DONE
 from foundation_common import __version__
+from foundation_common.tasks import ENDED
 
 MAX_BODY = 1024 * 1024
 
@@ -63,7 +63,7 @@ class TaskApi:
             wait = min(60.0, max(0.0, float(request.query.get("wait", 0))))
         except ValueError:
             return refusal(400, "wait must be a number of seconds")
-        if wait and record["status"] not in DONE and self.member is not None:
+        if wait and record["status"] not in ENDED and self.member is not None:
             with contextlib.suppress(TimeoutError):
                 record = await asyncio.wait_for(self.member.finished(task_id), wait)
             record = self.member.task(task_id) or record

@@ -18,7 +18,7 @@ from foundation_common.status import parse_stamp, stamp
 from foundation_common.workflows import refs
 from foundation_common.workflows.api import Step, StepStatus, WorkflowSpec
 
-DONE = ("Succeeded", "Skipped", "Failed")
+SETTLED = ("Succeeded", "Skipped", "Failed")  # a step's phases that change no more
 # Results are kept in the Workflow's status: at most this much JSON for one step, and for all of
 # them together at most MAX_RESULTS_BYTES, less what the rest of the object takes beyond
 # RESERVED_BYTES, so the whole object stays below etcd's 1.5 MiB request limit (200 steps of
@@ -92,7 +92,7 @@ def duration(start: datetime, end: datetime) -> str:
 
 
 def progress(steps: dict[str, StepStatus]) -> str:
-    return f"{sum(1 for s in steps.values() if s.phase in DONE)}/{len(steps)}"
+    return f"{sum(1 for s in steps.values() if s.phase in SETTLED)}/{len(steps)}"
 
 
 def decide(
@@ -299,7 +299,7 @@ def newly_finished(
     for step in after.get("steps") or []:
         phase = step.get("phase")
         was = old.get(step["name"], {})
-        if phase not in DONE or (was.get("phase"), was.get("attempts")) == (
+        if phase not in SETTLED or (was.get("phase"), was.get("attempts")) == (
             phase,
             step.get("attempts"),
         ):
