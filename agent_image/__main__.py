@@ -31,10 +31,11 @@ from foundation_common import __version__
 # The light client: kubernetes_asyncio's models would cost every member about 35 MB and 0.3 s
 # of CPU at its start.
 from foundation_common.rest import connect
+from foundation_common.retry import Backoff, retrying
 
 logger = logging.getLogger("foundation_agent")
 
-LOAD_RETRY_SECONDS = (1, 2, 5, 10, 30)
+LOAD_BACKOFF = Backoff(initial=1.0, maximum=30.0)  # 1, 2, 4, 8, 16, 30, 30 s...
 EXIT_STORE_FAILED = 3
 
 
@@ -98,28 +99,32 @@ async def run(settings: Settings) -> int:
     )
 
     # Load the state; a state that cannot be loaded is reported and retried, not crash-looped.
-    member = Member(agent, store, settings)
-    attempt = 0
-    while not stop.is_set():
+    async def load() -> Member | None:
+        if stop.is_set():
+            return None
+        member = Member(agent, store, settings)
         try:
             await member.load()
-            break
         except StoreError as exc:
             task_api.problem = exc.message
             member.error = exc
             logger.error("cannot load the state (%s): %s", exc.reason, exc.message)
             if reporter is not None:
                 await reporter.report(member.summary())
-            delay = LOAD_RETRY_SECONDS[min(attempt, len(LOAD_RETRY_SECONDS) - 1)]
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            member = Member(agent, store, settings)
-    else:
+            raise
+        return member
+
+    async def until_stopped(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    loaded = await retrying(load, LOAD_BACKOFF.fresh(), retry_on=StoreError, sleep=until_stopped)
+    if loaded is None:
         await stop_a2a(a2a, a2a_stop, peers)
         await runner.cleanup()
         await store.close()
         return 0
+    member = loaded
     member.start()
     task_api.member = member
     logger.info("state loaded: version %d, %d tasks queued", member.version, len(member.queue))

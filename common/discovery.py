@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from foundation_common.aio import cancel_all
-from foundation_common.retry import Backoff
+from foundation_common.retry import Backoff, retrying
 from foundation_common.sidecar import Discovery
 
 logger = logging.getLogger("foundation.discovery")
@@ -301,21 +301,23 @@ class Directory:
         """List, then watch from that version; start over after any error, with back-off."""
         service = capability.service
         backoff = Backoff(initial=0.5, maximum=10.0)
+
+        async def watch() -> None:
+            async for kind, obj in self.source.watch(self.namespace, service):
+                if kind == "SYNC":
+                    items = obj.get("items") or []
+                    capability.update(items[0] if items else None)
+                    backoff.reset()
+                else:
+                    capability.update(None if kind == "DELETED" else obj)
+
+        def failed(exc: Exception, _pause: float) -> None:
+            # The API away or refusing: say so, keep trying.
+            logger.warning("%s: watching %s: %s", capability.name, service, exc)
+            capability.listed.set()  # callers get "no member" instead of waiting on
+
         while True:
-            try:
-                async for kind, obj in self.source.watch(self.namespace, service):
-                    if kind == "SYNC":
-                        items = obj.get("items") or []
-                        capability.update(items[0] if items else None)
-                        backoff.reset()
-                    else:
-                        capability.update(None if kind == "DELETED" else obj)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the API away or refusing: say so, keep trying
-                logger.warning("%s: watching %s: %s", capability.name, service, exc)
-                capability.listed.set()  # callers get "no member" instead of waiting on
-                await asyncio.sleep(backoff.next())
+            await retrying(watch, backoff, retry_on=Exception, on_retry=failed)
 
     async def close(self) -> None:
         await cancel_all(self._watches.values())

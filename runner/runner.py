@@ -33,7 +33,7 @@ from foundation_common import events as kube_events
 from foundation_common import rest
 from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
-from foundation_common.retry import Backoff
+from foundation_common.retry import Again, Backoff, retrying
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
 from foundation_common.status import (
@@ -165,23 +165,23 @@ class Runner:
             update={"steps": list(self.steps.values()), "progress": plan.progress(self.steps)}
         )
         body = {"status": dump(self.status)}
-        backoff = Backoff(initial=0.2, maximum=5.0, jitter=True)
-        give_up = time.monotonic() + WRITE_RETRY_SECONDS
-        while True:
-            try:
-                await self.api.merge_patch(f"{self.path}/status", body)
-                self.written = dict(self.steps)
-                return
-            except rest.ApiError as exc:
-                if refused(exc):
-                    raise
-                problem: Exception = exc
-            except rest.Unreachable as exc:
-                problem = exc
-            if time.monotonic() >= give_up:
-                raise problem
-            logger.warning("writing the status of %s/%s: %s", self.namespace, self.name, problem)
-            await asyncio.sleep(backoff.next())
+
+        def passing(exc: Exception) -> bool:
+            if isinstance(exc, rest.ApiError):
+                return not refused(exc)
+            return isinstance(exc, rest.Unreachable)
+
+        def failed(exc: Exception, _pause: float) -> None:
+            logger.warning("writing the status of %s/%s: %s", self.namespace, self.name, exc)
+
+        await retrying(
+            lambda: self.api.merge_patch(f"{self.path}/status", body),
+            Backoff(initial=0.2, maximum=5.0, jitter=True),
+            retry_on=passing,
+            deadline=time.monotonic() + WRITE_RETRY_SECONDS,
+            on_retry=failed,
+        )
+        self.written = dict(self.steps)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -431,30 +431,33 @@ class Runner:
         Workflow alone (its Role names it); status writes do not change the generation."""
         backoff = Backoff(initial=0.5, maximum=10.0, jitter=True)
         generation = self.generation
+
+        async def watch() -> None:
+            nonlocal generation
+            async for kind, obj in self.api.list_and_watch(
+                WORKFLOW.path(self.namespace),
+                {"fieldSelector": f"metadata.name={self.name}"},
+                timeout_seconds=300,
+            ):
+                body = (obj.get("items") or [None])[0] if kind == "SYNC" else obj
+                backoff.reset()
+                if body is None or kind == "DELETED":
+                    continue  # deleted: the runner goes with it
+                if body["metadata"].get("generation", 0) == generation:
+                    continue
+                generation = body["metadata"].get("generation", 0)
+                try:
+                    self.spec = WorkflowSpec.model_validate(body["spec"])
+                except ValidationError as exc:  # the operator fails it: the old spec holds
+                    logger.warning("workflow %s/%s: spec: %s", self.namespace, self.name, exc)
+                self.woken.set()
+
+        def failed(exc: Exception, _pause: float) -> None:
+            # The API away for a moment: the old spec holds.
+            logger.warning("watching workflow %s/%s: %s", self.namespace, self.name, exc)
+
         while True:
-            try:
-                async for kind, obj in self.api.list_and_watch(
-                    WORKFLOW.path(self.namespace),
-                    {"fieldSelector": f"metadata.name={self.name}"},
-                    timeout_seconds=300,
-                ):
-                    body = (obj.get("items") or [None])[0] if kind == "SYNC" else obj
-                    backoff.reset()
-                    if body is None or kind == "DELETED":
-                        continue  # deleted: the runner goes with it
-                    if body["metadata"].get("generation", 0) == generation:
-                        continue
-                    generation = body["metadata"].get("generation", 0)
-                    try:
-                        self.spec = WorkflowSpec.model_validate(body["spec"])
-                    except ValidationError as exc:  # the operator fails it: the old spec holds
-                        logger.warning("workflow %s/%s: spec: %s", self.namespace, self.name, exc)
-                    self.woken.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the API away for a moment: the old spec holds
-                logger.warning("watching workflow %s/%s: %s", self.namespace, self.name, exc)
-                await asyncio.sleep(backoff.next())
+            await retrying(watch, backoff, retry_on=Exception, on_retry=failed)
 
     def _take_outcomes(self, at: datetime) -> bool:
         """Outcomes of attempts into the steps' status; failed steps queue an Event."""
@@ -567,47 +570,58 @@ class Runner:
         backoff = Backoff(initial=0.05, maximum=2.0, jitter=True)
         sent = False
         dispatch_ms: int | None = None
-        while time.time() < deadline:
-            member = members.pinned(status.member)
-            if member is None:
-                # Pinned and gone (scaled down, deleted, not ready): wait for it, never another.
-                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
-                continue
-            base = f"http://{member.address}/v1/tasks"
-            try:
-                if not sent:
-                    answer = await self.http.post(base, json=body)
-                    if answer.status_code in (200, 202):
+
+        async def attempt() -> Outcome | None:
+            """Send, then wait on the member, until the record ends (None: the deadline came
+            first); a passing failure is `Again`, after which `retrying` pauses."""
+            nonlocal sent, dispatch_ms
+            while time.time() < deadline:
+                member = members.pinned(status.member)
+                if member is None:
+                    # Pinned and gone (scaled down, deleted, not ready): wait for it, never
+                    # another.
+                    raise Again(f"member {status.member} is not ready")
+                base = f"http://{member.address}/v1/tasks"
+                try:
+                    if not sent:
+                        answer = await self.http.post(base, json=body)
+                        if answer.status_code in (429, 503):
+                            raise Again(f"{answer.status_code} {answer.text[:200]}")
+                        if answer.status_code not in (200, 202):
+                            return Outcome(
+                                step.name,
+                                status.task_id,
+                                record={"status": "refused", "error": answer.text[:500]},
+                            )
                         sent = True
                         record = answer.json()
                         if ready_at is not None and dispatch_ms is None:
                             dispatch_ms = round((time.monotonic() - ready_at) * 1000)
-                    elif answer.status_code in (429, 503):
-                        await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
-                        continue
                     else:
-                        return Outcome(
-                            step.name,
-                            status.task_id,
-                            record={"status": "refused", "error": answer.text[:500]},
+                        wait = max(0.0, min(30.0, deadline - time.time()))
+                        answer = await self.http.get(
+                            f"{base}/{status.task_id}",
+                            params={"wait": f"{wait:.3f}"},
+                            timeout=wait + 5,
                         )
-                else:
-                    wait = max(0.0, min(30.0, deadline - time.time()))
-                    answer = await self.http.get(
-                        f"{base}/{status.task_id}", params={"wait": f"{wait:.3f}"}, timeout=wait + 5
-                    )
-                    if answer.status_code == 404:
-                        sent = False  # the member lost it (expired record): send again
-                        continue
-                    answer.raise_for_status()
-                    record = answer.json()
+                        if answer.status_code == 404:
+                            sent = False  # the member lost it (expired record): send again
+                            continue
+                        answer.raise_for_status()
+                        record = answer.json()
+                except httpx.HTTPError as exc:
+                    raise Again(f"{type(exc).__name__}: {exc}") from None
                 if record.get("status") in ENDED:
                     return Outcome(
                         step.name, status.task_id, record=record, dispatch_ms=dispatch_ms
                     )
                 backoff.reset()
-            except httpx.HTTPError:
-                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.time())))
+            return None
+
+        with contextlib.suppress(Again):
+            outcome = await retrying(attempt, backoff, deadline=deadline, clock=time.time)
+            if outcome is not None:
+                return outcome
         return await self._timed_out(step, status, members)
 
     async def _timed_out(self, step: Step, status: StepStatus, members: Capability) -> Outcome:

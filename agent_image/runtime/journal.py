@@ -20,7 +20,7 @@ from foundation_agent.runtime import metrics
 from foundation_agent.runtime.records import Change
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Commit, StateTooLarge, Store, StoreError
-from foundation_common.retry import Backoff
+from foundation_common.retry import Backoff, retrying
 
 logger = logging.getLogger("foundation_agent.runtime")
 
@@ -110,18 +110,21 @@ class Journal:
             put={c.record["id"]: c.record for c in batch},
             drop=drop,
         )
-        started, backoff = time.monotonic(), Backoff(initial=0.05, maximum=2.0)
-        while True:
-            try:
-                size = await self.store.commit(commit)
-                break
-            except StoreError as exc:
-                if exc.fatal or time.monotonic() - started > RETRY_WRITES_FOR:
-                    raise
-                if self.error is None or self.error.reason != exc.reason:
-                    logger.warning("could not save to %s, retrying: %s", self.store.key, exc)
-                self.set_error(exc)
-                await asyncio.sleep(backoff.next())
+
+        def failed(exc: Exception, _pause: float) -> None:
+            assert isinstance(exc, StoreError)
+            if self.error is None or self.error.reason != exc.reason:
+                logger.warning("could not save to %s, retrying: %s", self.store.key, exc)
+            self.set_error(exc)
+
+        started = time.monotonic()
+        size = await retrying(
+            lambda: self.store.commit(commit),
+            Backoff(initial=0.05, maximum=2.0),
+            retry_on=lambda exc: isinstance(exc, StoreError) and not exc.fatal,
+            deadline=started + RETRY_WRITES_FOR,
+            on_retry=failed,
+        )
         metrics.CHECKPOINT_SECONDS.labels(store=self.store.kind).observe(time.monotonic() - started)
         metrics.CHECKPOINT_CHANGES.observe(len(batch))
         self.version, self.saved_at, self.size_bytes = commit.version, now, size

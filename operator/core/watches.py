@@ -18,7 +18,7 @@ from typing import Any
 
 from foundation_common.aio import cancel_all
 from foundation_common.rest import Client
-from foundation_common.retry import Backoff
+from foundation_common.retry import Backoff, retrying
 from foundation_operator.core.client import path_of
 
 logger = logging.getLogger(__name__)
@@ -87,32 +87,30 @@ class LabelledWatch:
         path = path_of(self.kind.kind, namespace)
         known: dict[tuple[str, str], Obj] = {}
         backoff = Backoff(initial=0.5, maximum=30.0)
+
+        async def watch() -> None:
+            nonlocal known
+            async for event, obj in self.api.list_and_watch(
+                path, {"labelSelector": self.selector}, timeout_seconds=240
+            ):
+                if event == "SYNC":
+                    known = relisted(obj.get("items") or [], known, self._observe_typed)
+                    backoff.reset()
+                    continue
+                key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+                if event == "DELETED":
+                    known.pop(key, None)
+                else:
+                    known[key] = identity(obj)
+                self.observe(event, self._typed(obj))
+
+        def failed(exc: Exception, _pause: float) -> None:
+            # The API away or refusing: say so, keep trying.
+            where = namespace or "all namespaces"
+            logger.warning("watching %s (%s) in %s: %s", self.kind.kind, self.selector, where, exc)
+
         while True:
-            try:
-                async for event, obj in self.api.list_and_watch(
-                    path, {"labelSelector": self.selector}, timeout_seconds=240
-                ):
-                    if event == "SYNC":
-                        known = relisted(obj.get("items") or [], known, self._observe_typed)
-                        backoff.reset()
-                        continue
-                    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-                    if event == "DELETED":
-                        known.pop(key, None)
-                    else:
-                        known[key] = identity(obj)
-                    self.observe(event, self._typed(obj))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the API away or refusing: say so, keep trying
-                logger.warning(
-                    "watching %s (%s) in %s: %s",
-                    self.kind.kind,
-                    self.selector,
-                    namespace or "all namespaces",
-                    exc,
-                )
-                await asyncio.sleep(backoff.next())
+            await retrying(watch, backoff, retry_on=Exception, on_retry=failed)
 
 
 def relisted(
