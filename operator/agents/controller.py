@@ -131,25 +131,27 @@ class Supervisor(Reconciler):
             agent = self.agents.get(key)
             if agent is None or agent["metadata"].get("deletionTimestamp"):
                 continue
-            if event == "MODIFIED" and not self._drifted(agent, body):
+            differences = self._drifted(agent, body) if event == "MODIFIED" else []
+            if event == "MODIFIED" and not differences:
                 continue
             logger.info(
-                "agent %s/%s: %s %s %s by someone else; making it right",
+                "agent %s/%s: %s %s %s by someone else%s; making it right",
                 *key,
                 body.get("kind", "object"),
                 meta["name"],
                 "deleted" if event == "DELETED" else "changed",
+                "".join(f"; {d}" for d in differences),
                 extra=about(key),
             )
             self.remember(key).owned_applied = ""
             self.queue.add(key)
 
-    def _drifted(self, agent: Obj, have: Obj) -> bool:
-        """Whether a changed object departs from what the Agent wants of it (pure)."""
+    def _drifted(self, agent: Obj, have: Obj) -> list[objects.Difference]:
+        """Where a changed object departs from what the Agent wants of it (pure)."""
         try:
             view = AgentView.from_body(agent, self.agent_image)
         except InvalidSpec:
-            return False
+            return []
         meta = have["metadata"]
         wanted = objects.owned_objects(view) + [
             objects.capability_service(
@@ -160,7 +162,7 @@ class Supervisor(Reconciler):
         for want in wanted:
             if (want["kind"], want["metadata"]["name"]) == (have.get("kind"), meta["name"]):
                 return objects.drifted(want, have)
-        return False
+        return []
 
     # -- reconciliation ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT
@@ -438,13 +439,39 @@ def field_at(obj: Obj, path: str) -> Any:
     return obj
 
 
-def drifted(want: Obj, have: Obj) -> bool:
-    """Whether `have` (what the cluster holds) departs from `want` where it matters: the fields
-    drift repair restores, or the owner references `want` names."""
-    if any(field_at(have, f) != field_at(want, f) for f in OWNED_FIELDS.get(want["kind"], ())):
-        return True
-    held = {o.get("uid") for o in have["metadata"].get("ownerReferences") or []}
-    return any(o["uid"] not in held for o in want["metadata"].get("ownerReferences") or [])
+@dataclass(frozen=True)
+class Difference:
+    """One field where what the cluster holds departs from what we want."""
+
+    field: str
+    want: Any
+    have: Any
+
+    def __str__(self) -> str:
+        return f"{self.field}: want {brief(self.want)}, was {brief(self.have)}"
+
+
+def brief(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def drifted(want: Obj, have: Obj) -> list[Difference]:
+    """Where `have` (what the cluster holds) departs from `want` where it matters: the fields
+    drift repair restores, and the owner references `want` names (none: no drift)."""
+    found = [
+        Difference(f, field_at(want, f), field_at(have, f))
+        for f in OWNED_FIELDS.get(want["kind"], ())
+        if field_at(have, f) != field_at(want, f)
+    ]
+    have_refs = have["metadata"].get("ownerReferences") or []
+    held = {o.get("uid") for o in have_refs}
+    missing = [o for o in want["metadata"].get("ownerReferences") or [] if o["uid"] not in held]
+    if missing:
+        owners = [f"{o['kind']}/{o['name']} ({o['uid']})" for o in missing]
+        had = [f"{o.get('kind')}/{o.get('name')} ({o.get('uid')})" for o in have_refs]
+        found.append(Difference("metadata.ownerReferences", owners, had))
+    return found
 
 
 def role_binding(view: AgentView) -> Obj:

@@ -4,6 +4,9 @@ repair it, which Agent an owned object's event requeues, and relists that report
 from __future__ import annotations
 
 import copy
+import logging
+
+import pytest
 
 from foundation_operator.agents import objects
 from foundation_operator.agents.api import AgentView
@@ -35,15 +38,22 @@ def test_drift_is_what_the_operator_manages_changed_or_its_owner_gone() -> None:
     assert not objects.drifted(role, labelled)
     widened = copy.deepcopy(role)
     widened["rules"][0]["verbs"].append("delete")
-    assert objects.drifted(role, widened)
+    (difference,) = objects.drifted(role, widened)
+    assert difference.field == "rules"
+    assert difference.want == role["rules"] and difference.have == widened["rules"]
+    assert str(difference).startswith("rules: want [{") and '"delete"' in str(difference)
     orphaned = copy.deepcopy(role)
     orphaned["metadata"]["ownerReferences"] = []
-    assert objects.drifted(role, orphaned)
+    (difference,) = objects.drifted(role, orphaned)
+    uid = role["metadata"]["ownerReferences"][0]["uid"]
+    assert str(difference) == (
+        f'metadata.ownerReferences: want ["Agent/{view.name} ({uid})"], was []'
+    )
     service = owned(view, "Service")
     rerouted = copy.deepcopy(service)
     rerouted["spec"]["selector"] = {"app": "other"}
     rerouted["spec"]["ports"][0]["protocol"] = "TCP"  # the API server's default: not drift
-    assert objects.drifted(service, rerouted)
+    assert [d.field for d in objects.drifted(service, rerouted)] == ["spec.selector"]
     defaulted = copy.deepcopy(service)
     defaulted["spec"]["ports"][0]["protocol"] = "TCP"
     assert not objects.drifted(service, defaulted)
@@ -66,7 +76,9 @@ async def queued(supervisor: Supervisor) -> set[tuple[str, str]]:
     return keys
 
 
-async def test_an_owned_objects_change_requeues_its_agent_only_when_it_drifted() -> None:
+async def test_an_owned_objects_change_requeues_its_agent_only_when_it_drifted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     writer, reader = body("writer", capabilities=["search"]), body("reader", capabilities=["x"])
     supervisor = Supervisor(kube=None)  # observation only: no API call is made
     for agent in (writer, reader):
@@ -80,8 +92,13 @@ async def test_an_owned_objects_change_requeues_its_agent_only_when_it_drifted()
     assert await queued(supervisor) == set()
     changed = copy.deepcopy(role)
     changed["rules"] = []
-    supervisor.observe_owned("MODIFIED", changed)
+    with caplog.at_level(logging.INFO, logger="foundation_operator"):
+        supervisor.observe_owned("MODIFIED", changed)
     assert await queued(supervisor) == {("team", "writer")}
+    # The log says which object, which field, what we want and what was there.
+    (said,) = [r.getMessage() for r in caplog.records if "by someone else" in r.getMessage()]
+    assert said.startswith(f"agent team/writer: Role {role['metadata']['name']} changed by ")
+    assert "; rules: want [{" in said and ", was []; making it right" in said
     assert supervisor.remember(("team", "writer")).owned_applied == ""
     # A shared capability Service deleted: every Agent with that capability, no other.
     shared = objects.capability_service("team", "search", [objects.owner_reference(view, False)])
