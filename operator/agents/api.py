@@ -269,9 +269,5 @@ class AgentView:
         )
 
     @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
     def service_account(self) -> str:
         return self.spec.service_account_name or self.name

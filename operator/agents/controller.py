@@ -36,11 +36,6 @@ REFUSALS = (400, 403, 422)
 REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
 
 
-def about(key: Key) -> dict[str, str]:
-    """Log fields naming the Agent a line is about (JSON logs carry them as fields)."""
-    return {"namespace": key[0], "agent": key[1]}
-
-
 @dataclass
 class AgentMemory:
     """What the supervisor remembers of one Agent between reconciliations."""
@@ -78,9 +73,6 @@ class Supervisor(Reconciler):
             patience=STATUS_PATIENCE,
             others=RUNTIME_FIELDS,
         )
-
-    def log_fields(self, key: Key) -> dict[str, str]:
-        return about(key)
 
     def remember(self, key: Key) -> AgentMemory:
         return self.memory.setdefault(key, AgentMemory())
@@ -141,7 +133,7 @@ class Supervisor(Reconciler):
                 meta["name"],
                 "deleted" if event == "DELETED" else "changed",
                 "".join(f"; {d}" for d in differences),
-                extra=about(key),
+                extra=self.log_fields(key),
             )
             self.remember(key).owned_applied = ""
             self.queue.add(key)
@@ -209,7 +201,7 @@ class Supervisor(Reconciler):
         if view.spec.persistence.retain_on_delete:
             finalizing = self._ensure_finalizer(body)
         else:
-            finalizing = self._drop_finalizer(body)  # an Agent from before, or retain turned off
+            finalizing = self._release_finalizer(body)  # an Agent from before, or retain turned off
         # The state objects of members still to come go out with the owned objects: a new
         # Agent's pods then wait one round of writes, not two (a pod needs its ServiceAccount
         # and its state object; the Role, RoleBinding and Services it does not).
@@ -250,7 +242,9 @@ class Supervisor(Reconciler):
         if supervised.exhausted:
             metrics.INTENSITY_EXHAUSTED.inc()
             await self._warn(view, "RestartIntensityExceeded", supervised.exhausted)
-            logger.warning("agent %s/%s failed: %s", *key, supervised.exhausted, extra=about(key))
+            logger.warning(
+                "agent %s/%s failed: %s", *key, supervised.exhausted, extra=self.log_fields(key)
+            )
         await self._stop_members(view, supervised.stop)
         refused = None
         if not supervised.failed:
@@ -262,7 +256,7 @@ class Supervisor(Reconciler):
                 if status_of(exc) not in REFUSALS:
                     raise
                 refused = message_of(exc)
-                logger.warning("agent %s/%s: %s", *key, refused, extra=about(key))
+                logger.warning("agent %s/%s: %s", *key, refused, extra=self.log_fields(key))
             for capability in set(status.capabilities) - set(view.spec.capabilities):
                 await self._leave_capability(view, capability)
         new = plan.agent_status(
@@ -328,7 +322,7 @@ class Supervisor(Reconciler):
                         view.namespace,
                         have["metadata"]["name"],
                         view.name,
-                        extra=about((view.namespace, view.name)),
+                        extra=self.log_fields((view.namespace, view.name)),
                     )
 
     async def _ensure_owned(self, view: AgentView) -> None:
@@ -420,7 +414,11 @@ class Supervisor(Reconciler):
         if before != phase:
             if phase:
                 logger.info(
-                    "agent %s/%s is %s (was %s)", *key, phase, before or "unseen", extra=about(key)
+                    "agent %s/%s is %s (was %s)",
+                    *key,
+                    phase,
+                    before or "unseen",
+                    extra=self.log_fields(key),
                 )
             for changed in {before, phase} - {None}:
                 metrics.AGENTS.labels(phase=changed).set(
@@ -437,7 +435,7 @@ class Supervisor(Reconciler):
             "uid": view.uid,
         }
         key = (view.namespace, view.name)
-        await events.record(self.kube, involved, reason, message, log_fields=about(key))
+        await events.record(self.kube, involved, reason, message, log_fields=self.log_fields(key))
 
     async def _ensure_finalizer(self, body: Obj) -> None:
         answer = await finalizers.add(body, FINALIZER, lambda p: self._patch(body, p))
@@ -445,9 +443,6 @@ class Supervisor(Reconciler):
             self.agents.ahead(answer)
 
     async def _release_finalizer(self, body: Obj) -> None:
-        await finalizers.release(body, FINALIZER, lambda p: self._patch(body, p))
-
-    async def _drop_finalizer(self, body: Obj) -> None:
         answer = await finalizers.release(body, FINALIZER, lambda p: self._patch(body, p))
         if answer is not None:
             self.agents.ahead(answer)

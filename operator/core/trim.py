@@ -73,6 +73,11 @@ class Trimmer:
             "memory handed back after deletions: RSS %.1f -> %.1f MB", before, resident_mb()
         )
 
+    @property
+    def pending(self) -> bool:
+        """Whether a trim is scheduled."""
+        return self._handle is not None
+
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

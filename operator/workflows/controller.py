@@ -61,9 +61,6 @@ class WorkflowController(Reconciler):
         self.phases: dict[Key, str] = {}
         metrics.WORKFLOW_STALLED.set_function(self.stalled_seconds)
 
-    def log_fields(self, key: Key) -> dict[str, str]:
-        return {"namespace": key[0], "workflow": key[1]}
-
     def observe_workflow(self, event: str, body: Obj) -> None:
         before = self.workflows.get((body["metadata"]["namespace"], body["metadata"]["name"]))
         key = self.workflows.observe(event, body)

@@ -208,7 +208,11 @@ async def test_retain_on_delete_keeps_the_state_for_the_next_agent_of_that_name(
         assert done["result"] == {"count": 5}
         await kube.delete_agent("keeper")
         await kube.wait(lambda: _none(kube.agent("keeper")), what="keeper gone")
-        await asyncio.sleep(2)  # the garbage collector's turn
+        # The garbage collector has had its turn once it removed the Agent's Service, which
+        # only it deletes (owned by the Agent, like the state object until it was released).
+        await kube.wait(
+            lambda: _none(kube.get("Service", "keeper")), what="the collector took the Service"
+        )
         kept = await kube.get("ConfigMap", "keeper-0-state")
         assert kept is not None and not kept["metadata"].get("ownerReferences")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiohttp import web
@@ -142,6 +143,8 @@ async def test_the_circuit_opens_fails_fast_and_recovers(upstream) -> None:
         retries=0,
         circuitBreaker={"failureThreshold": 3, "openSeconds": 0.3, "recoverySeconds": 0},
     )
+    clock = [time.monotonic()]
+    proxy.upstreams["llm"].breaker.clock = lambda: clock[0]
     upstream.mode = "fail"
     for _ in range(3):
         assert (await client.get("/upstream/llm/x")).status == 500
@@ -151,7 +154,10 @@ async def test_the_circuit_opens_fails_fast_and_recovers(upstream) -> None:
     assert refused.headers["Retry-After"] == "1"
     assert upstream.calls == calls  # failed fast: the upstream was not called
     upstream.mode = "ok"
-    await asyncio.sleep(0.35)
+    clock[0] += 0.29
+    assert (await client.get("/upstream/llm/x")).status == 503  # open for 0.3 s
+    assert upstream.calls == calls
+    clock[0] += 0.02
     assert (await client.get("/upstream/llm/x")).status == 200  # the half-open probe
     assert proxy.upstreams["llm"].breaker.state.value in ("recovering", "closed")
     assert (await client.get("/upstream/llm/x")).status == 200

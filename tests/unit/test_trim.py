@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from foundation_operator.core.trim import Trimmer, trim
+from waiting import until
 
 
 def rss_mb() -> float:
@@ -33,10 +33,11 @@ async def test_many_drops_cost_one_trim_after_the_last() -> None:
     trimmer = Trimmer(delay=0.05)
     for _ in range(1000):
         trimmer.forgotten()
-    assert trimmer.trims == 0
-    await asyncio.sleep(0.2)
+    assert trimmer.trims == 0 and trimmer.pending
+    await until(lambda: not trimmer.pending, what="the trim after the last drop")
     assert trimmer.trims == 1
     trimmer.forgotten()
+    assert trimmer.pending
     trimmer.cancel()
-    await asyncio.sleep(0.1)
-    assert trimmer.trims == 1, "cancelled: no second trim"
+    assert not trimmer.pending, "cancelled: no second trim is scheduled"
+    assert trimmer.trims == 1
