@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx
 
+from foundation_common.resources import SIDECAR_URL
 from foundation_common.retry import Again, Backoff, retry_after, retrying
 from foundation_common.sidecar import AFFINITY_HEADER, MEMBER_HEADER
 from foundation_common.tasks import ENDED, RETRY_STATUSES
 
-DEFAULT_URL = "http://127.0.0.1:15000"
+DEFAULT_URL = SIDECAR_URL
 # One long-poll for a task's completion: well inside the sidecar's budget for a call to another
 # agent (discovery.timeoutSeconds, 30 s by default), which would otherwise cut it short and
 # count the member as failing.

@@ -51,11 +51,12 @@ from kubernetes_asyncio import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(REPO / "e2e/local"))
+from foundation_common.resources import SIDECAR_ADMIN_PORT
 from localcluster import cgroups
 from localcluster.network import pod_netns
 
 HEALTH_PORT, METRICS_PORT = 18083, 19093
-SIDECAR_ADMIN_PORT = 15090
+
 CAPABILITY = "soak-counter"
 COUNTER = "foundation_agent.agents:CounterAgent"
 

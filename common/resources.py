@@ -11,6 +11,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # server for the whole Agent (named a2a).
 AGENT_PORT = 8080
 A2A_PORT = 8081
+# The sidecar in every member pod: its proxy on the pod's loopback (the agent's calls out), its
+# admin port (probes, metrics) on the pod's address.
+SIDECAR_PORT = 15000
+SIDECAR_ADMIN_PORT = 15090
+SIDECAR_URL = f"http://127.0.0.1:{SIDECAR_PORT}"
 # The key of an MCP tool call's `_meta` that carries its Foundation task id: the same id, the
 # same task (served by `foundation mcp`, sent by ChatAgent's MCP tools).
 TASK_ID_META = f"{GROUP}/taskId"
@@ -34,6 +39,16 @@ class Resource:
         parts = [f"/apis/{self.group}/{self.version}/namespaces/{namespace}/{self.plural}"]
         parts += [p for p in (name, subresource) if p]
         return "/".join(parts)
+
+
+def member_name(agent: str, ordinal: int) -> str:
+    """An Agent's member pod: its ordinal after the Agent's name."""
+    return f"{agent}-{ordinal}"
+
+
+def state_name(member: str) -> str:
+    """A member's state object (ConfigMap or PVC), named after the member."""
+    return f"{member}-state"
 
 
 AGENT = Resource("Agent", "agents")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from foundation_common.resources import A2A_PORT, AGENT_PORT
+from foundation_common.resources import A2A_PORT, AGENT_PORT, state_name
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
@@ -44,7 +44,7 @@ class Settings(BaseModel, frozen=True):
 
     @property
     def configmap(self) -> str:
-        return self.state_key or f"{self.member_name}-state"
+        return self.state_key or state_name(self.member_name)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

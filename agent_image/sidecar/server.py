@@ -28,7 +28,7 @@ from foundation_agent.sidecar.proxy import Proxy
 from foundation_common import __version__
 from foundation_common.aio import count_tasks
 from foundation_common.discovery import Directory, Observer, RestEndpoints
-from foundation_common.resources import AGENT_PORT
+from foundation_common.resources import AGENT_PORT, SIDECAR_ADMIN_PORT, SIDECAR_PORT
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
 
@@ -51,9 +51,11 @@ class SidecarSettings(BaseModel, frozen=True):
     sidecar_config: SidecarConfig = Field(default_factory=SidecarConfig)
     namespace: str = "default"
     sidecar_host: str = "127.0.0.1"
-    sidecar_port: int = Field(15000, ge=1, le=65535)
+    sidecar_port: int = Field(SIDECAR_PORT, ge=1, le=65535)
     sidecar_admin_host: str = "0.0.0.0"
-    sidecar_admin_port: int = Field(15090, ge=0, le=65535, description="0 turns it off.")
+    sidecar_admin_port: int = Field(
+        SIDECAR_ADMIN_PORT, ge=0, le=65535, description="0 turns it off."
+    )
     sidecar_drain_seconds: float = Field(25.0, ge=0, le=3600)
     agent_port: int = Field(AGENT_PORT, ge=1, le=65535, description="The agent's, to see it stop.")
 

@@ -11,7 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT
+from foundation_common.resources import (
+    A2A_PORT,
+    AGENT,
+    AGENT_PORT,
+    SIDECAR_ADMIN_PORT,
+    SIDECAR_URL,
+    state_name,
+)
+from foundation_common.resources import member_name as member_of
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import AgentView
 from foundation_operator.core import security
@@ -26,8 +34,6 @@ CAPABILITY_PREFIX = "capability.foundation.dev/"
 TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
-SIDECAR_URL = "http://127.0.0.1:15000"
-SIDECAR_ADMIN_PORT = 15090
 STATE_VOLUME = "state"
 STATE_MOUNT = "/var/lib/foundation/state"
 CODE_VOLUME = "code"
@@ -79,12 +85,12 @@ def member_selector(view: AgentView) -> str:
 
 
 def member_name(view: AgentView, ordinal: int) -> str:
-    return f"{view.name}-{ordinal}"
+    return member_of(view.name, ordinal)
 
 
 def state_key(view: AgentView, ordinal: int) -> str:
     """Name of a member's state object (ConfigMap or PVC)."""
-    return f"{view.name}-{ordinal}-state"
+    return state_name(member_name(view, ordinal))
 
 
 def container(view: AgentView) -> Obj:
