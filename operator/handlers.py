@@ -20,7 +20,7 @@ from foundation_common import __version__
 from foundation_common.resources import AGENT, WORKFLOW
 from foundation_operator.agents import objects
 from foundation_operator.agents.controller import Supervisor
-from foundation_operator.core.client import Kube, Obj, connect, kopf_credentials
+from foundation_operator.core.client import Api, Obj, connect, kopf_credentials
 from foundation_operator.core.index import slim
 from foundation_operator.core.watches import LabelledWatch
 from foundation_operator.settings import Settings
@@ -48,21 +48,21 @@ def watched(namespace: str | None, **_: Any) -> bool:
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
     """kopf's credentials, found as the operator's own client finds them (see
-    `k8s.kopf_credentials`: in a pod, the API server's address without the cluster's DNS)."""
+    `core.client.kopf_credentials`: in a pod, the API server's address without cluster DNS)."""
     return kopf_credentials()
 
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Without the KopfPeering CRDs every replica would be active; until the chart installs
-    # them, run standalone rather than warn on every start.
+    # kopf's peering is not used (docs/operator.md): leadership is our Lease
+    # (`foundation_operator.leadership`), and this process runs only while it holds it.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING
     # kopf logs every handled watch event at INFO; with thousands of pods that is all noise.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings.from_env()
     State.excluded = frozenset(settings.excluded_namespaces)
-    kube = Kube(await connect())
+    kube = Api(await connect())
     State.supervisor = Supervisor(kube, workers=settings.workers, agent_image=settings.agent_image)
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
     State.supervisor.start()
@@ -74,7 +74,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def watches(
-    kube: Kube, settings: Settings, supervisor: Supervisor, workflows: WorkflowController
+    kube: Api, settings: Settings, supervisor: Supervisor, workflows: WorkflowController
 ) -> list[LabelledWatch]:
     """Pods and owned objects, filtered on the server by their labels (kopf would watch every
     pod of the cluster and filter on the client): member pods, runner pods, and what Agents

@@ -20,7 +20,7 @@ from foundation_operator.agents import objects, plan
 from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
 from foundation_operator.core import finalizers, metrics, owned
-from foundation_operator.core.client import ApiException, Kube, Obj, message_of, status_of
+from foundation_operator.core.client import Api, ApiError, Obj, message_of, status_of
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter
@@ -58,7 +58,7 @@ class AgentMemory:
 class Supervisor(Reconciler):
     resource = "agent"
 
-    def __init__(self, kube: Kube, workers: int = 8, agent_image: str = "") -> None:
+    def __init__(self, kube: Api, workers: int = 8, agent_image: str = "") -> None:
         super().__init__(workers)
         self.kube = kube
         self.agent_image = agent_image
@@ -250,7 +250,7 @@ class Supervisor(Reconciler):
         if not supervised.failed:
             try:
                 await self._converge_members(view, members)
-            except ApiException as exc:
+            except ApiError as exc:
                 # A pod the API server will not take (invalid, or forbidden by admission):
                 # said in the status, and looked at again later, not in a hot loop.
                 if status_of(exc) not in REFUSALS:

@@ -22,7 +22,7 @@ from foundation_common.resources import (
 from foundation_common.resources import member_name as member_of
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import AgentView
-from foundation_operator.core import security
+from foundation_operator.core import owned, security
 from foundation_operator.core.rbac import DISCOVERY_RULE
 
 Obj = dict[str, Any]
@@ -65,14 +65,7 @@ def problems(view: AgentView) -> list[str]:
 
 
 def owner_reference(view: AgentView, controller: bool = True) -> Obj:
-    return {
-        "apiVersion": AGENT.api_version,
-        "kind": AGENT.kind,
-        "name": view.name,
-        "uid": view.uid,
-        "controller": controller,
-        "blockOwnerDeletion": True,
-    }
+    return owned.owner_reference(AGENT.api_version, AGENT.kind, view.name, view.uid, controller)
 
 
 def agent_labels(view: AgentView) -> dict[str, str]:

@@ -26,9 +26,9 @@ from foundation_operator.core import metrics
 
 __all__ = [
     "MERGE",
-    "ApiException",
+    "Api",
+    "ApiError",
     "Client",
-    "Kube",
     "Obj",
     "call",
     "connect",
@@ -38,7 +38,6 @@ __all__ = [
     "status_of",
 ]
 
-ApiException = ApiError  # the name the controllers catch
 
 # kind -> (API prefix, plural)
 PATHS = {
@@ -151,7 +150,7 @@ async def call(
 METHODS = {"create": "POST", "get": "GET", "list": "GET", "patch": "PATCH", "delete": "DELETE"}
 
 
-class Kube:
+class Api:
     """Typed enough for the operator: create, read, patch and delete the kinds it manages."""
 
     def __init__(self, api: Client) -> None:

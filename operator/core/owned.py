@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from foundation_operator.core.client import ApiException, Kube, status_of
+from foundation_operator.core.client import Api, ApiError, status_of
 
 Obj = dict[str, Any]
 
@@ -34,28 +34,28 @@ def owned_by(obj: Obj, uid: str) -> bool:
     return any(o.get("uid") == uid for o in owners_of(obj))
 
 
-async def create_or_read(kube: Kube, want: Obj) -> tuple[Obj, bool]:
+async def create_or_read(kube: Api, want: Obj) -> tuple[Obj, bool]:
     """(the object, whether we created it): `want` created, or what already has its name.
 
-    Raises a 409 ApiException if it exists and vanishes before it can be read; the next pass
+    Raises a 409 ApiError if it exists and vanishes before it can be read; the next pass
     decides again."""
     try:
         return await kube.create(want), True
-    except ApiException as exc:
+    except ApiError as exc:
         if status_of(exc) != 409:
             raise
     meta = want["metadata"]
     have = await kube.read(want["kind"], meta["namespace"], meta["name"])
     if have is None:
-        raise ApiException(status=409, reason=f"{want['kind']} {meta['name']} went away")
+        raise ApiError(status=409, reason=f"{want['kind']} {meta['name']} went away")
     return have, False
 
 
-async def create_if_missing(kube: Kube, want: Obj) -> Obj | None:
+async def create_if_missing(kube: Api, want: Obj) -> Obj | None:
     """`want` created, or None if an object of its name exists (the cache is behind)."""
     try:
         return await kube.create(want)
-    except ApiException as exc:
+    except ApiError as exc:
         if status_of(exc) != 409:
             raise
         return None
@@ -79,12 +79,12 @@ def field_patch(want: Obj, have: Obj, fields: Iterable[str]) -> Obj:
     return patch
 
 
-async def ensure(kube: Kube, want: Obj, fields: Iterable[str] = ()) -> None:
+async def ensure(kube: Api, want: Obj, fields: Iterable[str] = ()) -> None:
     """Create `want`; or patch what exists where `fields` (top-level names or dotted paths)
     differ, and put back the owner references of `want` it lost (under its resourceVersion)."""
     try:
         have, created = await create_or_read(kube, want)
-    except ApiException as exc:
+    except ApiError as exc:
         if status_of(exc) == 409:
             return  # gone again at once; the next pass creates it
         raise
@@ -99,7 +99,7 @@ async def ensure(kube: Kube, want: Obj, fields: Iterable[str] = ()) -> None:
         await set_owners(kube, have, [*owners_of(have), *lost])
 
 
-async def set_owners(kube: Kube, have: Obj, owners: list[Obj]) -> Obj:
+async def set_owners(kube: Api, have: Obj, owners: list[Obj]) -> Obj:
     """Replace `have`'s owner list, if it is still at the version it was read at."""
     meta = have["metadata"]
     return await kube.patch(
@@ -115,7 +115,7 @@ async def set_owners(kube: Kube, have: Obj, owners: list[Obj]) -> Obj:
     )
 
 
-async def adopt(kube: Kube, have: Obj, mine: Obj, replacing_kind: str | None = None) -> bool:
+async def adopt(kube: Api, have: Obj, mine: Obj, replacing_kind: str | None = None) -> bool:
     """Add owner reference `mine` to `have` (dropping owners of `replacing_kind`, whose object
     `mine` takes over); False if it was there already."""
     if owned_by(have, mine["uid"]):
@@ -125,11 +125,11 @@ async def adopt(kube: Kube, have: Obj, mine: Obj, replacing_kind: str | None = N
     return True
 
 
-async def disown(kube: Kube, have: Obj, uid: str, *, delete_when_last: bool = False) -> bool:
+async def disown(kube: Api, have: Obj, uid: str, *, delete_when_last: bool = False) -> bool:
     """Drop owner `uid` from `have`; with `delete_when_last`, the last owner deletes it (under
     the same precondition). False if `uid` was no owner.
 
-    Raises a 409 ApiException if the object changed since it was read."""
+    Raises a 409 ApiError if the object changed since it was read."""
     if not owned_by(have, uid):
         return False
     owners = [o for o in owners_of(have) if o.get("uid") != uid]
@@ -143,5 +143,5 @@ async def disown(kube: Kube, have: Obj, uid: str, *, delete_when_last: bool = Fa
         uid=meta["uid"],
         resource_version=meta["resourceVersion"],
     ):
-        raise ApiException(status=409, reason=f"{have['kind']} {meta['name']} changed")
+        raise ApiError(status=409, reason=f"{have['kind']} {meta['name']} changed")
     return True

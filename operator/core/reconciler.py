@@ -11,7 +11,7 @@ import time
 
 from foundation_common.aio import cancel_all
 from foundation_operator.core import metrics
-from foundation_operator.core.client import ApiException, status_of
+from foundation_operator.core.client import ApiError, status_of
 from foundation_operator.core.index import Key
 from foundation_operator.core.queue import WorkQueue
 from foundation_operator.core.trim import Trimmer
@@ -19,7 +19,7 @@ from foundation_operator.core.trim import Trimmer
 logger = logging.getLogger(__name__)
 
 
-def namespace_terminating(exc: ApiException) -> bool:
+def namespace_terminating(exc: ApiError) -> bool:
     return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", ""))
 
 
@@ -68,7 +68,7 @@ class Reconciler:
         result = "ok"
         try:
             again = await self.reconcile(key)
-        except ApiException as exc:
+        except ApiError as exc:
             if namespace_terminating(exc):
                 # Nothing new may be made there; the namespace's deletion removes the object
                 # next, and that event brings it back here.

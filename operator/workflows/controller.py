@@ -22,7 +22,7 @@ from foundation_common.status import condition, now, parse_stamp, stamp
 from foundation_common.workflows import plan
 from foundation_common.workflows.api import WORKFLOW, WorkflowStatus
 from foundation_operator.core import metrics, owned
-from foundation_operator.core.client import Kube, Obj
+from foundation_operator.core.client import Api, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.workflows import objects
@@ -51,7 +51,7 @@ def runner_restarts(pod: Obj) -> int:
 class WorkflowController(Reconciler):
     resource = "workflow"
 
-    def __init__(self, kube: Kube, workers: int = 8, image: str = "") -> None:
+    def __init__(self, kube: Api, workers: int = 8, image: str = "") -> None:
         super().__init__(workers)
         self.kube = kube
         self.image = image

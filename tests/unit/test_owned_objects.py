@@ -4,7 +4,7 @@ semantics (409 on an existing name, resourceVersion preconditions), without a cl
 import pytest
 
 from foundation_operator.core import owned
-from foundation_operator.core.client import ApiException
+from foundation_operator.core.client import ApiError
 
 
 class FakeKube:
@@ -25,7 +25,7 @@ class FakeKube:
         self.calls.append(f"create {obj['kind']}")
         key = self._key(obj["kind"], obj["metadata"]["name"])
         if key in self.objects:
-            raise ApiException(status=409, reason="AlreadyExists")
+            raise ApiError(status=409, reason="AlreadyExists")
         stored = {**obj, "metadata": {**obj["metadata"], "uid": f"uid-{len(self.objects)}"}}
         self.objects[key] = self._bump(stored)
         return stored
@@ -42,7 +42,7 @@ class FakeKube:
             "resourceVersion" in meta
             and meta["resourceVersion"] != (have["metadata"]["resourceVersion"])
         ):
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiError(status=409, reason="Conflict")
         for field, value in patch.items():
             if field == "metadata":
                 for k, v in value.items():
@@ -108,7 +108,7 @@ async def test_owner_lists_are_edited_only_at_the_version_they_were_read() -> No
     have, _ = await owned.create_or_read(kube, service(owners=[ref("a")]))
     stale = {**have, "metadata": {**have["metadata"]}}
     await owned.adopt(kube, have, ref("b"))  # someone else joined since `stale` was read
-    with pytest.raises(ApiException) as conflict:
+    with pytest.raises(ApiError) as conflict:
         await owned.adopt(kube, stale, ref("c"))
     assert conflict.value.status == 409
     owners = kube.objects[("Service", "s")]["metadata"]["ownerReferences"]

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from foundation_common.retry import Backoff
-from foundation_operator.core.client import ApiException
+from foundation_operator.core.client import ApiError
 from foundation_operator.core.queue import WorkQueue
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter
@@ -81,7 +81,7 @@ class Flaky(Reconciler):
                 if self.calls.count(which) >= count:
                     event.set()
             if key[1] == "bad" and self.calls.count(key) <= self.fail:
-                raise ApiException(status=500, reason="boom")
+                raise ApiError(status=500, reason="boom")
             return self.again
         finally:
             self.concurrent -= 1

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from foundation_common.rest import ApiError, Client, Credentials, Unreachable
 from foundation_operator.core import metrics
-from foundation_operator.core.client import Kube
+from foundation_operator.core.client import Api
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ async def test_errors_carry_the_servers_reason_and_message_and_are_counted(
             await api.get("/api/v1/namespaces/x/pods/missing")
         assert (error.value.status, error.value.reason) == (404, "NotFound")
         assert error.value.message == 'pods "missing" not found'
-        assert await Kube(api).read("Pod", "x", "missing") is None
+        assert await Api(api).read("Pod", "x", "missing") is None
     assert counter._value.get() == before + 1
 
 

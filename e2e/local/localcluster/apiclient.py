@@ -1,8 +1,9 @@
-"""The one way to talk to the Kubernetes API: kubernetes_asyncio, plain dicts, checked statuses.
+"""The test harness's API calls: kubernetes_asyncio, plain dicts, checked statuses, and its
+list-then-watch loop. The test node, the integration tests and the benchmarks use it; the
+product never does (it calls the API through `foundation_common.rest`).
 
 kubernetes_asyncio raises for error statuses only when it decodes the body itself; calls here
-use `_preload_content=False` (no model building) and check the status in `call`. The operator,
-the agent runtime, the sidecar and the test node all call the API through this module.
+use `_preload_content=False` (no model building) and check the status in `call`.
 """
 
 from __future__ import annotations
