@@ -34,6 +34,16 @@ class Resource:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}"
 
+    def reference(self, namespace: str, name: str, uid: str) -> dict[str, str]:
+        """One object of this kind as an Event's involvedObject names it."""
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+        }
+
     def path(self, namespace: str, name: str = "", subresource: str = "") -> str:
         """The REST path of the collection in `namespace`, of one object, or of its subresource."""
         parts = [f"/apis/{self.group}/{self.version}/namespaces/{namespace}/{self.plural}"]

@@ -378,13 +378,7 @@ class Runner:
 
     async def _event(self, kind: str, reason: str, message: str) -> None:
         """An Event on the Workflow (best effort, as every Event)."""
-        involved = {
-            "apiVersion": WORKFLOW.api_version,
-            "kind": WORKFLOW.kind,
-            "name": self.name,
-            "namespace": self.namespace,
-            "uid": self.uid,
-        }
+        involved = WORKFLOW.reference(self.namespace, self.name, self.uid)
         await kube_events.record(self.events, involved, reason, message[:1024], kind)
 
     def _set_phase(self, decision: plan.Decision, at: datetime) -> bool:

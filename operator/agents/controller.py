@@ -427,13 +427,7 @@ class Supervisor(Reconciler):
 
     async def _warn(self, view: AgentView, reason: str, message: str) -> None:
         """A Warning Event on the Agent."""
-        involved = {
-            "apiVersion": AGENT.api_version,
-            "kind": AGENT.kind,
-            "name": view.name,
-            "namespace": view.namespace,
-            "uid": view.uid,
-        }
+        involved = AGENT.reference(view.namespace, view.name, view.uid)
         key = (view.namespace, view.name)
         await events.record(self.kube, involved, reason, message, log_fields=self.log_fields(key))
 

@@ -242,13 +242,7 @@ class WorkflowController(Reconciler):
         )
         await events.record(
             self.kube,
-            {
-                "apiVersion": WORKFLOW.api_version,
-                "kind": WORKFLOW.kind,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
+            WORKFLOW.reference(meta["namespace"], meta["name"], meta["uid"]),
             reason,
             message,
             log_fields=self.log_fields((meta["namespace"], meta["name"])),
