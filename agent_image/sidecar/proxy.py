@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import re
 import time
@@ -40,13 +39,12 @@ from aiohttp import web
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.limiter import TokenBucket
-from foundation_common.discovery import Capability, Directory, Member
+from foundation_agent.sidecar.routes import MemberRoute, UpstreamRoute, count, retry_after, send
+from foundation_common.discovery import Capability, Directory
 from foundation_common.resources import A2A_PORT
-from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError
 from foundation_common.sidecar import (
     AFFINITY_HEADER,
-    CIRCUIT_HEADER,
     LIMIT_HEADER,
     MEMBER_HEADER,
     RateLimit,
@@ -84,10 +82,6 @@ def bucket(limit: RateLimit | None) -> tuple[TokenBucket | None, float]:
     return TokenBucket(limit.requests_per_second, limit.tokens), limit.max_wait_ms / 1000
 
 
-def retry_after(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
-
-
 def show_state(name: str, state: State) -> None:
     for each in State:
         metrics.CIRCUIT_STATE.labels(upstream=name, state=each.value).set(each is state)
@@ -99,22 +93,8 @@ def log_transition(name: str, before: State, after: State) -> None:
     show_state(name, after)
 
 
-RETRY_BACKOFF = Backoff(initial=0.05, maximum=1.0, jitter=True)
-
-
-async def backoff(attempt: int, deadline: float) -> None:
-    """A short, growing, jittered pause before the next attempt, within the budget."""
-    pause = RETRY_BACKOFF.delay(attempt)
-    await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
-
-
 def retryable(request: web.Request) -> bool:
     return request.method in IDEMPOTENT or "Idempotency-Key" in request.headers
-
-
-def count(target: str, name: str, outcome: str, status: int, started: float) -> None:
-    metrics.REQUESTS.labels(target=target, name=name, outcome=outcome, code=str(status)).inc()
-    metrics.SECONDS.labels(target=target, name=name).observe(time.monotonic() - started)
 
 
 class UpstreamClient:
@@ -308,88 +288,8 @@ class Proxy:
         if request.query_string:
             path += f"?{request.query_string}"
         endpoints = await upstream.endpoints(wait=min(5.0, config.timeout_seconds))
-        attempts = 1 + (config.retries if retryable(request) else 0)
-        problem = "no attempt made"
-        tried: set[str] = set()
-        for attempt in range(attempts):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if attempt:
-                metrics.RETRIES.labels(target="upstream", name=name).inc()
-            permit = upstream.breaker.allow()
-            if isinstance(permit, Refusal) and attempt:
-                # Opened by this call's own failures: what failed says more than the circuit.
-                problem += f"; the circuit is now {permit.state.value}"
-                break
-            if isinstance(permit, Refusal):
-                count("upstream", name, "circuit_open", 503, started)
-                return web.json_response(
-                    {"error": f"the circuit of upstream {name} is {permit.state.value}"},
-                    status=503,
-                    headers={
-                        "Retry-After": retry_after(permit.retry_after),
-                        CIRCUIT_HEADER: permit.state.value,
-                    },
-                )
-            member: Member | None = None
-            if endpoints is not None:
-                member = endpoints.pick(None, frozenset(tried))
-                if member is None:  # none ready: the upstream is down, as far as callers go
-                    upstream.breaker.record(permit, ok=False)
-                    count("upstream", name, "no_member", 503, started)
-                    return web.json_response(
-                        {"error": upstream.no_endpoint()},
-                        status=503,
-                        headers={"Retry-After": "1"},
-                    )
-                tried.add(member.name)
-            target = (f"http://{member.address}" if member else upstream.base) + path
-            try:
-                answer = await upstream.session.request(
-                    request.method,
-                    target,
-                    headers=headers,
-                    data=body or None,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=remaining),
-                )
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                upstream.breaker.record(permit, ok=False)
-                if endpoints is not None and member is not None:
-                    endpoints.record(member, ok=False)
-                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if member is not None:
-                    problem = f"{member.name}: {problem}"
-            else:
-                failed = answer.status in upstream.failure_codes
-                upstream.breaker.record(permit, ok=not failed)
-                if endpoints is not None and member is not None:
-                    endpoints.record(member, ok=not failed)
-                if failed and attempt + 1 < attempts and time.monotonic() < deadline:
-                    problem = f"answered {answer.status}"
-                    answer.release()
-                else:
-                    count("upstream", name, "error" if failed else "ok", answer.status, started)
-                    named = {MEMBER_HEADER: member.name} if member is not None else None
-                    return await self._relay(request, answer, named)
-            if attempt + 1 < attempts:
-                await backoff(attempt, deadline)
-        return self._gave_up("upstream", name, problem, deadline, config.timeout_seconds, started)
-
-    def _gave_up(
-        self, target: str, name: str, problem: str, deadline: float, budget: float, started: float
-    ) -> web.Response:
-        timed_out = time.monotonic() >= deadline
-        status = 504 if timed_out else 502
-        count(target, name, "timeout" if timed_out else "error", status, started)
-        return web.json_response(
-            {
-                "error": f"{target} {name}: {problem}"
-                + (f" (budget of {budget:g}s spent)" if timed_out else "")
-            },
-            status=status,
-        )
+        route = UpstreamRoute(upstream, endpoints, retryable(request), started)
+        return await send(route, request, path, headers, body, deadline, self._relay)
 
     async def to_capability(self, request: web.Request) -> web.StreamResponse:
         return await self._to_members(
@@ -436,70 +336,20 @@ class Proxy:
         path = "/" + request.match_info["path"]
         if request.query_string:
             path += f"?{request.query_string}"
-        pinned = request.headers.get(MEMBER_HEADER)
-        affinity = request.headers.get(AFFINITY_HEADER) or request.headers.get("Idempotency-Key")
-        tried: set[str] = set()
-        problem = "no attempt made"
-        for attempt in range(1 + config.retries):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            member: Member | None
-            if pinned:
-                member = capability.pinned(pinned)
-                if member is None:
-                    count(target, name, "no_member", 404, started)
-                    return web.json_response(
-                        {"error": f"{pinned} is not a ready member of {target} {name}"},
-                        status=404,
-                    )
-            else:
-                member = capability.pick(affinity, frozenset(tried))
-            if member is None:
-                break
-            if attempt:
-                metrics.RETRIES.labels(target=target, name=name).inc()
-            tried.add(member.name)
-            try:
-                answer = await self.members.request(
-                    request.method,
-                    f"http://{member.address}{path}",
-                    headers=headers,
-                    data=body or None,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=remaining),
-                )
-            except aiohttp.ClientConnectorError as exc:
-                capability.record(member, ok=False)  # nothing was sent: any call may go again
-                problem = f"member {member.name}: {exc}"
-                if pinned:
-                    break
-                continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                capability.record(member, ok=False)
-                problem = f"member {member.name}: {type(exc).__name__} {exc}".strip()
-                if not idempotent or pinned:
-                    break
-            else:
-                failed = answer.status in config.failure_status_codes
-                capability.record(member, ok=not failed)
-                last_try = pinned or not idempotent or attempt == config.retries
-                if not failed or last_try:
-                    count(target, name, "error" if failed else "ok", answer.status, started)
-                    return await self._relay(request, answer, {MEMBER_HEADER: member.name})
-                problem = f"member {member.name} answered {answer.status}"
-                answer.release()
-            if pinned:
-                break
-            await backoff(attempt, deadline)
-        if not tried:
-            count(target, name, "no_member", 503, started)
-            return web.json_response(
-                {"error": f"no ready member of {target} {name}"},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
-        return self._gave_up(target, name, problem, deadline, config.timeout_seconds, started)
+        route = MemberRoute(
+            target,
+            name,
+            capability,
+            self.members,
+            config.retries,
+            config.timeout_seconds,
+            config.failure_status_codes,
+            idempotent,
+            pinned=request.headers.get(MEMBER_HEADER),
+            affinity=request.headers.get(AFFINITY_HEADER) or request.headers.get("Idempotency-Key"),
+            started=started,
+        )
+        return await send(route, request, path, headers, body, deadline, self._relay)
 
     async def _relay(
         self,
