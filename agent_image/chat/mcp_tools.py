@@ -24,7 +24,7 @@ from typing import Any
 from foundation_agent.chat.config import McpServerConfig
 from foundation_common.aio import cancel_all
 from foundation_common.resources import TASK_ID_META
-from foundation_common.retry import Backoff
+from foundation_common.retry import Again, Backoff, retrying
 
 logger = logging.getLogger("foundation_agent.chat")
 
@@ -140,7 +140,8 @@ class McpTools:
         failure with back-off."""
         from mcp import Client
 
-        while True:
+        async def connection() -> None:
+            """One connection, held until it breaks: always ends in an exception."""
             try:
                 async with Client(
                     self.url,
@@ -153,19 +154,19 @@ class McpTools:
                     self._tried.set()
                     logger.info("MCP server %s: connected at %s", self.config.prefix, self.url)
                     await self._hold(client)
-                    logger.warning("MCP server %s: %s", self.config.prefix, self.problem)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 self.problem = f"{type(exc).__name__}: {exc}"
-                logger.warning(
-                    "MCP server %s at %s: %s", self.config.prefix, self.url, self.problem
-                )
+                raise
             finally:
                 self.client = None
                 self._broken.clear()
                 self._tried.set()
-            await asyncio.sleep(self._backoff.next())
+            raise Again(self.problem)  # found broken while held
+
+        def failed(exc: Exception, _pause: float) -> None:
+            logger.warning("MCP server %s at %s: %s", self.config.prefix, self.url, self.problem)
+
+        await retrying(connection, self._backoff, retry_on=Exception, on_retry=failed)
 
     async def _hold(self, client: Any) -> None:
         """Until the connection is found broken: listen for tool list changes where the
@@ -180,18 +181,30 @@ class McpTools:
         from mcp.client.subscriptions import ListenNotSupportedError
 
         backoff = Backoff(initial=0.5, maximum=10.0)
-        while True:
+
+        async def listening() -> None:
+            """One stream of notifications, until it drops: always ends in an exception."""
             try:
                 async with client.listen(tools_list_changed=True) as events:
                     backoff.reset()
                     async for _ in events:
                         self.stale = True
-            except ListenNotSupportedError:
-                return  # an earlier protocol: its notifications come to _on_message
-            except Exception as exc:  # the stream dropped (the sidecar's timeout, say)
-                logger.debug("MCP server %s: listening again: %s", self.config.prefix, exc)
-            self.stale = True  # changes while not listening are not replayed
-            await asyncio.sleep(backoff.next())
+            finally:
+                self.stale = True  # changes while not listening are not replayed
+            raise Again("the stream ended")
+
+        def dropped(exc: Exception, _pause: float) -> None:
+            # The stream dropped (the sidecar's timeout, say).
+            logger.debug("MCP server %s: listening again: %s", self.config.prefix, exc)
+
+        with contextlib.suppress(ListenNotSupportedError):
+            # An earlier protocol: its notifications come to _on_message.
+            await retrying(
+                listening,
+                backoff,
+                retry_on=lambda exc: not isinstance(exc, ListenNotSupportedError),
+                on_retry=dropped,
+            )
 
     async def close(self) -> None:
         if self._owner is not None:

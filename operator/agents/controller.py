@@ -20,7 +20,7 @@ from foundation_operator.agents import objects, plan
 from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
 from foundation_operator.core import finalizers, metrics, owned
-from foundation_operator.core.client import Api, ApiError, Obj, message_of, status_of
+from foundation_operator.core.client import Api, ApiError, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter
@@ -253,9 +253,9 @@ class Supervisor(Reconciler):
             except ApiError as exc:
                 # A pod the API server will not take (invalid, or forbidden by admission):
                 # said in the status, and looked at again later, not in a hot loop.
-                if status_of(exc) not in REFUSALS:
+                if exc.status not in REFUSALS:
                     raise
-                refused = message_of(exc)
+                refused = exc.message[:500]
                 logger.warning("agent %s/%s: %s", *key, refused, extra=self.log_fields(key))
             for capability in set(status.capabilities) - set(view.spec.capabilities):
                 await self._leave_capability(view, capability)

@@ -33,9 +33,7 @@ __all__ = [
     "call",
     "connect",
     "kopf_credentials",
-    "message_of",
     "path_of",
-    "status_of",
 ]
 
 
@@ -73,15 +71,6 @@ def _path(prefix: str, plural: str, namespace: str | None, name: str | None) -> 
     if name is not None:
         path += f"/{quote(name, safe='')}"
     return path
-
-
-def status_of(exc: ApiError) -> int:
-    return int(exc.status or 0)
-
-
-def message_of(exc: ApiError) -> str:
-    """What the API server said: the Status object's message, else the body or the reason."""
-    return exc.message[:500]
 
 
 def kopf_credentials(kubeconfig: str | None = None) -> Any:
@@ -165,7 +154,7 @@ class Api:
         try:
             return await call(self.api, "get", kind, path_of(kind, namespace, name))
         except ApiError as exc:
-            if status_of(exc) == 404:
+            if exc.status == 404:
                 return None
             raise
 
@@ -209,7 +198,7 @@ class Api:
             await call(self.api, "delete", kind, path_of(kind, namespace, name), body or None)
             return True
         except ApiError as exc:
-            if status_of(exc) in (404, 409):
+            if exc.status in (404, 409):
                 return False
             raise
 
@@ -224,7 +213,7 @@ class Api:
             )
             return True
         except ApiError as exc:
-            if status_of(exc) in (404, 409):
+            if exc.status in (404, 409):
                 return False
             raise
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from foundation_operator.core.client import Api, ApiError, status_of
+from foundation_operator.core.client import Api, ApiError
 
 Obj = dict[str, Any]
 
@@ -42,7 +42,7 @@ async def create_or_read(kube: Api, want: Obj) -> tuple[Obj, bool]:
     try:
         return await kube.create(want), True
     except ApiError as exc:
-        if status_of(exc) != 409:
+        if exc.status != 409:
             raise
     meta = want["metadata"]
     have = await kube.read(want["kind"], meta["namespace"], meta["name"])
@@ -56,7 +56,7 @@ async def create_if_missing(kube: Api, want: Obj) -> Obj | None:
     try:
         return await kube.create(want)
     except ApiError as exc:
-        if status_of(exc) != 409:
+        if exc.status != 409:
             raise
         return None
 
@@ -85,7 +85,7 @@ async def ensure(kube: Api, want: Obj, fields: Iterable[str] = ()) -> None:
     try:
         have, created = await create_or_read(kube, want)
     except ApiError as exc:
-        if status_of(exc) == 409:
+        if exc.status == 409:
             return  # gone again at once; the next pass creates it
         raise
     if created:

@@ -11,7 +11,7 @@ import time
 
 from foundation_common.aio import cancel_all
 from foundation_operator.core import metrics
-from foundation_operator.core.client import ApiError, status_of
+from foundation_operator.core.client import ApiError
 from foundation_operator.core.index import Key
 from foundation_operator.core.queue import WorkQueue
 from foundation_operator.core.trim import Trimmer
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def namespace_terminating(exc: ApiError) -> bool:
-    return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", ""))
+    return exc.status == 403 and "NamespaceTerminating" in str(getattr(exc, "body", ""))
 
 
 class Reconciler:
@@ -76,7 +76,7 @@ class Reconciler:
                 self.queue.forget(key)
                 return
             result = "api_error"
-            metrics.API_ERRORS.labels(code=str(status_of(exc))).inc()
+            metrics.API_ERRORS.labels(code=str(exc.status)).inc()
             delay = self.queue.add_rate_limited(key)
             logger.warning(
                 "reconcile %s/%s: API error %s %s: %s (again in %.2fs)",
