@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from foundation_common.status import now, stamp
 
@@ -12,10 +13,8 @@ COMPONENT = "foundation-operator"
 Obj = dict[str, Any]
 
 
-class Creates(Protocol):
-    """What records an Event: the operator's `k8s.Kube`, or the runner's light client."""
-
-    async def create(self, obj: Obj) -> Obj: ...
+# What records an Event: the operator's `Api.create`, or a POST by the runner's light client.
+Create = Callable[[Obj], Awaitable[Obj]]
 
 
 def event(involved: Obj, reason: str, message: str, kind: str = "Warning") -> Obj:
@@ -37,7 +36,7 @@ def event(involved: Obj, reason: str, message: str, kind: str = "Warning") -> Ob
 
 
 async def record(
-    kube: Creates,
+    create: Create,
     involved: Obj,
     reason: str,
     message: str,
@@ -46,7 +45,7 @@ async def record(
 ) -> None:
     """Best effort: losing an Event never stops a controller."""
     try:
-        await kube.create(event(involved, reason, message, kind))
+        await create(event(involved, reason, message, kind))
     except Exception as exc:  # any answer or none: the Event is lost, said in the log
         logger.warning(
             "could not record event %s on %s/%s: %s",

@@ -29,8 +29,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from foundation_common import events as kube_events
-from foundation_common import rest
+from foundation_common import events, rest
 from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Again, Backoff, retrying
@@ -98,24 +97,11 @@ def dump(status: WorkflowStatus) -> dict[str, Any]:
     return out
 
 
-class EventSink:
-    """`core.events.record`'s `create`, with the runner's light client."""
-
-    def __init__(self, api: rest.Client) -> None:
-        self.api = api
-
-    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return await self.api.create(
-            f"/api/v1/namespaces/{obj['metadata']['namespace']}/events", obj
-        )
-
-
 class Runner:
     def __init__(
         self, api: rest.Client, namespace: str, name: str, http: httpx.AsyncClient
     ) -> None:
         self.api = api
-        self.events = EventSink(api)
         self.namespace, self.name = namespace, name
         self.path = WORKFLOW.path(namespace, name)
         self.http = http
@@ -379,7 +365,10 @@ class Runner:
     async def _event(self, kind: str, reason: str, message: str) -> None:
         """An Event on the Workflow (best effort, as every Event)."""
         involved = WORKFLOW.reference(self.namespace, self.name, self.uid)
-        await kube_events.record(self.events, involved, reason, message[:1024], kind)
+        await events.record(self._create_event, involved, reason, message[:1024], kind)
+
+    async def _create_event(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return await self.api.create(f"/api/v1/namespaces/{self.namespace}/events", obj)
 
     def _set_phase(self, decision: plan.Decision, at: datetime) -> bool:
         assert self.spec is not None

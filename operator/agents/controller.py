@@ -429,7 +429,9 @@ class Supervisor(Reconciler):
         """A Warning Event on the Agent."""
         involved = AGENT.reference(view.namespace, view.name, view.uid)
         key = (view.namespace, view.name)
-        await events.record(self.kube, involved, reason, message, log_fields=self.log_fields(key))
+        await events.record(
+            self.kube.create, involved, reason, message, log_fields=self.log_fields(key)
+        )
 
     async def _ensure_finalizer(self, body: Obj) -> None:
         answer = await finalizers.add(body, FINALIZER, lambda p: self._patch(body, p))

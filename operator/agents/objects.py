@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from foundation_common import resources
 from foundation_common.resources import (
     A2A_PORT,
     AGENT,
@@ -19,7 +20,6 @@ from foundation_common.resources import (
     SIDECAR_URL,
     state_name,
 )
-from foundation_common.resources import member_name as member_of
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import AgentView
 from foundation_operator.core import owned, security
@@ -78,7 +78,7 @@ def member_selector(view: AgentView) -> str:
 
 
 def member_name(view: AgentView, ordinal: int) -> str:
-    return member_of(view.name, ordinal)
+    return resources.member_name(view.name, ordinal)
 
 
 def state_key(view: AgentView, ordinal: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from foundation_common import rest
 from foundation_common.resources import Resource
 from foundation_common.rest import (
     ACCOUNT,
@@ -21,7 +22,6 @@ from foundation_common.rest import (
     Obj,
     in_cluster_server,
 )
-from foundation_common.rest import connect as rest_connect
 from foundation_operator.core import metrics
 
 __all__ = [
@@ -110,7 +110,7 @@ LOGIN_PRIORITY = 100  # above kopf's own logins, which stay as fallbacks
 async def connect(kubeconfig: str | None = None) -> Client:
     """The operator's client: in a pod, the service account's (its token read again as the
     kubelet renews it); else the kubeconfig's."""
-    return rest_connect(kubeconfig)
+    return rest.connect(kubeconfig)
 
 
 async def call(

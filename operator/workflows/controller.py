@@ -241,7 +241,7 @@ class WorkflowController(Reconciler):
             },
         )
         await events.record(
-            self.kube,
+            self.kube.create,
             WORKFLOW.reference(meta["namespace"], meta["name"], meta["uid"]),
             reason,
             message,
