@@ -23,7 +23,13 @@ import time
 import uuid
 from typing import Any
 
-from kubernetes_asyncio import client, config
+try:
+    from kubernetes_asyncio import client, config
+except ModuleNotFoundError as missing:  # the package installed without the CLI's extra
+    raise SystemExit(
+        "foundation: the command needs kubernetes_asyncio, which comes with the CLI's extra: "
+        "pip install 'foundation[cli]'"
+    ) from missing
 
 from foundation_cli import tasks
 from foundation_cli.tasks import Problem

@@ -59,3 +59,13 @@ def test_every_package_folder_is_listed_for_the_wheel() -> None:
             parts = init.parent.relative_to(REPO / folder).parts
             found.add(".".join((package, *parts)))
     assert found == listed
+
+
+def test_the_cli_without_its_extra_says_how_to_install_it() -> None:
+    """As where the package is installed without `[cli]` (kubernetes_asyncio not importable)."""
+    import subprocess
+
+    script = "import sys; sys.modules['kubernetes_asyncio'] = None; import foundation_cli.main"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "pip install 'foundation[cli]'" in done.stderr
