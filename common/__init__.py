@@ -20,8 +20,8 @@ runner (`foundation_runner`), the CLI (`foundation_cli`) and the agent image
 - `discovery`: the ready members behind a Service, from an EndpointSlice watch, with balancing
   and outlier ejection (the sidecar's calls by capability; the runner's steps; the CLI).
 - `sidecar`: the sidecar's configuration model (an Agent's `spec.sidecar`).
-- `workflows`: the Workflow resource's model, its references and DAG, and `plan`, the pure
-  decisions the runner carries out and the operator reports.
+- `workflows`: the Workflow resource's model, its references, and `plan`, the pure decisions
+  the runner carries out and the operator reports.
 """
 
 __version__ = "0.1.0"

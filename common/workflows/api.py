@@ -3,8 +3,8 @@
 A Workflow is a DAG of steps, each a task on an Agent (by name) or on any ready member of any
 Agent offering a capability. Field names are the API contract: attributes are snake_case,
 their serialized names camelCase. What the schema cannot say (a cycle, an unknown dependency,
-a reference to a step that is not a dependency) `workflows.dag.validate` says, naming the step
-and the field.
+a reference to a step that is not a dependency) the operator's `workflows.dag.problems` says,
+naming the step and the field.
 """
 
 from __future__ import annotations

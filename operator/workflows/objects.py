@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from foundation_common.workflows import dag
 from foundation_common.workflows.api import WORKFLOW, WorkflowSpec
 from foundation_operator.core import security
 from foundation_operator.core.owned import owner_reference
 from foundation_operator.core.rbac import DISCOVERY_RULE
+from foundation_operator.workflows import dag
 
 Obj = dict[str, Any]
 WORKFLOW_LABEL = "foundation.dev/workflow"

@@ -131,6 +131,40 @@ def test_no_modules_import_each_other() -> None:
     assert cycles(PACKAGES) == []
 
 
+def users_of_common(packages: dict[str, Path]) -> dict[str, set[str]]:
+    """Each module of foundation_common -> the programs that import it, directly or through
+    other modules of foundation_common."""
+    known = modules(packages)
+    common = {m for m in known if m.startswith("foundation_common.")}
+    imports = {m: {n for n in imported(p) if n in common} for m, p in known.items()}
+    users: dict[str, set[str]] = {m: set() for m in common}
+    for module in known:
+        program = module.split(".")[0]
+        if program not in PROGRAMS:
+            continue
+        seen, pending = set(), list(imports[module])
+        while pending:
+            name = pending.pop()
+            if name not in seen:
+                seen.add(name)
+                pending.extend(imports[name])
+        for name in seen:
+            users[name].add(program)
+    return users
+
+
+def test_common_holds_only_what_two_programs_use() -> None:
+    packages = {"foundation_common": PACKAGES["foundation_common"]} | {
+        p: PACKAGES[p] for p in PROGRAMS
+    }
+    lonely = {
+        module: sorted(programs)
+        for module, programs in users_of_common(packages).items()
+        if len(programs) < 2 and not module.endswith(".__init__")
+    }
+    assert lonely == {}
+
+
 def tree(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
     """A copy of the layout with its own modules, for the checks to judge."""
     for name, text in files.items():

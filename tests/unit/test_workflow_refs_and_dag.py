@@ -2,8 +2,9 @@
 
 import pytest
 
-from foundation_common.workflows import dag, refs
+from foundation_common.workflows import refs
 from foundation_common.workflows.api import WorkflowSpec
+from foundation_operator.workflows import dag
 
 INPUT = {"n": 3, "name": "ada", "items": [{"id": 7}, {"id": 8}]}
 RESULTS = {"fetch": {"total": 12.5, "ok": True, "tags": ["a", "b"]}, "empty": None}
