@@ -58,11 +58,6 @@ def path_of(kind: str, namespace: str | None, name: str | None = None) -> str:
     return _path(prefix, plural, namespace, name)
 
 
-def custom_path(resource: Resource, namespace: str, name: str | None = None) -> str:
-    prefix = f"/apis/{resource.group}/{resource.version}"
-    return _path(prefix, resource.plural, namespace, name)
-
-
 def _path(prefix: str, plural: str, namespace: str | None, name: str | None) -> str:
     path = prefix
     if namespace is not None:
@@ -208,9 +203,7 @@ class Api:
         """Delete one of Foundation's custom objects; False if it is gone (or not that uid)."""
         body: Obj | None = {"preconditions": {"uid": uid}} if uid else None
         try:
-            await call(
-                self.api, "delete", resource.kind, custom_path(resource, namespace, name), body
-            )
+            await call(self.api, "delete", resource.kind, resource.path(namespace, name), body)
             return True
         except ApiError as exc:
             if exc.status in (404, 409):
@@ -221,6 +214,6 @@ class Api:
         self, resource: Resource, namespace: str, name: str, patch: Obj, *, status: bool = False
     ) -> Obj:
         """Merge-patch one of Foundation's custom objects, or its status subresource."""
-        path = custom_path(resource, namespace, name) + ("/status" if status else "")
+        path = resource.path(namespace, name) + ("/status" if status else "")
         kind = f"{resource.kind}/status" if status else resource.kind
         return await call(self.api, "patch", kind, path, patch)
