@@ -96,7 +96,10 @@ async def test_crash_loop_backs_off_and_reports_last_exit(kube: Kube) -> None:
     assert {2, 3, 4} <= set(first_seen), first_seen
     base = float(RESTART_BACKOFF)
     assert first_seen[3] - first_seen[2] >= 1.6 * base, first_seen
-    assert first_seen[4] - first_seen[3] >= 1.5 * (first_seen[3] - first_seen[2]), first_seen
+    # Against the base, not the gap before: a restart seen late under load lengthens one gap
+    # and shortens the next (seen: 0.77 s then 1.07 s for 0.5 s and 1 s). 3 x base still fails
+    # a back-off that stopped doubling at 2 x base.
+    assert first_seen[4] - first_seen[3] >= 3 * base, first_seen
 
 
 async def test_never_policy_fails_the_pod_without_restart(kube: Kube) -> None:
