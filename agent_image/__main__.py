@@ -18,9 +18,10 @@ from aiohttp import web
 from foundation_agent.model import Agent, AgentError, load_agent
 from foundation_agent.program import command_line
 from foundation_agent.protocols.asgi import LazyApp, serve
+from foundation_agent.runtime.access import Gate, review_with
 from foundation_agent.runtime.member import Member
-from foundation_agent.runtime.peers import LocalTasks, Peers
-from foundation_agent.runtime.server import TaskApi
+from foundation_agent.runtime.peers import Peers
+from foundation_agent.runtime.server import TaskApi, metrics_app
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import MemoryStore, Store, StoreError
@@ -30,7 +31,7 @@ from foundation_common import __version__
 
 # The light client: kubernetes_asyncio's models would cost every member about 35 MB and 0.3 s
 # of CPU at its start.
-from foundation_common.rest import connect
+from foundation_common.rest import connect, in_cluster_server
 from foundation_common.retry import Backoff, retrying
 
 logger = logging.getLogger("foundation_agent")
@@ -47,7 +48,7 @@ async def run(settings: Settings) -> int:
 
     agent = load_agent(settings.agent_class, settings.agent_config, settings.agent_name)
     api = None
-    if settings.state_store == "ConfigMap" or settings.report_status:
+    if settings.state_store == "ConfigMap" or settings.report_status or in_cluster_server():
         api = connect()
     store: Store
     if settings.state_store == "ConfigMap":
@@ -69,21 +70,35 @@ async def run(settings: Settings) -> int:
         else None
     )
 
-    task_api = TaskApi()
+    gate = Gate(
+        review_with(api) if api is not None else None,
+        settings.namespace,
+        settings.agent_name,
+        settings.service_account or settings.agent_name,
+        settings.caller_auth,
+        ttl=settings.auth_cache_seconds,
+    )
+    task_api = TaskApi(gate)
     runner = web.AppRunner(task_api.app(), handle_signals=False)
+    runners = [runner]
     await runner.setup()
     await web.TCPSite(runner, settings.agent_host, settings.agent_port).start()
+    if settings.metrics_port:
+        runners.append(web.AppRunner(metrics_app(), handle_signals=False))
+        await runners[-1].setup()
+        await web.TCPSite(runners[-1], settings.agent_host, settings.metrics_port).start()
     peers = Peers(
-        settings.agent_name,
-        settings.namespace,
-        settings.member_name,
-        api,
-        LocalTasks(lambda: task_api.member),
+        settings.agent_name, settings.namespace, settings.member_name, api, task_api.inbox
     )
     a2a_stop = asyncio.Event()
     a2a = (
         loop.create_task(
-            serve(a2a_app(settings, agent, peers), settings.agent_host, settings.a2a_port, a2a_stop)
+            serve(
+                a2a_app(settings, agent, peers, gate),
+                settings.agent_host,
+                settings.a2a_port,
+                a2a_stop,
+            )
         )
         if settings.a2a_port
         else None
@@ -121,7 +136,8 @@ async def run(settings: Settings) -> int:
     loaded = await retrying(load, LOAD_BACKOFF.fresh(), retry_on=StoreError, sleep=until_stopped)
     if loaded is None:
         await stop_a2a(a2a, a2a_stop, peers)
-        await runner.cleanup()
+        for serving in runners:
+            await serving.cleanup()
         await store.close()
         return 0
     member = loaded
@@ -139,7 +155,8 @@ async def run(settings: Settings) -> int:
         logger.info("SIGTERM: taking no more tasks, finishing the one in flight, saving")
     await member.stop()
     await stop_a2a(a2a, a2a_stop, peers)
-    await runner.cleanup()
+    for serving in runners:
+        await serving.cleanup()
     if reporting is not None:
         reporting.cancel()
         await reporter.report(member.summary())
@@ -152,14 +169,14 @@ async def run(settings: Settings) -> int:
     return 0
 
 
-def a2a_app(settings: Settings, agent: Agent[object], peers: Peers) -> LazyApp:
+def a2a_app(settings: Settings, agent: Agent[object], peers: Peers, gate: Gate) -> LazyApp:
     """The Agent's A2A server, built (and a2a-sdk's server parts imported) on the first call."""
 
     def build() -> object:
         from foundation_agent.protocols.a2a_server import FoundationHandler, a2a_app
 
         default = f"http://{settings.agent_name}.{settings.namespace}.svc:{settings.a2a_port}/"
-        return a2a_app(FoundationHandler(peers, agent.actions(), __version__, default))
+        return a2a_app(FoundationHandler(peers, agent.actions(), __version__, default), gate)
 
     return LazyApp(build)
 

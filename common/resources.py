@@ -11,6 +11,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # server for the whole Agent (named a2a).
 AGENT_PORT = 8080
 A2A_PORT = 8081
+# Prometheus's port on a member: apart from the task API, so a NetworkPolicy can admit the
+# scraper there and nowhere else.
+AGENT_METRICS_PORT = 8082
 # The sidecar in every member pod: its proxy on the pod's loopback (the agent's calls out), its
 # admin port (probes, metrics) on the pod's address.
 SIDECAR_PORT = 15000

@@ -200,7 +200,12 @@ def generated() -> dict[Path, str]:
         text = HEADER.format("the pydantic models") + yaml.safe_dump(definition, sort_keys=False)
         files[Path("crds") / name] = text
         files[CHART / "crds" / name] = text
-    rules = {"clusterRules": rbac.cluster_rules(), "leaseRules": rbac.lease_rules()}
+    rules = {
+        "clusterRules": rbac.cluster_rules(),
+        "leaseRules": rbac.lease_rules(),
+        "memberRole": {"name": rbac.MEMBER_CLUSTER_ROLE, "rules": rbac.MEMBER_CLUSTER_RULES},
+        "peopleRoles": rbac.people_roles(),
+    }
     files[CHART / "files" / "operator-rules.yaml"] = HEADER.format(
         "operator/core/rbac.py"
     ) + yaml.safe_dump(rules, sort_keys=False)

@@ -63,7 +63,12 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings = Settings.from_env()
     State.excluded = frozenset(settings.excluded_namespaces)
     kube = Api(await connect())
-    State.supervisor = Supervisor(kube, workers=settings.workers, agent_image=settings.agent_image)
+    State.supervisor = Supervisor(
+        kube,
+        workers=settings.workers,
+        agent_image=settings.agent_image,
+        caller_auth=settings.caller_auth,
+    )
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
     State.supervisor.start()
     State.workflows.start()

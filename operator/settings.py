@@ -38,6 +38,13 @@ class Settings(BaseModel, frozen=True):
         default="",
         description="Image of Agents that name none in spec.image (the chart's agents.image).",
     )
+    caller_auth: Literal["Required", "Permissive"] = Field(
+        default="Permissive",
+        description="What members do with a call that presents no token: Required refuses it"
+        " (401); Permissive lets it through as anonymous, for callers that reach members"
+        " through the API server's pod proxy. A call with a token is verified and authorized"
+        " either way (the chart's agents.callerAuthentication).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
     leader_election: bool = Field(

@@ -22,6 +22,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from foundation_common import events, rest
+from foundation_common.access import CallerToken
 from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Again, Backoff, retrying
@@ -490,6 +492,10 @@ class Runner:
                 self.steps[step.name] = self.steps[step.name].model_copy(
                     update={"dispatch_ms": outcome.dispatch_ms}
                 )
+            if record.get("sender"):
+                self.steps[step.name] = self.steps[step.name].model_copy(
+                    update={"sender": record["sender"]}
+                )
             if self.steps[step.name].phase == "Failed":
                 failed = self.steps[step.name]
                 self.pending_events.append(
@@ -631,10 +637,22 @@ class Runner:
         return outcome
 
 
+class TokenAuth(httpx.Auth):
+    """Every call into a member carries the runner's Foundation token (its own account's):
+    the members authorize the Workflow's steps by it, and keep it as the tasks' sender."""
+
+    def __init__(self, token: CallerToken) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers.update(self.token.header())
+        yield request
+
+
 async def serve(settings: RunnerSettings) -> int:
     api = rest.Client.in_cluster()
     try:
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with httpx.AsyncClient(timeout=10.0, auth=TokenAuth(CallerToken())) as http:
             runner = Runner(api, settings.namespace, settings.workflow, http)
             task = asyncio.create_task(runner.run())
             loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ from a2a.utils.errors import (
     A2AError,
     InternalError,
     InvalidParamsError,
+    InvalidRequestError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
@@ -43,6 +44,7 @@ from a2a.utils.errors import (
 
 from foundation_agent.model import Action
 from foundation_agent.protocols.a2a_mapping import ask_of, card_of, card_url, task_of
+from foundation_agent.runtime.access import ANONYMOUS, Caller, Gate
 from foundation_agent.runtime.peers import Peers
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
@@ -55,6 +57,12 @@ BLOCKING_WAIT = 30.0  # how long message/send waits for the task to finish befor
 STREAM_SLICE = 55.0  # one long-poll of a streamed task (the task API's limit is 60 s)
 
 Event = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
+
+
+def caller_of(context: ServerCallContext) -> Caller:
+    """The caller the door identified (`authenticated`), as the request's `auth`."""
+    caller = context.state.get("auth")
+    return caller if isinstance(caller, Caller) else ANONYMOUS
 
 
 def context_of(record: Record, given: str | None = None) -> str:
@@ -70,6 +78,8 @@ def a2a_error(exc: Refused) -> A2AError:
         return TaskNotFoundError(exc.message)
     if exc.status == 409:
         return TaskNotCancelableError(exc.message)
+    if exc.status in (401, 403):
+        return InvalidRequestError(exc.message)
     data = {"retryAfterSeconds": exc.retry_after} if exc.retry_after else None
     return InternalError(exc.message, data=data)
 
@@ -110,45 +120,52 @@ class FoundationHandler(RequestHandler):
             self.peers.agent, info.description, url, self.version, listed, info.capabilities
         )
 
-    async def _submit(self, params: SendMessageRequest) -> tuple[Record, str]:
+    async def _submit(self, params: SendMessageRequest, caller: Caller) -> tuple[Record, str]:
         asked = ask_of(params.message, self.actions)
         with refusals():
             _, inbox = await self.peers.owner(asked.task_id)
-            record = await inbox.submit(asked.task_id, asked.action, asked.input, asked.context_id)
+            _, record = await inbox.submit(
+                asked.task_id, asked.action, asked.input, asked.context_id, caller
+            )
         return record, asked.context_id
 
-    async def _wait(self, task_id: str, seconds: float) -> Record | None:
+    async def _wait(self, task_id: str, seconds: float, caller: Caller) -> Record | None:
         with refusals():
             _, inbox = await self.peers.owner(task_id)
-            return await inbox.get(task_id, wait=seconds)
+            return await inbox.get(task_id, caller, wait=seconds)
 
     async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task:
-        record, context_id = await self._submit(params)
+        caller = caller_of(context)
+        record, context_id = await self._submit(params, caller)
         if not params.configuration.return_immediately and record["status"] not in ENDED:
-            record = await self._wait(record["id"], self.blocking_wait) or record
+            record = await self._wait(record["id"], self.blocking_wait, caller) or record
         return task_of(record, context_of(record, context_id))
 
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        record, context_id = await self._submit(params)
-        async for event in self._follow(record, context_of(record, context_id)):
+        caller = caller_of(context)
+        record, context_id = await self._submit(params, caller)
+        async for event in self._follow(record, context_of(record, context_id), caller):
             yield event
 
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        record = await self._wait(params.id, 0)
+        caller = caller_of(context)
+        record = await self._wait(params.id, 0, caller)
         if record is None:
             raise TaskNotFoundError(f"no task {params.id!r} (or its record expired)")
-        async for event in self._follow(record, context_of(record)):
+        async for event in self._follow(record, context_of(record), caller):
             yield event
 
-    async def _follow(self, record: Record, context_id: str) -> AsyncGenerator[Event]:
+    async def _follow(
+        self, record: Record, context_id: str, caller: Caller
+    ) -> AsyncGenerator[Event]:
         """The task as it is, then (once done) its result and final state."""
         yield task_of(record, context_id)
         while record["status"] not in ENDED:
-            record = await self._wait(record["id"], STREAM_SLICE) or record
+            record = await self._wait(record["id"], STREAM_SLICE, caller) or record
         final = task_of(record, context_id)
         for artifact in final.artifacts:
             yield TaskArtifactUpdateEvent(
@@ -157,7 +174,7 @@ class FoundationHandler(RequestHandler):
         yield TaskStatusUpdateEvent(task_id=final.id, context_id=context_id, status=final.status)
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
-        record = await self._wait(params.id, 0)
+        record = await self._wait(params.id, 0, caller_of(context))
         if record is None:
             raise TaskNotFoundError(f"no task {params.id!r} (or its record expired)")
         return task_of(record, context_of(record))
@@ -167,7 +184,7 @@ class FoundationHandler(RequestHandler):
     ) -> Task | None:
         with refusals():
             _, inbox = await self.peers.owner(params.id)
-            record = await inbox.cancel(params.id)
+            record = await inbox.cancel(params.id, caller_of(context))
         return task_of(record, context_of(record))
 
     async def on_list_tasks(self, params: Any, context: ServerCallContext) -> Any:
@@ -185,8 +202,10 @@ class FoundationHandler(RequestHandler):
         raise UnsupportedOperationError("there is no extended card: the public one is all")
 
 
-def a2a_app(handler: FoundationHandler) -> Any:
-    """The ASGI app: JSON-RPC at `/` and the card at the well-known path."""
+def a2a_app(handler: FoundationHandler, gate: Gate) -> Any:
+    """The ASGI app: JSON-RPC at `/` and the card at the well-known path, behind the member's
+    door: an unidentified call is answered 401 before any JSON-RPC is read; the card is for
+    whoever may read the Agent; each method is authorized as the task API's call it makes."""
     from a2a.server.request_handlers.response_helpers import agent_card_to_dict
     from a2a.server.routes.jsonrpc_routes import create_jsonrpc_routes
     from starlette.applications import Starlette
@@ -195,6 +214,10 @@ def a2a_app(handler: FoundationHandler) -> Any:
     from starlette.routing import Route
 
     async def card(request: Request) -> JSONResponse:
+        try:
+            await gate.require(request.scope["auth"], "get", subresource="")
+        except Refused as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
         url = card_url(request.headers, request.url.path, handler.default_url)
         try:
             body = agent_card_to_dict(await handler.card(url))
@@ -206,4 +229,27 @@ def a2a_app(handler: FoundationHandler) -> Any:
         Route(CARD_PATH, card, methods=["GET"]),
         *create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True),
     ]
-    return Starlette(routes=routes)
+    return authenticated(Starlette(routes=routes), gate)
+
+
+def authenticated(app: Any, gate: Gate) -> Any:
+    """`app` for identified callers only: the caller goes into the request's scope as `auth`,
+    where a2a-sdk's call context finds it."""
+    from starlette.datastructures import Headers
+    from starlette.responses import JSONResponse
+
+    async def door(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            try:
+                scope["auth"] = await gate.identify(Headers(scope=scope))
+            except Refused as exc:
+                answer = JSONResponse(
+                    {"error": exc.message},
+                    status_code=exc.status,
+                    headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
+                )
+                await answer(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return door

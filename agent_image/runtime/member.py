@@ -156,19 +156,30 @@ class Member:
         return len(self.queue) + len(self.accepting)
 
     async def submit(
-        self, task_id: Any, action: Any, raw_input: Any, context: Any = None
+        self,
+        task_id: Any,
+        action: Any,
+        raw_input: Any,
+        context: Any = None,
+        sender: str | None = None,
     ) -> tuple[int, Record]:
         """Accept a task durably: (202, record) new, (200, record) known; else Refused.
-        `context` (optional) groups tasks, as an A2A context does; it is kept with the record."""
+        `context` (optional) groups tasks, as an A2A context does; it is kept with the record.
+        `sender` (the caller's identity) is kept too: an id is its sender's, and the same id
+        from anyone else is refused (409), so no one can take a task id another will send."""
         task_id = admission.check_id(task_id)
         admission.check_context(context)
         known = self.records.get(task_id)
+        if known is None and task_id in self.accepting:
+            await asyncio.shield(self.accepting[task_id].done)
+            known = self.records.get(task_id)
         if known is not None:
+            if known.get("sender") != sender:
+                raise Refused(
+                    409,
+                    f"task id {task_id} was sent by another caller; send yours with another id",
+                )
             return 200, public(known)
-        waiting = self.accepting.get(task_id)
-        if waiting is not None:
-            await asyncio.shield(waiting.done)
-            return 200, public(self.records[task_id])
         if self.fatal is not None or not self.ready or self.stopping:
             reason = self.fatal.message if self.fatal else "the member is not taking tasks now"
             raise Refused(503, reason, retry_after=1)
@@ -193,6 +204,8 @@ class Member:
         }
         if context:
             record["context"] = context
+        if sender:
+            record["sender"] = sender
         change = Change(record, accepted=True)
         self.accepting[task_id] = change
         metrics.QUEUE_DEPTH.set(self.queued())

@@ -24,9 +24,12 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from foundation_agent.runtime.access import Caller, Denied, Gate
 from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
+from foundation_common import access
+from foundation_common.access import CallerToken
 from foundation_common.discovery import Directory, RestEndpoints, rendezvous
 from foundation_common.resources import AGENT, AGENT_PORT
 from foundation_common.sidecar import Discovery
@@ -60,21 +63,26 @@ def owner_of(task_id: str, agent: str, replicas: int) -> str:
 
 
 class Tasks(Protocol):
-    """A member's inbox, here or across the network. Refusals are `Refused` with the task API's
-    status (400, 404, 409, 413, 429, 503)."""
+    """A member's inbox, here or across the network, as `caller` may use it. Refusals are
+    `Refused` with the task API's status (400, 401, 403, 404, 409, 413, 429, 503)."""
 
-    async def submit(self, task_id: str, action: str, input: Any, context: str) -> Record: ...
+    async def submit(
+        self, task_id: str, action: str, input: Any, context: str | None, caller: Caller
+    ) -> tuple[int, Record]: ...
 
-    async def get(self, task_id: str, wait: float = 0.0) -> Record | None: ...
+    async def get(self, task_id: str, caller: Caller, wait: float = 0.0) -> Record | None: ...
 
-    async def cancel(self, task_id: str) -> Record: ...
+    async def cancel(self, task_id: str, caller: Caller) -> Record: ...
 
 
 class LocalTasks:
-    """This member's own inbox (None until its state is loaded)."""
+    """This member's own inbox (None until its state is loaded), behind its door: sending
+    needs `create` on the Agent's tasks; a record is its sender's to read (and cancel), and
+    anyone's who may `get` (and `delete`) the Agent's tasks."""
 
-    def __init__(self, member: Callable[[], Member | None]) -> None:
+    def __init__(self, member: Callable[[], Member | None], gate: Gate) -> None:
         self._member = member
+        self.gate = gate
 
     def _loaded(self) -> Member:
         member = self._member()
@@ -82,38 +90,63 @@ class LocalTasks:
             raise Refused(503, "this member is still loading its state", retry_after=1)
         return member
 
-    async def submit(self, task_id: str, action: str, input: Any, context: str) -> Record:
-        _, record = await self._loaded().submit(task_id, action, input, context)
-        return record
+    async def submit(
+        self, task_id: str, action: str, input: Any, context: str | None, caller: Caller
+    ) -> tuple[int, Record]:
+        await self.gate.require(caller, access.SEND)
+        sender = None if caller.anonymous else caller.user
+        return await self._loaded().submit(task_id, action, input, context, sender)
 
-    async def get(self, task_id: str, wait: float = 0.0) -> Record | None:
-        member = self._loaded()
-        record = member.task(task_id)
-        if record is None or not wait or record["status"] in ENDED:
+    async def get(self, task_id: str, caller: Caller, wait: float = 0.0) -> Record | None:
+        member = self._member()
+        record = member.task(task_id) if member is not None else None
+        if not await self.gate.may_read(caller, record):
+            # The same answer whether or not the task exists: ids are not probed.
+            raise Denied(403, self.gate.forbidden(caller, access.READ))
+        if member is None or record is None or not wait or record["status"] in ENDED:
             return record
         try:
             return await asyncio.wait_for(member.finished(task_id), wait)
         except TimeoutError:
             return member.task(task_id) or record
 
-    async def cancel(self, task_id: str) -> Record:
-        return await self._loaded().cancel(task_id)
+    async def cancel(self, task_id: str, caller: Caller) -> Record:
+        await self.gate.require(caller, access.SEND)
+        member = self._loaded()
+        record = member.task(task_id)
+        if record is not None and not caller.sent(record):
+            await self.gate.require(caller, access.CANCEL_ANY)
+        return await member.cancel(task_id)
 
 
 class RemoteTasks:
-    """Another member's inbox, through its task API."""
+    """Another member of this Agent, through its task API: the call goes with this pod's
+    token and the name of the caller it is made for, which the owner authorizes."""
 
-    def __init__(self, http: aiohttp.ClientSession, name: str, address: str) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        name: str,
+        address: str,
+        token: CallerToken,
+        gate: Gate,
+    ) -> None:
         self.http = http
         self.name = name
         self.base = f"http://{address}/v1/tasks"
+        self.token = token
+        self.gate = gate
 
-    async def _call(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    async def _call(
+        self, method: str, url: str, caller: Caller, body: Any = None
+    ) -> tuple[int, Any]:
+        headers = {**self.token.header(), **self.gate.forward_headers(caller)}
         try:
             async with self.http.request(
                 method,
                 url,
                 json=body,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT),
             ) as answer:
                 text = await answer.text()
@@ -128,26 +161,29 @@ class RemoteTasks:
             data = {"error": text[:200]}
         if status >= 400:
             message = data.get("error") if isinstance(data, dict) else None
+            if status in (401, 403):  # the caller's own answer, as the owner gave it
+                raise Denied(status, str(message or status))
             retry = 1.0 if status in (429, 502, 503, 504) else None
             raise Refused(status, f"member {self.name}: {message or status}", retry)
         return status, data
 
-    async def submit(self, task_id: str, action: str, input: Any, context: str) -> Record:
+    async def submit(
+        self, task_id: str, action: str, input: Any, context: str | None, caller: Caller
+    ) -> tuple[int, Record]:
         body = {"id": task_id, "action": action, "input": input, "context": context}
-        _, record = await self._call("POST", self.base, body)
-        return record  # type: ignore[no-any-return]
+        return await self._call("POST", self.base, caller, body)  # type: ignore[return-value]
 
-    async def get(self, task_id: str, wait: float = 0.0) -> Record | None:
+    async def get(self, task_id: str, caller: Caller, wait: float = 0.0) -> Record | None:
         try:
-            _, record = await self._call("GET", f"{self.base}/{task_id}?wait={wait:g}")
+            _, record = await self._call("GET", f"{self.base}/{task_id}?wait={wait:g}", caller)
         except Refused as exc:
             if exc.status == 404:
                 return None
             raise
         return record  # type: ignore[no-any-return]
 
-    async def cancel(self, task_id: str) -> Record:
-        _, record = await self._call("POST", f"{self.base}/{task_id}/cancel")
+    async def cancel(self, task_id: str, caller: Caller) -> Record:
+        _, record = await self._call("POST", f"{self.base}/{task_id}/cancel", caller)
         return record  # type: ignore[no-any-return]
 
 
@@ -160,7 +196,8 @@ class Peers:
     namespace: str
     member_name: str
     api: Any  # foundation_common.rest.Client, or None
-    local: Tasks
+    local: LocalTasks
+    token: CallerToken = field(default_factory=CallerToken)
     clock: Callable[[], float] = time.monotonic
     _info: AgentInfo = field(default_factory=AgentInfo)
     _read_at: float = float("-inf")
@@ -205,7 +242,7 @@ class Peers:
                 retry_after=1,
             )
         assert self._http is not None
-        return name, RemoteTasks(self._http, name, member.address)
+        return name, RemoteTasks(self._http, name, member.address, self.token, self.local.gate)
 
     async def close(self) -> None:
         if self._directory is not None:

@@ -40,7 +40,7 @@ def stamp(seconds: float | None) -> str | None:
 
 
 def public(record: Record) -> Record:
-    """A task record as the task API shows it (its context only if it was given one)."""
+    """A task record as the task API shows it (its context and sender only where known)."""
     shown = {
         "id": record["id"],
         "action": record["action"],
@@ -53,4 +53,6 @@ def public(record: Record) -> Record:
     }
     if record.get("context"):
         shown["context"] = record["context"]
+    if record.get("sender"):
+        shown["sender"] = record["sender"]
     return shown

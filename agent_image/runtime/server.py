@@ -1,9 +1,7 @@
-"""The task API of one member (aiohttp): tasks, health, readiness and metrics."""
+"""The task API of one member (aiohttp): tasks, health and readiness; and its metrics port."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -11,9 +9,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from foundation_agent.runtime import metrics
+from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
-from foundation_common import __version__
-from foundation_common.tasks import ENDED
+from foundation_agent.runtime.peers import LocalTasks
+from foundation_common import __version__, access
 
 MAX_BODY = 1024 * 1024
 
@@ -24,11 +23,24 @@ def refusal(status: int, message: str, retry_after: float | None = None) -> web.
 
 
 class TaskApi:
-    def __init__(self, member: Member | None = None) -> None:
+    """The task API: every call but the probes is identified and authorized by the member's
+    door (`runtime.access`); metrics are served on a port of their own (`metrics_app`)."""
+
+    def __init__(self, gate: Gate, member: Member | None = None) -> None:
         self.member = member  # None until the state is loaded
         self.problem = "loading the state"
+        self.gate = gate
+        self.inbox = LocalTasks(lambda: self.member, gate)
+
+    async def _caller(self, request: web.Request) -> Caller:
+        return await self.gate.identify(request.headers)
 
     async def post_task(self, request: web.Request) -> web.Response:
+        try:
+            caller = await self._caller(request)
+            await self.gate.require(caller, access.SEND)
+        except Refused as exc:
+            return refusal(exc.status, exc.message, exc.retry_after)
         if self.member is None:
             return refusal(503, f"not ready: {self.problem}", 1)
         try:
@@ -43,8 +55,8 @@ class TaskApi:
                 400, f"unknown fields {', '.join(unknown)}; expected id, action, input, context"
             )
         try:
-            status, record = await self.member.submit(
-                body.get("id"), body.get("action"), body.get("input"), body.get("context")
+            status, record = await self.inbox.submit(
+                body.get("id"), body.get("action"), body.get("input"), body.get("context"), caller
             )
         except Refused as exc:
             if exc.status == 400:
@@ -56,31 +68,37 @@ class TaskApi:
         """The record; with `?wait=S`, once the task is done or after S seconds (at most 60),
         so a caller learns of a completion at once instead of polling."""
         task_id = request.match_info["id"]
-        record = self.member.task(task_id) if self.member else None
-        if record is None:
-            return refusal(404, f"no task {task_id!r} (or its record expired)")
         try:
             wait = min(60.0, max(0.0, float(request.query.get("wait", 0))))
         except ValueError:
             return refusal(400, "wait must be a number of seconds")
-        if wait and record["status"] not in ENDED and self.member is not None:
-            with contextlib.suppress(TimeoutError):
-                record = await asyncio.wait_for(self.member.finished(task_id), wait)
-            record = self.member.task(task_id) or record
+        try:
+            record = await self.inbox.get(task_id, await self._caller(request), wait)
+        except Refused as exc:
+            return refusal(exc.status, exc.message, exc.retry_after)
+        if record is None:
+            return refusal(404, f"no task {task_id!r} (or its record expired)")
         return web.json_response(record)
 
     async def cancel_task(self, request: web.Request) -> web.Response:
-        if self.member is None:
-            return refusal(503, f"not ready: {self.problem}", 1)
         try:
-            record = await self.member.cancel(request.match_info["id"])
+            caller = await self._caller(request)
+            if self.member is None:
+                await self.gate.require(caller, access.SEND)
+                return refusal(503, f"not ready: {self.problem}", 1)
+            record = await self.inbox.cancel(request.match_info["id"], caller)
         except Refused as exc:
             return refusal(exc.status, exc.message, exc.retry_after)
         return web.json_response(record)
 
-    async def list_actions(self, _: web.Request) -> web.Response:
+    async def list_actions(self, request: web.Request) -> web.Response:
         """The agent's actions with their input's JSON schema: what a caller (a model's tool
-        definition, a protocol's skill list) needs to know to send a valid task."""
+        definition, a protocol's skill list) needs to know to send a valid task. Anyone who
+        may read the Agent may read them."""
+        try:
+            await self.gate.require(await self._caller(request), "get", subresource="")
+        except Refused as exc:
+            return refusal(exc.status, exc.message, exc.retry_after)
         if self.member is None:
             return refusal(503, f"not ready: {self.problem}", 1)
         return web.json_response(
@@ -108,12 +126,6 @@ class TaskApi:
             return web.json_response({"status": "not ready", "reason": "stopping"}, status=503)
         return web.json_response({"status": "ready", "version": member.version})
 
-    async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.REGISTRY),
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
-
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/v1/actions", self.list_actions)
@@ -122,5 +134,19 @@ class TaskApi:
         app.router.add_post("/v1/tasks/{id}/cancel", self.cancel_task)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics)
         return app
+
+
+async def metrics_endpoint(_: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(metrics.REGISTRY),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
+
+
+def metrics_app() -> web.Application:
+    """Prometheus's port, apart from the task API: a NetworkPolicy can admit the scraper to it
+    and to nothing else, and it reads no body."""
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app

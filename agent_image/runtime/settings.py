@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from foundation_common.resources import A2A_PORT, AGENT_PORT, state_name
+from foundation_common.resources import A2A_PORT, AGENT_METRICS_PORT, AGENT_PORT, state_name
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
@@ -39,6 +39,16 @@ class Settings(BaseModel, frozen=True):
     agent_host: str = "0.0.0.0"
     agent_port: int = Field(AGENT_PORT, ge=1, le=65535)
     a2a_port: int = Field(A2A_PORT, ge=0, le=65535, description="A2A for the Agent; 0: none.")
+    metrics_port: int = Field(AGENT_METRICS_PORT, ge=0, le=65535, description="0: none.")
+    caller_auth: Literal["Required", "Permissive"] = Field(
+        "Required",
+        description="Required: a call without a token is refused (401). Permissive: it is let"
+        " through as anonymous. A call with a token is verified and authorized in both.",
+    )
+    service_account: str = Field(
+        "", description="The member's own account (its Agent's): whose forwarded calls it trusts."
+    )
+    auth_cache_seconds: float = Field(10.0, ge=0, le=300, description="TokenReview/SAR cache.")
 
     _json = field_validator("agent_config", mode="before")(json_setting)
 

@@ -40,6 +40,7 @@ from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.limiter import TokenBucket
 from foundation_agent.sidecar.routes import MemberRoute, UpstreamRoute, count, retry_after, send
+from foundation_common.access import SENDER_GROUPS_HEADER, SENDER_HEADER, CallerToken
 from foundation_common.discovery import Capability, Directory
 from foundation_common.resources import A2A_PORT
 from foundation_common.settings import SettingsError
@@ -70,6 +71,8 @@ NOT_FORWARDED = {
     "content-length",
 }
 NOT_FORWARDED |= {MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
+# To members, who calls is this pod's token; the agent's own word on it is dropped.
+NOT_FROM_AGENT = {"authorization", SENDER_HEADER.lower(), SENDER_GROUPS_HEADER.lower()}
 AGENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Answers up to this size, with a Content-Length, are relayed whole rather than streamed.
 WHOLE_ANSWER_BYTES = 256 * 1024
@@ -192,12 +195,18 @@ class UpstreamClient:
 
 
 class Proxy:
-    def __init__(self, config: SidecarConfig, directory: Directory | None = None) -> None:
+    def __init__(
+        self,
+        config: SidecarConfig,
+        directory: Directory | None = None,
+        token: CallerToken | None = None,
+    ) -> None:
         self.config = config
         self.upstreams = {u.name: UpstreamClient(u, directory) for u in config.upstreams}
         self.limiter, self.max_wait = bucket(config.rate_limit)
         self.directory = directory
         self.members: aiohttp.ClientSession | None = None  # one pool for all agents' members
+        self.token = token or CallerToken()
         self.in_flight = 0
 
     async def start(self, _: web.Application | None = None) -> None:
@@ -331,8 +340,14 @@ class Proxy:
             name, wait=min(5.0, config.timeout_seconds), service=service, port=port
         )
         body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in NOT_FORWARDED and k.lower() not in NOT_FROM_AGENT
+        }
         headers.update(extra or {})
+        # Who calls: this pod's account, by its Foundation token; never what the agent says.
+        headers.update(self.token.header())
         path = "/" + request.match_info["path"]
         if request.query_string:
             path += f"?{request.query_string}"

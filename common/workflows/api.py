@@ -100,6 +100,7 @@ class StepStatus(Model):
     agent: str = Field("", description="The Agent the current attempt went to.")
     member: str = Field("", description="The member pod the current attempt is pinned to.")
     task_id: str = Field("", description="The current attempt's task id.")
+    sender: str = Field("", description="Who the member says sent the task: the runner's account.")
     started_at: str | None = Field(None, description="When the current attempt was sent.")
     finished_at: str | None = None
     next_attempt_at: str | None = Field(None, description="When the next attempt may start.")

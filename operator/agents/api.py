@@ -31,6 +31,7 @@ EnvVar = Annotated[
 ]
 AGENT_CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 
 
@@ -117,6 +118,22 @@ class Sidecar(SidecarConfig):
         return self.model_dump_json(by_alias=True, exclude={"enabled", "resources"})
 
 
+AgentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+
+
+class Calls(Model):
+    """What an Agent's members call (peers, tools), in its namespace: its account is granted
+    `create` on exactly these Agents' tasks, and nothing else. Another namespace's Agents are
+    granted there, by a RoleBinding of their own (docs/security.md)."""
+
+    agents: list[AgentName] = Field(default_factory=list, max_length=64)
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Every Agent of the namespace that offers one of these, as they come and go.",
+    )
+
+
 class AgentSpec(Model):
     image: str | None = Field(
         None,
@@ -141,6 +158,11 @@ class AgentSpec(Model):
     )
     replicas: int = Field(1, ge=0, le=100, description="Members, each with its own state.")
     capabilities: list[Capability] = Field(default_factory=list, max_length=32)
+    calls: Calls = Field(
+        default_factory=Calls,
+        description="The Agents this one calls, by name or capability: what its account may"
+        " send tasks to.",
+    )
     env: list[EnvVar] = Field(default_factory=list)
     resources: FreeForm | None = Field(None, description="The container's resources.")
     service_account_name: str | None = Field(
@@ -240,9 +262,12 @@ class AgentView:
     annotations: dict[str, str] = field(default_factory=dict)
     deleting: bool = False
     image: str = ""  # spec.image, else the operator's default agent image
+    caller_auth: str = "Required"  # the operator's: what members do with a call without a token
 
     @classmethod
-    def from_body(cls, body: dict[str, Any], default_image: str = "") -> AgentView:
+    def from_body(
+        cls, body: dict[str, Any], default_image: str = "", caller_auth: str = "Required"
+    ) -> AgentView:
         meta = body["metadata"]
         try:
             spec = AgentSpec.model_validate(body.get("spec") or {})
@@ -266,6 +291,7 @@ class AgentView:
             annotations=dict(meta.get("annotations") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
             image=image,
+            caller_auth=caller_auth,
         )
 
     @property

@@ -21,7 +21,7 @@ from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
 from foundation_operator.core import finalizers, metrics, owned
 from foundation_operator.core.client import Api, ApiError, Obj
-from foundation_operator.core.index import Index, Key, OwnedIndex
+from foundation_operator.core.index import Index, Key, OwnedIndex, key_of
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter
 
@@ -33,6 +33,9 @@ STATUS_INTERVAL = 1.0  # seconds between progress-only status writes
 STATUS_PATIENCE = 10.0  # seconds
 # The API server's answers that refuse an object for what it is, not for a passing reason.
 REFUSALS = (400, 403, 422)
+# The queue's key of the one binding of every Agent's account (objects.members_binding): no
+# Agent has an empty namespace.
+MEMBERS_KEY: Key = ("", "members-binding")
 REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
 
 
@@ -58,10 +61,22 @@ class AgentMemory:
 class Supervisor(Reconciler):
     resource = "agent"
 
-    def __init__(self, kube: Api, workers: int = 8, agent_image: str = "") -> None:
+    def __init__(
+        self,
+        kube: Api,
+        workers: int = 8,
+        agent_image: str = "",
+        caller_auth: str = "Required",
+    ) -> None:
         super().__init__(workers)
         self.kube = kube
         self.agent_image = agent_image
+        self.caller_auth = caller_auth
+        # (namespace, capability) -> the Agents offering it, and the Agents calling it: who
+        # may call whom follows capabilities as Agents come, go and change them.
+        self.offering: dict[Key, set[str]] = {}
+        self.calling: dict[Key, set[Key]] = {}
+        self.members_applied: Obj | None = None  # the members' binding as last written
         self.agents = Index()
         self.pods = OwnedIndex(objects.AGENT_LABEL)
         self.memory: dict[Key, AgentMemory] = {}
@@ -80,9 +95,49 @@ class Supervisor(Reconciler):
     # -- observation (from watch events) --------------------------------------------------
 
     def observe_agent(self, event: str, body: Obj) -> None:
+        before = self.agents.get(key_of(body))
         key = self.agents.observe(event, body)
-        if key is not None:
-            self.queue.add(key)
+        if key is None:
+            return
+        self.queue.add(key)
+        after = self.agents.get(key)
+        if (
+            before is None
+            or after is None
+            or objects.account_of(before) != objects.account_of(after)
+        ):
+            self.queue.add(MEMBERS_KEY)
+        offered = self._follow_calls(key, before, after)
+        for capability in offered:
+            for caller in self.calling.get((key[0], capability), ()):
+                self.queue.add(caller)
+
+    def _follow_calls(self, key: Key, before: Obj | None, after: Obj | None) -> set[str]:
+        """Keep `offering` and `calling` up to date; the capabilities whose offerers changed."""
+
+        def spec(agent: Obj | None) -> Obj:
+            return (agent or {}).get("spec") or {}
+
+        namespace, name = key
+        old = set(spec(before).get("capabilities") or [])
+        new = set(spec(after).get("capabilities") or [])
+        for capability in old - new:
+            self.offering.get((namespace, capability), set()).discard(name)
+        for capability in new - old:
+            self.offering.setdefault((namespace, capability), set()).add(name)
+        was = set((spec(before).get("calls") or {}).get("capabilities") or [])
+        now_calls = set((spec(after).get("calls") or {}).get("capabilities") or [])
+        for capability in was - now_calls:
+            self.calling.get((namespace, capability), set()).discard(key)
+        for capability in now_calls - was:
+            self.calling.setdefault((namespace, capability), set()).add(key)
+        return old ^ new
+
+    def callees(self, view: AgentView) -> list[str]:
+        offering = {
+            c: self.offering.get((view.namespace, c), ()) for c in view.spec.calls.capabilities
+        }
+        return objects.callees(view, offering)
 
     def observe_pod(self, event: str, body: Obj) -> None:
         key = self.pods.observe(event, body)
@@ -141,11 +196,11 @@ class Supervisor(Reconciler):
     def _drifted(self, agent: Obj, have: Obj) -> list[objects.Difference]:
         """Where a changed object departs from what the Agent wants of it (pure)."""
         try:
-            view = AgentView.from_body(agent, self.agent_image)
+            view = AgentView.from_body(agent, self.agent_image, self.caller_auth)
         except InvalidSpec:
             return []
         meta = have["metadata"]
-        wanted = objects.owned_objects(view) + [
+        wanted = objects.owned_objects(view, self.callees(view)) + [
             objects.capability_service(
                 view.namespace, c, [objects.owner_reference(view, controller=False)]
             )
@@ -159,6 +214,9 @@ class Supervisor(Reconciler):
     # -- reconciliation ------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> float | None:
+        if key == MEMBERS_KEY:
+            await self._ensure_members_binding()
+            return None
         body = self.agents.get(key)
         if body is None:
             self._record_phase(key, None)
@@ -169,7 +227,7 @@ class Supervisor(Reconciler):
             self.trimmer.forgotten()
             return None
         try:
-            view = AgentView.from_body(body, self.agent_image)
+            view = AgentView.from_body(body, self.agent_image, self.caller_auth)
         except InvalidSpec as exc:
             if body["metadata"].get("deletionTimestamp"):
                 # Nothing can be built from this spec, so nothing is released either: let the
@@ -333,7 +391,7 @@ class Supervisor(Reconciler):
         no reads here.
         """
         memory = self.remember((view.namespace, view.name))
-        wanted = objects.owned_objects(view)
+        wanted = objects.owned_objects(view, self.callees(view))
         fingerprint = json.dumps([wanted, sorted(view.spec.capabilities)], sort_keys=True)
         if memory.owned_applied == fingerprint:
             return
@@ -347,6 +405,21 @@ class Supervisor(Reconciler):
             *(self._join_capability(view, c) for c in view.spec.capabilities),
         )
         memory.owned_applied = fingerprint
+
+    async def _ensure_members_binding(self) -> None:
+        """The one binding of every Agent's account to the members' ClusterRole (review a
+        caller's token), written when the accounts change and not otherwise."""
+        want = objects.members_binding(
+            objects.account_of(agent) for agent in self.agents.objects.values()
+        )
+        if want == self.members_applied:
+            return
+        have, created = await owned.create_or_read(self.kube, want)
+        if not created and have.get("subjects") != want["subjects"]:
+            await self.kube.patch(
+                "ClusterRoleBinding", None, want["metadata"]["name"], {"subjects": want["subjects"]}
+            )
+        self.members_applied = want
 
     async def _join_capability(self, view: AgentView, capability: str) -> None:
         """Create the capability Service or add the Agent to its owners (see core.owned)."""

@@ -8,13 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from foundation_common import resources
+from foundation_common import access, resources
 from foundation_common.resources import (
     A2A_PORT,
     AGENT,
+    AGENT_METRICS_PORT,
     AGENT_PORT,
     SIDECAR_ADMIN_PORT,
     SIDECAR_URL,
@@ -23,7 +25,7 @@ from foundation_common.resources import (
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import AgentView
 from foundation_operator.core import owned, security
-from foundation_operator.core.rbac import DISCOVERY_RULE
+from foundation_operator.core.rbac import DISCOVERY_RULE, MEMBER_CLUSTER_ROLE
 
 Obj = dict[str, Any]
 
@@ -114,6 +116,11 @@ def container(view: AgentView) -> Obj:
             "value": str(spec.inbox.keep_completed_seconds),
         },
         {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
+        {"name": "FOUNDATION_CALLER_AUTH", "value": view.caller_auth},
+        {
+            "name": "FOUNDATION_SERVICE_ACCOUNT",
+            "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}},
+        },
         security.scratch_env(),
         # spec.code's modules first on the import path (spec.env, after it, may still set it).
         *([{"name": "PYTHONPATH", "value": CODE_MOUNT}] if spec.code else []),
@@ -132,9 +139,10 @@ def container(view: AgentView) -> Obj:
         "ports": [
             {"name": "http", "containerPort": AGENT_PORT},
             {"name": "a2a", "containerPort": A2A_PORT},
+            {"name": "metrics", "containerPort": AGENT_METRICS_PORT},
         ],
         "securityContext": security.container_context(),
-        "volumeMounts": [security.scratch_mount()],
+        "volumeMounts": [security.scratch_mount(), security.caller_token_mount()],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -187,7 +195,7 @@ def sidecar_container(view: AgentView) -> Obj:
         ],
         "ports": [{"name": "sidecar-admin", "containerPort": SIDECAR_ADMIN_PORT}],
         "securityContext": security.container_context(),
-        "volumeMounts": [security.scratch_mount()],
+        "volumeMounts": [security.scratch_mount(), security.caller_token_mount()],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "sidecar-admin"},
             "periodSeconds": 5,
@@ -220,6 +228,7 @@ def pod_template(view: AgentView) -> Obj:
             "securityContext": spec.pod_template.security_context or security.pod_context(),
             "volumes": [
                 security.scratch_volume(),
+                security.caller_token_volume(),
                 *(
                     [{"name": CODE_VOLUME, "configMap": {"name": spec.code.config_map}}]
                     if spec.code
@@ -370,13 +379,55 @@ def service_account(view: AgentView) -> Obj:
     }
 
 
-def role(view: AgentView) -> Obj:
-    """Exactly the Agent's own state objects, its own status, and discovery reads."""
+def callees(view: AgentView, offering: Mapping[str, Iterable[str]]) -> list[str]:
+    """The Agents `view` may send tasks to: those its spec.calls names, and those of its
+    namespace offering a capability it calls (`offering`: capability -> Agents' names)."""
+    names = set(view.spec.calls.agents)
+    for capability in view.spec.calls.capabilities:
+        names.update(offering.get(capability, ()))
+    return sorted(names)
+
+
+def account_of(agent: Obj) -> tuple[str, str]:
+    """(namespace, name) of the account an Agent's members run as."""
+    meta = agent["metadata"]
+    return meta["namespace"], (agent.get("spec") or {}).get("serviceAccountName") or meta["name"]
+
+
+def members_binding(accounts: Iterable[tuple[str, str]]) -> Obj:
+    """The one ClusterRoleBinding that lets every Agent's account, and no other, review a
+    caller's token (core.rbac.MEMBER_CLUSTER_ROLE)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": MEMBER_CLUSTER_ROLE, "labels": dict(MANAGED_BY)},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": MEMBER_CLUSTER_ROLE,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+            for namespace, name in sorted(set(accounts))
+        ],
+    }
+
+
+def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
+    """Exactly the Agent's own state objects and status (not its spec: a member cannot change
+    what it runs or holds), discovery reads, asking whether a caller may call it, and sending
+    tasks to the Agents it `calls`."""
     states = [state_key(view, i) for i in range(view.spec.replicas)]
     rules: list[Obj] = [
         {
             "apiGroups": [AGENT.group],
-            "resources": ["agents", "agents/status"],
+            "resources": [AGENT.plural],
+            "resourceNames": [view.name],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [AGENT.group],
+            "resources": [f"{AGENT.plural}/status"],
             "resourceNames": [view.name],
             "verbs": ["get", "patch"],
         },
@@ -386,7 +437,22 @@ def role(view: AgentView) -> Obj:
             "verbs": ["get", "list", "watch"],
         },
         DISCOVERY_RULE,
+        # The member's door: may this caller call this Agent (in its own namespace only).
+        {
+            "apiGroups": ["authorization.k8s.io"],
+            "resources": ["localsubjectaccessreviews"],
+            "verbs": ["create"],
+        },
     ]
+    if calls:
+        rules.append(
+            {
+                "apiGroups": [AGENT.group],
+                "resources": [f"{AGENT.plural}/{access.TASKS}"],
+                "resourceNames": list(calls),
+                "verbs": [access.SEND],
+            }
+        )
     if states and view.spec.persistence.store == "ConfigMap":
         rules.insert(
             0,
@@ -421,10 +487,11 @@ OWNED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def owned_objects(view: AgentView) -> list[Obj]:
+def owned_objects(view: AgentView, calls: Sequence[str] = ()) -> list[Obj]:
     """The objects the Agent owns besides its members and their state: its identity, its
-    rights and its Service (capability Services are shared: see capability_service)."""
-    wanted = [role(view), role_binding(view), agent_service(view)]
+    rights (with the Agents it `calls`) and its Service (capability Services are shared: see
+    capability_service)."""
+    wanted = [role(view, calls), role_binding(view), agent_service(view)]
     if not view.spec.service_account_name:
         wanted.insert(0, service_account(view))
     return wanted

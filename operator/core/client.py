@@ -47,6 +47,7 @@ PATHS = {
     "Event": ("/api/v1", "events"),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
 }
 
@@ -142,10 +143,10 @@ class Api:
 
     async def create(self, obj: Obj) -> Obj:
         kind = obj["kind"]
-        path = path_of(kind, obj["metadata"]["namespace"])
+        path = path_of(kind, obj["metadata"].get("namespace"))  # None: cluster-scoped
         return await call(self.api, "create", kind, path, obj)
 
-    async def read(self, kind: str, namespace: str, name: str) -> Obj | None:
+    async def read(self, kind: str, namespace: str | None, name: str) -> Obj | None:
         try:
             return await call(self.api, "get", kind, path_of(kind, namespace, name))
         except ApiError as exc:
@@ -167,7 +168,7 @@ class Api:
             item.setdefault("kind", kind)
         return items
 
-    async def patch(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: Obj) -> Obj:
         return await call(self.api, "patch", kind, path_of(kind, namespace, name), patch)
 
     async def delete(

@@ -45,7 +45,7 @@ async def create_or_read(kube: Api, want: Obj) -> tuple[Obj, bool]:
         if exc.status != 409:
             raise
     meta = want["metadata"]
-    have = await kube.read(want["kind"], meta["namespace"], meta["name"])
+    have = await kube.read(want["kind"], meta.get("namespace"), meta["name"])
     if have is None:
         raise ApiError(status=409, reason=f"{want['kind']} {meta['name']} went away")
     return have, False

@@ -33,6 +33,15 @@ DISCOVERY_RULE: Obj = {
 }
 
 
+# Every Agent's account may ask the API server who a caller is (TokenReview, which has no
+# namespaced form): this ClusterRole, bound to exactly the Agents' accounts by one
+# ClusterRoleBinding the operator keeps (agents.objects.members_binding).
+MEMBER_CLUSTER_ROLE = "foundation-agent-member"
+MEMBER_CLUSTER_RULES: list[Obj] = [
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+]
+
+
 def cluster_rules() -> list[Obj]:
     return [
         # The Agents themselves: watched; finalizer and status patched.
@@ -81,6 +90,14 @@ def cluster_rules() -> list[Obj]:
             "resources": ["roles", "rolebindings"],
             "verbs": ["get", "list", "watch", "create", "patch"],
         },
+        # Held to be granted (a Role grants only what its maker holds): members ask this of
+        # the API server about their callers; and members and runners send tasks.
+        {
+            "apiGroups": ["authorization.k8s.io"],
+            "resources": ["localsubjectaccessreviews"],
+            "verbs": ["create"],
+        },
+        {"apiGroups": [GROUP], "resources": [f"{AGENT.plural}/tasks"], "verbs": ["create"]},
         # Members' state objects: made (and adopted) by the supervisor; get/update/patch on
         # their own ConfigMaps is also granted to the members.
         # list: to release them all under persistence.retainOnDelete.
@@ -103,6 +120,60 @@ def cluster_rules() -> list[Obj]:
             "verbs": ["list", "watch"],
         },
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        # Cluster-scoped, last (the chart keeps them in the ClusterRole when it grants the rest
+        # per namespace):
+        # The one binding of MEMBER_CLUSTER_ROLE to the Agents' accounts (create cannot be
+        # limited to a name; what it may bind is limited by what the operator holds).
+        {"apiGroups": [RBAC], "resources": ["clusterrolebindings"], "verbs": ["create"]},
+        {
+            "apiGroups": [RBAC],
+            "resources": ["clusterrolebindings"],
+            "resourceNames": [MEMBER_CLUSTER_ROLE],
+            "verbs": ["get", "patch"],
+        },
+        # Held to be granted: members review their callers' tokens (cluster-scoped).
+        *MEMBER_CLUSTER_RULES,
+    ]
+
+
+def people_roles() -> list[Obj]:
+    """ClusterRoles for whoever calls Agents (people, workloads), to bind in a namespace or for
+    one Agent (a Role of their own with resourceNames). Aggregated into the built-in roles:
+    `edit` (and so `admin`) may send tasks and read task records; `view` may not read them,
+    since they hold inputs, results and conversations; cancelling another's task is `admin`'s.
+    """
+
+    def role(name: str, rules: list[Obj], *aggregate_to: str) -> Obj:
+        labels = {f"rbac.authorization.k8s.io/aggregate-to-{r}": "true" for r in aggregate_to}
+        return {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels},
+            "rules": rules,
+        }
+
+    tasks = f"{AGENT.plural}/tasks"
+    return [
+        role(
+            "foundation-agent-caller",
+            [
+                {"apiGroups": [GROUP], "resources": [tasks], "verbs": ["create"]},
+                {"apiGroups": [GROUP], "resources": [AGENT.plural], "verbs": ["get"]},
+            ],
+            "edit",
+            "admin",
+        ),
+        role(
+            "foundation-agent-reader",
+            [{"apiGroups": [GROUP], "resources": [tasks], "verbs": ["get"]}],
+            "edit",
+            "admin",
+        ),
+        role(
+            "foundation-agent-canceller",
+            [{"apiGroups": [GROUP], "resources": [tasks], "verbs": ["delete"]}],
+            "admin",
+        ),
     ]
 
 
@@ -117,7 +188,8 @@ def lease_rules() -> list[Obj]:
 
 
 def manifests(namespace: str, name: str = "foundation-operator") -> list[Obj]:
-    """ServiceAccount, ClusterRole and binding, and the leader-election Role and binding."""
+    """ServiceAccount, ClusterRole and binding, the Agents' members' ClusterRole, and the
+    leader-election Role and binding."""
     labels = {"app.kubernetes.io/name": "foundation-operator"}
     subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
@@ -128,6 +200,7 @@ def manifests(namespace: str, name: str = "foundation-operator") -> list[Obj]:
         return out
 
     return [
+        *people_roles(),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(True)},
         {
             "apiVersion": f"{RBAC}/v1",
@@ -141,6 +214,12 @@ def manifests(namespace: str, name: str = "foundation-operator") -> list[Obj]:
             "metadata": meta(False),
             "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
             "subjects": [subject],
+        },
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": MEMBER_CLUSTER_ROLE, "labels": labels},
+            "rules": MEMBER_CLUSTER_RULES,
         },
         {
             "apiVersion": f"{RBAC}/v1",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from foundation_common import access
+
 Obj = dict[str, Any]
 UID = 10001  # non-root, as the image's user
 # Scratch space, the root filesystem being read-only: an emptyDir, which TMPDIR names. Not at
@@ -54,6 +56,34 @@ def scratch_mount() -> Obj:
 
 def scratch_env() -> Obj:
     return {"name": "TMPDIR", "value": SCRATCH_MOUNT}
+
+
+# The caller token: a projected ServiceAccount token bound to Foundation's audience, with which
+# the pod's sidecar, runtime or runner proves who it is to the members it calls
+# (foundation_common.access). Short-lived and renewed by the kubelet; useless to the API server.
+CALLER_TOKEN_VOLUME = "foundation-token"
+
+
+def caller_token_volume() -> Obj:
+    return {
+        "name": CALLER_TOKEN_VOLUME,
+        "projected": {
+            "defaultMode": 0o444,
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": access.AUDIENCE,
+                        "expirationSeconds": access.TOKEN_SECONDS,
+                        "path": "token",
+                    }
+                }
+            ],
+        },
+    }
+
+
+def caller_token_mount() -> Obj:
+    return {"name": CALLER_TOKEN_VOLUME, "mountPath": access.TOKEN_DIR, "readOnly": True}
 
 
 ALLOWED_VOLUMES = {

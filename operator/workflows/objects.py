@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from foundation_common import access
+from foundation_common.resources import AGENT
 from foundation_common.workflows.api import WORKFLOW, WorkflowSpec
 from foundation_operator.core import security
 from foundation_operator.core.owned import owner_reference
@@ -125,8 +127,22 @@ def role(view: WorkflowView) -> Obj:
             DISCOVERY_RULE,
             # Events on its Workflow: step failures and the end.
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+            callees(view),
         ],
     }
+
+
+def callees(view: WorkflowView) -> Obj:
+    """Sending tasks to the Agents its steps name; to any Agent of the namespace when a step
+    names a capability (whose Agents come and go while the Workflow runs)."""
+    rule: Obj = {
+        "apiGroups": [AGENT.group],
+        "resources": [f"{AGENT.plural}/{access.TASKS}"],
+        "verbs": [access.SEND],
+    }
+    if all(step.agent for step in view.spec.steps):
+        rule["resourceNames"] = sorted({step.agent for step in view.spec.steps if step.agent})
+    return rule
 
 
 def role_binding(view: WorkflowView) -> Obj:
@@ -158,6 +174,8 @@ def runner_pod(view: WorkflowView) -> Obj:
             },
         ],
         "securityContext": security.container_context(),
+        # Its Foundation token: the members authorize its steps' tasks by it.
+        "volumeMounts": [security.caller_token_mount()],
     }
     if runner.resources:
         container["resources"] = runner.resources
@@ -173,6 +191,7 @@ def runner_pod(view: WorkflowView) -> Obj:
         # Restricted by default (it writes no volume: no fsGroup); the template may replace it.
         "securityContext": template.security_context or security.pod_context(fs_group=False),
         "containers": [container],
+        "volumes": [security.caller_token_volume()],
     }
     if template.node_selector:
         spec["nodeSelector"] = dict(template.node_selector)

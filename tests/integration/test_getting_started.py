@@ -103,7 +103,7 @@ async def test_a_first_agent_from_a_config_map_as_the_page_shows(
 
     # 6. Its metrics, through the API server's proxy.
     metrics = await kubectl(
-        kube, "get", "--raw", f"/api/v1/namespaces/{kube.ns}/pods/greeter-0:8080/proxy/metrics"
+        kube, "get", "--raw", f"/api/v1/namespaces/{kube.ns}/pods/greeter-0:8082/proxy/metrics"
     )
     assert re.search(
         r'^foundation_agent_tasks_total\{action="greet",outcome="succeeded"\} 1\.0$',

@@ -56,7 +56,8 @@ async def task(kube: Kube, pod: str, task_id: str, action: str, input: dict) -> 
 
 async def metric(kube: Kube, pod: str, name: str, **labels: str) -> float:
     async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{await member_url(kube, pod)}/metrics")).text
+        ready = await kube.wait_running(pod, timeout=90)
+        text = (await http.get(f"http://{ready['status']['podIP']}:8082/metrics")).text
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):

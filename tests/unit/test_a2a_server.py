@@ -35,11 +35,15 @@ from foundation_agent.agents import CounterAgent
 from foundation_agent.protocols.a2a_mapping import card_url
 from foundation_agent.protocols.a2a_server import FoundationHandler, a2a_app
 from foundation_agent.protocols.asgi import LazyApp, serve
+from foundation_agent.runtime.access import Gate
 from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.peers import LocalTasks, Peers
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores.sqlite import SqliteStore
 from waiting import until
+
+# No API server here: callers without a token are let through, as Permissive members do.
+OPEN = Gate(None, "ns", "agent", "agent", "Permissive")
 
 
 def free_port() -> int:
@@ -60,11 +64,13 @@ async def served(agent: Any, path: Path) -> AsyncIterator[Served]:
     member = Member(agent, SqliteStore(path / "a.db"), Settings(agent_class="x:Y"))
     await member.load()
     member.start()
-    peers = Peers("tally", "ns", "tally-0", None, LocalTasks(lambda: member))
+    peers = Peers("tally", "ns", "tally-0", None, LocalTasks(lambda: member, OPEN))
     handler = FoundationHandler(peers, agent.actions(), "1.2.3", "http://tally.ns.svc:8081/")
     port = free_port()
     stop = asyncio.Event()
-    serving = asyncio.create_task(serve(LazyApp(lambda: a2a_app(handler)), "127.0.0.1", port, stop))
+    serving = asyncio.create_task(
+        serve(LazyApp(lambda: a2a_app(handler, OPEN)), "127.0.0.1", port, stop)
+    )
     url = f"http://127.0.0.1:{port}/"
     async with httpx.AsyncClient() as http:
 

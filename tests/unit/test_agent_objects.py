@@ -99,18 +99,24 @@ def test_pod_template_overrides_reach_the_pod() -> None:
     assert pod["spec"]["securityContext"] == {"runAsNonRoot": True}
 
 
-def test_role_allows_exactly_own_state_status_and_discovery() -> None:
-    rules = objects.role(view(replicas=2))["rules"]
-    assert rules == [
+def test_role_allows_exactly_own_state_status_discovery_and_the_declared_calls() -> None:
+    own = [
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
             "resourceNames": ["writer-0-state", "writer-1-state"],
             "verbs": ["get", "update", "patch"],
         },
+        # Its Agent read, never patched: a member cannot change what it runs or holds.
         {
             "apiGroups": ["foundation.dev"],
-            "resources": ["agents", "agents/status"],
+            "resources": ["agents"],
+            "resourceNames": ["writer"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": ["foundation.dev"],
+            "resources": ["agents/status"],
             "resourceNames": ["writer"],
             "verbs": ["get", "patch"],
         },
@@ -123,6 +129,24 @@ def test_role_allows_exactly_own_state_status_and_discovery() -> None:
             "apiGroups": ["discovery.k8s.io"],
             "resources": ["endpointslices"],
             "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["authorization.k8s.io"],
+            "resources": ["localsubjectaccessreviews"],
+            "verbs": ["create"],
+        },
+    ]
+    assert objects.role(view(replicas=2))["rules"] == own
+    calling = view(replicas=2, calls={"agents": ["counter"], "capabilities": ["summarize"]})
+    callees = objects.callees(calling, {"summarize": ["sum-a", "counter"], "other": ["x"]})
+    assert callees == ["counter", "sum-a"]
+    assert objects.role(calling, callees)["rules"] == [
+        *own,
+        {
+            "apiGroups": ["foundation.dev"],
+            "resources": ["agents/tasks"],
+            "resourceNames": ["counter", "sum-a"],
+            "verbs": ["create"],
         },
     ]
     binding = objects.role_binding(view(serviceAccountName="custom"))
@@ -150,7 +174,11 @@ def test_discovery_services_are_headless_on_the_members_port() -> None:
     a2a = {"name": "a2a", "protocol": "TCP", "port": 8081, "targetPort": "a2a"}
     assert agent["spec"]["ports"] == [http, a2a]
     ports = objects.container(view())["ports"]
-    assert {p["name"]: p["containerPort"] for p in ports} == {"http": 8080, "a2a": 8081}
+    assert {p["name"]: p["containerPort"] for p in ports} == {
+        "http": 8080,
+        "a2a": 8081,
+        "metrics": 8082,
+    }
     assert agent["spec"]["selector"] == {"foundation.dev/agent": "writer"}
 
 
@@ -191,18 +219,45 @@ def test_each_member_gets_a_state_object_owned_by_the_agent() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert claim["spec"]["storageClassName"] == "fast"
     pod = objects.member_pod(pvc_view, 0)
+    token = {
+        "name": "foundation-token",
+        "projected": {
+            "defaultMode": 0o444,
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": "foundation.dev",
+                        "expirationSeconds": 3600,
+                        "path": "token",
+                    }
+                }
+            ],
+        },
+    }
     assert pod["spec"]["volumes"] == [
         {"name": "tmp", "emptyDir": {}},
+        token,
         {"name": "state", "persistentVolumeClaim": {"claimName": "writer-0-state"}},
     ]
+    token_mount = {
+        "name": "foundation-token",
+        "mountPath": "/var/run/secrets/foundation.dev/serviceaccount",
+        "readOnly": True,
+    }
+    for container in pod["spec"]["containers"]:  # the runtime's and the sidecar's
+        assert token_mount in container["volumeMounts"]
     mounts = pod["spec"]["containers"][0]["volumeMounts"]
     assert mounts == [
         {"name": "tmp", "mountPath": "/var/lib/foundation/tmp"},
+        token_mount,
         {"name": "state", "mountPath": "/var/lib/foundation/state"},
     ]
     # The PVC is writable by the pod's fsGroup.
     assert pod["spec"]["securityContext"]["fsGroup"] == 10001
-    assert objects.member_pod(view(), 0)["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert objects.member_pod(view(), 0)["spec"]["volumes"] == [
+        {"name": "tmp", "emptyDir": {}},
+        token,
+    ]
 
 
 def test_the_runtime_is_told_its_store_and_inbox() -> None:

@@ -75,7 +75,7 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
     objects = render({})
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == [
-        "ClusterRole",
+        *["ClusterRole"] * 5,  # the operator's, the members', and callers', readers', cancellers'
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
@@ -111,14 +111,33 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
 def test_rbac_is_the_operators_written_rules_cluster_wide_or_per_watched_namespace() -> None:
     from foundation_operator.core import rbac
 
-    (cluster_role,) = by_kind(render({}), "ClusterRole")
-    assert cluster_role["rules"] == rbac.cluster_rules()
+    roles = {r["metadata"]["name"]: r for r in by_kind(render({}), "ClusterRole")}
+    assert roles["fdn-foundation-operator"]["rules"] == rbac.cluster_rules()
+    assert roles[rbac.MEMBER_CLUSTER_ROLE]["rules"] == rbac.MEMBER_CLUSTER_RULES
+    for written in rbac.people_roles():
+        role = roles[written["metadata"]["name"]]
+        assert role["rules"] == written["rules"]
+        assert written["metadata"]["labels"].items() <= role["metadata"]["labels"].items()
+    # `view` may not read task records (inputs, results, conversations); `edit` may.
+    aggregated = {
+        name: {k.rsplit("-", 1)[1] for k in r["metadata"]["labels"] if "aggregate-to" in k}
+        for name, r in roles.items()
+    }
+    assert aggregated["foundation-agent-caller"] == {"edit", "admin"}
+    assert aggregated["foundation-agent-reader"] == {"edit", "admin"}
+    assert aggregated["foundation-agent-canceller"] == {"admin"}
 
     objects = render({**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]})
-    (cluster_role,) = by_kind(objects, "ClusterRole")
+    (cluster_role,) = [
+        r
+        for r in by_kind(objects, "ClusterRole")
+        if r["metadata"]["name"] == "fdn-foundation-operator"
+    ]
     assert {r["resources"][0] for r in cluster_role["rules"]} == {
         "customresourcedefinitions",
         "namespaces",
+        "clusterrolebindings",
+        "tokenreviews",
     }
     roles = {
         (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(objects, "Role")
@@ -143,7 +162,7 @@ def test_rbac_is_the_operators_written_rules_cluster_wide_or_per_watched_namespa
     (pod_monitor,) = by_kind(objects, "PodMonitor")
     assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
     assert {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]} == {
-        "http",
+        "metrics",
         "sidecar-admin",
     }
 

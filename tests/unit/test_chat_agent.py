@@ -16,6 +16,7 @@ from foundation_agent.agents import ChatAgent, CounterAgent
 from foundation_agent.agents.chat import ChatInput, ChatState
 from foundation_agent.chat import history, metrics
 from foundation_agent.model import AgentError, TaskContext, running
+from foundation_agent.runtime.access import Gate
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.server import TaskApi
 from foundation_agent.runtime.settings import Settings
@@ -24,6 +25,9 @@ from foundation_agent.stores import MemoryStore
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.sidecar import SidecarConfig
 from scripted_model import ScriptedModel
+
+# No API server here: callers without a token are let through, as Permissive members do.
+OPEN = Gate(None, "ns", "agent", "agent", "Permissive")
 
 
 @dataclass
@@ -52,7 +56,7 @@ async def world(monkeypatch):
     model = ScriptedModel(tool_call=("count_increment", {"by": 5}))
     model_server = await served(model.app())
     counter = await started(CounterAgent(), "tally-0")
-    counter_server = await served(TaskApi(counter).app())
+    counter_server = await served(TaskApi(OPEN, counter).app())
 
     config = SidecarConfig.model_validate(
         {
@@ -223,7 +227,7 @@ async def test_unknown_tools_and_bad_arguments_are_told_to_the_model(world: Worl
 
 
 async def test_the_runtime_lists_its_actions_with_their_input_schemas(world: World) -> None:
-    server = await served(TaskApi(world.counter).app())
+    server = await served(TaskApi(OPEN, world.counter).app())
     async with __import__("httpx").AsyncClient(base_url=str(server.make_url(""))) as http:
         listed = (await http.get("/v1/actions")).json()["actions"]
     await server.close()

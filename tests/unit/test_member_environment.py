@@ -9,7 +9,7 @@ import pytest
 
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.sidecar.server import SidecarSettings
-from foundation_common.resources import A2A_PORT, AGENT_PORT, SIDECAR_URL
+from foundation_common.resources import A2A_PORT, AGENT_METRICS_PORT, AGENT_PORT, SIDECAR_URL
 from foundation_operator.agents import objects
 from foundation_operator.agents.api import AgentView
 
@@ -69,7 +69,11 @@ def test_the_runtime_parses_what_the_operator_sets(store: str) -> None:
     # The ports the pod declares are the ones the runtime listens on.
     (container,) = [c for c in pod["spec"]["containers"] if c["name"] == "agent"]
     declared = {p["containerPort"] for p in container["ports"]}
-    assert {settings.agent_port, settings.a2a_port} == declared == {AGENT_PORT, A2A_PORT}
+    ports = {settings.agent_port, settings.a2a_port, settings.metrics_port}
+    assert ports == declared == {AGENT_PORT, A2A_PORT, AGENT_METRICS_PORT}
+    # Its door: the operator's mode, and the account whose forwarded calls it trusts.
+    assert settings.caller_auth == "Required"
+    assert settings.service_account == "writer"
 
 
 def test_the_sidecar_parses_what_the_operator_sets() -> None:

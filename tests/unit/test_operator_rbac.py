@@ -72,10 +72,25 @@ def test_manifests_bind_the_rules_to_one_account() -> None:
     with redirect_stdout(out):
         rbac.main(["--namespace", "ops"])
     docs = list(yaml.safe_load_all(out.getvalue()))
+    people = [d["metadata"]["name"] for d in docs[:3]]
+    assert people == [
+        "foundation-agent-caller",
+        "foundation-agent-reader",
+        "foundation-agent-canceller",
+    ]
+    docs = docs[3:]
     kinds = [d["kind"] for d in docs]
-    assert kinds == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
-    for binding in (docs[2], docs[4]):
+    assert kinds == [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRole",
+        "Role",
+        "RoleBinding",
+    ]
+    for binding in (docs[2], docs[5]):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "foundation-operator", "namespace": "ops"}
         ]
-    assert docs[3]["metadata"]["namespace"] == "ops"
+    assert docs[3]["metadata"]["name"] == rbac.MEMBER_CLUSTER_ROLE
+    assert docs[4]["metadata"]["namespace"] == "ops"

@@ -1,0 +1,62 @@
+"""Who may call an Agent: the names both sides of a call agree on.
+
+A call into a member (its task API, its A2A server) is authorized by the cluster's RBAC on a
+subresource of the Agent: `create` on `agents/tasks` sends a task (and cancels one the caller
+sent), `get` on `agents/tasks` reads any task record, `delete` on `agents/tasks` cancels a task
+someone else sent. Whoever sent a task may always read it.
+
+In-cluster callers (sidecars, Workflow runners, members forwarding within their Agent) prove who
+they are with a projected ServiceAccount token bound to `AUDIENCE`, which the kubelet mounts at
+`TOKEN_PATH` and renews; `CallerToken` reads it, again as it is renewed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from foundation_common.resources import AGENT
+
+AUDIENCE = "foundation.dev"
+TOKEN_DIR = "/var/run/secrets/foundation.dev/serviceaccount"
+TOKEN_PATH = f"{TOKEN_DIR}/token"
+TOKEN_SECONDS = 3600  # the projected token's lifetime (the kubelet renews it at 80 %)
+TASKS = "tasks"  # the subresource of an Agent that calls are authorized on
+SEND, READ, CANCEL_ANY = "create", "get", "delete"
+# A member that forwards a call within its Agent (A2A to the task's owner) names the caller it
+# forwards for; the receiving member believes it only from its own Agent's account.
+SENDER_HEADER = "X-Foundation-Sender"
+SENDER_GROUPS_HEADER = "X-Foundation-Sender-Groups"
+ANONYMOUS = "system:anonymous"
+REREAD_SECONDS = 60.0  # how long a token read from its file is used before reading it again
+
+
+def forbidden(user: str, verb: str, namespace: str, agent: str, subresource: str = TASKS) -> str:
+    """The API server's wording of a denial, for the caller to recognize and grant."""
+    resource = f"{AGENT.plural}/{subresource}" if subresource else AGENT.plural
+    return (
+        f'{AGENT.plural}.{AGENT.group} "{agent}" is forbidden: User "{user}" cannot {verb}'
+        f' resource "{resource}" in API group "{AGENT.group}" in the namespace "{namespace}"'
+    )
+
+
+class CallerToken:
+    """This pod's token for calls into members: the `Authorization` header to send (empty where
+    no token is mounted, as outside a cluster)."""
+
+    def __init__(self, path: str = TOKEN_PATH, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._token = ""
+        self._read_at = float("-inf")
+
+    def header(self) -> dict[str, str]:
+        now = self._clock()
+        if now - self._read_at >= REREAD_SECONDS:
+            try:
+                self._token = self.path.read_text().strip()
+            except OSError:
+                self._token = ""
+            self._read_at = now
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
