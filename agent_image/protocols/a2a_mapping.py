@@ -122,6 +122,8 @@ def task_of(record: Obj, context_id: str) -> Task:
             "foundation.dev/attempts": record.get("attempts", 0),
         },
     }
+    if record.get("sender"):
+        task["metadata"]["foundation.dev/sender"] = record["sender"]
     if record["status"] == "succeeded":
         task["artifacts"] = [
             {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +33,8 @@ from typing import Any, Literal
 from foundation_agent.runtime.records import Refused
 from foundation_common import access
 from foundation_common.resources import AGENT
+
+logger = logging.getLogger("foundation_agent.access")
 
 Mode = Literal["Required", "Permissive"]
 TTL = 10.0  # seconds a verified token or an allowed decision is used
@@ -135,6 +138,17 @@ class Gate:
         self.tokens = Cache(clock)
         self.decisions = Cache(clock)
 
+    async def _ask(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A review; the API server away or refusing us is this call's 503, never cached."""
+        assert self.review is not None
+        try:
+            return await self.review(path, body)
+        except Exception as exc:
+            logger.warning("cannot review a caller (%s): %s", body["kind"], exc)
+            raise Refused(
+                503, f"cannot verify the caller now ({body['kind']}: {exc})", retry_after=1
+            ) from None
+
     async def identify(self, headers: Mapping[str, str]) -> Caller:
         """The caller of a request with these headers; Denied(401) if unproven."""
         authorization = headers.get("Authorization") or ""  # headers: case-insensitive
@@ -166,8 +180,7 @@ class Gate:
         key = hashlib.sha256(token.encode()).digest()
 
         async def fetch() -> Caller | None:
-            assert self.review is not None
-            answer = await self.review(
+            answer = await self._ask(
                 "/apis/authentication.k8s.io/v1/tokenreviews",
                 {
                     "apiVersion": "authentication.k8s.io/v1",
@@ -209,7 +222,6 @@ class Gate:
         key = (caller.user, caller.groups, caller.uid, caller.extra, verb, subresource)
 
         async def fetch() -> bool:
-            assert self.review is not None
             attributes = {
                 "namespace": self.namespace,
                 "verb": verb,
@@ -228,7 +240,7 @@ class Gate:
                 spec["uid"] = caller.uid
             if caller.extra:
                 spec["extra"] = {k: list(v) for k, v in caller.extra}
-            answer = await self.review(
+            answer = await self._ask(
                 f"/apis/authorization.k8s.io/v1/namespaces/{self.namespace}"
                 "/localsubjectaccessreviews",
                 {

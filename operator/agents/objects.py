@@ -445,14 +445,21 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
         },
     ]
     if calls:
-        rules.append(
+        # Sending them tasks, and reading them (their A2A card, their actions' schemas).
+        rules += [
             {
                 "apiGroups": [AGENT.group],
                 "resources": [f"{AGENT.plural}/{access.TASKS}"],
                 "resourceNames": list(calls),
                 "verbs": [access.SEND],
-            }
-        )
+            },
+            {
+                "apiGroups": [AGENT.group],
+                "resources": [AGENT.plural],
+                "resourceNames": list(calls),
+                "verbs": ["get"],
+            },
+        ]
     if states and view.spec.persistence.store == "ConfigMap":
         rules.insert(
             0,

@@ -177,6 +177,18 @@ def people_roles() -> list[Obj]:
     ]
 
 
+def agent_cluster_roles() -> list[Obj]:
+    """What every Agent's member and every caller of Agents is bound to: the chart's, and what
+    a cluster running the operator without it needs first."""
+    member = {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": MEMBER_CLUSTER_ROLE},
+        "rules": MEMBER_CLUSTER_RULES,
+    }
+    return [member, *people_roles()]
+
+
 def lease_rules() -> list[Obj]:
     return [
         {

@@ -13,8 +13,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import yaml
 from kubernetes_asyncio import client, config
 
+from foundation_operator.core import rbac
 from kube import REPO, RESTART_BACKOFF, Kube
 from operators import OperatorProcess
 
@@ -72,6 +74,13 @@ def operator(cluster: str) -> Iterator[OperatorProcess]:
     """The CRDs applied and `foundation-operator` running against the local cluster."""
     kubectl = str(REPO / "e2e/local/kubectl")
     subprocess.run([kubectl, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)
+    # The ClusterRoles the chart installs beside the operator: the members' and the callers'.
+    subprocess.run(
+        [kubectl, "apply", "-f", "-"],
+        input=yaml.safe_dump_all(rbac.agent_cluster_roles()).encode(),
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(
         [
             kubectl,

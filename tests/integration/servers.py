@@ -70,6 +70,7 @@ import http.server
 ready = True
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        # Ready to the kubelet's probe (unless toggled); failing every other call.
         ok = self.path == "/healthz" or (self.path == "/readyz" and ready)
         self.send_response(200 if ok else 503)
         self.end_headers()

@@ -104,7 +104,7 @@ async def main():
                     raise
                 await asyncio.sleep(1)
         client = await create_client(card, ClientConfig(httpx_client=http, streaming=False))
-        message = ParseDict({"role": "ROLE_USER", "messageId": "add-0",
+        message = ParseDict({"role": "ROLE_USER", "messageId": "from-caller",
                              "parts": [{"data": {"action": "increment", "input": {"by": 1}}}]},
                             Message())
         answers = [MessageToDict(e) async for e in client.send_message(
@@ -154,7 +154,7 @@ async def test_the_card_and_exactly_once_across_two_members(
     await client.close()
 
     # From another Agent's pod, through its sidecar: the card names the sidecar's route.
-    await kube.create_agent("caller", sidecar={"enabled": True})
+    await kube.create_agent("caller", sidecar={"enabled": True}, calls={"agents": ["tally"]})
     await kube.wait_agent(
         "caller",
         lambda a: phase(a) == "Running" and a["status"].get("ready") == "1/1",
@@ -163,7 +163,11 @@ async def test_the_card_and_exactly_once_across_two_members(
     )
     called = await in_pod(kube, "caller-0", THROUGH_SIDECAR)
     assert called["url"] == "http://127.0.0.1:15000/a2a/tally/"
-    assert called["task"]["id"] == "add-0" and called["task"] == first["add-0"]
+    # Sent as the caller's account: the member knows who sent it, and keeps the id theirs.
+    assert called["task"]["id"] == "from-caller"
+    assert called["task"]["metadata"]["foundation.dev/sender"] == (
+        f"system:serviceaccount:{kube.ns}:caller"
+    )
 
     # `foundation card` prints the same card.
     done = await asyncio.to_thread(

@@ -208,6 +208,7 @@ async def test_the_tool_loop_repeats_no_effect_when_the_chat_member_is_killed_mi
                 "model": "scripted",
                 "tools": [{"capability": "count", "action": "increment"}],
             },
+            calls={"capabilities": ["count"]},
             sidecar={"upstreams": [{"name": "llm", "url": url}]},
         )
         await kube.wait_agent("tally", running(), timeout=90, what="tally Running")

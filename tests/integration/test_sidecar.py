@@ -191,11 +191,13 @@ async def test_capability_calls_reach_two_agents_avoid_a_failing_member_and_foll
     await kube.create_agent(
         "broken", capabilities=["calc"], command=[sys.executable, "-c", FAILING_MEMBER]
     )
-    await kube.create_agent("caller", sidecar={})
+    await kube.create_agent("caller", sidecar={}, calls={"capabilities": ["calc"]})
     for name, n in (("alpha", 2), ("beta", 1), ("broken", 1), ("caller", 1)):
         await kube.wait_agent(name, running(n), what=f"{name} Running")
 
-    calls = await in_pod(kube, "caller-0", CALLS.format(n=30, path="/agents/calc/metrics", pause=0))
+    calls = await in_pod(
+        kube, "caller-0", CALLS.format(n=30, path="/agents/calc/readyz?via=sidecar", pause=0)
+    )
     assert {c[0] for c in calls} == {200}  # broken-0's 503s were retried on others
     members = {c[2] for c in calls}
     assert members == {"alpha-0", "alpha-1", "beta-0"}
@@ -240,6 +242,8 @@ async def test_capability_calls_reach_two_agents_avoid_a_failing_member_and_foll
         return "beta-0" not in names
 
     await kube.wait(beta_gone, what="beta-0 out of the capability's Endpoints")
-    calls = await in_pod(kube, "caller-0", CALLS.format(n=20, path="/agents/calc/metrics", pause=0))
+    calls = await in_pod(
+        kube, "caller-0", CALLS.format(n=20, path="/agents/calc/readyz?via=sidecar", pause=0)
+    )
     assert {c[0] for c in calls} == {200}
     assert {c[2] for c in calls} == {"alpha-0", "alpha-1"}

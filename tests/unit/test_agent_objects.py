@@ -148,6 +148,12 @@ def test_role_allows_exactly_own_state_status_discovery_and_the_declared_calls()
             "resourceNames": ["counter", "sum-a"],
             "verbs": ["create"],
         },
+        {
+            "apiGroups": ["foundation.dev"],
+            "resources": ["agents"],
+            "resourceNames": ["counter", "sum-a"],
+            "verbs": ["get"],
+        },
     ]
     binding = objects.role_binding(view(serviceAccountName="custom"))
     assert binding["subjects"] == [
