@@ -48,6 +48,7 @@ from foundation_agent.runtime.access import ANONYMOUS, Caller, Gate
 from foundation_agent.runtime.peers import Peers
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
+from foundation_common import access
 from foundation_common.tasks import ENDED
 
 logger = logging.getLogger("foundation_agent.a2a")
@@ -241,7 +242,14 @@ def authenticated(app: Any, gate: Gate) -> Any:
     async def door(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             try:
-                scope["auth"] = await gate.identify(Headers(scope=scope))
+                caller = scope["auth"] = await gate.identify(Headers(scope=scope))
+                # JSON-RPC calls send, cancel or read tasks: a caller who may do none of them
+                # is refused here, by HTTP, before any is read; each method is checked again.
+                if scope["method"] == "POST" and not (
+                    await gate.allowed(caller, access.SEND)
+                    or await gate.allowed(caller, access.READ)
+                ):
+                    await gate.require(caller, access.SEND)
             except Refused as exc:
                 answer = JSONResponse(
                     {"error": exc.message},

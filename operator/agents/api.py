@@ -134,6 +134,17 @@ class Calls(Model):
     )
 
 
+class Callers(Model):
+    """Who may call this Agent is RBAC's to say (docs/security.md); this says what its members
+    do with a call that presents no token at all."""
+
+    require_token: bool = Field(
+        False,
+        description="Refuse (401) every call without a token, even where the operator still"
+        " lets tokenless calls through (its callerAuthentication: Permissive).",
+    )
+
+
 class AgentSpec(Model):
     image: str | None = Field(
         None,
@@ -163,6 +174,7 @@ class AgentSpec(Model):
         description="The Agents this one calls, by name or capability: what its account may"
         " send tasks to.",
     )
+    callers: Callers = Field(default_factory=Callers)
     env: list[EnvVar] = Field(default_factory=list)
     resources: FreeForm | None = Field(None, description="The container's resources.")
     service_account_name: str | None = Field(

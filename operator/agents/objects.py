@@ -116,7 +116,10 @@ def container(view: AgentView) -> Obj:
             "value": str(spec.inbox.keep_completed_seconds),
         },
         {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
-        {"name": "FOUNDATION_CALLER_AUTH", "value": view.caller_auth},
+        {
+            "name": "FOUNDATION_CALLER_AUTH",
+            "value": "Required" if spec.callers.require_token else view.caller_auth,
+        },
         {
             "name": "FOUNDATION_SERVICE_ACCOUNT",
             "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}},
