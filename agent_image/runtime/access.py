@@ -40,6 +40,7 @@ Mode = Literal["Required", "Permissive"]
 TTL = 10.0  # seconds a verified token or an allowed decision is used
 DENIED_TTL = 2.0  # seconds a refusal is used: a new grant works almost at once
 MAX_ENTRIES = 4096  # per cache; the least recently used go first
+REFRESH_SHARE = 0.2  # the last part of an answer's time, in which it is refreshed ahead
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,16 @@ Review = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]  # (path, bo
 
 
 class Cache:
-    """Answers kept for a bounded time and number; a miss asked once however many wait on it."""
+    """Answers kept for a bounded time and number; a miss asked once however many wait on it.
+
+    An answer in the last `REFRESH_SHARE` of its time is given as it is while a fresh one is
+    asked in the background, so a caller that calls steadily never waits on a review: a
+    decision is never older than its time, plus one review's round trip."""
 
     def __init__(self, clock: Callable[[], float], size: int = MAX_ENTRIES) -> None:
         self.clock = clock
         self.size = size
-        self.entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self.entries: OrderedDict[Any, tuple[float, float, Any]] = OrderedDict()
         self.pending: dict[Any, asyncio.Future[Any]] = {}
         self.misses = 0
 
@@ -88,12 +93,21 @@ class Cache:
         self, key: Any, fetch: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]
     ) -> Any:
         held = self.entries.get(key)
-        if held is not None and held[0] > self.clock():
+        now = self.clock()
+        if held is not None and held[0] > now:
             self.entries.move_to_end(key)
-            return held[1]
+            if now >= held[1] and key not in self.pending:
+                refresh = asyncio.ensure_future(self._fetch(key, fetch, ttl))
+                refresh.add_done_callback(lambda done: done.cancelled() or done.exception())
+            return held[2]
         waiting = self.pending.get(key)
         if waiting is not None:
             return await asyncio.shield(waiting)
+        return await self._fetch(key, fetch, ttl)
+
+    async def _fetch(
+        self, key: Any, fetch: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]
+    ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[key] = future
         self.misses += 1
@@ -106,7 +120,8 @@ class Cache:
         finally:
             self.pending.pop(key, None)
         future.set_result(value)
-        self.entries[key] = (self.clock() + ttl(value), value)
+        now, seconds = self.clock(), ttl(value)
+        self.entries[key] = (now + seconds, now + seconds * (1 - REFRESH_SHARE), value)
         self.entries.move_to_end(key)
         while len(self.entries) > self.size:
             self.entries.popitem(last=False)
