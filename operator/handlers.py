@@ -68,6 +68,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         workers=settings.workers,
         agent_image=settings.agent_image,
         caller_auth=settings.caller_auth,
+        privileged_namespaces=settings.privileged_namespaces,
     )
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
     State.supervisor.start()

@@ -45,6 +45,11 @@ class Settings(BaseModel, frozen=True):
         " through the API server's pod proxy. A call with a token is verified and authorized"
         " either way (the chart's agents.callerAuthentication).",
     )
+    privileged_namespaces: tuple[str, ...] = Field(
+        default=(),
+        description="Namespaces whose Agents may run pods outside the restricted Pod Security"
+        " Standard (comma-separated; the chart's agents.privilegedNamespaces).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
     leader_election: bool = Field(
@@ -62,7 +67,7 @@ class Settings(BaseModel, frozen=True):
         description="This replica's name in the Lease (the pod name in a cluster).",
     )
 
-    @field_validator("namespaces", "excluded_namespaces", mode="before")
+    @field_validator("namespaces", "excluded_namespaces", "privileged_namespaces", mode="before")
     @classmethod
     def _split_namespaces(cls, value: object) -> object:
         if isinstance(value, str):

@@ -19,7 +19,7 @@ from foundation_common.status import now
 from foundation_operator.agents import objects, plan
 from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
-from foundation_operator.core import finalizers, metrics, owned
+from foundation_operator.core import finalizers, metrics, owned, security
 from foundation_operator.core.client import Api, ApiError, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex, key_of
 from foundation_operator.core.reconciler import Reconciler
@@ -67,8 +67,10 @@ class Supervisor(Reconciler):
         workers: int = 8,
         agent_image: str = "",
         caller_auth: str = "Required",
+        privileged_namespaces: Iterable[str] = (),
     ) -> None:
         super().__init__(workers)
+        self.privileged_namespaces = frozenset(privileged_namespaces)
         self.kube = kube
         self.agent_image = agent_image
         self.caller_auth = caller_auth
@@ -250,6 +252,20 @@ class Supervisor(Reconciler):
         if found:
             await self._invalid(body, "; ".join(found))
             return None
+        if view.namespace not in self.privileged_namespaces:
+            # What admission enforces on clusters of today (Pod Security "restricted"), said
+            # here, where 1.20's API server would take the pod: no pod, and the field named.
+            breaks = security.violations(objects.member_pod(view, 0)["spec"])
+            if breaks:
+                await self._invalid(
+                    body,
+                    "the members' pods would break the restricted Pod Security Standard: "
+                    + "; ".join(breaks)
+                    + " (change spec.podTemplate, or ask for this namespace to be exempted:"
+                    " the chart's agents.privilegedNamespaces)",
+                    reason="NotRestricted",
+                )
+                return None
         # The finalizer only where a deletion needs the operator: to release the members'
         # state objects (persistence.retainOnDelete) before the garbage collector takes them;
         # it goes on before any member exists (pods come in _supervise). Otherwise the garbage
@@ -474,10 +490,12 @@ class Supervisor(Reconciler):
         if answer is not None:
             self.agents.ahead(answer)
 
-    async def _invalid(self, body: Obj, message: str) -> None:
+    async def _invalid(self, body: Obj, message: str, reason: str = "InvalidSpec") -> None:
         generation = int(body["metadata"].get("generation", 0))
         status = plan.parse_status(body.get("status"))
-        await self._write_status(body, plan.invalid_status(status, generation, message, now()))
+        await self._write_status(
+            body, plan.invalid_status(status, generation, message, now(), reason)
+        )
 
     def _record_phase(self, key: Key, phase: str | None) -> None:
         """Keep the agents-by-phase gauge in step with what the supervisor reports."""

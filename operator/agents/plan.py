@@ -447,14 +447,20 @@ def settled(status: AgentStatus, refused: str | None = None) -> bool:
     return status.phase in ("Running", "Failed") or refused is not None
 
 
-def invalid_status(status: AgentStatus, generation: int, message: str, at: datetime) -> AgentStatus:
+def invalid_status(
+    status: AgentStatus,
+    generation: int,
+    message: str,
+    at: datetime,
+    reason: str = "InvalidSpec",
+) -> AgentStatus:
     """An Agent whose spec cannot be carried out: Failed, with the reason and what to change."""
     return status.model_copy(
         update={
             "phase": "Failed",
             "observed_generation": generation,
             "conditions": [
-                condition("Ready", False, "InvalidSpec", message, generation, status.conditions, at)
+                condition("Ready", False, reason, message, generation, status.conditions, at)
             ],
         }
     )

@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from foundation_operator.core import rbac
-from kube import Kube
+from kube import Kube, agent_condition
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -340,3 +340,21 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
                 else kube.rbac.delete_cluster_role_binding
             )
             await delete(doc["metadata"]["name"])
+
+
+async def test_a_pod_template_outside_the_restricted_profile_gets_a_condition_and_no_pod(
+    kube: Kube,
+) -> None:
+    await kube.create_agent(
+        "rooted", podTemplate={"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}
+    )
+    agent = await kube.wait_agent(
+        "rooted",
+        lambda a: agent_condition(a, "Ready").get("reason") == "NotRestricted",
+        what="rooted given NotRestricted",
+    )
+    message = agent_condition(agent, "Ready")["message"]
+    assert "spec.securityContext.runAsUser: 0 (root) is not allowed" in message
+    assert "agents.privilegedNamespaces" in message
+    assert agent["status"]["phase"] == "Failed"
+    assert await kube.names("Pod", "foundation.dev/agent=rooted") == []

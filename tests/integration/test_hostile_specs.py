@@ -246,7 +246,7 @@ async def test_hostile_agent_specs_are_refused_naming_the_field_or_get_a_reason(
         timeout=30,
         what=f"{name} ({path}={value!r:.80}) given a Ready reason",
     )
-    if agent_condition(agent, "Ready")["reason"] == "InvalidSpec":
+    if agent_condition(agent, "Ready")["reason"] in ("InvalidSpec", "NotRestricted"):
         # Nothing half-made: no member, no account, no Service for an invalid Agent.
         selector = f"foundation.dev/agent={name}"
         for kind in ("Pod", "ServiceAccount", "Service", "Role"):

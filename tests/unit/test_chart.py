@@ -211,3 +211,24 @@ def test_bad_values_are_refused_naming_the_value(values: dict, message: str) -> 
             chart.validate_schema(values)
     finally:
         chart.close()
+
+
+def test_the_operator_is_told_how_members_treat_callers_and_which_namespaces_are_exempt() -> None:
+    def env_of(values: dict) -> dict[str, str]:
+        (deployment,) = by_kind(render(values), "Deployment")
+        return {
+            e["name"]: e.get("value", "")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    from foundation_operator.settings import Settings
+
+    defaults = env_of({})
+    assert defaults["FOUNDATION_CALLER_AUTH"] == "Permissive"
+    assert "FOUNDATION_PRIVILEGED_NAMESPACES" not in defaults
+    chosen = env_of(
+        {"agents": {"callerAuthentication": "Required", "privilegedNamespaces": ["gpu", "lab"]}}
+    )
+    settings = Settings.from_env(chosen)
+    assert settings.caller_auth == "Required"
+    assert settings.privileged_namespaces == ("gpu", "lab")
