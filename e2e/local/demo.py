@@ -83,6 +83,21 @@ def is_ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def cluster_roles_are_ours() -> bool:
+    """Whether this release makes the cluster-wide ClusterRoles (docs/security.md): yes unless
+    something else made them already (another release, or `make test`'s harness)."""
+    found = subprocess.run(
+        [KUBECTL, "get", "clusterrole", "foundation-agent-member", "-o", "json"],
+        capture_output=True,
+        env=ENV,
+        check=False,
+    )
+    if found.returncode != 0:
+        return True
+    annotations = json.loads(found.stdout)["metadata"].get("annotations") or {}
+    return bool(annotations.get("meta.helm.sh/release-name") == RELEASE)
+
+
 def helm_release() -> None:
     import helm_python
 
@@ -98,7 +113,8 @@ def helm_release() -> None:
         )
         started = time.monotonic()
         call = helm.upgrade if installed else helm.install
-        release = call(chart, RELEASE, VALUES, namespace=NAMESPACE, wait="watcher", timeout=180)
+        values = {**VALUES, "clusterRoles": {"create": cluster_roles_are_ours()}}
+        release = call(chart, RELEASE, values, namespace=NAMESPACE, wait="watcher", timeout=180)
         print(
             f"    release {RELEASE}: {release['status']}, revision {release.get('version')}, "
             f"in {time.monotonic() - started:.1f} s",

@@ -35,6 +35,9 @@ VALUES = {
     "leaderElection": {"leaseDurationSeconds": 4},
     "logLevel": "INFO",
     "excludedNamespaces": ["foundation-demo"],  # `make demo`'s operator has it
+    # The shared ClusterRoles are the tests' harness's already (conftest), as a second
+    # release in a cluster finds them.
+    "clusterRoles": {"create": False},
 }
 
 
@@ -415,6 +418,9 @@ async def test_every_value_set_passes_a_server_side_dry_run(
         {"metrics": {"service": {"enabled": False}}, "podDisruptionBudget": {"enabled": False}},
         {"podLabels": {"bad key!": "x"}},  # Helm lets it through; the API server must not
     ]
+    # The shared ClusterRoles exist already (the harness's; the chart renders the same rules,
+    # tests/unit/test_chart.py): Helm would refuse to take them over, as for a second release.
+    value_sets = [{**v, "clusterRoles": {"create": False}} for v in value_sets]
     helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
     results = []
     try:
