@@ -20,7 +20,7 @@ from foundation_common import __version__
 from foundation_common.resources import AGENT, WORKFLOW
 from foundation_operator.agents import objects
 from foundation_operator.agents.controller import Supervisor
-from foundation_operator.core.client import Api, Obj, connect, kopf_credentials
+from foundation_operator.core.client import Api, ApiError, Obj, connect, kopf_credentials
 from foundation_operator.core.index import slim
 from foundation_operator.core.watches import LabelledWatch
 from foundation_operator.settings import Settings
@@ -69,6 +69,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         agent_image=settings.agent_image,
         caller_auth=settings.caller_auth,
         privileged_namespaces=settings.privileged_namespaces,
+        callers_from=await callers_from(kube, settings),
     )
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
     State.supervisor.start()
@@ -77,6 +78,29 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     for watch in State.watches:
         watch.start()
     logger.info("foundation operator %s starting", __version__)
+
+
+async def callers_from(kube: Api, settings: Settings) -> list[Obj] | None:
+    """Who besides Foundation's pods reaches members (each Agent's NetworkPolicy), or None
+    with NetworkPolicies off: the peers configured, and the API server's own addresses (the
+    `kubernetes` Service's endpoints; the pod proxy people come through), where readable."""
+    if not settings.network_policy:
+        return None
+    peers = list(settings.network_policy_from)
+    try:
+        endpoints = await kube.read("Endpoints", "default", "kubernetes")
+    except ApiError as exc:
+        endpoints = None
+        logger.warning(
+            "cannot read the API server's addresses (%s); Agents' NetworkPolicies admit only"
+            " the peers of networkPolicyFrom besides Foundation's pods",
+            exc.reason,
+        )
+    for subset in (endpoints or {}).get("subsets") or []:
+        for address in subset.get("addresses") or []:
+            ip = address["ip"]
+            peers.append({"ipBlock": {"cidr": f"{ip}/{128 if ':' in ip else 32}"}})
+    return peers
 
 
 def watches(
@@ -106,7 +130,7 @@ def watches(
     ]
 
 
-OWNED_KINDS = ("Service", "ServiceAccount", "Role", "RoleBinding")
+OWNED_KINDS = ("Service", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy")
 
 
 @kopf.on.cleanup()

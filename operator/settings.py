@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from foundation_common.settings import SettingsError, settings_from_env
+from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -50,6 +50,16 @@ class Settings(BaseModel, frozen=True):
         description="Namespaces whose Agents may run pods outside the restricted Pod Security"
         " Standard (comma-separated; the chart's agents.privilegedNamespaces).",
     )
+    network_policy: bool = Field(
+        default=True,
+        description="Give each Agent a NetworkPolicy (docs/security.md); the chart's"
+        " agents.networkPolicy.enabled.",
+    )
+    network_policy_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers (JSON list) admitted to members' task and A2A ports"
+        " besides Foundation's pods and the API server: callers in other namespaces, say.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
     leader_election: bool = Field(
@@ -73,6 +83,8 @@ class Settings(BaseModel, frozen=True):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    _json = field_validator("network_policy_from", mode="before")(json_setting)
 
     @field_validator("log_level", mode="before")
     @classmethod

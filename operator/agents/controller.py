@@ -68,8 +68,10 @@ class Supervisor(Reconciler):
         agent_image: str = "",
         caller_auth: str = "Required",
         privileged_namespaces: Iterable[str] = (),
+        callers_from: list[Obj] | None = None,
     ) -> None:
         super().__init__(workers)
+        self.callers_from = callers_from  # None: no NetworkPolicies
         self.privileged_namespaces = frozenset(privileged_namespaces)
         self.kube = kube
         self.agent_image = agent_image
@@ -202,7 +204,7 @@ class Supervisor(Reconciler):
         except InvalidSpec:
             return []
         meta = have["metadata"]
-        wanted = objects.owned_objects(view, self.callees(view)) + [
+        wanted = objects.owned_objects(view, self.callees(view), self.callers_from) + [
             objects.capability_service(
                 view.namespace, c, [objects.owner_reference(view, controller=False)]
             )
@@ -407,7 +409,7 @@ class Supervisor(Reconciler):
         no reads here.
         """
         memory = self.remember((view.namespace, view.name))
-        wanted = objects.owned_objects(view, self.callees(view))
+        wanted = objects.owned_objects(view, self.callees(view), self.callers_from)
         fingerprint = json.dumps([wanted, sorted(view.spec.capabilities)], sort_keys=True)
         if memory.owned_applied == fingerprint:
             return

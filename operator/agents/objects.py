@@ -25,11 +25,11 @@ from foundation_common.resources import (
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import AgentView
 from foundation_operator.core import owned, security
+from foundation_operator.core.labels import AGENT_LABEL, WORKFLOW_LABEL
 from foundation_operator.core.rbac import DISCOVERY_RULE, MEMBER_CLUSTER_ROLE
 
 Obj = dict[str, Any]
 
-AGENT_LABEL = "foundation.dev/agent"
 MEMBER_LABEL = "foundation.dev/member"
 CAPABILITY_LABEL = "foundation.dev/capability"  # on capability Services
 CAPABILITY_PREFIX = "capability.foundation.dev/"
@@ -486,6 +486,43 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
     }
 
 
+def network_policy(view: AgentView, callers_from: Sequence[Obj]) -> Obj:
+    """Who may reach the members: on the task API and A2A ports, Foundation's own pods of the
+    namespace (members, which call each other and forward within an Agent, and Workflow
+    runners) and the peers the operator is given (`callers_from`: the API server, the path
+    people come through; callers in other namespaces); Prometheus on the metrics port, from
+    anywhere. RBAC still decides which of them may call (docs/security.md): this keeps out
+    everything that is not Foundation's."""
+
+    def having(label: str) -> Obj:
+        return {"podSelector": {"matchExpressions": [{"key": label, "operator": "Exists"}]}}
+
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"foundation-agent-{view.name}",
+            "namespace": view.namespace,
+            "labels": agent_labels(view),
+            "ownerReferences": [owner_reference(view)],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {AGENT_LABEL: view.name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "ports": [
+                        {"protocol": "TCP", "port": AGENT_PORT},
+                        {"protocol": "TCP", "port": A2A_PORT},
+                    ],
+                    "from": [having(AGENT_LABEL), having(WORKFLOW_LABEL), *callers_from],
+                },
+                {"ports": [{"protocol": "TCP", "port": AGENT_METRICS_PORT}]},
+            ],
+        },
+    }
+
+
 # What drift repair restores in objects the Agent owns (besides their existence and owner):
 # top-level fields or dotted paths. Others (labels, fields the API server fills in) are left
 # as they are. A Service's ports are restored too: an Agent's Service made by an earlier
@@ -494,14 +531,19 @@ OWNED_FIELDS: dict[str, tuple[str, ...]] = {
     "Role": ("rules",),
     "RoleBinding": ("subjects",),  # its roleRef cannot change
     "Service": ("spec.selector", "spec.ports"),
+    "NetworkPolicy": ("spec",),
 }
 
 
-def owned_objects(view: AgentView, calls: Sequence[str] = ()) -> list[Obj]:
+def owned_objects(
+    view: AgentView, calls: Sequence[str] = (), callers_from: Sequence[Obj] | None = None
+) -> list[Obj]:
     """The objects the Agent owns besides its members and their state: its identity, its
-    rights (with the Agents it `calls`) and its Service (capability Services are shared: see
-    capability_service)."""
+    rights (with the Agents it `calls`), its Service (capability Services are shared: see
+    capability_service), and its NetworkPolicy (unless `callers_from` is None: off)."""
     wanted = [role(view, calls), role_binding(view), agent_service(view)]
+    if callers_from is not None:
+        wanted.append(network_policy(view, callers_from))
     if not view.spec.service_account_name:
         wanted.insert(0, service_account(view))
     return wanted

@@ -76,6 +76,12 @@ def cluster_rules() -> list[Obj]:
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
+        # Each Agent's NetworkPolicy (watched, like the other owned objects, for repair).
+        {
+            "apiGroups": ["networking.k8s.io"],
+            "resources": ["networkpolicies"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
+        },
         DISCOVERY_RULE,
         # Each Agent's and each runner's account and its Role and RoleBinding.
         # list/watch: the operator's own objects (its label, filtered on the server) are

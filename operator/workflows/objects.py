@@ -12,12 +12,12 @@ from foundation_common import access
 from foundation_common.resources import AGENT
 from foundation_common.workflows.api import WORKFLOW, WorkflowSpec
 from foundation_operator.core import security
+from foundation_operator.core.labels import WORKFLOW_LABEL
 from foundation_operator.core.owned import owner_reference
 from foundation_operator.core.rbac import DISCOVERY_RULE
 from foundation_operator.workflows import dag
 
 Obj = dict[str, Any]
-WORKFLOW_LABEL = "foundation.dev/workflow"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 
 

@@ -193,6 +193,15 @@ async def test_every_door_answers_401_403_or_the_call_for_each_kind_of_caller(ku
                 headers={"Authorization": f"Bearer {await token(kube, 'caller')}"},
             )
             assert runner_like.status_code == 200  # the same account: the same sender
+            # The network keeps out all but Foundation's pods and the API server (this test node
+            # does not enforce NetworkPolicies: the object is what is checked here).
+            policy = await client.NetworkingV1Api(kube.api).read_namespaced_network_policy(
+                "foundation-agent-door", kube.ns
+            )
+            assert policy.spec.pod_selector.match_labels == {"foundation.dev/agent": "door"}
+            admitted = policy.spec.ingress[0]._from
+            assert any(p.ip_block is not None for p in admitted)  # the API server's address
+            assert [p.port for p in policy.spec.ingress[1].ports] == [8082]
             # Probes and metrics need no token (the kubelet and Prometheus have none).
             assert (await http.get(f"http://{ip}:8080/readyz")).status_code == 200
             assert (await http.get(f"http://{ip}:8082/metrics")).status_code == 200

@@ -348,3 +348,27 @@ def test_the_image_is_the_agents_own_or_the_operators_default() -> None:
     )
     with pytest.raises(InvalidSpec, match=r"spec\.image: set it, or give the operator a default"):
         AgentView.from_body(body)
+
+
+def test_the_network_policy_admits_foundations_pods_the_given_peers_and_prometheus() -> None:
+    import kubernetes_validate
+
+    api_server = {"ipBlock": {"cidr": "10.0.0.1/32"}}
+    policy = objects.network_policy(view(), [api_server])
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"foundation.dev/agent": "writer"}}
+    calls, metrics = policy["spec"]["ingress"]
+    assert [p["port"] for p in calls["ports"]] == [8080, 8081]
+    assert calls["from"] == [
+        {"podSelector": {"matchExpressions": [{"key": k, "operator": "Exists"}]}}
+        for k in ("foundation.dev/agent", "foundation.dev/workflow")
+    ] + [api_server]
+    assert metrics == {"ports": [{"protocol": "TCP", "port": 8082}]}  # from anywhere
+    for version in ("1.28.0", kubernetes_validate.latest_version()):
+        kubernetes_validate.validate(policy, version, strict=True)
+    # Owned with the rest, or not at all when the operator is told so.
+    kinds = [o["kind"] for o in objects.owned_objects(view(), (), [])]
+    assert "NetworkPolicy" in kinds
+    assert "NetworkPolicy" not in [o["kind"] for o in objects.owned_objects(view())]
+    changed = json.loads(json.dumps(policy))
+    changed["spec"]["ingress"][0]["from"] = []
+    assert objects.drifted(policy, changed)

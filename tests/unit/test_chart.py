@@ -226,9 +226,18 @@ def test_the_operator_is_told_how_members_treat_callers_and_which_namespaces_are
     defaults = env_of({})
     assert defaults["FOUNDATION_CALLER_AUTH"] == "Permissive"
     assert "FOUNDATION_PRIVILEGED_NAMESPACES" not in defaults
+    assert Settings.from_env(defaults).network_policy is True
+    peer = {"namespaceSelector": {"matchLabels": {"team": "reporting"}}}
     chosen = env_of(
-        {"agents": {"callerAuthentication": "Required", "privilegedNamespaces": ["gpu", "lab"]}}
+        {
+            "agents": {
+                "callerAuthentication": "Required",
+                "privilegedNamespaces": ["gpu", "lab"],
+                "networkPolicy": {"enabled": False, "from": [peer]},
+            }
+        }
     )
     settings = Settings.from_env(chosen)
     assert settings.caller_auth == "Required"
     assert settings.privileged_namespaces == ("gpu", "lab")
+    assert settings.network_policy is False and settings.network_policy_from == [peer]
