@@ -41,6 +41,7 @@ KINDS = {
         Kind("ServiceAccount", "v1"),
         Kind("Role", "rbac.authorization.k8s.io/v1"),
         Kind("RoleBinding", "rbac.authorization.k8s.io/v1"),
+        Kind("NetworkPolicy", "networking.k8s.io/v1"),
     )
 }
 
