@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from foundation_common import events
@@ -69,8 +69,10 @@ class Supervisor(Reconciler):
         caller_auth: str = "Required",
         privileged_namespaces: Iterable[str] = (),
         callers_from: list[Obj] | None = None,
+        manages: Callable[[str], bool] = lambda namespace: True,
     ) -> None:
         super().__init__(workers)
+        self.manages = manages  # whether a namespace's Agents are this operator's
         self.callers_from = callers_from  # None: no NetworkPolicies
         self.privileged_namespaces = frozenset(privileged_namespaces)
         self.kube = kube
@@ -80,7 +82,7 @@ class Supervisor(Reconciler):
         # may call whom follows capabilities as Agents come, go and change them.
         self.offering: dict[Key, set[str]] = {}
         self.calling: dict[Key, set[Key]] = {}
-        self.members_applied: Obj | None = None  # the members' binding as last written
+        self.members_applied: set[tuple[str, str]] | None = None  # accounts last written
         self.agents = Index()
         self.pods = OwnedIndex(objects.AGENT_LABEL)
         self.memory: dict[Key, AgentMemory] = {}
@@ -426,18 +428,26 @@ class Supervisor(Reconciler):
 
     async def _ensure_members_binding(self) -> None:
         """The one binding of every Agent's account to the members' ClusterRole (review a
-        caller's token), written when the accounts change and not otherwise."""
-        want = objects.members_binding(
-            objects.account_of(agent) for agent in self.agents.objects.values()
-        )
-        if want == self.members_applied:
+        caller's token). Other operators (other namespaces, other releases) write it too, so
+        it is merged: the accounts of the namespaces this operator manages are its index's,
+        the others are left as they are. Read and written under its resourceVersion (a
+        conflict comes back through the queue); written only when it changes."""
+        mine = {objects.account_of(agent) for agent in self.agents.objects.values()}
+        if mine == self.members_applied:
             return
+        want = objects.members_binding(mine)
         have, created = await owned.create_or_read(self.kube, want)
-        if not created and have.get("subjects") != want["subjects"]:
-            await self.kube.patch(
-                "ClusterRoleBinding", None, want["metadata"]["name"], {"subjects": want["subjects"]}
-            )
-        self.members_applied = want
+        if not created:
+            merged = objects.merged_subjects(have, mine, self.manages)
+            if merged != have.get("subjects"):
+                meta = have["metadata"]
+                await self.kube.patch(
+                    "ClusterRoleBinding",
+                    None,
+                    meta["name"],
+                    {"metadata": {"resourceVersion": meta["resourceVersion"]}, "subjects": merged},
+                )
+        self.members_applied = mine
 
     async def _join_capability(self, view: AgentView, capability: str) -> None:
         """Create the capability Service or add the Agent to its owners (see core.owned)."""

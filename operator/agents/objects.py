@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -395,6 +395,19 @@ def account_of(agent: Obj) -> tuple[str, str]:
     """(namespace, name) of the account an Agent's members run as."""
     meta = agent["metadata"]
     return meta["namespace"], (agent.get("spec") or {}).get("serviceAccountName") or meta["name"]
+
+
+def merged_subjects(
+    have: Obj, mine: Iterable[tuple[str, str]], manages: Callable[[str], bool]
+) -> list[Obj]:
+    """The members' binding's subjects: `mine` for the namespaces this operator manages, and
+    what `have` names elsewhere (other operators' Agents) as it is."""
+    kept = {
+        (s.get("namespace", ""), s.get("name", ""))
+        for s in have.get("subjects") or []
+        if not manages(s.get("namespace", ""))
+    }
+    return list(members_binding({*mine, *kept})["subjects"])
 
 
 def members_binding(accounts: Iterable[tuple[str, str]]) -> Obj:

@@ -372,3 +372,16 @@ def test_the_network_policy_admits_foundations_pods_the_given_peers_and_promethe
     changed = json.loads(json.dumps(policy))
     changed["spec"]["ingress"][0]["from"] = []
     assert objects.drifted(policy, changed)
+
+
+def test_the_members_binding_is_merged_with_what_other_operators_wrote() -> None:
+    def subject(namespace: str, name: str) -> dict:
+        return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+    have = {"subjects": [subject("demo", "greeter"), subject("team", "gone"), subject("team", "a")]}
+    mine = {("team", "a"), ("team", "b")}
+    # `team` is this operator's: its index decides (gone goes, b comes); `demo` is another's.
+    merged = objects.merged_subjects(have, mine, lambda namespace: namespace != "demo")
+    assert merged == [subject("demo", "greeter"), subject("team", "a"), subject("team", "b")]
+    binding = objects.members_binding(mine)
+    assert binding["roleRef"]["name"] == binding["metadata"]["name"] == "foundation-agent-member"
