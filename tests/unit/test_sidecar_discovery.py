@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from foundation_agent.client import DeliveryError, Sidecar
 from foundation_agent.sidecar.proxy import Proxy
+from foundation_common.access import CallerToken
 from foundation_common.discovery import Capability, Directory, RestEndpoints, ready_members
 from foundation_common.sidecar import Discovery, SidecarConfig
 
@@ -114,7 +115,13 @@ class MemberServer:
             return web.json_response(record or {"error": "unknown"}, status=200 if record else 404)
         forwarded = {k: v for k, v in request.headers.items() if k.startswith("X-Forwarded-")}
         return web.json_response(
-            {"member": self.name, "path": request.path_qs, "forwarded": forwarded}
+            {
+                "member": self.name,
+                "path": request.path_qs,
+                "forwarded": forwarded,
+                "authorization": request.headers.get("Authorization"),
+                "sender": request.headers.get("X-Foundation-Sender"),
+            }
         )
 
 
@@ -135,7 +142,9 @@ async def members():
         await server.close()
 
 
-async def proxy_for(members: dict[str, MemberServer], **discovery: object):
+async def proxy_for(
+    members: dict[str, MemberServer], token: CallerToken | None = None, **discovery: object
+):
     config = SidecarConfig.model_validate({"discovery": discovery})
 
     def no_api():
@@ -150,7 +159,7 @@ async def proxy_for(members: dict[str, MemberServer], **discovery: object):
         "tally", config.discovery, service="tally"
     )
     tally.update(endpoints({n: m.address for n, m in members.items() if n.startswith("a-")}))
-    client = TestClient(TestServer(Proxy(config, directory).app()))
+    client = TestClient(TestServer(Proxy(config, directory, token).app()))
     await client.start_server()
     return client, cap
 
@@ -167,6 +176,24 @@ async def test_capability_calls_reach_every_member_and_say_which(members) -> Non
     assert seen == {"a-0": 3, "a-1": 3, "b-0": 3}
     unknown = await client.get("/agents/nobody/hello")
     assert unknown.status == 503 and "no ready member of capability nobody" in await unknown.text()
+    await client.close()
+
+
+async def test_calls_into_members_carry_this_pods_token_never_the_agents_word(
+    members, tmp_path
+) -> None:
+    (tmp_path / "token").write_text("pod-token\n")
+    client, _ = await proxy_for(members, CallerToken(str(tmp_path / "token")))
+    forged = {"Authorization": "Bearer stolen", "X-Foundation-Sender": "system:admin"}
+    for path in ("/agents/calc/v1/actions", "/a2a/tally/"):
+        body = await (await client.get(path, headers=forged)).json()
+        assert body["authorization"] == "Bearer pod-token"
+        assert body["sender"] is None
+    await client.close()
+    # Outside a cluster (no token mounted): nothing is sent, and the agent's header neither.
+    client, _ = await proxy_for(members, CallerToken(str(tmp_path / "none")))
+    body = await (await client.get("/agents/calc/x", headers=forged)).json()
+    assert body["authorization"] is None and body["sender"] is None
     await client.close()
 
 
