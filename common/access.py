@@ -41,12 +41,19 @@ def forbidden(user: str, verb: str, namespace: str, agent: str, subresource: str
     )
 
 
-class CallerToken:
-    """This pod's token for calls into members: the `Authorization` header to send (empty where
-    no token is mounted, as outside a cluster)."""
+class TokenFile:
+    """A bearer token in a file the kubelet renews: read again once it is `REREAD_SECONDS` old.
+    The `Authorization` header to send; none while the file is absent (`missing_ok`) or
+    empty."""
 
-    def __init__(self, path: str = TOKEN_PATH, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        missing_ok: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
+        self.missing_ok = missing_ok
         self._clock = clock
         self._token = ""
         self._read_at = float("-inf")
@@ -56,7 +63,17 @@ class CallerToken:
         if now - self._read_at >= REREAD_SECONDS:
             try:
                 self._token = self.path.read_text().strip()
-            except OSError:
+            except FileNotFoundError:
+                if not self.missing_ok:
+                    raise
                 self._token = ""
             self._read_at = now
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+
+class CallerToken(TokenFile):
+    """This pod's token for calls into members: the `Authorization` header to send (none where
+    no token is mounted, as outside a cluster)."""
+
+    def __init__(self, path: str = TOKEN_PATH, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(path, missing_ok=True, clock=clock)

@@ -20,7 +20,6 @@ import json
 import os
 import ssl
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,11 @@ from typing import Any
 import aiohttp
 import yaml
 
+from foundation_common.access import TokenFile
+
 Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-TOKEN_SECONDS = 60.0  # how long a token read from its file is used before reading it again
 # Connections kept open: enough for the operator's workers writing at once; an idle one is
 # closed after KEEPALIVE_SECONDS, so a burst's connections (and their TLS buffers, 128 KiB
 # each) do not stay after it.
@@ -213,9 +213,8 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self._verify = verify
         self._pool = pool
-        self._token_file = token_file
+        self._token_file = TokenFile(token_file) if token_file is not None else None
         self._token = token or ""
-        self._token_read = -TOKEN_SECONDS
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -256,10 +255,8 @@ class Client:
     def _headers(self, content_type: str = "application/json") -> dict[str, str]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         if self._token_file is not None:
-            if time.monotonic() - self._token_read >= TOKEN_SECONDS:
-                self._token = self._token_file.read_text().strip()
-                self._token_read = time.monotonic()
-        if self._token:
+            headers.update(self._token_file.header())
+        elif self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 

@@ -70,10 +70,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         caller_auth=settings.caller_auth,
         privileged_namespaces=settings.privileged_namespaces,
         callers_from=await callers_from(kube, settings),
-        manages=lambda namespace: (
-            namespace not in State.excluded
-            and (not settings.namespaces or namespace in settings.namespaces)
-        ),
+        manages=settings.manages,
     )
     State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
     State.supervisor.start()

@@ -86,6 +86,12 @@ class Settings(BaseModel, frozen=True):
 
     _json = field_validator("network_policy_from", mode="before")(json_setting)
 
+    def manages(self, namespace: str) -> bool:
+        """Whether this operator's watches cover `namespace`."""
+        return namespace not in self.excluded_namespaces and (
+            not self.namespaces or namespace in self.namespaces
+        )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

@@ -44,7 +44,7 @@ from a2a.utils.errors import (
 
 from foundation_agent.model import Action
 from foundation_agent.protocols.a2a_mapping import ask_of, card_of, card_url, task_of
-from foundation_agent.runtime.access import ANONYMOUS, Caller, Gate
+from foundation_agent.runtime.access import ANONYMOUS, Caller, Denied, Gate
 from foundation_agent.runtime.peers import Peers
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
@@ -249,7 +249,7 @@ def authenticated(app: Any, gate: Gate) -> Any:
                     await gate.allowed(caller, access.SEND)
                     or await gate.allowed(caller, access.READ)
                 ):
-                    await gate.require(caller, access.SEND)
+                    raise Denied(403, gate.forbidden(caller, access.SEND))
             except Refused as exc:
                 answer = JSONResponse(
                     {"error": exc.message},

@@ -10,9 +10,9 @@
   server words a denial when not (403).
 
 Both answers are cached for a short, bounded time (`ttl`, `denied_ttl`), keyed by the token's
-hash and by (caller, verb): at most one review per caller and period reaches the API server,
-however many calls arrive at once (concurrent misses share one request). A removed RoleBinding
-bites within `ttl`.
+hash and by (caller, verb): however many calls arrive at once, one review per caller reaches
+the API server (concurrent misses share one request), and a steady caller's answer is asked
+again once 80 % of its time has passed (`Cache`). A removed RoleBinding bites within `ttl`.
 
 `mode`: `Required` refuses a call without a token (401); `Permissive` lets it through as an
 anonymous caller (no sender recorded), for callers that cannot present one yet. A call that
@@ -68,9 +68,6 @@ ANONYMOUS = Caller(access.ANONYMOUS, ("system:unauthenticated",))
 class Denied(Refused):
     """401 (who are you?) or 403 (not allowed), with the message the caller sees."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)
-
 
 Review = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]  # (path, body) -> answer
 
@@ -87,7 +84,6 @@ class Cache:
         self.size = size
         self.entries: OrderedDict[Any, tuple[float, float, Any]] = OrderedDict()
         self.pending: dict[Any, asyncio.Future[Any]] = {}
-        self.misses = 0
 
     async def get(
         self, key: Any, fetch: Callable[[], Awaitable[Any]], ttl: Callable[[Any], float]
@@ -110,7 +106,6 @@ class Cache:
     ) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[key] = future
-        self.misses += 1
         try:
             value = await fetch()
         except BaseException as exc:
