@@ -1,9 +1,12 @@
 """Who may call an Agent: the names both sides of a call agree on.
 
 A call into a member (its task API, its A2A server) is authorized by the cluster's RBAC on a
-subresource of the Agent: `create` on `agents/tasks` sends a task (and cancels one the caller
-sent), `get` on `agents/tasks` reads any task record, `delete` on `agents/tasks` cancels a task
-someone else sent. Whoever sent a task may always read it.
+subresource of the Agent in the API group `access.foundation.dev` (the calls' group; the Agent
+objects are `foundation.dev`'s): `create` on `agents/tasks` sends a task (and cancels one the
+caller sent), `get` on `agents/tasks` reads any task record, `delete` on `agents/tasks` cancels a
+task someone else sent. Whoever sent a task may always read it. `get` on `agents/actions` reads
+the Agent's actions; `create` and `get` on `agents/a2a` speak A2A to it and read its card.
+People's door serves the same group behind the API server (foundation_operator.door).
 
 In-cluster callers (sidecars, Workflow runners, members forwarding within their Agent) prove who
 they are with a projected ServiceAccount token bound to `AUDIENCE`, which the kubelet mounts at
@@ -18,26 +21,34 @@ from pathlib import Path
 
 from foundation_common.resources import AGENT
 
+GROUP = "access.foundation.dev"  # the API group calls into Agents are authorized in
 AUDIENCE = "foundation.dev"
 TOKEN_DIR = "/var/run/secrets/foundation.dev/serviceaccount"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
 TOKEN_SECONDS = 3600  # the projected token's lifetime (the kubelet renews it at 80 %)
 TASKS = "tasks"  # the subresource of an Agent that calls are authorized on
+ACTIONS = "actions"  # its actions and their input schemas (get)
+A2A = "a2a"  # its A2A endpoint (create: JSON-RPC calls, get: its card)
 SEND, READ, CANCEL_ANY = "create", "get", "delete"
 # A member that forwards a call within its Agent (A2A to the task's owner) names the caller it
-# forwards for; the receiving member believes it only from its own Agent's account.
+# forwards for; the receiving member believes it from its own Agent's account, and from whoever
+# RBAC lets `relay` the Agent's tasks: the operator's door, which relays people (docs/security.md).
+RELAY = "relay"
 SENDER_HEADER = "X-Foundation-Sender"
 SENDER_GROUPS_HEADER = "X-Foundation-Sender-Groups"
 ANONYMOUS = "system:anonymous"
+# People's door: GROUP, served by the operator behind the API server (an APIService), which
+# authenticates and authorizes people, then relays them.
+DOOR_VERSION = "v1alpha1"
 REREAD_SECONDS = 60.0  # how long a token read from its file is used before reading it again
 
 
 def forbidden(user: str, verb: str, namespace: str, agent: str, subresource: str = TASKS) -> str:
     """The API server's wording of a denial, for the caller to recognize and grant."""
-    resource = f"{AGENT.plural}/{subresource}" if subresource else AGENT.plural
     return (
-        f'{AGENT.plural}.{AGENT.group} "{agent}" is forbidden: User "{user}" cannot {verb}'
-        f' resource "{resource}" in API group "{AGENT.group}" in the namespace "{namespace}"'
+        f'{AGENT.plural}.{GROUP} "{agent}" is forbidden: User "{user}" cannot {verb}'
+        f' resource "{AGENT.plural}/{subresource}" in API group "{GROUP}" in the namespace'
+        f' "{namespace}"'
     )
 
 

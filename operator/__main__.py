@@ -91,6 +91,7 @@ async def run(settings: Settings) -> int:
     count_tasks(metrics.ASYNCIO_TASKS)
     health = Health()
     runner = await health.serve(settings.health_host, settings.health_port)
+    door = asyncio.create_task(serve_door(settings, stop)) if settings.door_port else None
     try:
         if not settings.leader_election:
             try:
@@ -118,7 +119,30 @@ async def run(settings: Settings) -> int:
                 campaign.result()
             return 0
     finally:
+        if door is not None:
+            stop.set()
+            await asyncio.gather(door, return_exceptions=True)
         await runner.cleanup()
+
+
+async def serve_door(settings: Settings, stop: asyncio.Event) -> None:
+    """People's door, on every replica, leading or not (foundation_operator.door)."""
+    from foundation_operator.door import server
+
+    try:
+        async with await connect() as api:
+            await server.serve(
+                api,
+                settings.door_host,
+                settings.door_port,
+                settings.door_cert_file,
+                settings.door_key_file,
+                settings.door_token_file,
+                stop,
+            )
+    except Exception:
+        # The operator supervises on without it; people's calls answer 503 from the API server.
+        logger.exception("people's door stopped")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from foundation_common import access
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
 __all__ = ["Settings", "SettingsError"]
@@ -59,6 +60,24 @@ class Settings(BaseModel, frozen=True):
         default_factory=list,
         description="NetworkPolicy peers (JSON list) admitted to members' task and A2A ports"
         " besides Foundation's pods and the API server: callers in other namespaces, say.",
+    )
+    door_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of people's door, the APIService the API server relays people's calls"
+        " to (TLS; docs/security.md); 0 serves none.",
+    )
+    door_host: str = "0.0.0.0"
+    door_cert_file: str = Field(
+        default="/var/run/foundation.dev/door/tls.crt",
+        description="The door's serving certificate (the APIService's caBundle signs it).",
+    )
+    door_key_file: str = "/var/run/foundation.dev/door/tls.key"
+    door_token_file: str = Field(
+        default=access.TOKEN_PATH,
+        description="The token the door relays with (audience foundation.dev; RBAC lets its"
+        " account `relay` Agents' tasks).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"

@@ -216,7 +216,7 @@ def a2a_app(handler: FoundationHandler, gate: Gate) -> Any:
 
     async def card(request: Request) -> JSONResponse:
         try:
-            await gate.require(request.scope["auth"], "get", subresource="")
+            await gate.require(request.scope["auth"], "get", subresource=access.A2A)
         except Refused as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         url = card_url(request.headers, request.url.path, handler.default_url)

@@ -140,8 +140,9 @@ class Gate:
         self.review = review
         self.namespace = namespace
         self.agent = agent
-        # The Agent's own account: its members may forward a call for another caller.
-        self.relayer = f"system:serviceaccount:{namespace}:{account}"
+        # The Agent's own account: its members may forward a call for another caller (so may
+        # whoever RBAC lets `relay` this Agent's tasks).
+        self.sibling = f"system:serviceaccount:{namespace}:{account}"
         self.mode = mode
         self.ttl = ttl
         self.denied_ttl = denied_ttl
@@ -173,7 +174,9 @@ class Gate:
             raise Denied(401, "Unauthorized: the Authorization header must be 'Bearer <token>'")
         caller = await self._authenticate(token.strip())
         forwarded = headers.get(access.SENDER_HEADER)
-        if forwarded and caller.user == self.relayer:
+        if forwarded:
+            if caller.user != self.sibling and not await self.allowed(caller, access.RELAY):
+                raise Denied(403, self.forbidden(caller, access.RELAY))
             if forwarded == access.ANONYMOUS:
                 return ANONYMOUS
             groups = headers.get(access.SENDER_GROUPS_HEADER) or ""
@@ -235,7 +238,7 @@ class Gate:
             attributes = {
                 "namespace": self.namespace,
                 "verb": verb,
-                "group": AGENT.group,
+                "group": access.GROUP,
                 "resource": AGENT.plural,
                 "name": self.agent,
             }

@@ -96,7 +96,7 @@ class TaskApi:
         definition, a protocol's skill list) needs to know to send a valid task. Anyone who
         may read the Agent may read them."""
         try:
-            await self.gate.require(await self._caller(request), "get", subresource="")
+            await self.gate.require(await self._caller(request), "get", subresource=access.ACTIONS)
         except Refused as exc:
             return refusal(exc.status, exc.message, exc.retry_after)
         if self.member is None:

@@ -461,17 +461,17 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
         },
     ]
     if calls:
-        # Sending them tasks, and reading them (their A2A card, their actions' schemas).
+        # Sending them tasks, and reading their actions' schemas (tools found by capability).
         rules += [
             {
-                "apiGroups": [AGENT.group],
+                "apiGroups": [access.GROUP],
                 "resources": [f"{AGENT.plural}/{access.TASKS}"],
                 "resourceNames": list(calls),
                 "verbs": [access.SEND],
             },
             {
-                "apiGroups": [AGENT.group],
-                "resources": [AGENT.plural],
+                "apiGroups": [access.GROUP],
+                "resources": [f"{AGENT.plural}/{access.ACTIONS}"],
                 "resourceNames": list(calls),
                 "verbs": ["get"],
             },

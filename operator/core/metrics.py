@@ -81,3 +81,11 @@ def serve(port: int) -> None:
     """Expose /metrics on a background thread (prometheus-client's own server)."""
     if port:
         start_http_server(port)
+
+
+DOOR_REQUESTS = Counter(
+    "foundation_door_requests_total",
+    "Calls people made through the door (the API server's relay) by subresource and the"
+    " HTTP status answered.",
+    ["subresource", "code"],
+)

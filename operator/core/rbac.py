@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from foundation_common import access
 from foundation_common.resources import AGENT, GROUP, WORKFLOW
 
 Obj = dict[str, Any]
@@ -103,7 +104,18 @@ def cluster_rules() -> list[Obj]:
             "resources": ["localsubjectaccessreviews"],
             "verbs": ["create"],
         },
-        {"apiGroups": [GROUP], "resources": [f"{AGENT.plural}/tasks"], "verbs": ["create"]},
+        # People's door relays the people the API server authorized to members, naming them;
+        # members believe a named caller from whoever RBAC lets `relay` (foundation_operator.door).
+        {
+            "apiGroups": [access.GROUP],
+            "resources": [f"{AGENT.plural}/{access.TASKS}"],
+            "verbs": [access.SEND, access.RELAY],
+        },
+        {
+            "apiGroups": [access.GROUP],
+            "resources": [f"{AGENT.plural}/{access.ACTIONS}"],
+            "verbs": ["get"],
+        },
         # Members' state objects: made (and adopted) by the supervisor; get/update/patch on
         # their own ConfigMaps is also granted to the members.
         # list: to release them all under persistence.retainOnDelete.
@@ -158,26 +170,31 @@ def people_roles() -> list[Obj]:
             "rules": rules,
         }
 
-    tasks = f"{AGENT.plural}/tasks"
+    tasks, a2a, actions = (
+        f"{AGENT.plural}/{sub}" for sub in (access.TASKS, access.A2A, access.ACTIONS)
+    )
+
+    def rule(resource: str, *verbs: str) -> Obj:
+        return {"apiGroups": [access.GROUP], "resources": [resource], "verbs": list(verbs)}
+
+    # A2A's JSON-RPC is all POST (`create agents/a2a`); the member authorizes each method as
+    # the task call it makes. The card is `get agents/a2a`.
     return [
         role(
             "foundation-agent-caller",
-            [
-                {"apiGroups": [GROUP], "resources": [tasks], "verbs": ["create"]},
-                {"apiGroups": [GROUP], "resources": [AGENT.plural], "verbs": ["get"]},
-            ],
+            [rule(tasks, "create"), rule(a2a, "create", "get"), rule(actions, "get")],
             "edit",
             "admin",
         ),
         role(
             "foundation-agent-reader",
-            [{"apiGroups": [GROUP], "resources": [tasks], "verbs": ["get"]}],
+            [rule(tasks, "get"), rule(a2a, "create", "get"), rule(actions, "get")],
             "edit",
             "admin",
         ),
         role(
             "foundation-agent-canceller",
-            [{"apiGroups": [GROUP], "resources": [tasks], "verbs": ["delete"]}],
+            [rule(tasks, "delete"), rule(a2a, "create")],
             "admin",
         ),
     ]
@@ -203,6 +220,21 @@ def lease_rules() -> list[Obj]:
             "verbs": ["get", "create", "update", "patch"],
         }
     ]
+
+
+# People's door reads how the API server relays (its client CA, the names it sends): the
+# built-in Role in kube-system that every aggregated API server is bound to.
+FRONT_PROXY_READER = "extension-apiserver-authentication-reader"
+
+
+def door_binding(namespace: str, name: str) -> Obj:
+    return {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{name}-door", "namespace": "kube-system"},
+        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": FRONT_PROXY_READER},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
 
 
 def manifests(namespace: str, name: str = "foundation-operator") -> list[Obj]:
@@ -252,6 +284,7 @@ def manifests(namespace: str, name: str = "foundation-operator") -> list[Obj]:
             "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
             "subjects": [subject],
         },
+        door_binding(namespace, name),
     ]
 
 

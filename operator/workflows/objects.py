@@ -136,7 +136,7 @@ def callees(view: WorkflowView) -> Obj:
     """Sending tasks to the Agents its steps name; to any Agent of the namespace when a step
     names a capability (whose Agents come and go while the Workflow runs)."""
     rule: Obj = {
-        "apiGroups": [AGENT.group],
+        "apiGroups": [access.GROUP],
         "resources": [f"{AGENT.plural}/{access.TASKS}"],
         "verbs": [access.SEND],
     }

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import door
 import pytest
 import yaml
 from kubernetes_asyncio import client, config
@@ -92,7 +93,9 @@ def operator(cluster: str) -> Iterator[OperatorProcess]:
         check=True,
         capture_output=True,
     )
-    process = OperatorProcess(cluster)
+    # People's door (the APIService the CLI and people's calls go through), served by this
+    # operator only: other operators the tests start serve none.
+    process = OperatorProcess(cluster, env=door.install())
     process.start()
     # Leading before any test runs: a test that starts a second replica at once would race it.
     deadline = time.monotonic() + 60
@@ -100,5 +103,6 @@ def operator(cluster: str) -> Iterator[OperatorProcess]:
         if time.monotonic() > deadline:
             raise AssertionError("the tests' operator did not lead within 60 s")
         time.sleep(0.2)
+    door.wait_available()
     yield process
     process.stop()

@@ -143,14 +143,14 @@ def test_role_allows_exactly_own_state_status_discovery_and_the_declared_calls()
     assert objects.role(calling, callees)["rules"] == [
         *own,
         {
-            "apiGroups": ["foundation.dev"],
+            "apiGroups": ["access.foundation.dev"],
             "resources": ["agents/tasks"],
             "resourceNames": ["counter", "sum-a"],
             "verbs": ["create"],
         },
         {
-            "apiGroups": ["foundation.dev"],
-            "resources": ["agents"],
+            "apiGroups": ["access.foundation.dev"],
+            "resources": ["agents/actions"],
             "resourceNames": ["counter", "sum-a"],
             "verbs": ["get"],
         },

@@ -23,12 +23,14 @@ TOKENS = {
     "runner-token": {"username": "system:serviceaccount:ns:runner", "groups": []},
     "sibling-token": {"username": "system:serviceaccount:ns:counter", "groups": []},
     "carol-token": {"username": "carol", "groups": []},
+    "door-token": {"username": "system:serviceaccount:foundation:operator", "groups": []},
 }
 # user -> verbs on counter's tasks ("" subresource: the Agent itself)
 GRANTS = {
-    "alice": {("create", "tasks"), ("get", "")},
+    "alice": {("create", "tasks"), ("get", "actions"), ("get", "a2a")},
     "bob": {("create", "tasks"), ("get", "tasks"), ("delete", "tasks")},
     "system:serviceaccount:ns:runner": {("create", "tasks")},
+    "system:serviceaccount:foundation:operator": {("relay", "tasks")},
 }
 
 
@@ -50,7 +52,7 @@ class ApiServer:
         assert path == "/apis/authorization.k8s.io/v1/namespaces/ns/localsubjectaccessreviews"
         attributes = spec["resourceAttributes"]
         assert (attributes["group"], attributes["resource"], attributes["name"]) == (
-            "foundation.dev",
+            "access.foundation.dev",
             "agents",
             "counter",
         )
@@ -87,8 +89,8 @@ async def test_no_token_bad_token_and_no_grant_are_401_401_and_403_in_the_api_se
         denied = await http.post("/v1/tasks", json=task, headers=bearer("carol-token"))
         assert denied.status == 403
         assert (await denied.json())["error"] == (
-            'agents.foundation.dev "counter" is forbidden: User "carol" cannot create resource'
-            ' "agents/tasks" in API group "foundation.dev" in the namespace "ns"'
+            'agents.access.foundation.dev "counter" is forbidden: User "carol" cannot create resource'
+            ' "agents/tasks" in API group "access.foundation.dev" in the namespace "ns"'
         )
         # Probes stay open: the kubelet has no token.
         assert (await http.get("/readyz")).status == 200
@@ -153,19 +155,21 @@ async def test_answers_are_cached_per_caller_and_concurrent_misses_ask_once() ->
     await member.stop()
 
 
-async def test_only_the_agents_own_members_may_forward_for_another_caller() -> None:
+async def test_the_agents_own_members_and_relayers_may_speak_for_another_caller() -> None:
     _, api, member = await served()
-    forwarded = {
-        **bearer("sibling-token"),
-        "X-Foundation-Sender": "bob",
-        "X-Foundation-Sender-Groups": "people",
-    }
-    assert await api.gate.identify(forwarded) == Caller(
+    named = {"X-Foundation-Sender": "bob", "X-Foundation-Sender-Groups": "people"}
+    assert await api.gate.identify({**bearer("sibling-token"), **named}) == Caller(
         "bob", ("people",), via="system:serviceaccount:ns:counter"
     )
-    # Anyone else naming a sender is taken as who they are.
-    claimed = {**bearer("alice-token"), "X-Foundation-Sender": "bob"}
-    assert (await api.gate.identify(claimed)).user == "alice"
+    # The door (the operator), which RBAC lets `relay` the Agent's tasks.
+    assert await api.gate.identify({**bearer("door-token"), **named}) == Caller(
+        "bob", ("people",), via="system:serviceaccount:foundation:operator"
+    )
+    # Anyone else naming a sender is refused, in the API server's words.
+    with pytest.raises(Denied) as refused:
+        await api.gate.identify({**bearer("alice-token"), "X-Foundation-Sender": "bob"})
+    assert refused.value.status == 403
+    assert 'User "alice" cannot relay resource "agents/tasks"' in refused.value.message
     await member.stop()
 
 

@@ -87,10 +87,14 @@ def test_manifests_bind_the_rules_to_one_account() -> None:
         "ClusterRole",
         "Role",
         "RoleBinding",
+        "RoleBinding",
     ]
-    for binding in (docs[2], docs[5]):
+    for binding in (docs[2], docs[5], docs[6]):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "foundation-operator", "namespace": "ops"}
         ]
     assert docs[3]["metadata"]["name"] == rbac.MEMBER_CLUSTER_ROLE
     assert docs[4]["metadata"]["namespace"] == "ops"
+    # People's door reads the API server's relay settings, as every aggregated API server does.
+    assert docs[6]["metadata"]["namespace"] == "kube-system"
+    assert docs[6]["roleRef"]["name"] == "extension-apiserver-authentication-reader"

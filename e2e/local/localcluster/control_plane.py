@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster import layout
+from localcluster import pki as pki_
 from localcluster.layout import Layout
 
 
@@ -123,6 +124,17 @@ def components(
                 f"--service-cluster-ip-range={layout.SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--kubelet-preferred-address-types=InternalIP",
+                # The aggregation layer, for Foundation's own door (an APIService): the API server
+                # authenticates and authorizes people, then relays them as the front proxy.
+                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                f"--requestheader-allowed-names={pki_.FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                # To the APIService's endpoints directly: the test node runs no kube-proxy.
+                "--enable-aggregator-routing=true",
                 f"--feature-gates={gates}",
                 "--profiling=false",
                 "--v=1",

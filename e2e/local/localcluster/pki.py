@@ -8,6 +8,8 @@ from pathlib import Path
 from localcluster.layout import BRIDGE_IP, SERVICE_IP
 from localcluster.processes import run
 
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
 API_SANS = ",".join(
     [
         "IP:127.0.0.1",
@@ -25,27 +27,13 @@ API_SANS = ",".join(
 def ensure(pki: Path) -> str:
     """Create what is missing under `pki`; return the admin bearer token."""
     pki.mkdir(parents=True, exist_ok=True)
-    if not (pki / "ca.crt").exists():
-        run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "3650",
-                "-keyout",
-                str(pki / "ca.key"),
-                "-out",
-                str(pki / "ca.crt"),
-                "-subj",
-                "/CN=foundation-local-ca",
-            ]
-        )
+    _ca(pki, "ca", "/CN=foundation-local-ca")
     _signed(pki, "apiserver", "/CN=kube-apiserver", API_SANS)
     _signed(pki, "kubelet", "/CN=foundation-local-node", f"IP:{BRIDGE_IP},IP:127.0.0.1")
+    # The front proxy: the API server's client identity towards aggregated API servers, from a
+    # CA of its own, as kubeadm makes it (a server trusting it trusts only the API server's relay).
+    _ca(pki, "front-proxy-ca", "/CN=foundation-local-front-proxy-ca")
+    _signed(pki, "front-proxy-client", f"/CN={FRONT_PROXY_CLIENT}", None, ca="front-proxy-ca")
     if not (pki / "sa.key").exists():
         run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"])
         run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")])
@@ -57,7 +45,30 @@ def ensure(pki: Path) -> str:
     return tokens.read_text().split(",", 1)[0]
 
 
-def _signed(pki: Path, name: str, subject: str, sans: str) -> None:
+def _ca(pki: Path, name: str, subject: str) -> None:
+    if (pki / f"{name}.crt").exists():
+        return
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-keyout",
+            str(pki / f"{name}.key"),
+            "-out",
+            str(pki / f"{name}.crt"),
+            "-subj",
+            subject,
+        ]
+    )
+
+
+def _signed(pki: Path, name: str, subject: str, sans: str | None, ca: str = "ca") -> None:
     if (pki / f"{name}.crt").exists():
         return
     key, csr, crt = (pki / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
@@ -77,7 +88,9 @@ def _signed(pki: Path, name: str, subject: str, sans: str) -> None:
         ]
     )
     ext = pki / f"{name}.ext"
-    ext.write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    ext.write_text(
+        (f"subjectAltName={sans}\n" if sans else "") + "extendedKeyUsage=serverAuth,clientAuth\n"
+    )
     run(
         [
             "openssl",
@@ -86,9 +99,9 @@ def _signed(pki: Path, name: str, subject: str, sans: str) -> None:
             "-in",
             str(csr),
             "-CA",
-            str(pki / "ca.crt"),
+            str(pki / f"{ca}.crt"),
             "-CAkey",
-            str(pki / "ca.key"),
+            str(pki / f"{ca}.key"),
             "-CAcreateserial",
             "-days",
             "3650",

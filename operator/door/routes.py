@@ -1,0 +1,162 @@
+"""What the door serves, as pure functions: the paths, the discovery documents, and who the API
+server says is calling."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from foundation_common import access
+from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT
+
+GROUP_VERSION = f"{access.GROUP}/{access.DOOR_VERSION}"
+PREFIX = f"/apis/{GROUP_VERSION}"
+# subresource -> (verbs, what it is): the API server authorizes these before the door is asked.
+SUBRESOURCES: dict[str, tuple[list[str], str]] = {
+    access.TASKS: (
+        [access.SEND, access.READ, access.CANCEL_ANY],
+        "POST sends a task; GET and DELETE .../tasks/ID read and cancel one",
+    ),
+    access.A2A: (["create", "get"], "A2A: JSON-RPC calls (POST) and the card (GET)"),
+    access.ACTIONS: (["get"], "the actions the Agent takes, with their input schemas"),
+}
+NAME = r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+PATH = re.compile(
+    rf"^{re.escape(PREFIX)}/namespaces/(?P<namespace>{NAME})/{AGENT.plural}/(?P<agent>{NAME})"
+    r"/(?P<subresource>[a-z0-9]+)(?P<rest>/.*)?$"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One call through the door: an Agent, a subresource, and the path under it."""
+
+    namespace: str
+    agent: str
+    subresource: str
+    rest: str  # "" or "/..." (a task id, the card's well-known path)
+
+    @property
+    def port(self) -> int:
+        return A2A_PORT if self.subresource == access.A2A else AGENT_PORT
+
+    def member_path(self, method: str) -> str | None:
+        """The member's path for `method` on this target; None if the door serves no such
+        call."""
+        rest = self.rest
+        if self.subresource == access.TASKS:
+            task = rest[1:]
+            if method == "POST" and not rest:
+                return "/v1/tasks"
+            if task and "/" not in task and method == "GET":
+                return f"/v1/tasks/{task}"
+            if task and "/" not in task and method == "DELETE":
+                return f"/v1/tasks/{task}/cancel"
+            return None
+        if self.subresource == access.A2A:
+            if method == "POST" and rest in ("", "/"):
+                return "/"
+            if method == "GET" and rest.startswith("/.well-known/"):
+                return rest
+            return None
+        if self.subresource == access.ACTIONS and method == "GET" and not rest:
+            return "/v1/actions"
+        return None
+
+    @property
+    def task_id(self) -> str:
+        return self.rest[1:] if self.subresource == access.TASKS else ""
+
+
+def target_of(path: str) -> Target | None:
+    found = PATH.match(path)
+    if found is None or found["subresource"] not in SUBRESOURCES:
+        return None
+    return Target(found["namespace"], found["agent"], found["subresource"], found["rest"] or "")
+
+
+def resource_list() -> dict[str, Any]:
+    """The door's discovery document (`GET /apis/foundation.dev/access`)."""
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": GROUP_VERSION,
+        "resources": [
+            {
+                "name": f"{AGENT.plural}/{sub}",
+                "singularName": "",
+                "namespaced": True,
+                "kind": AGENT.kind,
+                "verbs": verbs,
+            }
+            for sub, (verbs, _) in SUBRESOURCES.items()
+        ],
+    }
+
+
+def openapi() -> dict[str, Any]:
+    """An OpenAPI document for the aggregator to merge: the door adds no types."""
+    return {
+        "swagger": "2.0",
+        "info": {"title": access.GROUP, "version": access.DOOR_VERSION},
+        "paths": {},
+    }
+
+
+@dataclass(frozen=True)
+class FrontProxy:
+    """How the API server names the person it relays (kube-system's
+    extension-apiserver-authentication ConfigMap), and whose certificate may do so."""
+
+    ca: str  # PEM
+    allowed_names: tuple[str, ...]
+    username_headers: tuple[str, ...]
+    group_headers: tuple[str, ...]
+
+    @classmethod
+    def from_config_map(cls, data: Mapping[str, str]) -> FrontProxy:
+        def listed(key: str, default: list[str]) -> tuple[str, ...]:
+            raw = data.get(key)
+            return tuple(json.loads(raw) if raw else default)
+
+        ca = data.get("requestheader-client-ca-file") or ""
+        if not ca:
+            raise ValueError(
+                "the API server relays no requests (its extension-apiserver-authentication"
+                " ConfigMap has no requestheader-client-ca-file): run it with"
+                " --requestheader-client-ca-file and --proxy-client-cert-file"
+            )
+        return cls(
+            ca,
+            listed("requestheader-allowed-names", []),
+            listed("requestheader-username-headers", ["X-Remote-User"]),
+            listed("requestheader-group-headers", ["X-Remote-Group"]),
+        )
+
+    def person(self, headers: Any) -> tuple[str, tuple[str, ...]] | None:
+        """(user, groups) the API server named, or None. `headers`: a multidict."""
+        user = next((headers[h] for h in self.username_headers if headers.get(h)), "")
+        if not user:
+            return None
+        groups: list[str] = []
+        for header in self.group_headers:
+            groups.extend(headers.getall(header, []))
+        return user, tuple(groups)
+
+    def trusts(self, common_name: str | None) -> bool:
+        return not self.allowed_names or common_name in self.allowed_names
+
+
+def status(code: int, message: str, reason: str) -> dict[str, Any]:
+    """A Kubernetes Status, as kubectl and client libraries read errors."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }

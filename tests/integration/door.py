@@ -1,0 +1,214 @@
+"""People's door for the tests' operator, which runs on this machine and not in a pod: what the
+chart makes for an operator in a pod, made here by hand.
+
+- an account the door relays with (`relay agents/tasks`, as the chart grants the operator's),
+  and a token of it for audience foundation.dev, written to a file the operator reads;
+- a serving certificate for the door's Service name, from a CA of its own;
+- the APIService `access.foundation.dev` on a Service whose Endpoints are this machine's address
+  on the cluster's bridge, where the operator listens (the API server routes to endpoints).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from foundation_common import access
+from foundation_operator.door.routes import GROUP_VERSION
+from kube import REPO
+
+KUBECTL = str(REPO / "e2e/local/kubectl")
+NAMESPACE = "foundation-door-tests"
+ACCOUNT = "door"
+SERVICE = "foundation-door"
+HOST = "10.244.0.1"  # the machine on the cluster's bridge (localcluster.layout.BRIDGE_IP)
+PORT = 18443
+RELAYER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
+FILES = REPO / ".local-cluster" / "door"
+
+
+def _kubectl(*args: str, input: str | None = None) -> str:
+    done = subprocess.run(
+        [KUBECTL, *args], input=input, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def certificate() -> str:
+    """The door's serving certificate and key under FILES; the CA's PEM."""
+    FILES.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, crt, ext = (
+        FILES / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt", "tls.ext")
+    )
+    if not crt.exists():
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+            "-subj",
+            "/CN=foundation-door-ca",
+        )
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={SERVICE}.{NAMESPACE}.svc",
+        )
+        ext.write_text(
+            f"subjectAltName=DNS:{SERVICE}.{NAMESPACE}.svc,IP:{HOST}\nextendedKeyUsage=serverAuth\n"
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        )
+    return ca.read_text()
+
+
+def objects(ca: str) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": "foundation-door-tests"}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": ACCOUNT, "namespace": NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "foundation-door-tests", "labels": labels},
+            "rules": [
+                {
+                    "apiGroups": [access.GROUP],
+                    "resources": ["agents/tasks"],
+                    "verbs": [access.RELAY],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "foundation-door-tests", "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "foundation-door-tests",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": NAMESPACE}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": PORT}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+            "subsets": [{"addresses": [{"ip": HOST}], "ports": [{"name": "https", "port": PORT}]}],
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": f"{access.DOOR_VERSION}.{access.GROUP}", "labels": labels},
+            "spec": {
+                "group": access.GROUP,
+                "version": access.DOOR_VERSION,
+                "service": {"namespace": NAMESPACE, "name": SERVICE, "port": 443},
+                "caBundle": base64.b64encode(ca.encode()).decode(),
+                "groupPriorityMinimum": 1000,
+                "versionPriority": 1,
+            },
+        },
+    ]
+
+
+def token() -> Path:
+    """A token of the door's account for audience foundation.dev (a day), in a file."""
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": [access.AUDIENCE], "expirationSeconds": 86400},
+    }
+    answer = _kubectl(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{ACCOUNT}/token",
+        "-f",
+        "-",
+        input=json.dumps(request),
+    )
+    path = FILES / "token"
+    path.write_text(json.loads(answer)["status"]["token"])
+    return path
+
+
+def install() -> dict[str, str]:
+    """The door's objects applied; the operator's environment for serving it."""
+    ca = certificate()
+    _kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects(ca)))
+    path = token()
+    return {
+        "FOUNDATION_DOOR_PORT": str(PORT),
+        "FOUNDATION_DOOR_HOST": HOST,
+        "FOUNDATION_DOOR_CERT_FILE": str(FILES / "tls.crt"),
+        "FOUNDATION_DOOR_KEY_FILE": str(FILES / "tls.key"),
+        "FOUNDATION_DOOR_TOKEN_FILE": str(path),
+    }
+
+
+def wait_available(timeout: float = 60.0) -> None:
+    """Until the API server has found the door (its APIService Available)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        found = json.loads(
+            _kubectl("get", "apiservice", f"{access.DOOR_VERSION}.{access.GROUP}", "-o", "json")
+        )
+        for condition in (found.get("status") or {}).get("conditions") or []:
+            if condition["type"] == "Available":
+                if condition["status"] == "True":
+                    return
+                last = f"{condition.get('reason')}: {condition.get('message')}"
+        time.sleep(0.2)
+    raise AssertionError(f"{GROUP_VERSION} not available within {timeout:.0f} s ({last})")
