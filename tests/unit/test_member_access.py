@@ -89,8 +89,8 @@ async def test_no_token_bad_token_and_no_grant_are_401_401_and_403_in_the_api_se
         denied = await http.post("/v1/tasks", json=task, headers=bearer("carol-token"))
         assert denied.status == 403
         assert (await denied.json())["error"] == (
-            'agents.access.foundation.dev "counter" is forbidden: User "carol" cannot create resource'
-            ' "agents/tasks" in API group "access.foundation.dev" in the namespace "ns"'
+            'agents.access.foundation.dev "counter" is forbidden: User "carol" cannot create'
+            ' resource "agents/tasks" in API group "access.foundation.dev" in the namespace "ns"'
         )
         # Probes stay open: the kubelet has no token.
         assert (await http.get("/readyz")).status == 200
