@@ -3,7 +3,7 @@ streamable HTTP on loopback, or stdio for a client that launches it).
 
 Each action of each chosen Agent is a tool named `<agent>__<action>` (Agent names hold no `_`,
 so the split is unambiguous), with the action's input JSON schema and the Agent's description.
-A call is a task, delivered through the API server's proxy exactly as `foundation send` does:
+A call is a task, delivered through people's door exactly as `foundation send` does:
 its id is the call's `_meta["foundation.dev/taskId"]` when the client gives one (a client that
 calls again after a lost answer with the same id gets the same task, never a second run), else
 a new one; delivery is retried with that id. The call answers when the task is done: its result
@@ -126,11 +126,10 @@ class AgentTools:
         task_id = task_id_of(params.meta)
         deadline = time.monotonic() + self.timeout
         try:
-            member = await self.tasks.member_for(agent, task_id, deadline)
-            record = await self.tasks.send(
-                agent, member, task_id, action, dict(params.arguments or {}), deadline
+            member, record = await self.tasks.send(
+                agent, task_id, action, dict(params.arguments or {}), deadline
             )
-            record = await self.tasks.until_done(agent, member, record, deadline)
+            _, record = await self.tasks.sent_until_done(agent, member, record, deadline)
         except Problem as exc:
             return types.CallToolResult(
                 content=[types.TextContent(text=f"task {task_id}: {exc}")], is_error=True

@@ -9,7 +9,7 @@
 It prints the task record (or the Agent's A2A card) as JSON. Exit codes: 0 done (or accepted,
 without --wait), 1 the task failed or was cancelled, 2 bad arguments or input, 3 no such Agent
 or task, 4 no ready member or none reachable in time, 5 not done within --timeout, 6 the member
-refused the task.
+refused the task, 7 RBAC does not allow it.
 """
 
 from __future__ import annotations
@@ -129,14 +129,11 @@ async def connect(args: argparse.Namespace) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-async def wait_done(
-    api: tasks.Tasks, agent: str, member: str, record: dict, task_id: str, deadline: float
-) -> dict:
-    record = await api.until_done(agent, member, record, deadline)
+def ended(record: dict, agent: str, member: str, task_id: str) -> dict:
     if record.get("status") not in ENDED:
         raise Problem(
             f"task {task_id} is still {record.get('status')} at {member} after the timeout "
-            f"(foundation get {agent} {task_id} --wait to go on waiting)",
+            f"(the same send with --id {task_id} --wait goes on waiting, never a second task)",
             tasks.TIMEOUT,
         )
     return record
@@ -156,13 +153,20 @@ async def run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "send":
             task_id = args.id or uuid.uuid4().hex
-            member = await api.member_for(args.agent, task_id, deadline, args.member)
-            record = await api.send(args.agent, member, task_id, args.action, payload, deadline)
+            pinned = None if args.member is None else f"{args.agent}-{args.member}"
+            member, record = await api.send(
+                args.agent, task_id, args.action, payload, deadline, member=pinned
+            )
+            if args.wait:
+                member, record = await api.sent_until_done(args.agent, member, record, deadline)
         else:
             task_id = args.id
-            member, record = await api.find(args.agent, task_id, deadline)
+            if args.wait:
+                member, record = await api.until_done(args.agent, task_id, deadline)
+            else:
+                member, record = await api.get(args.agent, task_id, deadline)
         if args.wait:
-            record = await wait_done(api, args.agent, member, record, task_id, deadline)
+            record = ended(record, args.agent, member, task_id)
         print(json.dumps({**record, "member": member}, indent=2))
         status = record.get("status")
         if args.wait and status != "succeeded":

@@ -1,11 +1,15 @@
-"""Tasks sent to an Agent's members through the API server's proxy (`pods/<pod>:<port>/proxy`),
-with the user's kubeconfig: no port-forward, no cluster DNS, any cluster the user can reach.
+"""Tasks sent to an Agent through people's door (`access.foundation.dev`, served by the operator
+behind the API server), with the user's kubeconfig, whatever its authentication: the API
+server authenticates the user and authorizes each call with RBAC on the Agent's subresources
+(docs/security.md); no port-forward, no cluster DNS, any cluster the user can reach.
 
-- The member: a task id is pinned to one ready member, by the same rendezvous hash the
-  sidecar's affinity uses (or the one the user names), and keeps it for every retry.
-- Retries: on a connection error, 429 and 503 (and the proxy's 502/504 while a pod is not
-  reachable), the same id is sent again to the same member after `Retry-After` or a back-off,
-  so a retried send never applies twice: the member answers with the record it has.
+- The member: the door sends a task id to one ready member, by the same rendezvous hash the
+  sidecar's affinity uses (or the one the user names), and finds it again there.
+- Retries: on a connection error, 429 and 503 (the door's while the Agent has no ready member,
+  the API server's while the door is away), the same id is sent again after `Retry-After` or a
+  back-off, so a retried send never applies twice: the member answers with the record it has.
+- Waiting: a sender waits by sending the same task again with `wait` (which needs no right to
+  read others' records); `get` reads a record, which needs `get agents/tasks` for another's.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from foundation_common.discovery import ready_members, rendezvous
-from foundation_common.resources import AGENT
+from foundation_common import access
 from foundation_common.retry import Again, Backoff, retry_after, retrying
 from foundation_common.tasks import ENDED, RETRY_STATUSES
 
 Obj = dict[str, Any]
+MEMBER_HEADER = "X-Foundation-Member"  # which member the door relayed to
+CARD = "/.well-known/agent-card.json"
 
 
 class Problem(Exception):
@@ -40,14 +45,25 @@ NOT_FOUND = 3  # no such Agent, member or task
 UNAVAILABLE = 4  # no ready member, or it could not be reached in time
 TIMEOUT = 5  # the task was not done within --timeout
 REFUSED = 6  # the member refused the task (invalid input, unknown action, too large)
+FORBIDDEN = 7  # RBAC does not let this user do it (or the API server does not know them)
+
+
+def message_of(status: int, answer: Obj) -> str:
+    return str(answer.get("error") or answer.get("message") or f"HTTP {status}")
 
 
 class Tasks:
-    """The task API of one namespace's Agents, through the API server."""
+    """The Agents of one namespace, through people's door."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self.api = api
         self.namespace = namespace
+
+    def _path(self, agent: str, subresource: str, rest: str = "") -> str:
+        return (
+            f"/apis/{access.GROUP}/{access.DOOR_VERSION}/namespaces/{self.namespace}"
+            f"/agents/{agent}/{subresource}{rest}"
+        )
 
     async def _request(
         self,
@@ -80,187 +96,152 @@ class Tasks:
             decoded = {"error": str(decoded)}
         return response.status, decoded, dict(response.headers)
 
-    async def _checked(self, path: str) -> Obj | None:
-        """GET an API object: None for 404, a Problem for other errors."""
-        try:
-            status, body, _ = await self._request(path)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Problem(f"the API server could not be reached: {exc}", UNAVAILABLE) from None
-        if status == 404:
-            return None
-        if status >= 400:
-            raise Problem(
-                f"{path}: {status} {body.get('message') or body.get('error')}", UNAVAILABLE
-            )
-        return body
-
-    async def members(self, agent: str) -> dict[str, int]:
-        """The Agent's ready members: pod name -> its task API port."""
-        ns = self.namespace
-        if await self._checked(AGENT.path(ns, agent)) is None:
-            raise Problem(f'Agent "{agent}" not found in namespace "{ns}"', NOT_FOUND)
-        endpoints = await self._checked(f"/api/v1/namespaces/{ns}/endpoints/{agent}")
-        return {
-            name: int(address.rsplit(":", 1)[1])
-            for name, address in ready_members(endpoints).items()
-        }
-
-    async def ready(self, agent: str, deadline: float, member: str | None = None) -> list[str]:
-        """The Agent's ready members (`member` among them, if named), waiting for them until
-        the deadline: a member restarting for a moment is not an error."""
-
-        async def attempt() -> list[str]:
-            ready = sorted(await self.members(agent))
-            if ready and (member is None or member in ready):
-                return ready
-            if member is not None:
-                raise Again(
-                    f"member {member} of Agent {agent} is not ready (ready: "
-                    f"{', '.join(ready) or 'none'})"
-                )
-            raise Again(f"Agent {agent} has no ready member")
-
-        try:
-            return await retrying(attempt, Backoff(0.2, 2.0, jitter=True), deadline=deadline)
-        except Again as exc:
-            raise Problem(str(exc), UNAVAILABLE) from None
-
-    async def member_for(
-        self, agent: str, task_id: str, deadline: float, index: int | None = None
-    ) -> str:
-        """The member a task id goes to: the one named, or the sidecar's affinity choice."""
-        if index is not None:
-            name = f"{agent}-{index}"
-            await self.ready(agent, deadline, name)
-            return name
-        return rendezvous(task_id, await self.ready(agent, deadline))
-
-    def _base(self, member: str, port: int) -> str:
-        return f"/api/v1/namespaces/{self.namespace}/pods/{member}:{port}/proxy/v1/tasks"
-
-    async def send(
-        self, agent: str, member: str, task_id: str, action: str, input: Any, deadline: float
-    ) -> Obj:
-        """The task sent to `member` until it answers with a record (retried with the same id)."""
-        body = {"id": task_id, "action": action, "input": input}
-
-        async def once(port: int) -> tuple[int, Obj, dict[str, str]]:
-            return await self._request(self._base(member, port), "POST", body, seconds=10)
-
-        status, answer = await self._retrying(agent, member, once, deadline)
-        if status in (200, 201, 202):
-            return answer
-        message = answer.get("error") or answer.get("message") or f"HTTP {status}"
-        if status in (400, 409, 413, 422):
-            raise Problem(f"{member} refused the task: {message}", REFUSED)
-        raise Problem(f"{member} answered {status}: {message}", UNAVAILABLE)
-
-    async def get(self, agent: str, member: str, task_id: str, wait: float, deadline: float) -> Obj:
-        """The task's record (after up to `wait` s for it to finish)."""
-
-        async def once(port: int) -> tuple[int, Obj, dict[str, str]]:
-            query = [("wait", f"{wait:.1f}")] if wait > 0 else []
-            return await self._request(
-                f"{self._base(member, port)}/{task_id}", query=query, seconds=wait + 10
-            )
-
-        status, answer = await self._retrying(agent, member, once, deadline)
-        if status == 404:
-            raise Problem(f"no task {task_id} at {member} (or its record expired)", NOT_FOUND)
-        if status >= 400:
-            message = answer.get("error") or answer.get("message") or f"HTTP {status}"
-            raise Problem(f"{member} answered {status}: {message}", UNAVAILABLE)
-        return answer
-
-    async def until_done(self, agent: str, member: str, record: Obj, deadline: float) -> Obj:
-        """The task's record once it is done, or as it is when the deadline passes."""
-        while record.get("status") not in ENDED:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            record = await self.get(agent, member, record["id"], min(30.0, left), deadline)
-        return record
-
-    async def find(self, agent: str, task_id: str, deadline: float) -> tuple[str, Obj]:
-        """(member, record) of a task sent earlier: its affinity member first, then the others."""
-        ready = await self.ready(agent, deadline)
-        first = rendezvous(task_id, ready)
-        for member in [first, *sorted(set(ready) - {first})]:
-            try:
-                return member, await self.get(agent, member, task_id, 0, deadline)
-            except Problem as exc:
-                if exc.code != NOT_FOUND:
-                    raise
-        raise Problem(f"no member of Agent {agent} holds task {task_id}", NOT_FOUND)
-
-    async def actions(self, agent: str, deadline: float) -> tuple[str, list[Obj]]:
-        """(the Agent's description, its actions as its members list them: name, description,
-        inputSchema)."""
-        body = await self._checked(AGENT.path(self.namespace, agent))
-        if body is None:
-            raise Problem(f'Agent "{agent}" not found in namespace "{self.namespace}"', NOT_FOUND)
-        description = str((body.get("spec") or {}).get("description") or "")
-        member = (await self.ready(agent, deadline))[0]
-
-        async def once(port: int) -> tuple[int, Obj, dict[str, str]]:
-            path = f"/api/v1/namespaces/{self.namespace}/pods/{member}:{port}/proxy/v1/actions"
-            return await self._request(path, seconds=10)
-
-        status, answer = await self._retrying(agent, member, once, deadline)
-        if status != 200:
-            message = answer.get("error") or answer.get("message") or f"HTTP {status}"
-            raise Problem(f"{member} did not list its actions: {message}", UNAVAILABLE)
-        return description, list(answer.get("actions") or [])
-
-    async def card(self, agent: str, deadline: float) -> Obj:
-        """The Agent's A2A card, through the API server's proxy to its Service: the URL in it
-        is then the proxy's, which any A2A client holding this kubeconfig's credentials can
-        call."""
-        await self.ready(agent, deadline)
-        path = (
-            f"/api/v1/namespaces/{self.namespace}/services/{agent}:a2a/proxy"
-            "/.well-known/agent-card.json"
-        )
-
-        async def attempt() -> Obj:
-            try:
-                status, body, _ = await self._request(path, seconds=10)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise Again(f"{type(exc).__name__}: {exc}") from None
-            if status == 200:
-                return body
-            message = body.get("error") or body.get("message") or f"HTTP {status}"
-            if status in RETRY_STATUSES:
-                raise Again(message)
-            raise Problem(f"the A2A card of Agent {agent}: {message}", UNAVAILABLE)
-
-        try:
-            return await retrying(attempt, Backoff(0.2, 2.0, jitter=True), deadline=deadline)
-        except Again as exc:
-            raise Problem(f"the A2A card of Agent {agent}: {exc}", UNAVAILABLE) from None
-
     async def _retrying(
-        self, agent: str, member: str, once: Any, deadline: float
-    ) -> tuple[int, Obj]:
-        """`once(port)` until an answer that is not worth retrying, or the deadline."""
+        self, agent: str, path: str, deadline: float, **request: Any
+    ) -> tuple[int, Obj, str]:
+        """One call until an answer that is not worth retrying, or the deadline: (status,
+        answer, the member that answered)."""
 
-        async def attempt() -> tuple[int, Obj]:
-            port = (await self.members(agent)).get(member)
-            if port is None:
-                raise Again(f"{member} is not ready")
+        async def attempt() -> tuple[int, Obj, str]:
             try:
-                status, answer, headers = await once(port)
+                status, answer, headers = await self._request(path, **request)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise Again(f"{type(exc).__name__}: {exc}") from None
             if status in RETRY_STATUSES:
-                why = f"{status} {answer.get('error') or answer.get('message') or ''}"
-                raise Again(why.strip(), retry_after(headers))
-            return status, answer
+                raise Again(f"{status} {message_of(status, answer)}", retry_after(headers))
+            if status in (401, 403):
+                raise Problem(message_of(status, answer), FORBIDDEN)
+            if status == 404 and answer.get("kind") == "Status":
+                # The door's (or the API server's) 404: no such Agent, or no door at all.
+                raise Problem(self._not_found(agent, answer), NOT_FOUND)
+            return status, answer, headers.get(MEMBER_HEADER, "")
 
         try:
             return await retrying(attempt, Backoff(0.2, 3.0, jitter=True), deadline=deadline)
         except Again as exc:
             raise Problem(
-                f"{member} of Agent {agent} could not be reached in time (last: {exc})",
-                UNAVAILABLE,
+                f"Agent {agent} could not be reached in time (last: {exc})", UNAVAILABLE
             ) from None
+
+    def _not_found(self, agent: str, answer: Obj) -> str:
+        message = message_of(404, answer)
+        if "the server could not find the requested resource" in message:
+            return (
+                f"people's door ({access.GROUP}) is not served in this cluster: install"
+                " Foundation's chart, or see docs/security.md"
+            )
+        return message
+
+    async def send(
+        self,
+        agent: str,
+        task_id: str,
+        action: str,
+        input: Any,
+        deadline: float,
+        member: str | None = None,
+        wait: float = 0.0,
+    ) -> tuple[str, Obj]:
+        """(member, record) of the task sent (again, with the same id, until it is answered;
+        with `wait`, after up to that many seconds for it to end)."""
+        body = {"id": task_id, "action": action, "input": input}
+        query = [("wait", f"{wait:.1f}")] if wait > 0 else []
+        if member:
+            query.append(("member", member))
+        status, answer, at = await self._retrying(
+            agent,
+            self._path(agent, access.TASKS),
+            deadline,
+            method="POST",
+            body=body,
+            query=query,
+            seconds=wait + 15,
+        )
+        if status in (200, 201, 202):
+            return at, answer
+        where = at or f"Agent {agent}"
+        if status in (400, 409, 413, 422):
+            raise Problem(f"{where} refused the task: {message_of(status, answer)}", REFUSED)
+        raise Problem(f"{where} answered {status}: {message_of(status, answer)}", UNAVAILABLE)
+
+    async def sent_until_done(
+        self, agent: str, member: str, record: Obj, deadline: float
+    ) -> tuple[str, Obj]:
+        """A task this user sent, once it is done or as it is at the deadline: sent again with
+        `wait` (the same id, so never a second task)."""
+        while record.get("status") not in ENDED:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            member, record = await self.send(
+                agent,
+                record["id"],
+                record.get("action", ""),
+                record.get("input"),
+                deadline,
+                member=member or None,
+                wait=min(30.0, left),
+            )
+        return member, record
+
+    async def get(
+        self, agent: str, task_id: str, deadline: float, wait: float = 0.0
+    ) -> tuple[str, Obj]:
+        """(member, record) of a task; after up to `wait` s for it to end."""
+        query = [("wait", f"{wait:.1f}")] if wait > 0 else []
+        status, answer, at = await self._retrying(
+            agent,
+            self._path(agent, access.TASKS, f"/{task_id}"),
+            deadline,
+            query=query,
+            seconds=wait + 15,
+        )
+        if status == 404:
+            raise Problem(f"no member of Agent {agent} holds task {task_id}", NOT_FOUND)
+        if status >= 400:
+            raise Problem(
+                f"Agent {agent} answered {status}: {message_of(status, answer)}", UNAVAILABLE
+            )
+        return at, answer
+
+    async def until_done(self, agent: str, task_id: str, deadline: float) -> tuple[str, Obj]:
+        """A task's record (anyone's: needs `get agents/tasks`) once it is done, or as it is
+        when the deadline passes."""
+        member, record = await self.get(agent, task_id, deadline)
+        while record.get("status") not in ENDED:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            member, record = await self.get(agent, task_id, deadline, min(30.0, left))
+        return member, record
+
+    async def actions(self, agent: str, deadline: float) -> tuple[str, list[Obj]]:
+        """(the Agent's description, its actions as its members list them: name, description,
+        inputSchema)."""
+        status, answer, _ = await self._retrying(
+            agent, self._path(agent, access.ACTIONS), deadline, seconds=10
+        )
+        if status != 200:
+            raise Problem(
+                f"Agent {agent} did not list its actions: {message_of(status, answer)}",
+                UNAVAILABLE,
+            )
+        return str(answer.get("description") or ""), list(answer.get("actions") or [])
+
+    async def card(self, agent: str, deadline: float) -> Obj:
+        """The Agent's A2A card, through the door: its URL is the door's A2A endpoint on the
+        API server this kubeconfig names, which any A2A client holding its credentials can
+        call."""
+        status, answer, _ = await self._retrying(
+            agent, self._path(agent, access.A2A, CARD), deadline, seconds=10
+        )
+        if status != 200:
+            raise Problem(
+                f"the A2A card of Agent {agent}: {message_of(status, answer)}", UNAVAILABLE
+            )
+        url = self.api.configuration.host.rstrip("/") + self._path(agent, access.A2A, "/")
+        for interface in answer.get("supportedInterfaces") or []:
+            interface["url"] = url
+        if "url" in answer:
+            answer["url"] = url
+        return answer

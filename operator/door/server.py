@@ -11,6 +11,7 @@ import json
 import logging
 import ssl
 import uuid
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -18,6 +19,7 @@ from aiohttp import web
 from foundation_common import access
 from foundation_common.access import TokenFile
 from foundation_common.discovery import ready_members, rendezvous
+from foundation_common.resources import AGENT
 from foundation_common.rest import ApiError, Client, Unreachable
 from foundation_common.retry import Backoff
 from foundation_common.tasks import ENDED
@@ -31,6 +33,7 @@ MAX_BODY = 4 * 1024 * 1024  # what a person's call may carry (the members bound 
 MAX_WAIT = 50.0  # below the API server's 60 s for a call it relays
 FRONT_PROXY_CONFIG = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 RELAYED = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate")
+MEMBER_HEADER = "X-Foundation-Member"  # which member answered
 
 
 def problem(code: int, message: str, reason: str, retry_after: float | None = None) -> web.Response:
@@ -101,11 +104,7 @@ class Door:
             )
         except ApiError as exc:
             if exc.status == 404:
-                return problem(
-                    404,
-                    f'agents.foundation.dev "{target.agent}" not found (or it has no Service yet)',
-                    "NotFound",
-                )
+                return await self._no_service(target)
             return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
         except Unreachable as exc:
             return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
@@ -118,6 +117,31 @@ class Door:
                 retry_after=1,
             )
         return found
+
+    async def agent(self, target: Target) -> dict[str, Any] | None:
+        try:
+            return await self.api.get(AGENT.path(target.namespace, target.agent))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _no_service(self, target: Target) -> web.Response:
+        """No Endpoints: no such Agent (404), or one whose Service is still to come (503)."""
+        try:
+            found = await self.agent(target)
+        except (ApiError, Unreachable) as exc:
+            return problem(503, f"cannot read the Agent: {exc}", "ServiceUnavailable", 1)
+        if found is None:
+            return problem(
+                404,
+                f'agents.{AGENT.group} "{target.agent}" not found in namespace'
+                f' "{target.namespace}"',
+                "NotFound",
+            )
+        return problem(
+            503, f"Agent {target.agent} has no ready member yet", "ServiceUnavailable", 1
+        )
 
     def headers(self, request: web.Request, person: tuple[str, tuple[str, ...]]) -> dict[str, str]:
         token = self.token.header()
@@ -189,12 +213,27 @@ class Door:
                 status, data, answered = await self._until_done(
                     found[member], data, headers, wait, (status, data, answered)
                 )
+            if target.subresource == access.ACTIONS and status == 200:
+                data = await self._described(target, data)
             return web.Response(
                 status=status,
                 body=data,
-                headers={k: v for k, v in answered.items() if k in RELAYED},
+                headers={
+                    **{k: v for k, v in answered.items() if k in RELAYED},
+                    MEMBER_HEADER: member,
+                },
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _described(self, target: Target, data: bytes) -> bytes:
+        """The actions with the Agent's description (what a tool list shows of it)."""
+        try:
+            listed = json.loads(data)
+            found = await self.agent(target) or {}
+        except (ValueError, ApiError, Unreachable):
+            return data
+        listed["description"] = str((found.get("spec") or {}).get("description") or "")
+        return json.dumps(listed).encode()
 
     async def _until_done(
         self,
