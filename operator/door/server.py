@@ -34,6 +34,8 @@ MAX_WAIT = 50.0  # below the API server's 60 s for a call it relays
 FRONT_PROXY_CONFIG = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 RELAYED = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate")
 MEMBER_HEADER = "X-Foundation-Member"  # which member answered
+# What a caller's request carries on to the member (the protocol's and the trace's headers).
+PASSED = ("A2A-Version", "A2A-Extensions", "X-A2A-Extensions", "traceparent", "tracestate")
 
 
 def problem(code: int, message: str, reason: str, retry_after: float | None = None) -> web.Response:
@@ -155,6 +157,7 @@ class Door:
             "X-Forwarded-Proto": "https",
             "X-Forwarded-Uri": request.path_qs,
         }
+        headers.update({k: request.headers[k] for k in PASSED if k in request.headers})
         host = request.headers.get("X-Forwarded-Host")
         if host:
             headers["X-Forwarded-Host"] = host

@@ -154,7 +154,8 @@ async def test_every_door_answers_401_403_or_the_call_for_each_kind_of_caller(ku
                     # In the API server's words, naming what is missing.
                     message = sent.json()["error"]
                     assert 'cannot create resource "agents/tasks"' in message
-                    assert 'in API group "foundation.dev"' in message and '"door"' in message
+                    assert 'in API group "access.foundation.dev"' in message
+                    assert '"door"' in message
                 if a2a.status_code == 200:
                     assert "error" not in a2a.json(), a2a.json()
                     metadata = a2a.json()["result"]["task"]["metadata"]
@@ -264,13 +265,13 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
             "patch foundation.dev agents/status caller",
             "update core configmaps caller-0-state",
             "create authorization.k8s.io localsubjectaccessreviews",
-            "create foundation.dev agents/tasks counter",  # declared, by capability
-            "get foundation.dev agents counter",  # its card and actions
+            "create access.foundation.dev agents/tasks counter",  # declared, by capability
+            "get access.foundation.dev agents/actions counter",  # its tools' schemas
             "list discovery.k8s.io endpointslices",
         ],
         runner: [
             "patch foundation.dev workflows/status flow",
-            "create foundation.dev agents/tasks counter",
+            "create access.foundation.dev agents/tasks counter",
         ],
         operator: [
             "create core pods",
@@ -278,6 +279,7 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
             "create rbac.authorization.k8s.io roles",
             "patch rbac.authorization.k8s.io clusterrolebindings " + rbac.MEMBER_CLUSTER_ROLE,
             "create authentication.k8s.io tokenreviews",
+            "relay access.foundation.dev agents/tasks counter",  # people's door
         ],
     }
     must_not = {
@@ -291,15 +293,16 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
             "bind rbac.authorization.k8s.io clusterroles admin",
             "get core configmaps counter-0-state",  # another Agent's state
             "update core configmaps counter-0-state",
-            "create foundation.dev agents/tasks caller",  # not declared
-            "get foundation.dev agents/tasks counter",  # others' task records
+            "create access.foundation.dev agents/tasks caller",  # not declared
+            "get access.foundation.dev agents/tasks counter",  # others' task records
+            "relay access.foundation.dev agents/tasks counter",  # speak for others
             "create core pods/proxy",
         ],
         runner: [
             "patch foundation.dev workflows flow",
             "get core secrets",
             "create core pods",
-            "create foundation.dev agents/tasks caller",  # no step names it
+            "create access.foundation.dev agents/tasks caller",  # no step names it
             "get core configmaps counter-0-state",
         ],
         operator: [

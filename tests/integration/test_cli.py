@@ -80,7 +80,7 @@ async def test_send_wait_the_same_id_twice_and_get(kube: Kube, cluster: str) -> 
 async def test_clear_errors_and_exit_codes(kube: Kube, cluster: str) -> None:
     await running_agent(kube, "strict", "foundation_agent.agents:CounterAgent", replicas=1)
     code, _, err = await cli(kube, cluster, "send", "nobody", "increment")
-    assert code == 3 and f'Agent "nobody" not found in namespace "{kube.ns}"' in err
+    assert code == 3 and f'agents.foundation.dev "nobody" not found in namespace "{kube.ns}"' in err
     code, _, err = await cli(kube, cluster, "send", "strict", "increment", "--input", '{"by": "x"}')
     assert code == 6 and "refused the task" in err and "by" in err
     code, _, err = await cli(kube, cluster, "send", "strict", "increment", "--input", "{oops")
@@ -117,4 +117,4 @@ async def test_a_member_killed_between_send_and_wait(kube: Kube, cluster: str) -
         "--timeout",
         "1",
     )
-    assert code == 5 and "still" in err and "foundation get slow" in err
+    assert code == 5 and "still" in err and "--wait goes on waiting" in err

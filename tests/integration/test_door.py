@@ -1,0 +1,232 @@
+"""People's door on the local cluster: people and workloads call Agents through the API server
+(`access.foundation.dev`), with nothing but what a kubeconfig holds, and the API server's own
+authentication and RBAC decide. The member behind it requires a token: the door relays with
+the operator's and names the person, whom the member authorizes again.
+
+Callers: no credentials; ServiceAccount tokens for another audience, of a pod that is gone, of
+another namespace, without a binding, with only `view`, with the caller role; and people (users
+the admin impersonates, as a client certificate or an OIDC token would name them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import door
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+from test_access import account, bind, jsonrpc_send, token
+
+from kube import REPO, Kube
+from localcluster.layout import API_URL
+
+pytestmark = pytest.mark.usefixtures("operator")
+DOOR = "/apis/access.foundation.dev/v1alpha1"
+API_AUDIENCE = "https://kubernetes.default.svc"
+CA = str(REPO / ".local-cluster" / "pki" / "ca.crt")
+CLI = str(REPO / ".venv/bin/foundation")
+
+
+def admin_token() -> str:
+    config = json.loads((REPO / ".local-cluster" / "kubeconfig").read_text())
+    return str(config["users"][0]["user"]["token"])
+
+
+def as_person(user: str, *groups: str) -> dict[str, str]:
+    """The admin impersonating `user`: the API server authorizes `user`, as if they came with
+    their own client certificate, and the door is told `user`."""
+    headers = {"Authorization": f"Bearer {admin_token()}", "Impersonate-User": user}
+    return headers | ({"Impersonate-Group": groups[0]} if groups else {})
+
+
+async def bind_user(kube: Kube, user: str, cluster_role: str) -> None:
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{user}-{cluster_role}", "namespace": kube.ns},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_role,
+            },
+            "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+    )
+
+
+def kubeconfig(path: Path, bearer: str) -> str:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": API_URL, "certificate-authority": CA}}
+                ],
+                "users": [{"name": "u", "user": {"token": bearer}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return str(path)
+
+
+async def test_people_call_through_the_api_server_and_rbac_decides(
+    kube: Kube, tmp_path: Path
+) -> None:
+    await kube.create_agent("door", callers={"requireToken": True})
+    other = f"{kube.ns[:50]}-other"
+    await kube.core.create_namespace({"metadata": {"name": other}})
+    for name in ("stranger", "viewer", "caller", "gone"):
+        await account(kube, name)
+    await account(kube, "outsider", other)
+    await bind(kube, "viewer", "view")
+    await bind(kube, "caller", "foundation-agent-caller")
+    await bind_user(kube, "alice", "foundation-agent-caller")
+    await bind_user(kube, "bob", "foundation-agent-caller")
+    await bind_user(kube, "rita", "foundation-agent-reader")
+    holder = await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "holder", "namespace": kube.ns},
+            "spec": {
+                "serviceAccountName": "gone",
+                "containers": [{"name": "c", "image": "x", "command": ["sleep", "600"]}],
+            },
+        }
+    )
+    gone = await token(
+        kube,
+        "gone",
+        audience=API_AUDIENCE,
+        bound_pod={"name": "holder", "uid": holder["metadata"]["uid"]},
+    )
+    await kube.delete_pod("holder", grace=0)
+
+    def bearer(value: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {value}"}
+
+    callers: dict[str, dict[str, str]] = {
+        "no credentials": {},
+        "another audience": bearer(await token(kube, "caller")),  # foundation.dev's, not the API's
+        "a pod that is gone": bearer(gone),
+        "another namespace": bearer(await token(kube, "outsider", API_AUDIENCE, other)),
+        "no binding": bearer(await token(kube, "stranger", API_AUDIENCE)),
+        "only view": bearer(await token(kube, "viewer", API_AUDIENCE)),
+        "the caller role": bearer(await token(kube, "caller", API_AUDIENCE)),
+        "a person with the caller role": as_person("alice", "team"),
+        "a person with nothing": as_person("mallory"),
+    }
+    expected = {
+        # The local API server takes a call without credentials as system:anonymous, whom RBAC
+        # refuses (403); one run with --anonymous-auth=false answers 401.
+        "no credentials": 403,
+        "another audience": 401,
+        "a pod that is gone": 401,
+        "another namespace": 403,
+        "no binding": 403,
+        "only view": 403,
+        "the caller role": 200,
+        "a person with the caller role": 200,
+        "a person with nothing": 403,
+    }
+    senders = {
+        "the caller role": f"system:serviceaccount:{kube.ns}:caller",
+        "a person with the caller role": "alice",
+    }
+    await kube.wait_agent(
+        "door", lambda a: (a.get("status") or {}).get("ready") == "1/1", what="door ready"
+    )
+    base = f"{API_URL}{DOOR}/namespaces/{kube.ns}/agents/door"
+    seen: dict[str, dict[str, int]] = {}
+    try:
+        async with httpx.AsyncClient(timeout=30, verify=CA) as http:
+            for who, headers in callers.items():
+                task_id = f"t-{uuid.uuid4().hex[:8]}"
+                sent = await http.post(
+                    f"{base}/tasks?wait=10",
+                    json={"id": task_id, "action": "increment", "input": {"by": 1}},
+                    headers=headers,
+                )
+                a2a = await http.post(
+                    f"{base}/a2a/",
+                    json=jsonrpc_send(f"m-{task_id}"),
+                    headers={**headers, "A2A-Version": "1.0"},
+                )
+                card = await http.get(f"{base}/a2a/.well-known/agent-card.json", headers=headers)
+                seen[who] = {
+                    "task API": sent.status_code,
+                    "A2A": a2a.status_code,
+                    "card": card.status_code,
+                }
+                if sent.status_code == 403:
+                    # The API server's own words, naming what is missing.
+                    assert 'cannot create resource "agents/tasks"' in sent.json()["message"]
+                if sent.status_code == 200:
+                    assert "result" in a2a.json(), a2a.json()
+                    assert sent.json()["status"] == "succeeded"
+                    assert sent.json()["sender"] == senders[who]
+                    assert (
+                        a2a.json()["result"]["task"]["metadata"]["foundation.dev/sender"]
+                        == senders[who]
+                    )
+            assert seen == {
+                who: {"task API": code, "A2A": code, "card": code} for who, code in expected.items()
+            }
+
+            # A sender reads their task by sending it again (the same id: never twice); reading
+            # by id is `get agents/tasks`, a reader's; another sender is refused the id (409).
+            alice, bob, rita = as_person("alice"), as_person("bob"), as_person("rita")
+            task = {"id": "mine", "action": "increment", "input": {"by": 5}}
+            first = await http.post(f"{base}/tasks?wait=10", json=task, headers=alice)
+            again = await http.post(f"{base}/tasks?wait=10", json=task, headers=alice)
+            assert first.json()["result"] == again.json()["result"]
+            assert (await http.get(f"{base}/tasks/mine", headers=alice)).status_code == 403
+            read = await http.get(f"{base}/tasks/mine", headers=rita)
+            assert read.status_code == 200 and read.json()["sender"] == "alice"
+            assert (await http.post(f"{base}/tasks", json=task, headers=bob)).status_code == 409
+            # A forged id from someone who may not send: refused before the door is asked.
+            forged = await http.post(
+                f"{base}/tasks",
+                json={"id": "step-1", "action": "increment", "input": {"by": 1000}},
+                headers=callers["no binding"],
+            )
+            assert forged.status_code == 403
+            assert (await http.get(f"{base}/tasks/step-1", headers=rita)).status_code == 404
+            # The door answers only the API server: a call straight to it has no identity.
+            async with httpx.AsyncClient(verify=str(door.FILES / "ca.crt")) as straight:
+                answer = await straight.get(
+                    f"https://{door.HOST}:{door.PORT}{DOOR}/namespaces/{kube.ns}/agents/door"
+                    "/tasks/mine",
+                    headers={**alice, "X-Remote-User": "rita"},
+                )
+            assert answer.status_code == 401
+
+        # `foundation mcp` with the caller's kubeconfig calls; with the viewer's it is refused.
+        async def tool_call(bearer_token: str, name: str) -> Any:
+            stdio = StdioServerParameters(
+                command=CLI,
+                args=["--kubeconfig", kubeconfig(tmp_path / name, bearer_token), "-n", kube.ns,
+                      "mcp", "--agent", "door", "--stdio"],
+                env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+            )  # fmt: skip
+            async with Client(stdio) as mcp:
+                return await mcp.call_tool("door__increment", {"by": 1})
+
+        caller_token = callers["the caller role"]["Authorization"].split()[1]
+        done = await tool_call(caller_token, "caller")
+        assert not done.is_error, done.content
+        viewer_token = callers["only view"]["Authorization"].split()[1]
+        refused = await tool_call(viewer_token, "viewer")
+        assert refused.is_error
+        assert 'cannot create resource "agents/tasks"' in refused.content[0].text
+    finally:
+        await kube.core.delete_namespace(other)
