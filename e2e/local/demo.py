@@ -35,6 +35,7 @@ VALUES = {
     "logFormat": "text",
 }
 ENV = dict(os.environ, KUBECONFIG=str(KUBECONFIG))
+DOOR = "v1alpha1.access.foundation.dev"  # people's door: the CLI's way in
 STEPS = 7
 
 
@@ -83,11 +84,12 @@ def is_ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def cluster_roles_are_ours() -> bool:
-    """Whether this release makes the cluster-wide ClusterRoles (docs/security.md): yes unless
-    something else made them already (another release, or `make test`'s harness)."""
+def ours(kind: str, name: str) -> bool:
+    """Whether this release makes a cluster-wide object of the chart's (the shared ClusterRoles,
+    people's door's APIService; docs/security.md): yes unless something else made it already
+    (another release, or `make test`'s harness)."""
     found = subprocess.run(
-        [KUBECTL, "get", "clusterrole", "foundation-agent-member", "-o", "json"],
+        [KUBECTL, "get", kind, name, "-o", "json"],
         capture_output=True,
         env=ENV,
         check=False,
@@ -113,8 +115,17 @@ def helm_release() -> None:
         )
         started = time.monotonic()
         call = helm.upgrade if installed else helm.install
-        values = {**VALUES, "clusterRoles": {"create": cluster_roles_are_ours()}}
+        door = ours("apiservice", DOOR)
+        values = {
+            **VALUES,
+            "clusterRoles": {"create": ours("clusterrole", "foundation-agent-member")},
+            # The chart's APIService is made below (Kubernetes 1.20's aggregator panics on the
+            # server-side apply Helm 4 makes; 1.21 and later take it from the chart).
+            "door": {"apiService": {"create": False}},
+        }
         release = call(chart, RELEASE, values, namespace=NAMESPACE, wait="watcher", timeout=180)
+        if door:
+            door_api_service()
         print(
             f"    release {RELEASE}: {release['status']}, revision {release.get('version')}, "
             f"in {time.monotonic() - started:.1f} s",
@@ -122,6 +133,40 @@ def helm_release() -> None:
         )
     finally:
         helm.close()
+
+
+def door_api_service() -> None:
+    """People's door's APIService as the chart makes it (templates/door.yaml), with the CA of
+    the release's door Secret, applied client-side."""
+    ca = subprocess.run(
+        [KUBECTL, "get", "secret", f"{RELEASE}-operator-door-tls", "-n", NAMESPACE,
+         "-o", "jsonpath={.data.ca\\.crt}"],
+        env=ENV, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    api_service = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {
+            "name": DOOR,
+            "labels": {"app.kubernetes.io/managed-by": "foundation-demo"},
+            "annotations": {"meta.helm.sh/release-name": RELEASE},
+        },
+        "spec": {
+            "group": "access.foundation.dev",
+            "version": "v1alpha1",
+            "service": {"name": f"{RELEASE}-operator-door", "namespace": NAMESPACE, "port": 443},
+            "caBundle": ca,
+            "groupPriorityMinimum": 1000,
+            "versionPriority": 15,
+        },
+    }
+    done = subprocess.run(
+        [KUBECTL, "apply", "-f", "-"], input=json.dumps(api_service), env=ENV, text=True,
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"demo: the door's APIService: {done.stderr.strip()}")
+    print(f"    apiservice {DOOR}: applied (people's door)", flush=True)
 
 
 def down() -> None:
@@ -150,6 +195,8 @@ def down() -> None:
             '{"metadata":{"finalizers":null}}',
             check=False,
         )
+    if ours("apiservice", DOOR):
+        kubectl("delete", "apiservice", DOOR, "--ignore-not-found")
     kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
 
 

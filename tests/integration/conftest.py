@@ -106,3 +106,4 @@ def operator(cluster: str) -> Iterator[OperatorProcess]:
     door.wait_available()
     yield process
     process.stop()
+    door.uninstall()

@@ -30,6 +30,7 @@ SERVICE = "foundation-door"
 HOST = "10.244.0.1"  # the machine on the cluster's bridge (localcluster.layout.BRIDGE_IP)
 PORT = 18443
 RELAYER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
+API_SERVICE = f"{access.DOOR_VERSION}.{access.GROUP}"
 FILES = REPO / ".local-cluster" / "door"
 
 
@@ -150,7 +151,17 @@ def objects(ca: str) -> list[dict[str, Any]]:
         {
             "apiVersion": "apiregistration.k8s.io/v1",
             "kind": "APIService",
-            "metadata": {"name": f"{access.DOOR_VERSION}.{access.GROUP}", "labels": labels},
+            "metadata": {
+                "name": API_SERVICE,
+                "labels": labels,
+                # Taken over from `make demo`'s release while the tests run (it points at this
+                # operator; the demo's CLI comes through it too): the demo's next upgrade, which
+                # then leaves it out, keeps it.
+                "annotations": {
+                    "helm.sh/resource-policy": "keep",
+                    "meta.helm.sh/release-name": "foundation-tests",
+                },
+            },
             "spec": {
                 "group": access.GROUP,
                 "version": access.DOOR_VERSION,
@@ -197,13 +208,19 @@ def install() -> dict[str, str]:
     }
 
 
+def uninstall() -> None:
+    """The APIService removed (it would point at an operator that is gone): `make demo` makes
+    its own again."""
+    _kubectl("delete", "apiservice", API_SERVICE, "--ignore-not-found")
+
+
 def wait_available(timeout: float = 60.0) -> None:
     """Until the API server has found the door (its APIService Available)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         found = json.loads(
-            _kubectl("get", "apiservice", f"{access.DOOR_VERSION}.{access.GROUP}", "-o", "json")
+            _kubectl("get", "apiservice", API_SERVICE, "-o", "json")
         )
         for condition in (found.get("status") or {}).get("conditions") or []:
             if condition["type"] == "Available":

@@ -4,6 +4,9 @@ oldest, 1.25, and its newest), and reject bad values clearly."""
 
 from __future__ import annotations
 
+import base64
+import subprocess
+import tempfile
 from pathlib import Path
 
 import helm_python
@@ -75,13 +78,17 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
     objects = render({})
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == [
+        "APIService",  # people's door
         *["ClusterRole"] * 5,  # the operator's, the members', and callers', readers', cancellers'
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
+        "RoleBinding",  # the door reads the API server's relay settings in kube-system
+        "Secret",  # the door's serving certificate
         "Service",
+        "Service",  # the door's
         "ServiceAccount",
     ]
     (deployment,) = by_kind(objects, "Deployment")
@@ -106,6 +113,39 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
     assert operator["readinessProbe"]["httpGet"]["path"] == "/readyz"
     (pdb,) = by_kind(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
+
+
+def test_the_door_is_an_apiservice_whose_ca_signs_the_operators_serving_certificate() -> None:
+    objects = render({})
+    (api_service,) = by_kind(objects, "APIService")
+    (secret,) = by_kind(objects, "Secret")
+    assert api_service["metadata"]["name"] == "v1alpha1.access.foundation.dev"
+    assert api_service["spec"]["service"]["name"] == "fdn-foundation-operator-door"
+    assert api_service["spec"]["caBundle"] == secret["data"]["ca.crt"]
+    assert "insecureSkipTLSVerify" not in api_service["spec"]
+    # The certificate names the door's Service and is signed by the bundle's CA.
+    ca = base64.b64decode(secret["data"]["ca.crt"]).decode()
+    crt = base64.b64decode(secret["data"]["tls.crt"]).decode()
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "ca.crt").write_text(ca)
+        (Path(folder) / "tls.crt").write_text(crt)
+        checked = subprocess.run(
+            ["openssl", "verify", "-CAfile", f"{folder}/ca.crt", "-verify_hostname",
+             "fdn-foundation-operator-door.foundation-system.svc", f"{folder}/tls.crt"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (deployment,) = by_kind(objects, "Deployment")
+    (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in operator["env"]}
+    assert env["FOUNDATION_DOOR_PORT"] == "8443"
+    mounts = {m["name"]: m["mountPath"] for m in operator["volumeMounts"]}
+    assert mounts["door-tls"] == "/var/run/foundation.dev/door"
+    assert mounts["door-token"] == "/var/run/secrets/foundation.dev/serviceaccount"
+    # A second release in the cluster leaves the one APIService to the first.
+    kinds = {o["kind"] for o in render({"door": {"apiService": {"create": False}}})}
+    assert "APIService" not in kinds and "Secret" in kinds
+    assert "Secret" not in {o["kind"] for o in render({"door": {"enabled": False}})}
 
 
 def test_rbac_is_the_operators_written_rules_cluster_wide_or_per_watched_namespace() -> None:
