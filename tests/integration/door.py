@@ -219,9 +219,7 @@ def wait_available(timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        found = json.loads(
-            _kubectl("get", "apiservice", API_SERVICE, "-o", "json")
-        )
+        found = json.loads(_kubectl("get", "apiservice", API_SERVICE, "-o", "json"))
         for condition in (found.get("status") or {}).get("conditions") or []:
             if condition["type"] == "Available":
                 if condition["status"] == "True":
