@@ -139,6 +139,7 @@ async def serve_door(settings: Settings, stop: asyncio.Event) -> None:
                 settings.door_key_file,
                 settings.door_token_file,
                 stop,
+                settings.door_public_url,
             )
     except Exception:
         # The operator supervises on without it; people's calls answer 503 from the API server.

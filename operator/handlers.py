@@ -83,11 +83,14 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 async def callers_from(kube: Api, settings: Settings) -> list[Obj] | None:
     """Who besides Foundation's pods reaches members (each Agent's NetworkPolicy), or None
-    with NetworkPolicies off: the peers configured, and the API server's own addresses (the
-    `kubernetes` Service's endpoints; the pod proxy people come through), where readable."""
+    with NetworkPolicies off: the peers configured, people's door (the operator's pods), and,
+    while members let tokenless calls through (Permissive), the API server's own addresses
+    (the `kubernetes` Service's endpoints; its pod proxy), where readable."""
     if not settings.network_policy:
         return None
-    peers = list(settings.network_policy_from)
+    peers = [*settings.network_policy_from, *settings.door_from]
+    if settings.caller_auth == "Required":
+        return peers
     try:
         endpoints = await kube.read("Endpoints", "default", "kubernetes")
     except ApiError as exc:

@@ -40,9 +40,9 @@ class Settings(BaseModel, frozen=True):
         description="Image of Agents that name none in spec.image (the chart's agents.image).",
     )
     caller_auth: Literal["Required", "Permissive"] = Field(
-        default="Permissive",
+        default="Required",
         description="What members do with a call that presents no token: Required refuses it"
-        " (401); Permissive lets it through as anonymous, for callers that reach members"
+        " (401); Permissive lets it through as anonymous, for callers that still reach members"
         " through the API server's pod proxy. A call with a token is verified and authorized"
         " either way (the chart's agents.callerAuthentication).",
     )
@@ -69,6 +69,17 @@ class Settings(BaseModel, frozen=True):
         " to (TLS; docs/security.md); 0 serves none.",
     )
     door_host: str = "0.0.0.0"
+    door_public_url: str = Field(
+        default="",
+        description="The API server's URL as people reach it (https://host:port), for the"
+        " URL in an Agent's A2A card read through the door; the API server does not say it."
+        " `foundation card` puts the kubeconfig's in its stead.",
+    )
+    door_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers (JSON list) of the door's pods, which members admit:"
+        " the chart names the operator's pods.",
+    )
     door_cert_file: str = Field(
         default="/var/run/foundation.dev/door/tls.crt",
         description="The door's serving certificate (the APIService's caBundle signs it).",
@@ -103,7 +114,7 @@ class Settings(BaseModel, frozen=True):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    _json = field_validator("network_policy_from", mode="before")(json_setting)
+    _json = field_validator("network_policy_from", "door_from", mode="before")(json_setting)
 
     def manages(self, namespace: str) -> bool:
         """Whether this operator's watches cover `namespace`."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECONFIG = REPO / ".local-cluster/kubeconfig"
+API_URL = "https://10.244.0.1:6443"  # the local API server (localcluster.layout.API_URL)
 KUBECTL = str(REPO / "e2e/local/kubectl")
 FOUNDATION = str(REPO / ".venv/bin/foundation")
 NAMESPACE = "foundation-demo"
@@ -121,7 +122,7 @@ def helm_release() -> None:
             "clusterRoles": {"create": ours("clusterrole", "foundation-agent-member")},
             # The chart's APIService is made below (Kubernetes 1.20's aggregator panics on the
             # server-side apply Helm 4 makes; 1.21 and later take it from the chart).
-            "door": {"apiService": {"create": False}},
+            "door": {"apiService": {"create": False}, "publicURL": API_URL},
         }
         release = call(chart, RELEASE, values, namespace=NAMESPACE, wait="watcher", timeout=180)
         if door:

@@ -12,6 +12,7 @@ import logging
 import ssl
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -46,10 +47,13 @@ def problem(code: int, message: str, reason: str, retry_after: float | None = No
 class Door:
     """Relays people's calls, as the API server authorized them, to the Agents' members."""
 
-    def __init__(self, api: Client, front: FrontProxy, token: TokenFile) -> None:
+    def __init__(
+        self, api: Client, front: FrontProxy, token: TokenFile, public_url: str = ""
+    ) -> None:
         self.api = api
         self.front = front
         self.token = token
+        self.public = urlsplit(public_url) if public_url else None
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -158,9 +162,10 @@ class Door:
             "X-Forwarded-Uri": request.path_qs,
         }
         headers.update({k: request.headers[k] for k in PASSED if k in request.headers})
-        host = request.headers.get("X-Forwarded-Host")
-        if host:
-            headers["X-Forwarded-Host"] = host
+        if self.public is not None:
+            headers["X-Forwarded-Host"] = self.public.netloc
+            headers["X-Forwarded-Proto"] = self.public.scheme
+            headers["X-Forwarded-Uri"] = self.public.path.rstrip("/") + request.path_qs
         if request.content_type:
             headers["Content-Type"] = request.content_type
         return headers
@@ -369,6 +374,7 @@ async def serve(
     key: str,
     token_file: str,
     stop: asyncio.Event,
+    public_url: str = "",
 ) -> None:
     """Serve the door until `stop`; the API server's relay settings are read first, again
     and again while they cannot be (logged), so the rest of the operator runs meanwhile."""
@@ -386,7 +392,7 @@ async def serve(
                 return
             except TimeoutError:
                 continue
-    door = Door(api, front, TokenFile(token_file, missing_ok=True))
+    door = Door(api, front, TokenFile(token_file, missing_ok=True), public_url)
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", door.handle)
     runner = web.AppRunner(app, access_log=None)

@@ -22,6 +22,7 @@ import yaml
 from foundation_common import access
 from foundation_operator.door.routes import GROUP_VERSION
 from kube import REPO
+from localcluster.layout import API_URL
 
 KUBECTL = str(REPO / "e2e/local/kubectl")
 NAMESPACE = "foundation-door-tests"
@@ -205,6 +206,7 @@ def install() -> dict[str, str]:
         "FOUNDATION_DOOR_CERT_FILE": str(FILES / "tls.crt"),
         "FOUNDATION_DOOR_KEY_FILE": str(FILES / "tls.key"),
         "FOUNDATION_DOOR_TOKEN_FILE": str(path),
+        "FOUNDATION_DOOR_PUBLIC_URL": API_URL,
     }
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -36,6 +37,48 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self._caller: dict[str, str] | None = None
+
+    async def caller(self) -> dict[str, str]:
+        """Headers for calling members straight (their pod's address), as an in-cluster caller
+        does: a projected-style token (audience foundation.dev) of the account `tester`, which
+        may send, read and cancel any task of this namespace's Agents. Made once a test."""
+        if self._caller is None:
+            await self.create({"kind": "ServiceAccount", "metadata": {"name": "tester"}})
+            for role in (
+                "foundation-agent-caller",
+                "foundation-agent-reader",
+                "foundation-agent-canceller",
+            ):
+                await self.create(
+                    {
+                        "kind": "RoleBinding",
+                        "metadata": {"name": f"tester-{role}"},
+                        "roleRef": {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "ClusterRole",
+                            "name": role,
+                        },
+                        "subjects": [
+                            {"kind": "ServiceAccount", "name": "tester", "namespace": self.ns}
+                        ],
+                    }
+                )
+            answer = await self.core.create_namespaced_service_account_token(
+                "tester",
+                self.ns,
+                {
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {"audiences": ["foundation.dev"], "expirationSeconds": 7200},
+                },
+            )
+            self._caller = {"Authorization": f"Bearer {answer.status.token}"}
+        return self._caller
+
+    async def member_client(self, **options: Any) -> httpx.AsyncClient:
+        """An HTTP client for members' task API and A2A ports, with `caller`'s token."""
+        return httpx.AsyncClient(headers=await self.caller(), **options)
 
     async def create_namespace(self) -> None:
         await self.core.create_namespace({"metadata": {"name": self.ns}})

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 @pytest.fixture
 async def http(cluster: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client with the kubeconfig's credentials, for the API server's proxy."""
+    """An HTTP client with the kubeconfig's credentials, for people's door."""
     credentials = Credentials.from_kubeconfig(cluster)
     async with httpx.AsyncClient(
         verify=credentials.ssl_context(),
@@ -46,8 +46,11 @@ async def http(cluster: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def proxied(cluster: str, namespace: str, agent: str) -> str:
+    """The Agent's A2A endpoint through people's door."""
     server = Credentials.from_kubeconfig(cluster).server.rstrip("/")
-    return f"{server}/api/v1/namespaces/{namespace}/services/{agent}:a2a/proxy/"
+    return (
+        f"{server}/apis/access.foundation.dev/v1alpha1/namespaces/{namespace}/agents/{agent}/a2a/"
+    )
 
 
 async def running(kube: Kube, name: str, replicas: int, **spec: Any) -> None:

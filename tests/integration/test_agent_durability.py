@@ -88,7 +88,7 @@ async def test_a_thousand_increments_survive_kills_and_pod_deletions(
             if client.accepted in disruptions:
                 await disrupt(disruptions[client.accepted])
 
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with await kube.member_client(timeout=5) as http:
         await asyncio.gather(*(one(i, http) for i in range(TASKS)))
         # Every task ends succeeded, once: the final count is exactly the number of tasks.
         records = [await client.record(http, f"inc-{i}") for i in range(TASKS)]
@@ -160,7 +160,7 @@ async def test_a_full_inbox_answers_429_and_loses_nothing_accepted(kube: Kube) -
     await kube.wait_agent("busy", lambda a: phase(a) == "Running", timeout=60)
     pod = await kube.get("Pod", "busy-0")
     base = f"http://{pod['status']['podIP']}:8080"
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with await kube.member_client(timeout=5) as http:
         first = await http.post(
             f"{base}/v1/tasks", json={"id": "slow", "action": "sleep", "input": {"seconds": 2}}
         )
@@ -203,7 +203,7 @@ async def test_retain_on_delete_keeps_the_state_for_the_next_agent_of_that_name(
     running = await kube.wait_agent("keeper", lambda a: phase(a) == "Running", timeout=60)
     # Its finalizer is what lets the operator release the state before the collector's turn.
     assert "foundation.dev/supervisor" in running["metadata"]["finalizers"]
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with await kube.member_client(timeout=5) as http:
         done = await run_task(http, {"id": "add", "action": "increment", "input": {"by": 5}})
         assert done["result"] == {"count": 5}
         await kube.delete_agent("keeper")
@@ -233,7 +233,7 @@ async def test_an_oversized_state_fails_its_task_with_a_clear_condition(kube: Ku
     await kube.wait_agent("big", lambda a: phase(a) == "Running", timeout=60)
     client = Client(kube, "big")
     await client.refresh()
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with await kube.member_client(timeout=10) as http:
         tasks = {
             "a": {"key": "a", "bytes": 600 * 1024},
             "b": {"key": "b", "bytes": 600 * 1024},

@@ -38,6 +38,8 @@ VALUES = {
     # The shared ClusterRoles are the tests' harness's already (conftest), as a second
     # release in a cluster finds them.
     "clusterRoles": {"create": False},
+    # People's door's APIService too: the harness's operator serves it while the tests run.
+    "door": {"apiService": {"create": False}},
 }
 
 
@@ -118,7 +120,7 @@ async def test_install_upgrade_and_uninstall_keep_agents_and_their_state(
         await kube.wait_agent("counter", running(2), 90, "the example Ready under the chart")
         members = await kube.members("counter")
         ip = members["counter-0"]["status"]["podIP"]
-        async with httpx.AsyncClient() as http:
+        async with await kube.member_client() as http:
             for i in range(5):
                 answer = await http.post(
                     f"http://{ip}:8080/v1/tasks",
@@ -152,7 +154,7 @@ async def test_install_upgrade_and_uninstall_keep_agents_and_their_state(
         agent = await kube.wait_agent("counter", running(2), 60, "the example still Running")
         after = await kube.members("counter")
         assert {n: p["metadata"]["uid"] for n, p in after.items()} == uids  # never restarted
-        async with httpx.AsyncClient() as http:
+        async with await kube.member_client() as http:
             record = (await http.post(
                 f"http://{ip}:8080/v1/tasks", json={"id": "get", "action": "get"}
             )).json()  # fmt: skip
@@ -282,7 +284,7 @@ async def test_prometheus_scrapes_operator_and_agents_and_the_intensity_alert_fi
             await kube.create_agent("counter", sidecar={})  # scraped below
             await kube.wait_agent("counter", running(1), 60, "counter Running")
             ip = (await kube.pod("counter-0"))["status"]["podIP"]
-            async with httpx.AsyncClient() as http:
+            async with await kube.member_client() as http:
                 await http.post(
                     f"http://{ip}:8080/v1/tasks", json={"id": "a", "action": "increment"}
                 )

@@ -37,7 +37,7 @@ async def member_url(kube: Kube, pod: str) -> str:
 
 async def task(kube: Kube, pod: str, task_id: str, action: str, input: dict) -> dict:
     """Send a task to a member and wait for its record (across the member's restarts)."""
-    async with httpx.AsyncClient(timeout=90) as http:
+    async with await kube.member_client(timeout=90) as http:
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -214,7 +214,7 @@ async def test_the_tool_loop_repeats_no_effect_when_the_chat_member_is_killed_mi
         await kube.wait_agent("tally", running(), timeout=90, what="tally Running")
         await kube.wait_agent("planner", running(), timeout=90, what="planner Running")
         base = await member_url(kube, "planner-0")
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with await kube.member_client(timeout=30) as http:
             accepted = await http.post(
                 f"{base}/v1/tasks",
                 json={"id": "plan-1", "action": "chat", "input": {"session": "s", "message": "+5"}},

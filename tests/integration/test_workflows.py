@@ -28,7 +28,7 @@ def condition(workflow: dict, kind: str) -> dict:
 
 async def count_of(kube: Kube, agent: str) -> int:
     pod = await kube.get("Pod", f"{agent}-0")
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with await kube.member_client(timeout=5) as http:
         base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
         answer = await http.post(base, json={"id": f"check-{agent}", "action": "get"})
         record = (await http.get(f"{base}/check-{agent}?wait=10")).json()
@@ -175,7 +175,7 @@ async def test_a_runner_killed_mid_step_resumes_without_repeating_it(kube: Kube)
     assert steps["nap"]["attempts"] == 1 and steps["after"]["result"] == 4  # seconds slept
     # The member ran the sleep once: its state counts it once.
     pod = await kube.get("Pod", "worker-0")
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with await kube.member_client(timeout=5) as http:
         base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
         await http.post(base, json={"id": "slept", "action": "get", "input": {"key": "slept"}})
         record = (await http.get(f"{base}/slept?wait=10")).json()
@@ -199,7 +199,7 @@ async def test_the_example_workflow_runs_as_the_docs_show(kube: Kube) -> None:
 async def slept(kube: Kube, agent: str) -> int:
     """How many sleep tasks the TaskAgent's state counts."""
     pod = await kube.wait_running(f"{agent}-0")
-    async with httpx.AsyncClient(timeout=5) as http:
+    async with await kube.member_client(timeout=5) as http:
         base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
         check = f"check-{os.urandom(4).hex()}"
         await http.post(base, json={"id": check, "action": "get", "input": {"key": "slept"}})

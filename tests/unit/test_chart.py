@@ -264,20 +264,34 @@ def test_the_operator_is_told_how_members_treat_callers_and_which_namespaces_are
     from foundation_operator.settings import Settings
 
     defaults = env_of({})
-    assert defaults["FOUNDATION_CALLER_AUTH"] == "Permissive"
+    assert defaults["FOUNDATION_CALLER_AUTH"] == "Required"
     assert "FOUNDATION_PRIVILEGED_NAMESPACES" not in defaults
     assert Settings.from_env(defaults).network_policy is True
+    # Members admit the door: the operator's pods of the release's namespace.
+    assert Settings.from_env(defaults).door_from == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "foundation-system"}
+            },
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/instance": "fdn",
+                    "app.kubernetes.io/name": "foundation-operator",
+                }
+            },
+        }
+    ]
     peer = {"namespaceSelector": {"matchLabels": {"team": "reporting"}}}
     chosen = env_of(
         {
             "agents": {
-                "callerAuthentication": "Required",
+                "callerAuthentication": "Permissive",
                 "privilegedNamespaces": ["gpu", "lab"],
                 "networkPolicy": {"enabled": False, "from": [peer]},
             }
         }
     )
     settings = Settings.from_env(chosen)
-    assert settings.caller_auth == "Required"
+    assert settings.caller_auth == "Permissive"
     assert settings.privileged_namespaces == ("gpu", "lab")
     assert settings.network_policy is False and settings.network_policy_from == [peer]
