@@ -185,6 +185,7 @@ def workflow_crd() -> Schema:
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
             AGE,
             {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+            {"name": "Creator", "type": "string", "jsonPath": ".status.createdBy", "priority": 1},
         ],
     )
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema
 
-from foundation_common.resources import WORKFLOW
+from foundation_common.resources import GROUP, WORKFLOW
 from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
 from foundation_common.status import Condition
 
@@ -112,6 +112,11 @@ class StepStatus(Model):
     error: str = ""
 
 
+# Who created a Workflow, as the API server authenticated them: written at creation by the
+# admission webhook people's door serves, whatever the request said; kept in status.createdBy.
+CREATOR = f"{GROUP}/created-by"
+
+
 class WorkflowStatus(Model):
     phase: Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"] = "Pending"
     progress: str = Field("", description="Steps finished / steps, e.g. 3/5.")
@@ -128,6 +133,12 @@ class WorkflowStatus(Model):
     started_at: str | None = None
     finished_at: str | None = None
     duration: str = Field("", description="From start to finish, once finished (e.g. 1m5s).")
+    created_by: str = Field(
+        "",
+        description="Who created the Workflow, as the API server authenticated them (from the"
+        " annotation foundation.dev/created-by that people's door's admission webhook writes"
+        " at creation; empty without the webhook). Its steps run as its runner's account.",
+    )
 
 
 class Workflow(Model):

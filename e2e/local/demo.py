@@ -37,6 +37,7 @@ VALUES = {
 }
 ENV = dict(os.environ, KUBECONFIG=str(KUBECONFIG))
 DOOR = "v1alpha1.access.foundation.dev"  # people's door: the CLI's way in
+CREATOR = "foundation-workflow-creator"  # the door's webhook: who created each Workflow
 STEPS = 7
 
 
@@ -122,7 +123,11 @@ def helm_release() -> None:
             "clusterRoles": {"create": ours("clusterrole", "foundation-agent-member")},
             # The chart's APIService is made below (Kubernetes 1.20's aggregator panics on the
             # server-side apply Helm 4 makes; 1.21 and later take it from the chart).
-            "door": {"apiService": {"create": False}, "publicURL": API_URL},
+            "door": {
+                "apiService": {"create": False},
+                "publicURL": API_URL,
+                "creatorWebhook": {"create": ours("mutatingwebhookconfiguration", CREATOR)},
+            },
         }
         release = call(chart, RELEASE, values, namespace=NAMESPACE, wait="watcher", timeout=180)
         if door:

@@ -461,7 +461,8 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
         },
     ]
     if calls:
-        # Sending them tasks, and reading their actions' schemas (tools found by capability).
+        # Sending them tasks, and reading their actions' schemas (tools found by capability)
+        # and their A2A cards.
         rules += [
             {
                 "apiGroups": [access.GROUP],
@@ -471,7 +472,7 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
             },
             {
                 "apiGroups": [access.GROUP],
-                "resources": [f"{AGENT.plural}/{access.ACTIONS}"],
+                "resources": [f"{AGENT.plural}/{access.ACTIONS}", f"{AGENT.plural}/{access.A2A}"],
                 "resourceNames": list(calls),
                 "verbs": ["get"],
             },

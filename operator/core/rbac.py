@@ -113,7 +113,7 @@ def cluster_rules() -> list[Obj]:
         },
         {
             "apiGroups": [access.GROUP],
-            "resources": [f"{AGENT.plural}/{access.ACTIONS}"],
+            "resources": [f"{AGENT.plural}/{access.ACTIONS}", f"{AGENT.plural}/{access.A2A}"],
             "verbs": ["get"],
         },
         # Members' state objects: made (and adopted) by the supervisor; get/update/patch on

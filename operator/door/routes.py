@@ -11,6 +11,7 @@ from typing import Any
 
 from foundation_common import access
 from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT
+from foundation_common.workflows.api import CREATOR
 
 GROUP_VERSION = f"{access.GROUP}/{access.DOOR_VERSION}"
 PREFIX = f"/apis/{GROUP_VERSION}"
@@ -159,4 +160,35 @@ def status(code: int, message: str, reason: str) -> dict[str, Any]:
         "message": message,
         "reason": reason,
         "code": code,
+    }
+
+
+# A Workflow's creator (foundation_common.workflows.api.CREATOR) is written by the admission
+# webhook the door serves here when a Workflow is created.
+MUTATE_WORKFLOWS = "/mutate/workflows"
+
+
+def creator_review(review: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to an AdmissionReview of a Workflow: on CREATE, a JSON patch setting the
+    CREATOR annotation to the requesting user; anything else is let through unchanged."""
+    import base64
+
+    request = review.get("request") or {}
+    response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": True}
+    obj = request.get("object") or {}
+    user = (request.get("userInfo") or {}).get("username", "")
+    if request.get("operation") == "CREATE" and user:
+        annotations = (obj.get("metadata") or {}).get("annotations")
+        key = CREATOR.replace("~", "~0").replace("/", "~1")
+        patch = (
+            [{"op": "add", "path": f"/metadata/annotations/{key}", "value": user}]
+            if isinstance(annotations, dict)
+            else [{"op": "add", "path": "/metadata/annotations", "value": {CREATOR: user}}]
+        )
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {
+        "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
+        "kind": "AdmissionReview",
+        "response": response,
     }

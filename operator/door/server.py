@@ -82,7 +82,20 @@ class Door:
             return None
         return self.front.person(request.headers)
 
+    async def admit(self, request: web.Request) -> web.Response:
+        """The admission webhook (the API server calls it directly, not as the front proxy:
+        its answer only sets who created a Workflow, which anyone else's call cannot)."""
+        try:
+            review = await request.json()
+        except ValueError:
+            return problem(400, "not an AdmissionReview", "BadRequest")
+        if not isinstance(review, dict):
+            return problem(400, "not an AdmissionReview", "BadRequest")
+        return web.json_response(routes.creator_review(review))
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == routes.MUTATE_WORKFLOWS and request.method == "POST":
+            return await self.admit(request)
         person = self.relayed_person(request)
         if person is None:
             return problem(

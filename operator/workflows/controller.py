@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from foundation_common import events
 from foundation_common.status import condition, now, parse_stamp, stamp
 from foundation_common.workflows import plan
-from foundation_common.workflows.api import WORKFLOW, WorkflowStatus
+from foundation_common.workflows.api import CREATOR, WORKFLOW, WorkflowStatus
 from foundation_operator.core import metrics, owned
 from foundation_operator.core.client import Api, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
@@ -157,12 +157,16 @@ class WorkflowController(Reconciler):
         await self._ensure_identity(view)
         if runner is None:
             if status.phase == "Pending" and not status.progress:
+                # Who created it, kept where only Foundation writes (an editor may change the
+                # annotation later, never the status).
+                creator = (body["metadata"].get("annotations") or {}).get(CREATOR, "")
                 await self._patch_status(
                     body,
                     {
                         "phase": "Pending",
                         "progress": f"0/{len(view.spec.steps)}",
                         "observedGeneration": generation,
+                        **({"createdBy": creator} if creator else {}),
                     },
                 )
             created = await owned.create_if_missing(self.kube, objects.runner_pod(view))

@@ -32,6 +32,8 @@ HOST = "10.244.0.1"  # the machine on the cluster's bridge (localcluster.layout.
 PORT = 18443
 RELAYER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
 API_SERVICE = f"{access.DOOR_VERSION}.{access.GROUP}"
+DOOR_FROM = [{"ipBlock": {"cidr": f"{HOST}/32"}}]
+WEBHOOK = "foundation-workflow-creator"
 FILES = REPO / ".local-cluster" / "door"
 
 
@@ -175,6 +177,48 @@ def objects(ca: str) -> list[dict[str, Any]]:
     ]
 
 
+def webhook(ca: str) -> dict[str, Any]:
+    """Who created each Workflow: the door's admission webhook, as the chart makes it."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": WEBHOOK,
+            "annotations": {
+                "helm.sh/resource-policy": "keep",
+                "meta.helm.sh/release-name": "foundation-tests",
+            },
+        },
+        "webhooks": [
+            {
+                "name": "creator.workflows.foundation.dev",
+                "clientConfig": {
+                    "service": {
+                        "namespace": NAMESPACE,
+                        "name": SERVICE,
+                        "path": "/mutate/workflows",
+                        "port": 443,
+                    },
+                    "caBundle": base64.b64encode(ca.encode()).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": ["foundation.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE"],
+                        "resources": ["workflows"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5,
+            }
+        ],
+    }
+
+
 def token() -> Path:
     """A token of the door's account for audience foundation.dev (a day), in a file."""
     request = {
@@ -198,7 +242,7 @@ def token() -> Path:
 def install() -> dict[str, str]:
     """The door's objects applied; the operator's environment for serving it."""
     ca = certificate()
-    _kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects(ca)))
+    _kubectl("apply", "-f", "-", input=yaml.safe_dump_all([*objects(ca), webhook(ca)]))
     path = token()
     return {
         "FOUNDATION_DOOR_PORT": str(PORT),
@@ -207,6 +251,8 @@ def install() -> dict[str, str]:
         "FOUNDATION_DOOR_KEY_FILE": str(FILES / "tls.key"),
         "FOUNDATION_DOOR_TOKEN_FILE": str(path),
         "FOUNDATION_DOOR_PUBLIC_URL": API_URL,
+        # Members' NetworkPolicies admit the door: here this machine, not a pod.
+        "FOUNDATION_DOOR_FROM": json.dumps(DOOR_FROM),
     }
 
 
@@ -214,6 +260,7 @@ def uninstall() -> None:
     """The APIService removed (it would point at an operator that is gone): `make demo` makes
     its own again."""
     _kubectl("delete", "apiservice", API_SERVICE, "--ignore-not-found")
+    _kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
 
 
 def wait_available(timeout: float = 60.0) -> None:

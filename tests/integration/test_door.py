@@ -230,3 +230,55 @@ async def test_people_call_through_the_api_server_and_rbac_decides(
         assert 'cannot create resource "agents/tasks"' in refused.content[0].text
     finally:
         await kube.core.delete_namespace(other)
+
+
+async def test_a_workflow_records_who_created_it_and_its_steps_whom_they_ran_as(
+    kube: Kube,
+) -> None:
+    await kube.create_agent("counter")
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "workflow-author"},
+            "rules": [
+                {"apiGroups": ["foundation.dev"], "resources": ["workflows"], "verbs": ["create"]}
+            ],
+        }
+    )
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "alice-writes-workflows"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "workflow-author",
+            },
+            "subjects": [
+                {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}
+            ],
+        }
+    )
+    workflow = {
+        "apiVersion": "foundation.dev/v1alpha1",
+        "kind": "Workflow",
+        # A forged creator in the request: the API server's word for who asked wins.
+        "metadata": {"name": "tally", "annotations": {"foundation.dev/created-by": "mallory"}},
+        "spec": {"steps": [{"name": "one", "agent": "counter", "action": "increment"}]},
+    }
+    async with httpx.AsyncClient(timeout=30, verify=CA) as http:
+        made = await http.post(
+            f"{API_URL}/apis/foundation.dev/v1alpha1/namespaces/{kube.ns}/workflows",
+            json=workflow,
+            headers=as_person("alice", "team"),
+        )
+    assert made.status_code == 201, made.text
+    assert made.json()["metadata"]["annotations"]["foundation.dev/created-by"] == "alice"
+    done = await kube.wait_workflow(
+        "tally", lambda w: (w.get("status") or {}).get("phase") == "Succeeded", timeout=90
+    )
+    assert done["status"]["createdBy"] == "alice"
+    (step,) = done["status"]["steps"]
+    assert step["sender"] == f"system:serviceaccount:{kube.ns}:tally-runner"

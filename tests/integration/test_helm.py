@@ -39,7 +39,7 @@ VALUES = {
     # release in a cluster finds them.
     "clusterRoles": {"create": False},
     # People's door's APIService too: the harness's operator serves it while the tests run.
-    "door": {"apiService": {"create": False}},
+    "door": {"apiService": {"create": False}, "creatorWebhook": {"create": False}},
 }
 
 
@@ -422,7 +422,15 @@ async def test_every_value_set_passes_a_server_side_dry_run(
     ]
     # The shared ClusterRoles exist already (the harness's; the chart renders the same rules,
     # tests/unit/test_chart.py): Helm would refuse to take them over, as for a second release.
-    value_sets = [{**v, "clusterRoles": {"create": False}} for v in value_sets]
+    # So do people's door's APIService and webhook (the harness's, while the tests run).
+    value_sets = [
+        {
+            **v,
+            "clusterRoles": {"create": False},
+            "door": {"apiService": {"create": False}, "creatorWebhook": {"create": False}},
+        }
+        for v in value_sets
+    ]
     helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
     results = []
     try:
@@ -434,7 +442,7 @@ async def test_every_value_set_passes_a_server_side_dry_run(
             manifest.write_text(rendered["manifest"])
             results.append(
                 subprocess.run(
-                    [KUBECTL, "apply", "--dry-run=server", "-n", kube.ns, "-f", str(manifest)],
+                    [KUBECTL, "apply", "--dry-run=server", "-f", str(manifest)],
                     capture_output=True,
                     text=True,
                     check=False,
@@ -449,3 +457,34 @@ async def test_every_value_set_passes_a_server_side_dry_run(
     assert "poddisruptionbudget.policy/dry-0-foundation-operator created" in valid[0].stdout
     assert invalid.returncode != 0 and "bad key!" in invalid.stderr
     assert await operator_pods(kube, "dry-0") == []  # nothing was stored
+
+
+async def test_the_doors_cluster_wide_objects_pass_a_server_side_dry_run(
+    kube: Kube, cluster: str, tmp_path: Path
+) -> None:
+    """The APIService and the webhook the chart makes once per cluster (the harness has its
+    own, so Helm would refuse to take them over): rendered, then validated by the API server
+    with dryRun=All."""
+    helm = helm_python.Config(kubeconfig_path=cluster, namespace=kube.ns)
+    try:
+        rendered = await asyncio.to_thread(
+            helm.install, CHART, "door", {}, namespace=kube.ns, dry_run="client"
+        )
+    finally:
+        helm.close()
+    door = [
+        doc
+        for doc in yaml.safe_load_all(rendered["manifest"])
+        if doc and doc["kind"] in ("APIService", "MutatingWebhookConfiguration")
+    ]
+    assert sorted(d["kind"] for d in door) == ["APIService", "MutatingWebhookConfiguration"]
+    manifest = tmp_path / "door.yaml"
+    manifest.write_text(yaml.safe_dump_all(door))
+    result = subprocess.run(
+        [KUBECTL, "apply", "--dry-run=server", "-f", str(manifest)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(server dry run)" in result.stdout

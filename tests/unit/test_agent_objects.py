@@ -150,7 +150,7 @@ def test_role_allows_exactly_own_state_status_discovery_and_the_declared_calls()
         },
         {
             "apiGroups": ["access.foundation.dev"],
-            "resources": ["agents/actions"],
+            "resources": ["agents/actions", "agents/a2a"],
             "resourceNames": ["counter", "sum-a"],
             "verbs": ["get"],
         },
