@@ -82,6 +82,7 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
         *["ClusterRole"] * 5,  # the operator's, the members', and callers', readers', cancellers'
         "ClusterRoleBinding",
         "Deployment",
+        "MutatingWebhookConfiguration",  # who created each Workflow
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
@@ -145,6 +146,11 @@ def test_the_door_is_an_apiservice_whose_ca_signs_the_operators_serving_certific
     # A second release in the cluster leaves the one APIService to the first.
     kinds = {o["kind"] for o in render({"door": {"apiService": {"create": False}}})}
     assert "APIService" not in kinds and "Secret" in kinds
+    (webhook,) = by_kind(objects, "MutatingWebhookConfiguration")
+    (hook,) = webhook["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert hook["clientConfig"]["service"]["path"] == "/mutate/workflows"
+    assert hook["failurePolicy"] == "Fail" and hook["rules"][0]["operations"] == ["CREATE"]
     assert "Secret" not in {o["kind"] for o in render({"door": {"enabled": False}})}
 
 
