@@ -12,7 +12,8 @@ Endpoints, a relay account; removed after), one CounterAgent member requiring to
   person again), and straight to the member's task API with a foundation.dev token. p50, p99,
   and their difference.
 - A send with `wait` through the door (accepted and done in one call), p50 and p99.
-Run it alone: it serves the door on the harness's port. A benchmark, not a test: it asserts
+Run it alone: it serves the door on the harness's port, and removes the cluster's door objects
+after (`make demo` makes its own again). A benchmark, not a test: it asserts
 nothing and prints JSON.
 """
 
@@ -97,7 +98,7 @@ async def main() -> None:
             {"spec": {"audiences": ["foundation.dev"], "expirationSeconds": 3600}},
         )
         member = {"Authorization": f"Bearer {token.status.token}"}
-        admin = {"Authorization": f"Bearer {configuration.api_key['authorization'].split()[-1]}"}
+        admin = {"Authorization": f"Bearer {configuration.api_key['BearerToken'].split()[-1]}"}
         verify = ssl.create_default_context(cafile=str(REPO / ".local-cluster/pki/ca.crt"))
         base = f"{API_URL}/apis/access.foundation.dev/v1alpha1/namespaces/{ns}/agents/counter"
         ip = ""
