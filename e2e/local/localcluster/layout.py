@@ -29,6 +29,12 @@ class Layout:
         return self.state / "config.json"
 
     @property
+    def images(self) -> Path:
+        """Images the test node runs from another environment than this checkout's:
+        {"image:tag": "/path/to/venv/bin"} (an earlier release's code, say)."""
+        return self.state / "images.json"
+
+    @property
     def pki(self) -> Path:
         return self.state / "pki"
 

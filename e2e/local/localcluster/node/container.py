@@ -111,7 +111,7 @@ class Container:
             worker.pod,
             self.spec,
             lambda kind, name: lookups.get((kind, name)),
-            path_prefix=worker.ctx.path_prefix,
+            path_prefix=worker.ctx.path_for(self.spec.get("image", "")),
             node_allocatable=worker.ctx.allocatable,
         )
         argv = podspec.container_argv(self.spec, self.env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -41,6 +42,16 @@ class NodeContext:
     allocatable: dict[str, str]
     pool: network.AddressPool
     path_prefix: str = field(default_factory=lambda: os.path.dirname(sys.executable))
+
+    def path_for(self, image: str) -> str:
+        """Where an image's commands are: this checkout's environment, unless the images file
+        (Layout.images) names another for it. Read at every container start: cheap, and a
+        test may name an image while the node runs."""
+        try:
+            named = json.loads(self.layout.images.read_text())
+        except (OSError, ValueError):
+            return self.path_prefix
+        return str(named.get(image) or self.path_prefix)
 
 
 class PodWorker:
