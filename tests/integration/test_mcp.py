@@ -134,7 +134,14 @@ async def test_a_chat_agent_takes_up_an_mcp_server_that_starts_after_it(
             sidecar={
                 "upstreams": [
                     {"name": "llm", "url": llm},
-                    {"name": "agents", "url": f"http://{BRIDGE_IP}:{port}", "retries": 0},
+                    # Down until the server starts: its breaker opens meanwhile, and must not
+                    # then ramp traffic back up slowly (turning a call away) once it is there.
+                    {
+                        "name": "agents",
+                        "url": f"http://{BRIDGE_IP}:{port}",
+                        "retries": 0,
+                        "circuitBreaker": {"recoverySeconds": 0},
+                    },
                 ]
             },
         )
