@@ -3,6 +3,7 @@ server says is calling."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -171,8 +172,6 @@ MUTATE_WORKFLOWS = "/mutate/workflows"
 def creator_review(review: Mapping[str, Any]) -> dict[str, Any]:
     """The answer to an AdmissionReview of a Workflow: on CREATE, a JSON patch setting the
     CREATOR annotation to the requesting user; anything else is let through unchanged."""
-    import base64
-
     request = review.get("request") or {}
     response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": True}
     obj = request.get("object") or {}

@@ -22,6 +22,7 @@ import yaml
 from foundation_common import access
 from foundation_operator.door.routes import GROUP_VERSION
 from kube import REPO
+from localcluster import pki
 from localcluster.layout import API_URL
 
 KUBECTL = str(REPO / "e2e/local/kubectl")
@@ -46,65 +47,15 @@ def _kubectl(*args: str, input: str | None = None) -> str:
     return done.stdout
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 def certificate() -> str:
-    """The door's serving certificate and key under FILES; the CA's PEM."""
+    """The door's serving certificate and key under FILES (tls.crt, tls.key), from a CA of its
+    own (ca.crt), made as the local cluster makes its own; the CA's PEM."""
     FILES.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, crt, ext = (
-        FILES / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt", "tls.ext")
+    pki.make_ca(FILES, "ca", "/CN=foundation-door-ca")
+    pki.signed(
+        FILES, "tls", f"/CN={SERVICE}.{NAMESPACE}.svc", f"DNS:{SERVICE}.{NAMESPACE}.svc,IP:{HOST}"
     )
-    if not crt.exists():
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "30",
-            "-keyout",
-            str(ca_key),
-            "-out",
-            str(ca),
-            "-subj",
-            "/CN=foundation-door-ca",
-        )
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-            "-subj",
-            f"/CN={SERVICE}.{NAMESPACE}.svc",
-        )
-        ext.write_text(
-            f"subjectAltName=DNS:{SERVICE}.{NAMESPACE}.svc,IP:{HOST}\nextendedKeyUsage=serverAuth\n"
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(ca),
-            "-CAkey",
-            str(ca_key),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            str(ext),
-            "-out",
-            str(crt),
-        )
-    return ca.read_text()
+    return (FILES / "ca.crt").read_text()
 
 
 def objects(ca: str) -> list[dict[str, Any]]:

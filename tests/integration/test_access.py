@@ -63,6 +63,31 @@ async def token(
     return str(answer.status.token)
 
 
+async def token_of_a_pod_that_is_gone(
+    kube: Kube, name: str, audience: str = "foundation.dev"
+) -> str:
+    """A token of account `name` bound to a pod that is deleted at once."""
+    holder = await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "holder", "namespace": kube.ns},
+            "spec": {
+                "serviceAccountName": name,
+                "containers": [{"name": "c", "image": "x", "command": ["sleep", "600"]}],
+            },
+        }
+    )
+    gone = await token(
+        kube,
+        name,
+        audience=audience,
+        bound_pod={"name": "holder", "uid": holder["metadata"]["uid"]},
+    )
+    await kube.delete_pod("holder", grace=0)
+    return gone
+
+
 def jsonrpc_send(message_id: str) -> dict[str, Any]:
     return {
         "jsonrpc": "2.0",
@@ -91,21 +116,7 @@ async def test_every_door_answers_401_403_or_the_call_for_each_kind_of_caller(ku
         await bind(kube, "caller", "foundation-agent-caller")
         await bind(kube, "outsider-in-other", "foundation-agent-caller")  # binds no one here
         # A token bound to a pod that is then deleted: refused at once, as an expired one is.
-        holder = await kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "holder", "namespace": kube.ns},
-                "spec": {
-                    "serviceAccountName": "gone",
-                    "containers": [{"name": "c", "image": "x", "command": ["sleep", "600"]}],
-                },
-            }
-        )
-        gone = await token(
-            kube, "gone", bound_pod={"name": "holder", "uid": holder["metadata"]["uid"]}
-        )
-        await kube.delete_pod("holder", grace=0)
+        gone = await token_of_a_pod_that_is_gone(kube, "gone")
         callers = {
             "no credentials": None,
             "another audience": await token(

@@ -21,7 +21,7 @@ import door
 import httpx
 import pytest
 from mcp import Client, StdioServerParameters
-from test_access import account, bind, jsonrpc_send, token
+from test_access import account, bind, jsonrpc_send, token, token_of_a_pod_that_is_gone
 
 from kube import REPO, Kube
 from localcluster.layout import API_URL
@@ -93,24 +93,7 @@ async def test_people_call_through_the_api_server_and_rbac_decides(
     await bind_user(kube, "alice", "foundation-agent-caller")
     await bind_user(kube, "bob", "foundation-agent-caller")
     await bind_user(kube, "rita", "foundation-agent-reader")
-    holder = await kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "holder", "namespace": kube.ns},
-            "spec": {
-                "serviceAccountName": "gone",
-                "containers": [{"name": "c", "image": "x", "command": ["sleep", "600"]}],
-            },
-        }
-    )
-    gone = await token(
-        kube,
-        "gone",
-        audience=API_AUDIENCE,
-        bound_pod={"name": "holder", "uid": holder["metadata"]["uid"]},
-    )
-    await kube.delete_pod("holder", grace=0)
+    gone = await token_of_a_pod_that_is_gone(kube, "gone", API_AUDIENCE)
 
     def bearer(value: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {value}"}

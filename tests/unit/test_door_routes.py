@@ -119,3 +119,31 @@ def test_a_workflow_is_stamped_with_its_creator_whatever_the_request_said() -> N
 def test_a_target_knows_its_task() -> None:
     assert Target("team", "counter", "tasks", "/t-1").task_id == "t-1"
     assert Target("team", "counter", "a2a", "/x").task_id == ""
+
+
+async def test_the_door_answers_only_the_api_servers_relay_and_reads_nothing_before() -> None:
+    """A call that does not come with the API server's client certificate gets 401 before its
+    body is read: 64 MiB from no one costs the door nothing."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from foundation_common.access import TokenFile
+    from foundation_operator.door.server import MAX_BODY, Door
+
+    front = FrontProxy("PEM", ("front-proxy-client",), ("X-Remote-User",), ("X-Remote-Group",))
+    door = Door(None, front, TokenFile("/nonexistent", missing_ok=True))  # type: ignore[arg-type]
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_route("*", "/{tail:.*}", door.handle)
+    async with TestClient(TestServer(app)) as http:
+        answer = await http.post(
+            f"{BASE}/tasks",
+            data=b"x" * (64 * 1024 * 1024),
+            headers={"X-Remote-User": "alice", "Content-Type": "application/json"},
+        )
+        assert answer.status == 401
+        status = await answer.json()
+        assert status["kind"] == "Status" and "the API server's relay only" in status["message"]
+        # The admission webhook is the API server's too, and reads an AdmissionReview only.
+        bad = await http.post(routes.MUTATE_WORKFLOWS, data=b"[]")
+        assert bad.status == 400
+    await door.close()

@@ -27,13 +27,13 @@ API_SANS = ",".join(
 def ensure(pki: Path) -> str:
     """Create what is missing under `pki`; return the admin bearer token."""
     pki.mkdir(parents=True, exist_ok=True)
-    _ca(pki, "ca", "/CN=foundation-local-ca")
-    _signed(pki, "apiserver", "/CN=kube-apiserver", API_SANS)
-    _signed(pki, "kubelet", "/CN=foundation-local-node", f"IP:{BRIDGE_IP},IP:127.0.0.1")
+    make_ca(pki, "ca", "/CN=foundation-local-ca")
+    signed(pki, "apiserver", "/CN=kube-apiserver", API_SANS)
+    signed(pki, "kubelet", "/CN=foundation-local-node", f"IP:{BRIDGE_IP},IP:127.0.0.1")
     # The front proxy: the API server's client identity towards aggregated API servers, from a
     # CA of its own, as kubeadm makes it (a server trusting it trusts only the API server's relay).
-    _ca(pki, "front-proxy-ca", "/CN=foundation-local-front-proxy-ca")
-    _signed(pki, "front-proxy-client", f"/CN={FRONT_PROXY_CLIENT}", None, ca="front-proxy-ca")
+    make_ca(pki, "front-proxy-ca", "/CN=foundation-local-front-proxy-ca")
+    signed(pki, "front-proxy-client", f"/CN={FRONT_PROXY_CLIENT}", None, ca="front-proxy-ca")
     if not (pki / "sa.key").exists():
         run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"])
         run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")])
@@ -45,7 +45,7 @@ def ensure(pki: Path) -> str:
     return tokens.read_text().split(",", 1)[0]
 
 
-def _ca(pki: Path, name: str, subject: str) -> None:
+def make_ca(pki: Path, name: str, subject: str) -> None:
     if (pki / f"{name}.crt").exists():
         return
     run(
@@ -68,7 +68,7 @@ def _ca(pki: Path, name: str, subject: str) -> None:
     )
 
 
-def _signed(pki: Path, name: str, subject: str, sans: str | None, ca: str = "ca") -> None:
+def signed(pki: Path, name: str, subject: str, sans: str | None, ca: str = "ca") -> None:
     if (pki / f"{name}.crt").exists():
         return
     key, csr, crt = (pki / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
