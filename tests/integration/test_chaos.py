@@ -31,9 +31,14 @@ AGENTS = 1000
 RUN = REPO / ".local-cluster" / "run"
 
 
-async def retrying(call: Callable[[], Awaitable[Any]], ok: frozenset[int] = frozenset()) -> Any:
+async def retrying(
+    call: Callable[[], Awaitable[Any]],
+    ok: frozenset[int] = frozenset(),
+    again: frozenset[int] = frozenset(),
+) -> Any:
     """`call` until the control plane answers it (it is restarted under us): server errors,
-    refused connections and timeouts are retried for up to 90 s; statuses in `ok` end it."""
+    refused connections, timeouts and statuses in `again` are retried for up to 90 s;
+    statuses in `ok` end it."""
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -41,7 +46,8 @@ async def retrying(call: Callable[[], Awaitable[Any]], ok: frozenset[int] = froz
         except ApiException as exc:
             if exc.status in ok:
                 return None
-            if (exc.status < 500 and exc.status != 429) or time.monotonic() > deadline:
+            transient = exc.status >= 500 or exc.status == 429 or exc.status in again
+            if not transient or time.monotonic() > deadline:
                 raise
         except (aiohttp.ClientError, TimeoutError, OSError):
             if time.monotonic() > deadline:

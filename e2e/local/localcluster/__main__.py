@@ -122,8 +122,8 @@ def up(lay: Layout, restart_backoff: float | None) -> None:
         )
     if started:
         kubectl(lay, ["apply", "-f", "-"], input=control_plane.BOOTSTRAP)
-    wait_for_node(lay)
-    wait_for_default_service_account(lay)
+    wait_for_node(lay, token)
+    wait_for_default_service_account(lay, token)
     what = f"started {', '.join(started)}" if started else "already running"
     say(f"{what}; ready in {time.monotonic() - started_at:.1f} s")
     say(f"kubeconfig: {lay.kubeconfig}   kubectl: e2e/local/kubectl")
@@ -134,12 +134,11 @@ def kubectl(lay: Layout, args: list[str], input: str | None = None, check: bool 
     return processes.run(argv, input=input, check=check)
 
 
-def wait_for_node(lay: Layout, timeout: float = 60.0) -> None:
+def wait_for_node(lay: Layout, token: str, timeout: float = 60.0) -> None:
     def ready() -> bool:
-        out = kubectl(lay, ["get", "node", layout.NODE_NAME, "-o", "json"], check=False)
-        if not out:
+        node = control_plane.api_get(lay, token, f"/api/v1/nodes/{layout.NODE_NAME}")
+        if node is None:
             return False
-        node = json.loads(out)
         conditions = {c["type"]: c["status"] for c in node["status"].get("conditions", [])}
         taints = node["spec"].get("taints") or []
         return conditions.get("Ready") == "True" and not any(
@@ -149,9 +148,10 @@ def wait_for_node(lay: Layout, timeout: float = 60.0) -> None:
     control_plane.wait_until(ready, timeout, "the test node", lay.logs / "node.log")
 
 
-def wait_for_default_service_account(lay: Layout, timeout: float = 60.0) -> None:
+def wait_for_default_service_account(lay: Layout, token: str, timeout: float = 60.0) -> None:
+    path = "/api/v1/namespaces/default/serviceaccounts/default"
     control_plane.wait_until(
-        lambda: bool(kubectl(lay, ["get", "serviceaccount", "default", "-o", "name"], check=False)),
+        lambda: control_plane.api_get(lay, token, path) is not None,
         timeout,
         "the default service account",
         lay.logs / "kube-controller-manager.log",

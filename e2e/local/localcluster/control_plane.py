@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localcluster import layout
 from localcluster import pki as pki_
@@ -63,6 +64,21 @@ def _http_ok(url: str, *, token: str | None = None, ca: Path | None = None) -> b
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def api_get(layout_: Layout, token: str, path: str) -> dict[str, Any] | None:
+    """GET `path` from the API server, or None when it does not answer 200 with JSON. Straight
+    HTTP rather than kubectl: kubectl first discovers every API group, and an aggregated group
+    whose server is down (the operator's door between test runs) makes that take seconds."""
+    request = urllib.request.Request(f"{layout.API_URL}{path}")
+    request.add_header("Authorization", f"Bearer {token}")
+    context = ssl.create_default_context(cafile=str(layout_.pki / "ca.crt"))
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def api_ready(layout_: Layout, token: str) -> bool:
