@@ -28,6 +28,7 @@ from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
 from foundation_agent.stores.sqlite import SqliteStore
 from foundation_common import __version__
+from foundation_common.limits import AsgiLimits
 
 # The light client: kubernetes_asyncio's models would cost every member about 35 MB and 0.3 s
 # of CPU at its start.
@@ -78,7 +79,7 @@ async def run(settings: Settings) -> int:
         settings.caller_auth,
         ttl=settings.auth_cache_seconds,
     )
-    task_api = TaskApi(gate)
+    task_api = TaskApi(gate, bounds=settings.limits)
     runner = web.AppRunner(task_api.app(), handle_signals=False)
     runners = [runner]
     await runner.setup()
@@ -169,7 +170,7 @@ async def run(settings: Settings) -> int:
     return 0
 
 
-def a2a_app(settings: Settings, agent: Agent[object], peers: Peers, gate: Gate) -> LazyApp:
+def a2a_app(settings: Settings, agent: Agent[object], peers: Peers, gate: Gate) -> AsgiLimits:
     """The Agent's A2A server, built (and a2a-sdk's server parts imported) on the first call."""
 
     def build() -> object:
@@ -178,7 +179,7 @@ def a2a_app(settings: Settings, agent: Agent[object], peers: Peers, gate: Gate) 
         default = f"http://{settings.agent_name}.{settings.namespace}.svc:{settings.a2a_port}/"
         return a2a_app(FoundationHandler(peers, agent.actions(), __version__, default), gate)
 
-    return LazyApp(build)
+    return AsgiLimits(LazyApp(build), settings.limits)
 
 
 async def stop_a2a(serving: asyncio.Task[None] | None, stop: asyncio.Event, peers: Peers) -> None:

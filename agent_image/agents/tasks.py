@@ -62,6 +62,13 @@ async def fill(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
     return {"key": input["key"], "bytes": size}, {**data, input["key"]: "x" * size}
 
 
+async def emit(data: dict[str, Any], input: Any) -> tuple[Any, dict[str, Any]]:
+    """`{"bytes"}`: returns a string of that many bytes and stores nothing (a large result
+    from a small input, for trying the result budget)."""
+    size = int(input.get("bytes", 0)) if isinstance(input, dict) else 0
+    return "x" * max(0, size), data
+
+
 BUILT_IN = {
     "echo": echo,
     "put": put,
@@ -69,6 +76,7 @@ BUILT_IN = {
     "sleep": sleep,
     "fill": fill,
     "clock": clock,
+    "emit": emit,
 }
 
 

@@ -41,6 +41,8 @@ def admit(
     state_json: str,
     queued: int,
     max_queued: int,
+    queued_bytes: int = 0,
+    max_queued_bytes: int | None = None,
 ) -> None:
     """Refused unless a new task of `action` with `raw_input` may be accepted."""
     if not isinstance(action, str) or action not in actions:
@@ -52,16 +54,26 @@ def admit(
         actions[action].parse(raw_input)
     except InvalidInput as exc:
         raise Refused(400, str(exc)) from None
+    input_bytes = len(json.dumps(raw_input))
     limit = store.max_bytes
     if limit:
         # Queued tasks are stored with their input, beside the state.
-        size = store.size_with(state_json) + len(json.dumps(raw_input)) + 512
+        size = store.size_with(state_json) + input_bytes + 512
         if size > limit:
             raise Refused(
                 413,
                 f"the task's input would not fit in {store.key} beside the state "
                 f"({size} bytes, over the {store.kind} store's limit of {limit} bytes)",
             )
+    if max_queued_bytes is not None and queued_bytes + input_bytes > max_queued_bytes:
+        metrics.REFUSED.labels(reason="inbox_full").inc()
+        raise Refused(
+            429,
+            f"the inbox is full: its queued tasks' inputs take {queued_bytes} bytes, and this "
+            f"one's {input_bytes} would pass the limit of {max_queued_bytes} bytes "
+            "(spec.inbox.maxQueuedBytes); retry later",
+            retry_after=1,
+        )
     if queued >= max_queued:
         metrics.REFUSED.labels(reason="inbox_full").inc()
         raise Refused(

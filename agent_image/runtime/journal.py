@@ -4,8 +4,10 @@ With group commit, the changes that gather while a write is in flight (acceptanc
 completions) go out together in the next write; without it, one write each. A write the store
 cannot make for a moment is retried with back-off for `RETRY_WRITES_FOR` seconds; one that
 fails for good (or for longer) is fatal: nothing more is acknowledged and the process should
-end, so nothing unwritten is ever acknowledged. Completion records past `keepCompleted` (or
-older than `keepCompletedSeconds`) are dropped in the same writes.
+end, so nothing unwritten is ever acknowledged. Completion records past `keepCompleted` or
+`keepCompletedBytes` (or older than `keepCompletedSeconds`) are dropped in the same writes, the
+oldest first; so are as many as a store with a size limit needs to take the write, so a write
+the store can tell it will refuse is never attempted.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from collections import deque
 from collections.abc import Callable
 
 from foundation_agent.runtime import metrics
-from foundation_agent.runtime.records import Change
+from foundation_agent.runtime.records import Change, record_bytes
 from foundation_agent.runtime.settings import Settings
-from foundation_agent.stores import Commit, StateTooLarge, Store, StoreError
+from foundation_agent.stores import Commit, Record, StateTooLarge, Store, StoreError
 from foundation_common.retry import Backoff, retrying
 
 logger = logging.getLogger("foundation_agent.runtime")
@@ -27,6 +29,9 @@ logger = logging.getLogger("foundation_agent.runtime")
 # A write the store could not make for a moment is retried with back-off for this long before
 # the member gives up (and restarts, reloading what was stored).
 RETRY_WRITES_FOR = 30.0
+
+# Room left in a store with a size limit for what the estimates do not count (JSON commas).
+STORE_MARGIN = 2048
 
 Applied = Callable[[list[Change], list[str]], None]  # (changes written, record ids dropped)
 
@@ -42,7 +47,9 @@ class Journal:
         self.version = 0
         self.saved_at: float | None = None
         self.size_bytes = 0
-        self.completed: deque[tuple[float, str]] = deque()  # (finishedAt, id), oldest first
+        # (finishedAt, id, bytes) of the completion records stored, oldest first
+        self.completed: deque[tuple[float, str, int]] = deque()
+        self.completed_bytes = 0
         self.state_json = ""  # the state as last computed, saved or not
         self.state_unsaved = False
         self.error: StoreError | None = None  # shown in the status while it lasts
@@ -86,12 +93,39 @@ class Journal:
                     return
             self._idle.set()
 
-    def _expired(self, now: float) -> list[str]:
-        keep, horizon = self.settings.keep_completed, now - self.settings.keep_completed_seconds
+    def remember(self, completed: list[tuple[float, str, int]]) -> None:
+        """The completion records loaded from the store: (finishedAt, id, bytes), oldest first."""
+        self.completed = deque(completed)
+        self.completed_bytes = sum(size for _, _, size in completed)
+
+    def _forget_oldest(self) -> str:
+        _, task_id, size = self.completed.popleft()
+        self.completed_bytes -= size
+        return task_id
+
+    def _expired(self, now: float, over: int) -> list[str]:
+        """The completion records to drop: past the count, the age or the bytes kept, and the
+        oldest until `over` bytes (what the store would lack room for) are freed."""
+        settings = self.settings
+        keep, horizon = settings.keep_completed, now - settings.keep_completed_seconds
         drop = []
-        while self.completed and (len(self.completed) > keep or self.completed[0][0] < horizon):
-            drop.append(self.completed.popleft()[1])
+        while self.completed and (
+            len(self.completed) > keep
+            or self.completed[0][0] < horizon
+            or self.completed_bytes > settings.keep_completed_bytes
+            or over > 0
+        ):
+            over -= self.completed[0][2]
+            drop.append(self._forget_oldest())
         return drop
+
+    def _over(self, state: str | None, batch: list[Change]) -> int:
+        """How many bytes over its limit the store would be after `batch` (<= 0: it fits)."""
+        limit = self.store.max_bytes
+        if not limit:
+            return 0
+        incoming = sum(record_bytes(c.record) for c in batch)
+        return self.store.size_with(state or self.state_json) + incoming + STORE_MARGIN - limit
 
     async def write(self, batch: list[Change]) -> None:
         """One commit of `batch` (and of the state, if it changed or was never saved)."""
@@ -101,13 +135,15 @@ class Journal:
             state = self.state_json
         for change in batch:
             if not change.accepted:
-                self.completed.append((change.record["finishedAt"], change.record["id"]))
-        drop = self._expired(now)
+                size = record_bytes(change.record)
+                self.completed.append((change.record["finishedAt"], change.record["id"], size))
+                self.completed_bytes += size
+        drop = self._expired(now, self._over(state, batch))
         commit = Commit(
             version=self.version + 1,
             saved_at=now,
             state=state,
-            put={c.record["id"]: c.record for c in batch},
+            put=_without({c.record["id"]: c.record for c in batch}, drop),
             drop=drop,
         )
 
@@ -118,13 +154,32 @@ class Journal:
             self.set_error(exc)
 
         started = time.monotonic()
-        size = await retrying(
-            lambda: self.store.commit(commit),
-            Backoff(initial=0.05, maximum=2.0),
-            retry_on=lambda exc: isinstance(exc, StoreError) and not exc.fatal,
-            deadline=started + RETRY_WRITES_FOR,
-            on_retry=failed,
-        )
+
+        async def committed() -> int:
+            return await retrying(
+                lambda: self.store.commit(commit),
+                Backoff(initial=0.05, maximum=2.0),
+                retry_on=lambda exc: isinstance(exc, StoreError) and not exc.fatal,
+                deadline=started + RETRY_WRITES_FOR,
+                on_retry=failed,
+            )
+
+        try:
+            size = await committed()
+        except StateTooLarge:
+            if not self.completed:
+                raise
+            # The estimate fell short: every completion record goes (tasks retried after this
+            # may run again), which beats a member that stops for good.
+            more = [self._forget_oldest() for _ in range(len(self.completed))]
+            logger.warning(
+                "%s is full: dropping all %d completion records to take the write",
+                self.store.key,
+                len(more),
+            )
+            drop.extend(more)
+            commit.drop, commit.put = drop, _without(commit.put, more)
+            size = await committed()
         metrics.CHECKPOINT_SECONDS.labels(store=self.store.kind).observe(time.monotonic() - started)
         metrics.CHECKPOINT_CHANGES.observe(len(batch))
         self.version, self.saved_at, self.size_bytes = commit.version, now, size
@@ -158,3 +213,11 @@ class Journal:
     def set_error(self, exc: StoreError | None) -> None:
         self.error = exc
         self.changed.set()
+
+
+def _without(put: dict[str, Record], drop: list[str]) -> dict[str, Record]:
+    """The records to put, but those dropped in the same write (dropped at once: kept 0)."""
+    if not drop:
+        return put
+    dropped = set(drop)
+    return {k: v for k, v in put.items() if k not in dropped}

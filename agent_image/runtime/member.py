@@ -29,7 +29,14 @@ from pydantic import BaseModel, ValidationError
 from foundation_agent.model import Agent, InvalidInput, TaskContext, running
 from foundation_agent.runtime import admission, metrics
 from foundation_agent.runtime.journal import Journal
-from foundation_agent.runtime.records import Change, Refused, public, stamp
+from foundation_agent.runtime.records import (
+    Change,
+    Refused,
+    ResultTooLarge,
+    public,
+    record_bytes,
+    stamp,
+)
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Record, StateCorrupt, StateTooLarge, Store, StoreError
 from foundation_common.tasks import ENDED
@@ -37,6 +44,9 @@ from foundation_common.tasks import ENDED
 __all__ = ["Member", "Refused"]
 
 logger = logging.getLogger("foundation_agent.runtime")
+
+# What a completion record takes beside its result (id, action, times, attempts, sender...).
+RECORD_ROOM = 1024
 
 
 class Member:
@@ -60,11 +70,12 @@ class Member:
         self.accepting: dict[str, Change] = {}  # acceptances not yet written
         self.running: str | None = None
         self.seq = 0
+        self.queued_bytes = 0  # the queued tasks' inputs, as JSON, held in memory
         self.ready = False
         self.stopping = False
         self._wake_executor = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Record]]] = {}
 
     # What the journal knows, as the member's own (the server, status and tests read these).
     @property
@@ -120,12 +131,15 @@ class Member:
                 # "running" is never stored; anything not done is queued again.
                 self.records[record["id"]] = {**record, "status": "queued"}
                 self.queue.append(record["id"])
-            self.journal.completed = deque(
+            self.journal.remember(
                 sorted(
-                    (r.get("finishedAt") or 0.0, r["id"])
+                    (r.get("finishedAt") or 0.0, r["id"], record_bytes(r))
                     for r in ordered
                     if r.get("status") in ENDED
                 )
+            )
+            self.queued_bytes = sum(
+                len(json.dumps(self.records[i].get("input"))) for i in self.queue
             )
             self.seq = max((r.get("seq", 0) for r in ordered), default=0)
         else:
@@ -191,6 +205,8 @@ class Member:
             state_json=self.journal.state_json,
             queued=self.queued(),
             max_queued=self.settings.inbox_max_queued,
+            queued_bytes=self.queued_bytes,
+            max_queued_bytes=self.settings.inbox_max_queued_bytes,
         )
         self.seq += 1
         record: Record = {
@@ -217,7 +233,8 @@ class Member:
             raise Refused(503, f"the task could not be stored: {exc.message}", 1) from None
         finally:
             self.accepting.pop(task_id, None)
-        return 202, public(self.records[task_id])
+        # It may have run, and its record been dropped (keepCompleted 0), since it was stored.
+        return 202, public(self.records.get(task_id, record))
 
     async def finished(self, task_id: str) -> Record:
         """Wait until a known task is durably done; its record."""
@@ -225,10 +242,10 @@ class Member:
         if record is None:
             raise KeyError(task_id)
         if record["status"] not in ENDED:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(task_id, []).append(waiter)
-            await waiter
-        return public(self.records[task_id])
+            record = await waiter  # what was stored (the store may keep it no longer)
+        return public(record)
 
     async def cancel(self, task_id: str) -> Record:
         """Cancel a queued task: once the answer comes, it is stored as cancelled and can never
@@ -252,6 +269,7 @@ class Member:
             raise Refused(503, reason, retry_after=1)
         # Out of the queue at once, so the executor cannot take it while the write is made.
         self.queue.remove(task_id)
+        self.queued_bytes -= len(json.dumps(record.get("input")))
         cancelled = {k: v for k, v in record.items() if k != "input"}
         cancelled.update(status="cancelled", finishedAt=self.clock())
         change = Change(cancelled, accepted=False)
@@ -286,6 +304,7 @@ class Member:
                 await self._wake_executor.wait()
             task_id = self.queue.popleft()
             queued = self.records[task_id]
+            self.queued_bytes -= len(json.dumps(queued.get("input")))
             record = {**queued, "status": "running", "attempts": queued.get("attempts", 0) + 1}
             self.records[task_id] = record
             self.running = task_id
@@ -295,6 +314,7 @@ class Member:
                 # Shutdown ran out of time: the stored record is still queued, and so is this.
                 self.records[task_id] = queued
                 self.queue.appendleft(task_id)
+                self.queued_bytes += len(json.dumps(queued.get("input")))
                 self.running = None
                 raise
             self.running = None
@@ -312,17 +332,8 @@ class Member:
             running(TaskContext(record["id"], record["action"], record["attempts"]))
             result, new_state = await action.fn(self.state, action.parse(record.get("input")))
             new_state = self._validated(new_state)
-            json.dumps(result)  # results are stored as JSON
             candidate = new_state.model_dump_json()
-            limit = self.store.max_bytes
-            if limit and candidate != self.journal.state_json:
-                size = self.store.size_with(candidate)
-                if size > limit:
-                    raise StateTooLarge(
-                        f"the new state would take {size} bytes in {self.store.key}, over the "
-                        f"{self.store.kind} store's limit of {limit} bytes; the state is kept as"
-                        " it was (use persistence.store PVC for large state)"
-                    )
+            self._check_fits(result, candidate)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -349,27 +360,57 @@ class Member:
         finished.update(outcome, finishedAt=self.clock())
         return Change(finished, accepted=False, state=state_json)
 
+    def _check_fits(self, result: Any, candidate: str) -> None:
+        """ResultTooLarge unless `result` is within the budget and fits in the store beside
+        the new state and the queued tasks (older completion records make room as needed:
+        the journal drops the oldest first); StateTooLarge unless the new state fits."""
+        size = len(json.dumps(result, separators=(",", ":")).encode())  # stored as JSON
+        budget = self.settings.result_max_bytes
+        if size > budget:
+            raise ResultTooLarge(
+                f"the result takes {size} bytes as JSON, over this Agent's limit of {budget} "
+                "bytes (spec.limits.resultBytes); the state is kept as it was"
+            )
+        limit = self.store.max_bytes
+        if not limit:
+            return
+        stored = self.store.size_with(candidate)
+        if candidate != self.journal.state_json and stored > limit:
+            raise StateTooLarge(
+                f"the new state would take {stored} bytes in {self.store.key}, over the "
+                f"{self.store.kind} store's limit of {limit} bytes; the state is kept as"
+                " it was (use persistence.store PVC for large state)"
+            )
+        beside = stored - self.journal.completed_bytes  # the state and the queued tasks
+        if beside + size + RECORD_ROOM > limit:
+            raise ResultTooLarge(
+                f"the result ({size} bytes) does not fit in {self.store.key} beside the state "
+                f"and the queued tasks ({beside} bytes): the {self.store.kind} store's limit is "
+                f"{limit} bytes; the state is kept as it was"
+            )
+
     # -- what the journal wrote ---------------------------------------------------------------
 
     def _applied(self, batch: list[Change], drop: list[str]) -> None:
         """`batch` is stored: accepted tasks join the queue, finished ones wake their waiters;
         the dropped completion records are forgotten."""
-        for task_id in drop:
-            self.records.pop(task_id, None)
         for change in batch:
             record = change.record
             self.records[record["id"]] = record
             if change.accepted:
                 self.queue.append(record["id"])
+                self.queued_bytes += len(json.dumps(record.get("input")))
                 self._wake_executor.set()
             else:
                 for waiter in self._waiters.pop(record["id"], []):
                     if not waiter.done():
-                        waiter.set_result(None)
+                        waiter.set_result(record)
                 metrics.TASKS.labels(action=record["action"], outcome=record["status"]).inc()
                 metrics.TASK_SECONDS.labels(action=record["action"]).observe(
                     max(0.0, record["finishedAt"] - record["acceptedAt"])
                 )
+        for task_id in drop:  # after the batch: a record may be stored and dropped at once
+            self.records.pop(task_id, None)
         metrics.QUEUE_DEPTH.set(self.queued())
 
     # -- stop ------------------------------------------------------------------------------------

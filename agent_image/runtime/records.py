@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from foundation_agent.stores import Record
 
 MAX_CONTEXT = 256  # a task's context (an A2A context id): kept with its record, done or not
+
+
+class ResultTooLarge(Exception):
+    """A task's result over its Agent's budget, or too large for the store: the task fails
+    with this, its state change is not kept, and the member goes on."""
+
+
+def record_bytes(record: Record) -> int:
+    """About what `record` takes in a store: its compact JSON, and its id as the key."""
+    return len(json.dumps(record, separators=(",", ":")).encode()) + len(record["id"]) + 4
 
 
 class Refused(Exception):

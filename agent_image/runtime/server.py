@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -12,9 +11,9 @@ from foundation_agent.runtime import metrics
 from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.peers import LocalTasks
-from foundation_common import __version__, access
+from foundation_common import __version__, access, limits
 
-MAX_BODY = 1024 * 1024
+PROBES = frozenset({"/healthz", "/readyz"})  # the kubelet's: never refused for being busy
 
 
 def refusal(status: int, message: str, retry_after: float | None = None) -> web.Response:
@@ -26,8 +25,11 @@ class TaskApi:
     """The task API: every call but the probes is identified and authorized by the member's
     door (`runtime.access`); metrics are served on a port of their own (`metrics_app`)."""
 
-    def __init__(self, gate: Gate, member: Member | None = None) -> None:
+    def __init__(
+        self, gate: Gate, member: Member | None = None, bounds: limits.Limits | None = None
+    ) -> None:
         self.member = member  # None until the state is loaded
+        self.limits = bounds or limits.Limits()
         self.problem = "loading the state"
         self.gate = gate
         self.inbox = LocalTasks(lambda: self.member, gate)
@@ -44,9 +46,9 @@ class TaskApi:
         if self.member is None:
             return refusal(503, f"not ready: {self.problem}", 1)
         try:
-            body: Any = await request.json(loads=json.loads)
-        except (ValueError, UnicodeDecodeError):
-            return refusal(400, 'the body must be JSON: {"id", "action", "input"}')
+            body: Any = await limits.read_json(request, self.limits)
+        except limits.BadJson as exc:
+            return refusal(400, f'{exc}; expected {{"id", "action", "input"}}')
         if not isinstance(body, dict):
             return refusal(400, 'the body must be a JSON object: {"id", "action", "input"}')
         unknown = sorted(set(body) - {"id", "action", "input", "context"})
@@ -127,7 +129,10 @@ class TaskApi:
         return web.json_response({"status": "ready", "version": member.version})
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(
+            client_max_size=self.limits.request_bytes,
+            middlewares=[limits.middleware(self.limits, exempt=PROBES)],
+        )
         app.router.add_get("/v1/actions", self.list_actions)
         app.router.add_post("/v1/tasks", self.post_task)
         app.router.add_get("/v1/tasks/{id}", self.get_task)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from foundation_common import limits
 from foundation_common.resources import A2A_PORT, AGENT_METRICS_PORT, AGENT_PORT, state_name
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 
@@ -30,6 +31,12 @@ class Settings(BaseModel, frozen=True):
         1000, ge=0, le=1_000_000, description="Completion records kept for deduplication."
     )
     keep_completed_seconds: float = Field(3600.0, ge=0)
+    keep_completed_bytes: int = Field(limits.KEEP_COMPLETED_BYTES, ge=0)
+    inbox_max_queued_bytes: int = Field(limits.MAX_QUEUED_BYTES, ge=1024)
+    request_max_bytes: int = Field(limits.REQUEST_BYTES, ge=1024)
+    result_max_bytes: int = Field(limits.RESULT_BYTES, ge=1024)
+    json_max_depth: int = Field(limits.JSON_DEPTH, ge=8, le=512)
+    max_in_flight: int = Field(limits.IN_FLIGHT, ge=1)
     group_commit: bool = True
     status_interval_seconds: float = Field(5.0, ge=0.1, description="Status report rate bound.")
     report_status: bool = Field(False, description="Report the state into the Agent status.")
@@ -51,6 +58,10 @@ class Settings(BaseModel, frozen=True):
     auth_cache_seconds: float = Field(10.0, ge=0, le=300, description="TokenReview/SAR cache.")
 
     _json = field_validator("agent_config", mode="before")(json_setting)
+
+    @property
+    def limits(self) -> limits.Limits:
+        return limits.Limits(self.request_max_bytes, self.json_max_depth, self.max_in_flight)
 
     @property
     def configmap(self) -> str:

@@ -42,6 +42,7 @@ from foundation_agent.sidecar.limiter import TokenBucket
 from foundation_agent.sidecar.routes import MemberRoute, UpstreamRoute, count, retry_after, send
 from foundation_common.access import SENDER_GROUPS_HEADER, SENDER_HEADER, CallerToken
 from foundation_common.discovery import Capability, Directory
+from foundation_common.limits import Limits, middleware
 from foundation_common.resources import A2A_PORT
 from foundation_common.settings import SettingsError
 from foundation_common.sidecar import (
@@ -200,8 +201,10 @@ class Proxy:
         config: SidecarConfig,
         directory: Directory | None = None,
         token: CallerToken | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or Limits()
         self.upstreams = {u.name: UpstreamClient(u, directory) for u in config.upstreams}
         self.limiter, self.max_wait = bucket(config.rate_limit)
         self.directory = directory
@@ -226,7 +229,10 @@ class Proxy:
             await self.directory.close()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._track])
+        app = web.Application(
+            client_max_size=self.limits.request_bytes,
+            middlewares=[self._track, middleware(self.limits)],
+        )
         app.router.add_route("*", "/upstream/{name}/{path:.*}", self.forward)
         app.router.add_route("*", "/agents/{capability}/{path:.*}", self.to_capability)
         app.router.add_route("*", "/a2a/{agent}/{path:.*}", self.to_agent_a2a)

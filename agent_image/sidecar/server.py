@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from foundation_agent.program import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common import __version__
+from foundation_common import __version__, limits
 from foundation_common.aio import count_tasks
 from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.resources import AGENT_PORT, SIDECAR_ADMIN_PORT, SIDECAR_PORT
@@ -58,8 +58,15 @@ class SidecarSettings(BaseModel, frozen=True):
     )
     sidecar_drain_seconds: float = Field(25.0, ge=0, le=3600)
     agent_port: int = Field(AGENT_PORT, ge=1, le=65535, description="The agent's, to see it stop.")
+    request_max_bytes: int = Field(limits.REQUEST_BYTES, ge=1024)
+    json_max_depth: int = Field(limits.JSON_DEPTH, ge=8, le=512)
+    max_in_flight: int = Field(limits.IN_FLIGHT, ge=1)
 
     _json = field_validator("sidecar_config", mode="before")(json_setting)
+
+    @property
+    def limits(self) -> limits.Limits:
+        return limits.Limits(self.request_max_bytes, self.json_max_depth, self.max_in_flight)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> SidecarSettings:
@@ -98,7 +105,7 @@ def admin_app(proxy: Proxy, ready: asyncio.Event) -> web.Application:
             body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app = web.Application()
+    app = web.Application(client_max_size=1024)  # GETs only: no body to read
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
@@ -120,6 +127,7 @@ async def run(settings: SidecarSettings) -> int:
             RestEndpoints(connect=in_cluster_client),
             Counted(),
         ),
+        limits=settings.limits,
     )
     ready = asyncio.Event()
     runners = [web.AppRunner(proxy.app(), handle_signals=False, access_log=None)]

@@ -13,6 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, WithJsonSchema
 
+from foundation_common.limits import (
+    IN_FLIGHT,
+    JSON_DEPTH,
+    KEEP_COMPLETED_BYTES,
+    MAX_QUEUED_BYTES,
+    REQUEST_BYTES,
+    RESULT_BYTES,
+)
 from foundation_common.resources import AGENT
 from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
 from foundation_common.sidecar import SidecarConfig
@@ -88,6 +96,47 @@ class Inbox(Model):
     )
     keep_completed_seconds: int = Field(
         3600, ge=0, le=30 * 86_400, description="How long completion records are kept at most."
+    )
+    keep_completed_bytes: int = Field(
+        KEEP_COMPLETED_BYTES,
+        ge=0,
+        le=1 << 30,
+        description="Bytes of completion records kept at most (oldest dropped first); a store"
+        " with a size limit also drops the oldest when the next write would not fit.",
+    )
+    max_queued_bytes: int = Field(
+        MAX_QUEUED_BYTES,
+        ge=1024,
+        le=1 << 30,
+        description="Bytes of queued tasks' inputs beyond which new ones get 429.",
+    )
+
+
+class Limits(Model):
+    """What one request may cost a member (docs/limits.md). A request over a limit fails with
+    a status and a message naming the limit; the member goes on."""
+
+    request_bytes: int = Field(
+        REQUEST_BYTES,
+        ge=1024,
+        le=64 << 20,
+        description="The largest request body the task API, A2A and the sidecar read (413).",
+    )
+    result_bytes: int = Field(
+        RESULT_BYTES,
+        ge=1024,
+        le=64 << 20,
+        description="The largest result a task may return, as JSON; a larger one fails the task"
+        " with ResultTooLarge and leaves the state as it was.",
+    )
+    json_depth: int = Field(
+        JSON_DEPTH, ge=8, le=512, description="The deepest JSON nesting a request may have (400)."
+    )
+    in_flight: int = Field(
+        IN_FLIGHT,
+        ge=1,
+        le=100_000,
+        description="Requests each port serves at once; more get 429 with Retry-After.",
     )
 
 
@@ -186,6 +235,7 @@ class AgentSpec(Model):
     supervision: Supervision = Field(default_factory=Supervision)
     persistence: Persistence = Field(default_factory=Persistence)
     inbox: Inbox = Field(default_factory=Inbox)
+    limits: Limits = Field(default_factory=Limits)
     sidecar: Sidecar = Field(default_factory=Sidecar)
 
 

@@ -23,7 +23,7 @@ from foundation_common.resources import (
     state_name,
 )
 from foundation_common.sidecar import secret_env
-from foundation_operator.agents.api import AgentView
+from foundation_operator.agents.api import AgentView, Limits
 from foundation_operator.core import owned, security
 from foundation_operator.core.labels import AGENT_LABEL, WORKFLOW_LABEL
 from foundation_operator.core.rbac import DISCOVERY_RULE, MEMBER_CLUSTER_ROLE
@@ -88,6 +88,16 @@ def state_key(view: AgentView, ordinal: int) -> str:
     return state_name(member_name(view, ordinal))
 
 
+def limits_env(limits: Limits) -> list[Obj]:
+    """What one request may cost, for the runtime and the sidecar alike (docs/limits.md)."""
+    return [
+        {"name": "FOUNDATION_REQUEST_MAX_BYTES", "value": str(limits.request_bytes)},
+        {"name": "FOUNDATION_RESULT_MAX_BYTES", "value": str(limits.result_bytes)},
+        {"name": "FOUNDATION_JSON_MAX_DEPTH", "value": str(limits.json_depth)},
+        {"name": "FOUNDATION_MAX_IN_FLIGHT", "value": str(limits.in_flight)},
+    ]
+
+
 def container(view: AgentView) -> Obj:
     spec = view.spec
     env = [
@@ -115,6 +125,9 @@ def container(view: AgentView) -> Obj:
             "name": "FOUNDATION_KEEP_COMPLETED_SECONDS",
             "value": str(spec.inbox.keep_completed_seconds),
         },
+        {"name": "FOUNDATION_KEEP_COMPLETED_BYTES", "value": str(spec.inbox.keep_completed_bytes)},
+        {"name": "FOUNDATION_INBOX_MAX_QUEUED_BYTES", "value": str(spec.inbox.max_queued_bytes)},
+        *limits_env(spec.limits),
         {"name": "FOUNDATION_REPORT_STATUS", "value": "true"},
         {
             "name": "FOUNDATION_CALLER_AUTH",
@@ -179,6 +192,7 @@ def sidecar_container(view: AgentView) -> Obj:
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
             {"name": "FOUNDATION_AGENT_PORT", "value": str(AGENT_PORT)},
+            *limits_env(view.spec.limits),
             security.scratch_env(),
             # Upstreams' API keys: from their Secrets into the sidecar only (the kubelet reads
             # them; neither the agent nor the member's account can).
