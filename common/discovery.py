@@ -260,6 +260,10 @@ class RestEndpoints:
             await self._api.close()
 
 
+# A watch nobody has asked for in this long ends (and starts again when asked for).
+IDLE_WATCH_SECONDS = 600.0
+
+
 class Directory:
     """Services' members by name, each kept current by its own watch once something asks."""
 
@@ -269,6 +273,8 @@ class Directory:
         namespace: str,
         source: EndpointsSource,
         observer: Observer | None = None,
+        idle_seconds: float = IDLE_WATCH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.namespace = namespace
@@ -276,6 +282,22 @@ class Directory:
         self.observer = observer or Observer()
         self.capabilities: dict[str, Capability] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
+        self._used: dict[str, float] = {}  # when each was last asked for
+        self.idle_seconds = idle_seconds
+        self.clock = clock
+        self._swept = clock()
+
+    def _sweep(self, now: float) -> None:
+        """End the watches nobody asked for in `idle_seconds`: a name asked for once (any name
+        a caller invents) costs a watch for a while, not for the life of the pod."""
+        if now - self._swept < min(30.0, self.idle_seconds):
+            return
+        self._swept = now
+        for key, used in list(self._used.items()):
+            if now - used > self.idle_seconds:
+                self._watches.pop(key).cancel()
+                del self.capabilities[key], self._used[key]
+                logger.info("stopped watching %s: not asked for in %.0fs", key, self.idle_seconds)
 
     async def get(
         self, name: str, wait: float, service: str | None = None, port: int | None = None
@@ -284,6 +306,9 @@ class Directory:
         from now on; waits up to `wait` s for the first listing."""
         service = service or SERVICE_PREFIX + name
         key = service if port is None else f"{service}:{port}"
+        now = self.clock()
+        self._sweep(now)
+        self._used[key] = now
         capability = self.capabilities.get(key)
         if capability is None:
             capability = self.capabilities[key] = Capability(

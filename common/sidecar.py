@@ -5,8 +5,10 @@ opens on a run of failures and comes back slowly."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -120,8 +122,27 @@ class Authorization(Model):
         "headers such as x-api-key).",
     )
 
+    allow_plain_http: bool = Field(
+        False,
+        description="Send the key over plain HTTP to a url outside the cluster (anyone on the"
+        " way reads it). Without it, such an upstream is refused: use https.",
+    )
+
     def value(self, secret: str) -> str:
         return f"{self.scheme} {secret}" if self.scheme else secret
+
+
+def in_cluster_host(url: str) -> bool:
+    """Whether plain HTTP to `url` stays on the pod or in the cluster: loopback, a Service's
+    short name (no dot) or a name under `.svc`. An IP address may be anywhere: not counted."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host == "::1" or host.startswith("127."):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host or host.endswith(".svc") or ".svc." in host
+    return False
 
 
 def secret_env(upstream: str) -> str:
@@ -151,6 +172,13 @@ class Upstream(Model):
     def _one_place(self) -> Upstream:
         if (self.url is None) == (self.service is None):
             raise ValueError(f"upstream {self.name}: set either url or service")
+        auth = self.authorization
+        plain = self.url is not None and self.url.lower().startswith("http://")
+        if plain and auth and not auth.allow_plain_http and not in_cluster_host(self.url or ""):
+            raise ValueError(
+                f"upstream {self.name}: its API key would go in clear to {self.url}, outside the"
+                " cluster; use https, or set authorization.allowPlainHttp: true to mean it"
+            )
         return self
 
 

@@ -38,12 +38,14 @@ from aiohttp import web
 
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
+from foundation_agent.sidecar.hygiene import forwardable, path_problem
 from foundation_agent.sidecar.limiter import TokenBucket
 from foundation_agent.sidecar.routes import MemberRoute, UpstreamRoute, count, retry_after, send
 from foundation_common.access import SENDER_GROUPS_HEADER, SENDER_HEADER, CallerToken
 from foundation_common.discovery import Capability, Directory
 from foundation_common.limits import Limits, middleware
 from foundation_common.resources import A2A_PORT
+from foundation_common.schema import CAPABILITY_PATTERN
 from foundation_common.settings import SettingsError
 from foundation_common.sidecar import (
     AFFINITY_HEADER,
@@ -58,23 +60,13 @@ from foundation_common.sidecar import (
 logger = logging.getLogger("foundation_agent.sidecar")
 
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
-# Hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself.
-NOT_FORWARDED = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-}
-NOT_FORWARDED |= {MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
+# Besides hop-by-hop and forwarding headers (hygiene.py): those the client library sets itself,
+# and the sidecar's own protocol.
+NOT_FORWARDED = {"host", "content-length", MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
 # To members, who calls is this pod's token; the agent's own word on it is dropped.
 NOT_FROM_AGENT = {"authorization", SENDER_HEADER.lower(), SENDER_GROUPS_HEADER.lower()}
 AGENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+CAPABILITY = re.compile(CAPABILITY_PATTERN)
 # Answers up to this size, with a Content-Length, are relayed whole rather than streamed.
 WHOLE_ANSWER_BYTES = 256 * 1024
 
@@ -95,6 +87,14 @@ def log_transition(name: str, before: State, after: State) -> None:
     logger.warning("circuit %s: %s -> %s", name, before.value, after.value)
     metrics.TRANSITIONS.labels(upstream=name, to=after.value).inc()
     show_state(name, after)
+
+
+def refuse_path(request: web.Request) -> web.Response | None:
+    """400 for a path that could reach past the base it is appended to (hygiene.py)."""
+    problem = path_problem(request.rel_url.raw_path)
+    if problem is None:
+        return None
+    return web.json_response({"error": problem}, status=400)
 
 
 def retryable(request: web.Request) -> bool:
@@ -279,6 +279,9 @@ class Proxy:
     async def forward(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         name = request.match_info["name"]
+        refused = refuse_path(request)
+        if refused is not None:
+            return refused
         upstream = self.upstreams.get(name)
         if upstream is None or upstream.session is None:
             known = ", ".join(sorted(self.upstreams)) or "none"
@@ -293,11 +296,7 @@ class Proxy:
         deadline = time.monotonic() + config.timeout_seconds
         body = await request.read()
         replaced = {h.lower() for h in upstream.added}
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() not in NOT_FORWARDED and k.lower() not in replaced
-        }
+        headers = forwardable(request.headers, NOT_FORWARDED | replaced)
         headers.update(upstream.added)
         path = f"/{request.match_info['path']}"
         if request.query_string:
@@ -307,6 +306,15 @@ class Proxy:
         return await send(route, request, path, headers, body, deadline, self._relay)
 
     async def to_capability(self, request: web.Request) -> web.StreamResponse:
+        capability = request.match_info["capability"]
+        if not CAPABILITY.match(capability) or len(capability) > 48:
+            return web.json_response(
+                {"error": f"{capability!r} is not a capability's name (a DNS label of 48 at most)"},
+                status=400,
+            )
+        refused = refuse_path(request)
+        if refused is not None:
+            return refused
         return await self._to_members(
             request, "capability", request.match_info["capability"], retryable(request)
         )
@@ -317,10 +325,13 @@ class Proxy:
         sent again (a message is keyed by its id), so failed attempts go to another member.
         The card fetched this way names this route as the Agent's URL."""
         agent = request.match_info["agent"]
-        if not AGENT_NAME.match(agent):
+        if not AGENT_NAME.match(agent) or len(agent) > 63:
             return web.json_response(
                 {"error": f"{agent!r} is not an Agent's name (a DNS-1035 label)"}, status=400
             )
+        refused = refuse_path(request)
+        if refused is not None:
+            return refused
         forwarded = {"X-Forwarded-Prefix": f"/a2a/{agent}", "X-Forwarded-Host": request.host}
         return await self._to_members(
             request, "a2a", agent, True, service=agent, port=A2A_PORT, extra=forwarded
@@ -346,11 +357,7 @@ class Proxy:
             name, wait=min(5.0, config.timeout_seconds), service=service, port=port
         )
         body = await request.read()
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() not in NOT_FORWARDED and k.lower() not in NOT_FROM_AGENT
-        }
+        headers = forwardable(request.headers, NOT_FORWARDED | NOT_FROM_AGENT)
         headers.update(extra or {})
         # Who calls: this pod's account, by its Foundation token; never what the agent says.
         headers.update(self.token.header())
@@ -382,7 +389,7 @@ class Proxy:
         of headers and body, where streaming cost a chunked body and a separate write for its
         end: a fifth of the sidecar's time at 1,000 calls/s, by py-spy), else streamed as it
         arrives (an unknown length, as a model's streamed reply, or a large body)."""
-        headers = {k: v for k, v in answer.headers.items() if k.lower() not in NOT_FORWARDED}
+        headers = forwardable(answer.headers, NOT_FORWARDED)
         whole = answer.content_length is not None and answer.content_length <= WHOLE_ANSWER_BYTES
         if whole and request.method != "HEAD":
             try:

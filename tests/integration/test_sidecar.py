@@ -147,7 +147,11 @@ async def test_an_upstreams_api_key_comes_from_a_secret_and_reaches_only_the_ups
     url = await upstream.start()
     try:
         await kube.create(secret("model-keys", {"token": b"s3cret"}))
-        authorization = {"secretKeyRef": {"name": "model-keys", "key": "token"}}
+        # The test's upstream listens on the node's address: plain HTTP by an IP, said so.
+        authorization = {
+            "secretKeyRef": {"name": "model-keys", "key": "token"},
+            "allowPlainHttp": True,
+        }
         await kube.create_agent(
             "keyed",
             sidecar={"upstreams": [{"name": "api", "url": url, "authorization": authorization}]},

@@ -82,7 +82,7 @@ def test_the_sidecar_parses_what_the_operator_sets() -> None:
             "upstreams": [
                 {
                     "name": "llm",
-                    "url": "http://model.team:8000/v1",
+                    "url": "http://model.team.svc:8000/v1",
                     "authorization": {"secretKeyRef": {"name": "llm-key", "key": "token"}},
                 }
             ]
