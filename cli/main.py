@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import sys
@@ -92,6 +93,12 @@ def parser(prog: str) -> argparse.ArgumentParser:
     )
     where.add_argument("--stdio", action="store_true", help="speak MCP on stdin/stdout instead")
     mcp.add_argument(
+        "--unauthenticated-non-loopback",
+        action="store_true",
+        help="serve --listen on an address other machines reach, where anyone who reaches it "
+        "acts with your kubeconfig (it asks no one who they are)",
+    )
+    mcp.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a call waits for its task"
     )
     return top
@@ -139,7 +146,25 @@ def ended(record: dict, agent: str, member: str, task_id: str) -> dict:
     return record
 
 
+def listen_address(args: argparse.Namespace) -> tuple[str, int]:
+    """`mcp --listen`'s HOST and PORT; refused (before anything else is done) if the host is
+    not loopback and the user has not said they mean it."""
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise Problem(f"--listen {args.listen!r} must be HOST:PORT", tasks.USAGE)
+    if not loopback(host) and not args.unauthenticated_non_loopback:
+        raise Problem(
+            f"--listen {args.listen}: not a loopback address. The MCP endpoint asks no one who "
+            "they are, and anyone who reaches it would act with your kubeconfig's rights. Serve "
+            "on 127.0.0.1 (or use --stdio); add --unauthenticated-non-loopback to mean it",
+            tasks.USAGE,
+        )
+    return host, int(port)
+
+
 async def run(args: argparse.Namespace) -> int:
+    if args.command == "mcp" and not args.stdio:
+        listen_address(args)
     deadline = time.monotonic() + args.timeout
     payload = task_input(args.input) if args.command == "send" else None
     api_client = await connect(args)
@@ -188,14 +213,21 @@ async def serve_mcp(api: tasks.Tasks, args: argparse.Namespace) -> None:
         return
     import uvicorn
 
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise Problem(f"--listen {args.listen!r} must be HOST:PORT", tasks.USAGE)
+    host, port = listen_address(args)
     app = server.streamable_http_app(host=host)
     print(f"serving MCP at http://{args.listen}/mcp", file=sys.stderr, flush=True)
-    await uvicorn.Server(
-        uvicorn.Config(app, host=host, port=int(port), log_level="warning")
-    ).serve()
+    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is this machine's loopback only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -200,9 +200,13 @@ def card_of(
     return ParseDict(card, AgentCard())
 
 
-def card_url(headers: Mapping[str, str], path: str, default: str) -> str:
+def card_url(headers: Mapping[str, str], path: str, default: str, trusted: bool = False) -> str:
     """The JSON-RPC URL to put in a card fetched at `path` with `headers`: where the client
-    reached this server (through a proxy that said so), else `default`."""
+    reached this server, else `default`. Forwarding headers say where only when `trusted`
+    (the call came through a proxy the member believes: the operator's door); anyone else's
+    would put any URL they like in the card others are given."""
+    if not trusted:
+        headers = {k: v for k, v in headers.items() if not k.lower().startswith("x-forwarded-")}
     host = headers.get("x-forwarded-host") or headers.get("host")
     if not host:
         return default

@@ -219,7 +219,10 @@ def a2a_app(handler: FoundationHandler, gate: Gate) -> Any:
             await gate.require(request.scope["auth"], "get", subresource=access.A2A)
         except Refused as exc:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
-        url = card_url(request.headers, request.url.path, handler.default_url)
+        # Forwarding headers are believed from a relayed call only (the door, whose right to
+        # relay RBAC grants), as the sender header is.
+        trusted = bool(request.scope["auth"].via)
+        url = card_url(request.headers, request.url.path, handler.default_url, trusted)
         try:
             body = agent_card_to_dict(await handler.card(url))
         except Refused as exc:

@@ -26,6 +26,7 @@ needs no cluster DNS.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -40,7 +41,14 @@ from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.breaker import Breaker, BreakerConfig, Refusal, State
 from foundation_agent.sidecar.hygiene import forwardable, path_problem
 from foundation_agent.sidecar.limiter import TokenBucket
-from foundation_agent.sidecar.routes import MemberRoute, UpstreamRoute, count, retry_after, send
+from foundation_agent.sidecar.routes import (
+    MemberRoute,
+    Relay,
+    UpstreamRoute,
+    count,
+    retry_after,
+    send,
+)
 from foundation_common.access import SENDER_GROUPS_HEADER, SENDER_HEADER, CallerToken
 from foundation_common.discovery import Capability, Directory
 from foundation_common.limits import Limits, middleware
@@ -65,6 +73,7 @@ IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 NOT_FORWARDED = {"host", "content-length", MEMBER_HEADER.lower(), AFFINITY_HEADER.lower()}
 # To members, who calls is this pod's token; the agent's own word on it is dropped.
 NOT_FROM_AGENT = {"authorization", SENDER_HEADER.lower(), SENDER_GROUPS_HEADER.lower()}
+CARD_PATH = "/.well-known/agent-card.json"  # an A2A server's card (a2a_server.CARD_PATH)
 AGENT_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 CAPABILITY = re.compile(CAPABILITY_PATTERN)
 # Answers up to this size, with a Content-Length, are relayed whole rather than streamed.
@@ -87,6 +96,17 @@ def log_transition(name: str, before: State, after: State) -> None:
     logger.warning("circuit %s: %s -> %s", name, before.value, after.value)
     metrics.TRANSITIONS.labels(upstream=name, to=after.value).inc()
     show_state(name, after)
+
+
+def rebased(value: Any, old: str, new: str) -> Any:
+    """`value` (JSON data) with every string that starts with `old` starting with `new`."""
+    if isinstance(value, str):
+        return new + value[len(old) :] if value.startswith(old) else value
+    if isinstance(value, list):
+        return [rebased(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: rebased(v, old, new) for k, v in value.items()}
+    return value
 
 
 def refuse_path(request: web.Request) -> web.Response | None:
@@ -332,10 +352,41 @@ class Proxy:
         refused = refuse_path(request)
         if refused is not None:
             return refused
-        forwarded = {"X-Forwarded-Prefix": f"/a2a/{agent}", "X-Forwarded-Host": request.host}
+        card = request.method == "GET" and request.path.endswith(CARD_PATH)
         return await self._to_members(
-            request, "a2a", agent, True, service=agent, port=A2A_PORT, extra=forwarded
+            request,
+            "a2a",
+            agent,
+            True,
+            service=agent,
+            port=A2A_PORT,
+            relay=self._card_relay(agent) if card else None,
         )
+
+    def _card_relay(self, agent: str) -> Relay:
+        """The card back with this route as the Agent's URL: the member names the address it
+        was called at (it believes no forwarding header but the door's), which the agent in
+        this pod cannot reach by name; the card it gets names the sidecar instead."""
+
+        async def relay(
+            request: web.Request, answer: aiohttp.ClientResponse, extra: dict[str, str] | None
+        ) -> web.StreamResponse:
+            if answer.status != 200 or answer.headers.get("Content-Encoding"):
+                return await self._relay(request, answer, extra)
+            try:
+                card = json.loads(await answer.read())
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise web.HTTPBadGateway(text=f"the Agent's card could not be read: {exc}") from exc
+            finally:
+                answer.release()
+            called = f"{answer.url.origin()}/"
+            ours = f"http://{request.host}/a2a/{agent}/"
+            headers = forwardable(answer.headers, NOT_FORWARDED | {"content-type"})
+            return web.json_response(
+                rebased(card, called, ours), headers={**headers, **(extra or {})}
+            )
+
+        return relay
 
     async def _to_members(
         self,
@@ -345,7 +396,7 @@ class Proxy:
         idempotent: bool,
         service: str | None = None,
         port: int | None = None,
-        extra: Mapping[str, str] | None = None,
+        relay: Relay | None = None,
     ) -> web.StreamResponse:
         """The call to a ready member of `service` (default: capability `name`'s)."""
         started = time.monotonic()
@@ -358,7 +409,6 @@ class Proxy:
         )
         body = await request.read()
         headers = forwardable(request.headers, NOT_FORWARDED | NOT_FROM_AGENT)
-        headers.update(extra or {})
         # Who calls: this pod's account, by its Foundation token; never what the agent says.
         headers.update(self.token.header())
         path = "/" + request.match_info["path"]
@@ -377,7 +427,7 @@ class Proxy:
             affinity=request.headers.get(AFFINITY_HEADER) or request.headers.get("Idempotency-Key"),
             started=started,
         )
-        return await send(route, request, path, headers, body, deadline, self._relay)
+        return await send(route, request, path, headers, body, deadline, relay or self._relay)
 
     async def _relay(
         self,

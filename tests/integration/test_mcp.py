@@ -48,6 +48,8 @@ async def mcp_server(
     URL once it answers."""
     port = port or free_port()
     chosen = [arg for agent in agents for arg in ("--agent", agent)]
+    if host != "127.0.0.1":  # pods reach it on the node's address: said so, as a user must
+        chosen.append("--unauthenticated-non-loopback")
     process = await asyncio.create_subprocess_exec(
         CLI, "--kubeconfig", cluster, "-n", namespace, "mcp", *chosen,
         "--listen", f"{host}:{port}",

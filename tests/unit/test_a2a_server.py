@@ -117,7 +117,8 @@ async def test_the_card_describes_the_agent_where_the_client_reached_it(tmp_path
         assert {s["id"] for s in card["skills"]} == {"get", "increment"}
         schemas = card["capabilities"]["extensions"][0]["params"]["actions"]
         assert schemas["increment"]["properties"]["by"]["type"] == "integer"
-        # Through the API server's proxy, the card names the proxy's URL.
+        # Forwarding headers from a caller who relays for no one are not believed: the card
+        # names where the call came, not where a caller would like others to go.
         proxied = (
             await http.get(
                 server.url + ".well-known/agent-card.json",
@@ -128,10 +129,7 @@ async def test_the_card_describes_the_agent_where_the_client_reached_it(tmp_path
                 },
             )
         ).json()
-        assert (
-            proxied["supportedInterfaces"][0]["url"]
-            == "https://10.0.0.1:6443/api/v1/namespaces/ns/services/tally:a2a/proxy/"
-        )
+        assert proxied["supportedInterfaces"][0]["url"] == "http://10.0.0.1:6443/"
 
 
 def test_card_urls_follow_the_proxy_that_forwarded_the_request() -> None:
@@ -139,18 +137,18 @@ def test_card_urls_follow_the_proxy_that_forwarded_the_request() -> None:
     default = "http://tally.ns.svc:8081/"
     assert card_url({}, path, default) == default
     assert card_url({"host": "10.1.2.3:8081"}, path, default) == "http://10.1.2.3:8081/"
-    assert (
-        card_url({"host": "127.0.0.1:15000", "x-forwarded-prefix": "/a2a/tally"}, path, default)
-        == "http://127.0.0.1:15000/a2a/tally/"
-    )
-    assert (
-        card_url(
-            {"host": "api:6443", "x-forwarded-uri": "/p/proxy/.well-known/agent-card.json?x=1"},
-            path,
-            default,
-        )
-        == "https://api:6443/p/proxy/"
-    )
+    prefixed = {"host": "127.0.0.1:15000", "x-forwarded-prefix": "/a2a/tally"}
+    assert card_url(prefixed, path, default, trusted=True) == "http://127.0.0.1:15000/a2a/tally/"
+    door = {"host": "api:6443", "x-forwarded-uri": "/p/proxy/.well-known/agent-card.json?x=1"}
+    assert card_url(door, path, default, trusted=True) == "https://api:6443/p/proxy/"
+    # Not from a proxy the member believes: the forwarding headers change nothing.
+    spoofed = {
+        "host": "10.1.2.3:8081",
+        "x-forwarded-host": "evil.example",
+        "x-forwarded-proto": "https",
+    }
+    assert card_url(spoofed, path, default) == "http://10.1.2.3:8081/"
+    assert card_url(door, path, default) == "http://api:6443/"
 
 
 async def test_a_resent_message_is_the_same_task_never_a_second_effect(tmp_path: Path) -> None:

@@ -114,11 +114,15 @@ class MemberServer:
             record = self.tasks.get(request.path.rsplit("/", 1)[1])
             return web.json_response(record or {"error": "unknown"}, status=200 if record else 404)
         forwarded = {k: v for k, v in request.headers.items() if k.startswith("X-Forwarded-")}
+        # A card names where it was fetched (as a member does for a caller it does not relay for).
+        here = f"http://{request.host}/"
         return web.json_response(
             {
                 "member": self.name,
                 "path": request.path_qs,
                 "forwarded": forwarded,
+                "supportedInterfaces": [{"url": here}, {"url": here + "v03"}],
+                "documentationUrl": "https://example.com/docs",
                 "authorization": request.headers.get("Authorization"),
                 "sender": request.headers.get("X-Foundation-Sender"),
             }
@@ -200,15 +204,19 @@ async def test_calls_into_members_carry_this_pods_token_never_the_agents_word(
 async def test_a2a_calls_reach_an_agents_service_and_say_where_they_came_through(
     members,
 ) -> None:
-    """`/a2a/<agent>/...`: the Agent's own Service on port a2a, with the prefix and host the
-    card's URL is made from; a POST (A2A messages are keyed by their id) goes to another member
-    when one fails."""
+    """`/a2a/<agent>/...`: the Agent's own Service on port a2a; its card names this route as
+    the Agent's URL (the member names the address it was called at); a POST (A2A messages are
+    keyed by their id) goes to another member when one fails."""
     client, _ = await proxy_for(members)
-    answer = await client.get("/a2a/tally/.well-known/agent-card.json")
+    answer = await client.get(
+        "/a2a/tally/.well-known/agent-card.json", headers={"X-Forwarded-Host": "evil.example"}
+    )
     body = await answer.json()
     assert answer.status == 200 and body["path"] == "/.well-known/agent-card.json"
-    assert body["forwarded"]["X-Forwarded-Prefix"] == "/a2a/tally"
-    assert body["forwarded"]["X-Forwarded-Host"] == f"{client.host}:{client.port}"
+    assert body["forwarded"] == {}  # the agent's forwarding headers stop at the sidecar
+    route = f"http://{client.host}:{client.port}/a2a/tally/"
+    assert body["supportedInterfaces"] == [{"url": route}, {"url": route + "v03"}]
+    assert body["documentationUrl"] == "https://example.com/docs"
     members["a-0"].mode = "fail"
     for _ in range(4):
         answer = await client.post("/a2a/tally/", json={"jsonrpc": "2.0"})
