@@ -68,11 +68,17 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         workers=settings.workers,
         agent_image=settings.agent_image,
         caller_auth=settings.caller_auth,
+        platform=settings.platform,
         privileged_namespaces=settings.privileged_namespaces,
         callers_from=await callers_from(kube, settings),
         manages=settings.manages,
     )
-    State.workflows = WorkflowController(kube, workers=settings.workers, image=settings.agent_image)
+    State.workflows = WorkflowController(
+        kube,
+        workers=settings.workers,
+        image=settings.agent_image,
+        runner_resources=settings.runner_resources,
+    )
     State.supervisor.start()
     State.workflows.start()
     State.watches = watches(kube, settings, State.supervisor, State.workflows)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from foundation_common import access
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
+from foundation_operator.core import defaults
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -38,6 +39,24 @@ class Settings(BaseModel, frozen=True):
     agent_image: str = Field(
         default="",
         description="Image of Agents that name none in spec.image (the chart's agents.image).",
+    )
+    sidecar_image: str = Field(
+        default="",
+        description="Image of every member's sidecar, which holds the upstreams' API keys;"
+        " never an Agent's own spec.image. Empty: agent_image (the chart's agents.sidecarImage).",
+    )
+    agent_resources: dict[str, Any] = Field(
+        default_factory=lambda: dict(defaults.AGENT_RESOURCES),
+        description="Default requests and limits of members' agent containers (JSON); an"
+        " Agent's spec.resources wins name by name (the chart's agents.resources.agent).",
+    )
+    sidecar_resources: dict[str, Any] = Field(
+        default_factory=lambda: dict(defaults.SIDECAR_RESOURCES),
+        description="The same for sidecars (the chart's agents.resources.sidecar).",
+    )
+    runner_resources: dict[str, Any] = Field(
+        default_factory=lambda: dict(defaults.RUNNER_RESOURCES),
+        description="The same for Workflow runners (the chart's workflows.resources.runner).",
     )
     caller_auth: Literal["Required", "Permissive"] = Field(
         default="Required",
@@ -114,7 +133,14 @@ class Settings(BaseModel, frozen=True):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    _json = field_validator("network_policy_from", "door_from", mode="before")(json_setting)
+    _json = field_validator(
+        "network_policy_from",
+        "door_from",
+        "agent_resources",
+        "sidecar_resources",
+        "runner_resources",
+        mode="before",
+    )(json_setting)
 
     def manages(self, namespace: str) -> bool:
         """Whether this operator's watches cover `namespace`."""
@@ -126,6 +152,15 @@ class Settings(BaseModel, frozen=True):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def platform(self) -> defaults.Platform:
+        return defaults.Platform(
+            self.sidecar_image,
+            self.agent_resources,
+            self.sidecar_resources,
+            self.runner_resources,
+        )
 
     @property
     def renew_deadline_seconds(self) -> float:

@@ -25,6 +25,7 @@ from foundation_common.resources import AGENT
 from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
 from foundation_common.sidecar import SidecarConfig
 from foundation_common.status import Condition
+from foundation_operator.core.defaults import Platform
 
 EnvVar = Annotated[
     dict[str, Any],
@@ -325,10 +326,21 @@ class AgentView:
     deleting: bool = False
     image: str = ""  # spec.image, else the operator's default agent image
     caller_auth: str = "Required"  # the operator's: what members do with a call without a token
+    platform: Platform = field(default_factory=Platform)
+    default_image: str = ""  # the operator's agents image (the sidecar's, unless one is given)
+
+    @property
+    def sidecar_image(self) -> str:
+        """The platform's, never the Agent's: the sidecar holds the upstreams' API keys."""
+        return self.platform.sidecar_image or self.default_image or self.image
 
     @classmethod
     def from_body(
-        cls, body: dict[str, Any], default_image: str = "", caller_auth: str = "Required"
+        cls,
+        body: dict[str, Any],
+        default_image: str = "",
+        caller_auth: str = "Required",
+        platform: Platform | None = None,
     ) -> AgentView:
         meta = body["metadata"]
         try:
@@ -354,6 +366,8 @@ class AgentView:
             deleting=bool(meta.get("deletionTimestamp")),
             image=image,
             caller_auth=caller_auth,
+            platform=platform or Platform(),
+            default_image=default_image,
         )
 
     @property

@@ -21,6 +21,7 @@ from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
 from foundation_operator.core import finalizers, metrics, owned, security
 from foundation_operator.core.client import Api, ApiError, Obj
+from foundation_operator.core.defaults import Platform
 from foundation_operator.core.index import Index, Key, OwnedIndex, key_of
 from foundation_operator.core.reconciler import Reconciler
 from foundation_operator.core.status import StatusWriter
@@ -67,6 +68,7 @@ class Supervisor(Reconciler):
         workers: int = 8,
         agent_image: str = "",
         caller_auth: str = "Required",
+        platform: Platform | None = None,
         privileged_namespaces: Iterable[str] = (),
         callers_from: list[Obj] | None = None,
         manages: Callable[[str], bool] = lambda namespace: True,
@@ -78,6 +80,7 @@ class Supervisor(Reconciler):
         self.kube = kube
         self.agent_image = agent_image
         self.caller_auth = caller_auth
+        self.platform = platform or Platform()
         # (namespace, capability) -> the Agents offering it, and the Agents calling it: who
         # may call whom follows capabilities as Agents come, go and change them.
         self.offering: dict[Key, set[str]] = {}
@@ -202,7 +205,7 @@ class Supervisor(Reconciler):
     def _drifted(self, agent: Obj, have: Obj) -> list[objects.Difference]:
         """Where a changed object departs from what the Agent wants of it (pure)."""
         try:
-            view = AgentView.from_body(agent, self.agent_image, self.caller_auth)
+            view = AgentView.from_body(agent, self.agent_image, self.caller_auth, self.platform)
         except InvalidSpec:
             return []
         meta = have["metadata"]
@@ -233,7 +236,7 @@ class Supervisor(Reconciler):
             self.trimmer.forgotten()
             return None
         try:
-            view = AgentView.from_body(body, self.agent_image, self.caller_auth)
+            view = AgentView.from_body(body, self.agent_image, self.caller_auth, self.platform)
         except InvalidSpec as exc:
             if body["metadata"].get("deletionTimestamp"):
                 # Nothing can be built from this spec, so nothing is released either: let the

@@ -24,7 +24,7 @@ from foundation_common.resources import (
 )
 from foundation_common.sidecar import secret_env
 from foundation_operator.agents.api import AgentView, Limits
-from foundation_operator.core import owned, security
+from foundation_operator.core import defaults, owned, security
 from foundation_operator.core.labels import AGENT_LABEL, WORKFLOW_LABEL
 from foundation_operator.core.rbac import DISCOVERY_RULE, MEMBER_CLUSTER_ROLE
 
@@ -172,18 +172,18 @@ def container(view: AgentView) -> Obj:
         out["volumeMounts"].append({"name": CODE_VOLUME, "mountPath": CODE_MOUNT, "readOnly": True})
     if spec.args is not None:
         out["args"] = spec.args
-    if spec.resources:
-        out["resources"] = spec.resources
+    out["resources"] = defaults.merged(view.platform.agent_resources, spec.resources)
     return out
 
 
 def sidecar_container(view: AgentView) -> Obj:
-    """The resilience sidecar: same image, its proxy on the pod's loopback only, its admin port
-    (probes, metrics) on the pod's address."""
+    """The resilience sidecar: the platform's image (it holds the upstreams' API keys: never
+    the Agent's), its proxy on the pod's loopback only, its admin port (probes, metrics) on
+    the pod's address."""
     sidecar = view.spec.sidecar
     out: Obj = {
         "name": "sidecar",
-        "image": view.image,
+        "image": view.sidecar_image,
         "command": ["foundation-sidecar"],
         "env": [
             {"name": "FOUNDATION_SIDECAR_CONFIG", "value": sidecar.runtime_config()},
@@ -223,8 +223,7 @@ def sidecar_container(view: AgentView) -> Obj:
             "failureThreshold": 3,
         },
     }
-    if sidecar.resources:
-        out["resources"] = sidecar.resources
+    out["resources"] = defaults.merged(view.platform.sidecar_resources, sidecar.resources)
     return out
 
 

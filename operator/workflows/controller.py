@@ -51,10 +51,17 @@ def runner_restarts(pod: Obj) -> int:
 class WorkflowController(Reconciler):
     resource = "workflow"
 
-    def __init__(self, kube: Api, workers: int = 8, image: str = "") -> None:
+    def __init__(
+        self,
+        kube: Api,
+        workers: int = 8,
+        image: str = "",
+        runner_resources: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(workers)
         self.kube = kube
         self.image = image
+        self.runner_resources = runner_resources
         self.workflows = Index()
         self.runners = OwnedIndex(objects.WORKFLOW_LABEL)
         self.owned_applied: dict[Key, str] = {}
@@ -132,7 +139,7 @@ class WorkflowController(Reconciler):
         status = parse_status(body.get("status"))
         generation = int(body["metadata"].get("generation", 0))
         try:
-            view = WorkflowView.from_body(body, self.image)
+            view = WorkflowView.from_body(body, self.image, self.runner_resources)
         except InvalidWorkflow as exc:
             if status.phase not in FINISHED:
                 await self._fail(body, status, generation, "InvalidSpec", str(exc))

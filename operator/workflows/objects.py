@@ -3,7 +3,7 @@ its typed view. No API calls here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from foundation_common import access
 from foundation_common.resources import AGENT
 from foundation_common.workflows.api import WORKFLOW, WorkflowSpec
-from foundation_operator.core import security
+from foundation_operator.core import defaults, security
 from foundation_operator.core.labels import WORKFLOW_LABEL
 from foundation_operator.core.owned import owner_reference
 from foundation_operator.core.rbac import DISCOVERY_RULE
@@ -34,9 +34,12 @@ class WorkflowView:
     spec: WorkflowSpec
     deleting: bool = False
     image: str = ""
+    runner_resources: Obj = field(default_factory=lambda: defaults.RUNNER_RESOURCES)
 
     @classmethod
-    def from_body(cls, body: Obj, default_image: str = "") -> WorkflowView:
+    def from_body(
+        cls, body: Obj, default_image: str = "", runner_resources: Obj | None = None
+    ) -> WorkflowView:
         meta = body["metadata"]
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
@@ -67,6 +70,9 @@ class WorkflowView:
             spec=spec,
             deleting=bool(meta.get("deletionTimestamp")),
             image=default_image,
+            runner_resources=defaults.RUNNER_RESOURCES
+            if runner_resources is None
+            else runner_resources,
         )
 
     @property
@@ -177,8 +183,7 @@ def runner_pod(view: WorkflowView) -> Obj:
         # Its Foundation token: the members authorize its steps' tasks by it.
         "volumeMounts": [security.caller_token_mount()],
     }
-    if runner.resources:
-        container["resources"] = runner.resources
+    container["resources"] = defaults.merged(view.runner_resources, runner.resources)
     template = runner.pod_template
     meta = metadata(view, view.runner_name)
     meta["labels"] = {**template.labels, **meta["labels"]}
