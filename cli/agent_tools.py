@@ -126,10 +126,9 @@ class AgentTools:
         task_id = task_id_of(params.meta)
         deadline = time.monotonic() + self.timeout
         try:
-            member, record = await self.tasks.send(
-                agent, task_id, action, dict(params.arguments or {}), deadline
-            )
-            _, record = await self.tasks.sent_until_done(agent, member, record, deadline)
+            arguments = dict(params.arguments or {})
+            member, record = await self.tasks.send(agent, task_id, action, arguments, deadline)
+            _, record = await self.tasks.sent_until_done(agent, member, record, deadline, arguments)
         except Problem as exc:
             return types.CallToolResult(
                 content=[types.TextContent(text=f"task {task_id}: {exc}")], is_error=True

@@ -183,7 +183,9 @@ async def run(args: argparse.Namespace) -> int:
                 args.agent, task_id, args.action, payload, deadline, member=pinned
             )
             if args.wait:
-                member, record = await api.sent_until_done(args.agent, member, record, deadline)
+                member, record = await api.sent_until_done(
+                    args.agent, member, record, deadline, payload
+                )
         else:
             task_id = args.id
             if args.wait:

@@ -165,10 +165,11 @@ class Tasks:
         raise Problem(f"{where} answered {status}: {message_of(status, answer)}", UNAVAILABLE)
 
     async def sent_until_done(
-        self, agent: str, member: str, record: Obj, deadline: float
+        self, agent: str, member: str, record: Obj, deadline: float, input: Any
     ) -> tuple[str, Obj]:
-        """A task this user sent, once it is done or as it is at the deadline: sent again with
-        `wait` (the same id, so never a second task)."""
+        """A task this user sent with `input`, once it is done or as it is at the deadline:
+        sent again with `wait` (the same id and content, so never a second task; a record
+        does not show the input, and an id sent with another is refused)."""
         while record.get("status") not in ENDED:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -177,7 +178,7 @@ class Tasks:
                 agent,
                 record["id"],
                 record.get("action", ""),
-                record.get("input"),
+                input,
                 deadline,
                 member=member or None,
                 wait=min(30.0, left),

@@ -6,9 +6,11 @@ A tool's JSON schema is its action's input schema, which a member of the capabil
 `GET /v1/actions`; it is fetched when first needed, and again until it is known (a capability
 with no member yet is offered with a schema that takes any object).
 
-A call is a task whose id is derived from the chat task's (`<chat task>.tool.<round>.<index>`):
-a chat task run again after a crash sends the same ids, and the receiving members answer with
-the records they hold instead of acting twice.
+A call is a task whose id is derived from the chat task's and from its arguments
+(`<chat task>.tool.<round>.<index>.<digest of the arguments>`): a chat task run again after a
+crash sends the same ids for the same calls, and the receiving members answer with the records
+they hold instead of acting twice; a call the model makes differently the second time is
+another request, with an id of its own (an id sent again with other content is refused, 409).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from foundation_agent.chat import metrics
 from foundation_agent.chat.config import ToolConfig
 from foundation_agent.chat.mcp_tools import McpTools
 from foundation_agent.client import DeliveryError, Sidecar
+from foundation_common.tasks import bound_id
 
 logger = logging.getLogger("foundation_agent.chat")
 
@@ -128,6 +131,10 @@ class Toolbox:
             arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else raw or {}
         except ValueError as exc:
             return done("refused", f"error: the arguments are not JSON: {exc}")
+        # The id is bound to the arguments too: a chat run again after a crash asks the model
+        # again, and a call it makes differently is another request (its own id), while the
+        # same call is the same task, never a second effect.
+        task_id = bound_id(task_id, arguments)
         if server is not None:
             return done(*await server.call(name, arguments, task_id))
         assert tool is not None

@@ -46,7 +46,7 @@ from foundation_agent.model import Action
 from foundation_agent.protocols.a2a_mapping import ask_of, card_of, card_url, task_of
 from foundation_agent.runtime.access import ANONYMOUS, Caller, Denied, Gate
 from foundation_agent.runtime.peers import Peers
-from foundation_agent.runtime.records import Refused
+from foundation_agent.runtime.records import ID_TAKEN, Refused
 from foundation_agent.stores import Record
 from foundation_common import access
 from foundation_common.tasks import ENDED
@@ -73,8 +73,8 @@ def context_of(record: Record, given: str | None = None) -> str:
 
 def a2a_error(exc: Refused) -> A2AError:
     """A refusal of the task API as the A2A error a client acts on."""
-    if exc.status in (400, 413):
-        return InvalidParamsError(exc.message)
+    if exc.status in (400, 413) or exc.reason == ID_TAKEN:
+        return InvalidParamsError(exc.message)  # a message id reused for another message too
     if exc.status == 404:
         return TaskNotFoundError(exc.message)
     if exc.status == 409:

@@ -12,8 +12,8 @@ from typing import Any
 
 from foundation_agent.model import Action, InvalidInput
 from foundation_agent.runtime import metrics
-from foundation_agent.runtime.records import MAX_CONTEXT, Refused
-from foundation_agent.stores import Store
+from foundation_agent.runtime.records import ID_TAKEN, MAX_CONTEXT, Refused
+from foundation_agent.stores import Record, Store
 from foundation_common.tasks import TASK_ID
 
 
@@ -30,6 +30,26 @@ def check_id(task_id: Any) -> str:
 def check_context(context: Any) -> None:
     if context is not None and not (isinstance(context, str) and len(context) <= MAX_CONTEXT):
         raise Refused(400, f"context must be a string of at most {MAX_CONTEXT} characters")
+
+
+def check_same(known: Record, action: Any, digest: str) -> None:
+    """Refused (409) unless a task sent again carries what its id was first sent with: the
+    same action and input (a record from before digests were kept is checked by action)."""
+    if known.get("action") != action:
+        raise Refused(
+            409,
+            f"task id {known['id']} was sent with action {known.get('action')!r}, not "
+            f"{action!r}: an id is one request; send another with another id",
+            reason=ID_TAKEN,
+        )
+    stored = known.get("inputDigest")
+    if stored is not None and stored != digest:
+        raise Refused(
+            409,
+            f"task id {known['id']} was sent with another input (digest {stored}, this one "
+            f"{digest}): an id is one request; send another with another id",
+            reason=ID_TAKEN,
+        )
 
 
 def admit(

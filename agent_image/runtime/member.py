@@ -30,6 +30,7 @@ from foundation_agent.model import Agent, InvalidInput, TaskContext, running
 from foundation_agent.runtime import admission, metrics
 from foundation_agent.runtime.journal import Journal
 from foundation_agent.runtime.records import (
+    ID_TAKEN,
     Change,
     Refused,
     ResultTooLarge,
@@ -39,7 +40,7 @@ from foundation_agent.runtime.records import (
 )
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Record, StateCorrupt, StateTooLarge, Store, StoreError
-from foundation_common.tasks import ENDED
+from foundation_common.tasks import ENDED, input_digest
 
 __all__ = ["Member", "Refused"]
 
@@ -183,6 +184,7 @@ class Member:
         from anyone else is refused (409), so no one can take a task id another will send."""
         task_id = admission.check_id(task_id)
         admission.check_context(context)
+        digest = input_digest(raw_input)
         known = self.records.get(task_id)
         if known is None and task_id in self.accepting:
             await asyncio.shield(self.accepting[task_id].done)
@@ -192,7 +194,9 @@ class Member:
                 raise Refused(
                     409,
                     f"task id {task_id} was sent by another caller; send yours with another id",
+                    reason=ID_TAKEN,
                 )
+            admission.check_same(known, action, digest)
             return 200, public(known)
         if self.fatal is not None or not self.ready or self.stopping:
             reason = self.fatal.message if self.fatal else "the member is not taking tasks now"
@@ -213,6 +217,7 @@ class Member:
             "id": task_id,
             "action": action,
             "input": raw_input,
+            "inputDigest": digest,
             "status": "queued",
             "attempts": 0,
             "seq": self.seq,

@@ -164,7 +164,8 @@ class RemoteTasks:
             if status in (401, 403):  # the caller's own answer, as the owner gave it
                 raise Denied(status, str(message or status))
             retry = 1.0 if status in (429, 502, 503, 504) else None
-            raise Refused(status, f"member {self.name}: {message or status}", retry)
+            reason = str(data.get("reason") or "") if isinstance(data, dict) else ""
+            raise Refused(status, f"member {self.name}: {message or status}", retry, reason)
         return status, data
 
     async def submit(

@@ -25,11 +25,21 @@ def record_bytes(record: Record) -> int:
 class Refused(Exception):
     """A task the inbox does not take: HTTP status, message and Retry-After seconds."""
 
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        retry_after: float | None = None,
+        reason: str = "",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        self.reason = reason  # what kind of refusal, where the status alone does not say
+
+
+ID_TAKEN = "IdTaken"  # 409: the id was sent before, by another caller or with other content
 
 
 @dataclass

@@ -16,9 +16,12 @@ from foundation_common import __version__, access, limits
 PROBES = frozenset({"/healthz", "/readyz"})  # the kubelet's: never refused for being busy
 
 
-def refusal(status: int, message: str, retry_after: float | None = None) -> web.Response:
+def refusal(
+    status: int, message: str, retry_after: float | None = None, reason: str = ""
+) -> web.Response:
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
-    return web.json_response({"error": message}, status=status, headers=headers)
+    body = {"error": message, "reason": reason} if reason else {"error": message}
+    return web.json_response(body, status=status, headers=headers)
 
 
 class TaskApi:
@@ -63,7 +66,7 @@ class TaskApi:
         except Refused as exc:
             if exc.status == 400:
                 metrics.REFUSED.labels(reason="invalid").inc()
-            return refusal(exc.status, exc.message, exc.retry_after)
+            return refusal(exc.status, exc.message, exc.retry_after, exc.reason)
         return web.json_response(record, status=status)
 
     async def get_task(self, request: web.Request) -> web.Response:

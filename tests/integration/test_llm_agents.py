@@ -19,6 +19,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from foundation_common.tasks import bound_id
 from kube import REPO, Kube, container_status, is_ready, member_pids, phase
 from localcluster.layout import BRIDGE_IP
 from scripted_model import ScriptedModel
@@ -228,12 +229,13 @@ async def test_the_tool_loop_repeats_no_effect_when_the_chat_member_is_killed_mi
     assert record["status"] == "succeeded", record
     # It ran again after the crash: the model was asked for the first round twice.
     first_rounds = [r for r in model.requests if r["messages"][-1]["role"] == "user"]
+    tool_id = bound_id("plan-1.tool.0.0", {"by": 5})  # the same call both times: one id
     assert len(first_rounds) == 2
     assert record["result"]["toolCalls"] == [
-        {"tool": "count_increment", "taskId": "plan-1.tool.0.0", "outcome": "succeeded"}
+        {"tool": "count_increment", "taskId": tool_id, "outcome": "succeeded"}
     ]
     assert re.search(r'the tool said \{"count":5\}$', record["result"]["reply"])
     count = await task(kube, "tally-0", "read", "get", {})
     assert count["result"] == {"count": 5}  # once, not twice
-    tool_task = await task(kube, "tally-0", "plan-1.tool.0.0", "increment", {"by": 5})
+    tool_task = await task(kube, "tally-0", tool_id, "increment", {"by": 5})
     assert tool_task["attempts"] == 1

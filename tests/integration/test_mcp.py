@@ -15,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 from test_llm_agents import ScriptedServer, task
 
 from foundation_common.discovery import rendezvous
+from foundation_common.tasks import bound_id
 from kube import REPO, Kube, phase
 from localcluster.layout import BRIDGE_IP
 from scripted_model import ScriptedModel
@@ -160,12 +161,13 @@ async def test_a_chat_agent_takes_up_an_mcp_server_that_starts_after_it(
         assert record["result"]["toolCalls"] == [
             {
                 "tool": "agents_tally__increment",
-                "taskId": f"plan-{attempt}.tool.0.0",
+                "taskId": bound_id(f"plan-{attempt}.tool.0.0", {"by": 4}),
                 "outcome": "succeeded",
             }
         ]
         assert record["result"]["reply"].endswith('the tool said {"count": 4}')
-    tool_task = await task(kube, "tally-0", f"plan-{attempt}.tool.0.0", "increment", {"by": 4})
+    tool_id = bound_id(f"plan-{attempt}.tool.0.0", {"by": 4})
+    tool_task = await task(kube, "tally-0", tool_id, "increment", {"by": 4})
     assert tool_task["result"] == {"count": 4} and tool_task["attempts"] == 1
     count = await task(kube, "tally-0", "read", "get", {})
     assert count["result"] == {"count": 4}

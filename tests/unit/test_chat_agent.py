@@ -24,6 +24,7 @@ from foundation_agent.sidecar.proxy import Proxy
 from foundation_agent.stores import MemoryStore
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.sidecar import SidecarConfig
+from foundation_common.tasks import bound_id
 from scripted_model import ScriptedModel
 
 # No API server here: callers without a token are let through, as Permissive members do.
@@ -146,7 +147,11 @@ async def test_the_tool_loop_calls_another_agent_once_per_call(world: World) -> 
     assert done["status"] == "succeeded", done
     result = done["result"]
     assert result["toolCalls"] == [
-        {"tool": "count_increment", "taskId": "c-9.tool.0.0", "outcome": "succeeded"}
+        {
+            "tool": "count_increment",
+            "taskId": bound_id("c-9.tool.0.0", {"by": 5}),
+            "outcome": "succeeded",
+        }
     ]
     assert result["reply"].endswith('the tool said {"count":5}')
     assert world.counter.state.count == 5
@@ -177,7 +182,7 @@ async def test_a_chat_task_run_again_after_a_crash_does_not_repeat_a_tool_effect
 
     first = asyncio.create_task(attempt(1))
     await asyncio.wait_for(world.model.held.wait(), 5)  # round 1 waits at the gate
-    assert world.counter.task("c-crash.tool.0.0")["status"] == "succeeded"
+    assert world.counter.task(bound_id("c-crash.tool.0.0", {"by": 5}))["status"] == "succeeded"
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -185,7 +190,7 @@ async def test_a_chat_task_run_again_after_a_crash_does_not_repeat_a_tool_effect
     result, _ = await attempt(2)
     assert result["toolCalls"][0]["outcome"] == "succeeded"
     assert world.counter.state.count == 5  # once, not twice
-    assert world.counter.task("c-crash.tool.0.0")["attempts"] == 1
+    assert world.counter.task(bound_id("c-crash.tool.0.0", {"by": 5}))["attempts"] == 1
 
 
 async def test_a_failing_model_opens_the_circuit_and_chat_fails_fast(world: World) -> None:

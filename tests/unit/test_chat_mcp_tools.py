@@ -23,6 +23,7 @@ from foundation_agent.chat import mcp_tools
 from foundation_agent.protocols.asgi import serve
 from foundation_agent.sidecar.proxy import Proxy
 from foundation_common.sidecar import SidecarConfig
+from foundation_common.tasks import bound_id
 from scripted_model import ScriptedModel
 from waiting import until
 
@@ -122,14 +123,15 @@ async def test_tools_of_an_mcp_server_that_comes_up_after_the_agent(
             second = await run(chat, "c-2", "chat", {"session": "s", "message": "2+3?"})
             assert second["status"] == "succeeded", second
             offered = [t["function"]["name"] for t in model.requests[-2]["tools"]]
+            tool_id = bound_id("c-2.tool.0.0", {"a": 2, "b": 3})
             assert offered == ["calc_add"]
             assert second["result"]["toolCalls"] == [
-                {"tool": "calc_add", "taskId": "c-2.tool.0.0", "outcome": "succeeded"}
+                {"tool": "calc_add", "taskId": tool_id, "outcome": "succeeded"}
             ]
             assert second["result"]["reply"].endswith("the tool said 5")
             name, arguments, meta = calculator.calls[-1]
             assert (name, arguments) == ("add", {"a": 2, "b": 3})
-            assert meta["foundation.dev/taskId"] == "c-2.tool.0.0"
+            assert meta["foundation.dev/taskId"] == tool_id
 
             # The server's tools change and it says so: the next chat offers the new list.
             calculator.tools = [SUM, PRODUCT]
@@ -139,6 +141,7 @@ async def test_tools_of_an_mcp_server_that_comes_up_after_the_agent(
             model.tool_call = ("calc_mul", {"a": 2, "b": 3})
             third = await run(chat, "c-3", "chat", {"session": "s", "message": "2*3?"})
             offered = [t["function"]["name"] for t in model.requests[-2]["tools"]]
+            tool_id = bound_id("c-2.tool.0.0", {"a": 2, "b": 3})
             assert offered == ["calc_add", "calc_mul"]
             assert third["result"]["reply"].endswith("the tool said 6")
     finally:
