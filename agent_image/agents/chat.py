@@ -126,7 +126,9 @@ class ChatAgent(Agent[ChatState]):
                 done = await toolbox.call(call, f"{task.id}.tool.{round_}.{i}")
                 calls.append(done)
                 turn.append({"role": "tool", "tool_call_id": done.id, "content": done.content})
-        kept, dropped = history.trim([*session.messages, *turn], config.max_history_messages)
+        kept, dropped = history.trim(
+            [*session.messages, *turn], config.max_history_messages, config.max_history_bytes
+        )
         sessions = {
             **state.sessions,
             input.session: Session(
@@ -140,6 +142,9 @@ class ChatAgent(Agent[ChatState]):
         }
         updated = {name: s.updated_at for name, s in sessions.items()}
         for name in history.least_recent(updated, config.max_sessions):
+            del sessions[name]
+        taken = {n: (s.updated_at, history.size(s.messages)) for n, s in sessions.items()}
+        for name in history.over_bytes(taken, config.max_state_bytes, keep=input.session):
             del sessions[name]
         result = {
             "reply": reply,

@@ -87,8 +87,22 @@ class ChatConfig(Model):
         le=10_000,
         description="Messages kept per session; past it the oldest turns are dropped whole.",
     )
+    max_history_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=64 << 20,
+        description="Bytes of messages (as JSON) kept per session; past it the oldest turns"
+        " are dropped whole (the newest is always kept).",
+    )
     max_sessions: int = Field(
         100, ge=1, le=100_000, description="Sessions kept; past it the least recent goes."
+    )
+    max_state_bytes: int = Field(
+        384 * 1024,
+        ge=4096,
+        le=1 << 30,
+        description="Bytes of all sessions' messages kept; past it the least recent go. With"
+        " the defaults, sessions and kept task records fit a ConfigMap together.",
     )
     timeout_seconds: float = Field(
         300,

@@ -198,13 +198,22 @@ async def test_every_door_answers_401_403_or_the_call_for_each_kind_of_caller(ku
                 headers=stranger,
             )
             assert forged.status_code == 403
-            # ...and one who may is refused the id someone else sent (409).
-            runner_like = await http.post(
+            # The same account with another token is the same sender: the same request gets its
+            # record, and the id with another input is refused (409), naming the input.
+            again = {"Authorization": f"Bearer {await token(kube, 'caller')}"}
+            same = await http.post(
+                f"http://{ip}:8080/v1/tasks",
+                json={"id": "mine", "action": "increment"},
+                headers=again,
+            )
+            assert same.status_code == 200 and same.json()["status"] == "succeeded"
+            other = await http.post(
                 f"http://{ip}:8080/v1/tasks",
                 json={"id": "mine", "action": "increment", "input": {"by": 1000}},
-                headers={"Authorization": f"Bearer {await token(kube, 'caller')}"},
+                headers=again,
             )
-            assert runner_like.status_code == 200  # the same account: the same sender
+            assert other.status_code == 409
+            assert "task id mine was sent with another input" in other.json()["error"]
             # The network keeps out all but Foundation's pods and the API server (this test node
             # does not enforce NetworkPolicies: the object is what is checked here).
             policy = await client.NetworkingV1Api(kube.api).read_namespaced_network_policy(
