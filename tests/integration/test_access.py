@@ -207,13 +207,13 @@ async def test_every_door_answers_401_403_or_the_call_for_each_kind_of_caller(ku
                 headers=again,
             )
             assert same.status_code == 200 and same.json()["status"] == "succeeded"
-            other = await http.post(
+            changed = await http.post(
                 f"http://{ip}:8080/v1/tasks",
                 json={"id": "mine", "action": "increment", "input": {"by": 1000}},
                 headers=again,
             )
-            assert other.status_code == 409
-            assert "task id mine was sent with another input" in other.json()["error"]
+            assert changed.status_code == 409
+            assert "task id mine was sent with another input" in changed.json()["error"]
             # The network keeps out all but Foundation's pods and the API server (this test node
             # does not enforce NetworkPolicies: the object is what is checked here).
             policy = await client.NetworkingV1Api(kube.api).read_namespaced_network_policy(
