@@ -1,6 +1,8 @@
-"""What the sidecar adds: latency against calling the upstream directly, its top rate, its RSS.
+"""What the sidecar adds: latency against calling the upstream directly, its top rate, its RSS;
+and against a baseline sidecar, the same code at an earlier commit, in the same run.
 
     .venv/bin/python bench/sidecar_latency.py [--seconds 10] [--rates 200,1000]
+        [--baseline d0188f7]   # the sidecar before issue 26's checks; "" for none
 
 All on loopback: an upstream (aiohttp, answers 200 with a small body) and the real
 `foundation-sidecar` process pinned to one core (taskset), the load from this process.
@@ -8,6 +10,9 @@ All on loopback: an upstream (aiohttp, answers 200 with a small body) and the re
   then through `/upstream/<name>/`; p50 and p99 of each and their difference.
 - Top rate: 64 calls in flight through the sidecar for 5 s; requests/s and the sidecar's CPU.
 - The sidecar's RSS after all that, and its PSS and USS (what of the RSS is its own).
+- With --baseline: the baseline's sidecar (its packages from `git archive`, put first on the
+  path) and this one take turns, three rounds at the highest rate; each one's median p99, and
+  the change.
 A benchmark, not a test: it asserts nothing and prints JSON.
 """
 
@@ -22,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -129,9 +135,28 @@ async def closed_loop(http: aiohttp.ClientSession, url: str, seconds: float) -> 
     return done / (time.perf_counter() - begin)
 
 
-async def measure(seconds: float, rates: list[int]) -> dict:
-    up_port, proxy_port, admin_port = free_port(), free_port(), free_port()
-    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)])
+ROUNDS = 5
+
+
+def baseline_packages(ref: str, into: Path) -> Path:
+    """The foundation packages at `ref`, laid out to go first on PYTHONPATH."""
+    source, packages = into / "src", into / "packages"
+    source.mkdir(parents=True)
+    packages.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "agent_image", "common"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    (packages / "foundation_agent").symlink_to(source / "agent_image")
+    (packages / "foundation_common").symlink_to(source / "common")
+    return packages
+
+
+def start_sidecar(up_port: int, packages: Path | None) -> tuple[subprocess.Popen, int]:
+    """A sidecar pinned to one core with one upstream; this checkout's, or `packages`'."""
+    proxy_port, admin_port = free_port(), free_port()
     config = {"upstreams": [{"name": "up", "url": f"http://127.0.0.1:{up_port}"}]}
     env = dict(
         os.environ,
@@ -140,11 +165,53 @@ async def measure(seconds: float, rates: list[int]) -> dict:
         FOUNDATION_SIDECAR_ADMIN_PORT=str(admin_port),
         FOUNDATION_AGENT_PORT=str(free_port()),  # no agent: on SIGTERM it stops at once
     )
-    sidecar = subprocess.Popen(
-        ["taskset", "-c", "1", str(REPO / ".venv/bin/foundation-sidecar")],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [str(REPO / ".venv/bin/foundation-sidecar")]
+    if packages is not None:
+        env["PYTHONPATH"] = str(packages)
+        command = [sys.executable, "-m", "foundation_agent.sidecar.server"]
+    sidecar = subprocess.Popen(["taskset", "-c", "1", *command], env=env, stderr=subprocess.DEVNULL)
+    return sidecar, proxy_port
+
+
+async def against_baseline(
+    http: aiohttp.ClientSession, up_port: int, packages: Path, rate: int, seconds: float
+) -> dict:
+    """This sidecar and the baseline's, taking turns, `ROUNDS` rounds each: p99 at `rate`,
+    and the sidecar's CPU time per call (which a noisy machine disturbs less than a p99)."""
+    p99: dict[str, list[float]] = {"baseline": [], "this": []}
+    cpu: dict[str, list[float]] = {"baseline": [], "this": []}
+    for _ in range(ROUNDS):
+        for name, where in (("baseline", packages), ("this", None)):
+            sidecar, port = start_sidecar(up_port, where)
+            url = f"http://127.0.0.1:{port}/upstream/up/v1/x"
+            try:
+                await wait_up(url)
+                await closed_loop(http, url, 1.0)
+                before = proc_stat(sidecar.pid)[0]
+                loaded = await open_loop(http, url, rate, seconds)
+                calls = loaded["sent_per_s"] * seconds
+                p99[name].append(loaded["p99_ms"])
+                cpu[name].append(round((proc_stat(sidecar.pid)[0] - before) / calls * 1e6, 1))
+            finally:
+                sidecar.send_signal(signal.SIGTERM)
+                sidecar.wait(timeout=30)
+    base, this = statistics.median(p99["baseline"]), statistics.median(p99["this"])
+    cpu_base, cpu_this = statistics.median(cpu["baseline"]), statistics.median(cpu["this"])
+    return {
+        "rate_per_s": rate,
+        "p99_ms": p99,
+        "median_p99_ms": {"baseline": base, "this": this},
+        "p99_change_percent": round((this - base) / base * 100, 1),
+        "cpu_us_per_call": cpu,
+        "median_cpu_us_per_call": {"baseline": cpu_base, "this": cpu_this},
+        "cpu_change_percent": round((cpu_this - cpu_base) / cpu_base * 100, 1),
+    }
+
+
+async def measure(seconds: float, rates: list[int], baseline: str) -> dict:
+    up_port = free_port()
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)])
+    sidecar, proxy_port = start_sidecar(up_port, None)
     direct = f"http://127.0.0.1:{up_port}/v1/x"
     proxied = f"http://127.0.0.1:{proxy_port}/upstream/up/v1/x"
     result: dict = {}
@@ -168,10 +235,19 @@ async def measure(seconds: float, rates: list[int]) -> dict:
             began = time.perf_counter()
             top = await closed_loop(http, proxied, 5.0)
             cpu = (proc_stat(sidecar.pid)[0] - cpu_before) / (time.perf_counter() - began)
-        result["max_per_s_one_core"] = round(top)
-        result["sidecar_cpu_share_at_max"] = round(cpu, 2)
-        result["sidecar_rss_mb"] = proc_stat(sidecar.pid)[1]
-        result["sidecar_memory"] = memory_mb(sidecar.pid)
+            result["max_per_s_one_core"] = round(top)
+            result["sidecar_cpu_share_at_max"] = round(cpu, 2)
+            result["sidecar_rss_mb"] = proc_stat(sidecar.pid)[1]
+            result["sidecar_memory"] = memory_mb(sidecar.pid)
+            sidecar.send_signal(signal.SIGTERM)
+            sidecar.wait(timeout=30)
+            if baseline:
+                with tempfile.TemporaryDirectory() as scratch:
+                    packages = baseline_packages(baseline, Path(scratch))
+                    result["against_baseline"] = {
+                        "baseline": baseline,
+                        **await against_baseline(http, up_port, packages, max(rates), seconds),
+                    }
     finally:
         sidecar.send_signal(signal.SIGTERM)
         upstream.terminate()
@@ -186,9 +262,10 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="200,1000")
+    parser.add_argument("--baseline", default="d0188f7", help="a commit; empty for none")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
-    print(json.dumps(asyncio.run(measure(args.seconds, rates)), indent=2))
+    print(json.dumps(asyncio.run(measure(args.seconds, rates, args.baseline)), indent=2))
 
 
 if __name__ == "__main__":
