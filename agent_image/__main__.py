@@ -26,6 +26,7 @@ from foundation_agent.runtime.settings import Settings
 from foundation_agent.runtime.status import StatusReporter
 from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
+from foundation_agent.stores.secret import SecretStore
 from foundation_agent.stores.sqlite import SqliteStore
 from foundation_common import __version__
 from foundation_common.limits import AsgiLimits
@@ -49,11 +50,17 @@ async def run(settings: Settings) -> int:
 
     agent = load_agent(settings.agent_class, settings.agent_config, settings.agent_name)
     api = None
-    if settings.state_store == "ConfigMap" or settings.report_status or in_cluster_server():
+    if (
+        settings.state_store in ("ConfigMap", "Secret")
+        or settings.report_status
+        or in_cluster_server()
+    ):
         api = connect()
     store: Store
     if settings.state_store == "ConfigMap":
         store = ConfigMapStore(api, settings.namespace, settings.configmap)
+    elif settings.state_store == "Secret":
+        store = SecretStore(api, settings.namespace, settings.configmap)
     elif settings.state_store == "PVC":
         store = SqliteStore(settings.state_path)
     else:

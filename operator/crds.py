@@ -203,6 +203,7 @@ def generated() -> dict[Path, str]:
         files[CHART / "crds" / name] = text
     rules = {
         "clusterRules": rbac.cluster_rules(),
+        "secretStoreRules": rbac.SECRET_STORE_RULES,
         "leaseRules": rbac.lease_rules(),
         "memberRole": {"name": rbac.MEMBER_CLUSTER_ROLE, "rules": rbac.MEMBER_CLUSTER_RULES},
         "peopleRoles": rbac.people_roles(),

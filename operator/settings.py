@@ -58,6 +58,12 @@ class Settings(BaseModel, frozen=True):
         default_factory=lambda: dict(defaults.RUNNER_RESOURCES),
         description="The same for Workflow runners (the chart's workflows.resources.runner).",
     )
+    secret_store: bool = Field(
+        default=False,
+        description="Agents may keep their state in Secrets (persistence.store Secret): the"
+        " operator then holds get/create/update/patch on Secrets, to make each member's and"
+        " grant the member its own (the chart's agents.secretStore.enabled).",
+    )
     caller_auth: Literal["Required", "Permissive"] = Field(
         default="Required",
         description="What members do with a call that presents no token: Required refuses it"
@@ -160,6 +166,7 @@ class Settings(BaseModel, frozen=True):
             self.agent_resources,
             self.sidecar_resources,
             self.runner_resources,
+            self.secret_store,
         )
 
     @property

@@ -23,8 +23,10 @@ class Settings(BaseModel, frozen=True):
     namespace: str = "default"
     member_name: str = "agent-0"
     member: int = Field(0, ge=0)
-    state_store: Literal["ConfigMap", "PVC", "None"] = "None"
-    state_key: str = Field("", description="The member's ConfigMap; default <member>-state.")
+    state_store: Literal["ConfigMap", "Secret", "PVC", "None"] = "None"
+    state_key: str = Field(
+        "", description="The member's ConfigMap or Secret; default <member>-state."
+    )
     state_path: str = "/var/lib/foundation/state/agent.db"
     inbox_max_queued: int = Field(1000, ge=1, le=1_000_000)
     keep_completed: int = Field(

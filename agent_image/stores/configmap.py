@@ -49,8 +49,8 @@ def tasks_bytes(data: dict[str, str]) -> int:
     return len(TASKS_KEY.encode()) + len((data.get(TASKS_KEY) or "{}").encode())
 
 
-def decode(name: str, data: dict[str, str]) -> Snapshot | None:
-    """The document in a ConfigMap's data; None when it holds none yet."""
+def decode(name: str, data: dict[str, str], kind: str = "ConfigMap") -> Snapshot | None:
+    """The document in a ConfigMap's (or Secret's) data; None when it holds none yet."""
     if not data.get(STATE_KEY):
         return None
     try:
@@ -62,7 +62,7 @@ def decode(name: str, data: dict[str, str]) -> Snapshot | None:
             raise ValueError(f"{TASKS_KEY} must be an object of task records")
     except (ValueError, KeyError, TypeError) as exc:
         raise StateCorrupt(
-            f"ConfigMap {name} does not hold a readable state ({exc}); repair it, or remove its"
+            f"{kind} {name} does not hold a readable state ({exc}); repair it, or remove its"
             f" data to start from the initial state"
         ) from None
     return Snapshot(version, state, tasks, head.get("savedAt"), data_size(data))
@@ -90,7 +90,7 @@ class ConfigMapStore:
         self._tasks_bytes = tasks_bytes({})  # what the records take in the stored data
 
     async def _call(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One request on the ConfigMap (ApiError on error statuses); an unreachable API is
+        """One request on the object (ApiError on error statuses); an unreachable API is
         StoreUnavailable."""
         try:
             if method == "GET":
@@ -105,12 +105,12 @@ class ConfigMapStore:
         except ApiError as exc:
             if exc.status == 404:
                 raise StateMissing(
-                    f"ConfigMap {self.namespace}/{self.key} does not exist; the operator creates"
+                    f"{self.kind} {self.namespace}/{self.key} does not exist; the operator creates"
                     " it with the member"
                 ) from None
-            raise unavailable_or_forbidden(exc, f"reading ConfigMap {self.key}") from None
+            raise unavailable_or_forbidden(exc, f"reading {self.kind} {self.key}") from None
         self._resource_version = found["metadata"]["resourceVersion"]
-        snapshot = decode(f"{self.namespace}/{self.key}", found.get("data") or {})
+        snapshot = decode(f"{self.namespace}/{self.key}", found.get("data") or {}, self.kind)
         if snapshot is not None:
             self._state = json.dumps(snapshot.state, separators=(",", ":"))
             self._tasks = dict(snapshot.tasks)
@@ -132,9 +132,9 @@ class ConfigMapStore:
         size = data_size(data)
         if size > LIMIT:
             raise StateTooLarge(
-                f"the state would take {size} bytes in ConfigMap {self.key}, over the ConfigMap"
-                f" store's limit of {LIMIT} bytes (1 MiB); use persistence.store PVC for large"
-                " state"
+                f"the state would take {size} bytes in {self.kind} {self.key}, over the"
+                f" {self.kind} store's limit of {LIMIT} bytes (1 MiB); use persistence.store PVC"
+                " for large state"
             )
         # A merge patch that carries the resourceVersion is refused (409) if anyone wrote since,
         # and leaves the metadata the operator owns (labels, owner references) alone.
@@ -144,14 +144,15 @@ class ConfigMapStore:
         except ApiError as exc:
             if exc.status == 409:
                 raise StateConflict(
-                    f"ConfigMap {self.namespace}/{self.key} was changed by another writer (version"
-                    f" {self._resource_version} is no longer current); not overwriting it"
+                    f"{self.kind} {self.namespace}/{self.key} was changed by another writer"
+                    f" (version {self._resource_version} is no longer current); not overwriting"
+                    " it"
                 ) from None
             if exc.status == 404:
-                raise StateMissing(f"ConfigMap {self.namespace}/{self.key} was deleted") from None
+                raise StateMissing(f"{self.kind} {self.namespace}/{self.key} was deleted") from None
             if exc.status == 422:
-                raise StateTooLarge(f"ConfigMap {self.key} refused: {exc.message}") from None
-            raise unavailable_or_forbidden(exc, f"writing ConfigMap {self.key}") from None
+                raise StateTooLarge(f"{self.kind} {self.key} refused: {exc.message}") from None
+            raise unavailable_or_forbidden(exc, f"writing {self.kind} {self.key}") from None
         self._resource_version = answer["metadata"]["resourceVersion"]
         self._state, self._tasks = state, tasks
         self._tasks_bytes = tasks_bytes(data)

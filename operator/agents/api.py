@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, WithJsonSchema
+from pydantic import Field, ValidationError, WithJsonSchema, model_validator
 
 from foundation_common.limits import (
     IN_FLIGHT,
@@ -68,8 +68,11 @@ class Supervision(Model):
 class Persistence(Model):
     """Where each member keeps its durable state."""
 
-    store: Literal["ConfigMap", "PVC", "None"] = Field(
-        "ConfigMap", description="ConfigMap (small state, < 1 MiB), PVC (large), or None."
+    store: Literal["ConfigMap", "Secret", "PVC", "None"] = Field(
+        "ConfigMap",
+        description="ConfigMap (small state, < 1 MiB), Secret (the same, out of the view"
+        " role's reach: for sensitive inputs, results and conversations), PVC (large), or"
+        " None.",
     )
     size: str = Field("1Gi", pattern=QUANTITY_PATTERN, description="PVC size per member.")
     storage_class_name: str | None = Field(None, description="PVC storage class (default class).")
@@ -81,6 +84,15 @@ class Persistence(Model):
         description="Write the tasks that arrive together in one write (a task is still "
         "acknowledged only after its write).",
     )
+
+    @model_validator(mode="after")
+    def _retained_where_possible(self) -> Persistence:
+        if self.store == "Secret" and self.retain_on_delete:
+            raise ValueError(
+                "retainOnDelete needs store ConfigMap or PVC: finding a kept Secret again needs"
+                " the right to list every Secret, which the operator does not take"
+            )
+        return self
 
 
 class Inbox(Model):
@@ -350,6 +362,13 @@ class AgentView:
                 f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidSpec(problems) from None
+        platform = platform or Platform()
+        if spec.persistence.store == "Secret" and not platform.secret_store:
+            raise InvalidSpec(
+                "spec.persistence.store: Secret is not enabled on this operator (it would need"
+                " rights on Secrets: the chart's agents.secretStore.enabled); use ConfigMap or"
+                " PVC, or ask your platform team"
+            )
         image = spec.image or default_image
         if not image:
             raise InvalidSpec(
@@ -366,7 +385,7 @@ class AgentView:
             deleting=bool(meta.get("deletionTimestamp")),
             image=image,
             caller_auth=caller_auth,
-            platform=platform or Platform(),
+            platform=platform,
             default_image=default_image,
         )
 

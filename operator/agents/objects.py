@@ -311,6 +311,8 @@ def state_object(view: AgentView, ordinal: int) -> Obj | None:
     }
     if persistence.store == "ConfigMap":
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+    if persistence.store == "Secret":
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta}
     if persistence.store == "PVC":
         spec: Obj = {
             "accessModes": ["ReadWriteOnce"],
@@ -490,12 +492,14 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
                 "verbs": ["get"],
             },
         ]
-    if states and view.spec.persistence.store == "ConfigMap":
+    if states and view.spec.persistence.store in ("ConfigMap", "Secret"):
         rules.insert(
             0,
             {
                 "apiGroups": [""],
-                "resources": ["configmaps"],
+                "resources": [
+                    "configmaps" if view.spec.persistence.store == "ConfigMap" else "secrets"
+                ],
                 "resourceNames": states,
                 "verbs": ["get", "update", "patch"],
             },

@@ -40,6 +40,7 @@ class Platform:
     agent_resources: Resources = field(default_factory=lambda: AGENT_RESOURCES)
     sidecar_resources: Resources = field(default_factory=lambda: SIDECAR_RESOURCES)
     runner_resources: Resources = field(default_factory=lambda: RUNNER_RESOURCES)
+    secret_store: bool = False  # whether the operator holds rights on Secrets (store Secret)
 
 
 UNITS = {

@@ -43,6 +43,14 @@ MEMBER_CLUSTER_RULES: list[Obj] = [
 ]
 
 
+# With the chart's agents.secretStore.enabled only: members' Secret stores (persistence.store
+# Secret), made by the supervisor, and get/update/patch on each its own granted to the member
+# (a Role grants only what its maker holds). No list or watch.
+SECRET_STORE_RULES: list[Obj] = [
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update", "patch"]}
+]
+
+
 def cluster_rules() -> list[Obj]:
     return [
         # The Agents themselves: watched; finalizer and status patched.

@@ -81,6 +81,8 @@ class OperatorProcess:
             FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
             # The demo's operator (`make demo`) has that namespace; one supervisor an Agent.
             FOUNDATION_EXCLUDED_NAMESPACES="foundation-demo",
+            # As the chart's agents.secretStore.enabled: Agents may keep state in Secrets.
+            FOUNDATION_SECRET_STORE="true",
         )
         env.update(self.env)
         python = IMAGE / "bin" / "python"

@@ -54,7 +54,7 @@ class Client:
             await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("store", ["ConfigMap", "PVC"])
+@pytest.mark.parametrize("store", ["ConfigMap", "Secret", "PVC"])
 async def test_a_thousand_increments_survive_kills_and_pod_deletions(
     kube: Kube, store: str
 ) -> None:

@@ -34,10 +34,10 @@ class FakeConfigMapApi:
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if body["metadata"]["resourceVersion"] != str(self.version):
-            raise ApiError(409, "Conflict", "changed")
+            raise ApiError(409, reason="Conflict")
         data = {**self.data, **body["data"]}
         if data_size(data) > LIMIT:
-            raise ApiError(422, "Invalid", "ConfigMap data too long")
+            raise ApiError(422, reason="Invalid")
         self.data, self.version, self.writes = data, self.version + 1, self.writes + 1
         return await self.get(path)
 
