@@ -9,10 +9,11 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bodies import send
-from kube import Kube, in_pod, phase
+from kube import Kube, agent_condition, in_pod, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -111,3 +112,37 @@ async def test_oversized_results_bodies_and_nesting_fail_alone_and_the_member_go
         after = (await http.get(f"{base}/v1/tasks/after?wait=30")).json()
         assert after["result"] == {"key": "n", "value": 1}
     print(f"memory growth: agent {grew[0]:.1f} MiB, sidecar {grew[1]:.1f} MiB")  # for the note
+
+
+async def test_a_member_past_its_memory_limit_is_oomkilled_restarted_and_counted(
+    kube: Kube,
+) -> None:
+    """A task that needs more memory than the member may have: the kernel kills the member
+    (the test node holds containers to their limits, as a kubelet does), Kubernetes restarts
+    it, the task runs again and is killed again, and supervision counts each like any crash
+    until restart intensity fails the Agent, saying why."""
+    await kube.create_agent(
+        "hungry",
+        agent="foundation_agent.agents:TaskAgent",
+        resources={"limits": {"memory": "200Mi"}},
+        supervision={"maxRestarts": 1, "periodSeconds": 600},
+    )
+    await kube.wait_agent("hungry", lambda a: phase(a) == "Running", timeout=90)
+    pod = await kube.pod("hungry-0")
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "200Mi"
+    base = f"http://{pod['status']['podIP']}:8080"
+    async with await kube.member_client(timeout=30) as http:
+        try:
+            sent = await http.post(
+                f"{base}/v1/tasks",
+                json={"id": "feast", "action": "emit", "input": {"bytes": 400 * 2**20}},
+            )
+            assert sent.status_code == 202
+        except httpx.TransportError:
+            pass  # stored, then run at once: the member died before its answer went out
+    failed = await kube.wait_agent(
+        "hungry", lambda a: phase(a) == "Failed", timeout=120, what="hungry Failed"
+    )
+    supervised = agent_condition(failed, "Supervised")
+    assert supervised["reason"] == "RestartIntensityExceeded"
+    assert "last exit code 137 (OOMKilled)" in supervised["message"], supervised["message"]

@@ -1,4 +1,5 @@
-"""The pids cgroup that holds every process the test node starts for pods."""
+"""The pids cgroup that holds every process the test node starts for pods, and the memory
+cgroups that hold containers to their memory limits."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from localcluster.layout import CGROUP_ROOT
+from localcluster.layout import CGROUP_ROOT, MEMORY_ROOT
 
 PIDS_MOUNT = CGROUP_ROOT.parent
 
@@ -22,6 +23,29 @@ def ensure_root() -> None:
 
 def container_cgroup(pod_uid: str, container: str) -> Path:
     return CGROUP_ROOT / pod_uid / container
+
+
+def memory_cgroup(pod_uid: str, container: str) -> Path:
+    return MEMORY_ROOT / pod_uid / container
+
+
+def limit_memory(group: Path, limit: int) -> None:
+    """Hold the processes that join `group` to `limit` bytes: past it, the kernel kills one."""
+    group.mkdir(parents=True, exist_ok=True)
+    (group / "memory.limit_in_bytes").write_text(str(limit))
+
+
+def oom_kills(group: Path) -> int:
+    """How many processes the kernel killed in `group` for passing its limit."""
+    try:
+        text = (group / "memory.oom_control").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "oom_kill":
+            return int(value)
+    return 0
 
 
 def pids(group: Path = CGROUP_ROOT) -> list[int]:
@@ -67,3 +91,4 @@ def remove_all() -> None:
     while pids() and time.monotonic() < deadline:
         time.sleep(0.05)
     remove(CGROUP_ROOT)
+    remove(MEMORY_ROOT)

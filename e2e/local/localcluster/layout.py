@@ -91,6 +91,9 @@ PROVISIONER = "foundation.dev/local-path"
 # Every container process of the test node lives in a cgroup below this one (pids controller),
 # so nothing a pod starts can outlive `down`, even a process that daemonizes.
 CGROUP_ROOT = Path("/sys/fs/cgroup/pids/foundation-local")
+# A container with a memory limit also joins a group below this one (memory controller, v1),
+# so the kernel kills it past the limit, as a kubelet's would (OOMKilled).
+MEMORY_ROOT = Path("/sys/fs/cgroup/memory/foundation-local")
 
 DEFAULT_RESTART_BACKOFF = 10.0
 MAX_RESTART_BACKOFF = 300.0

@@ -120,6 +120,14 @@ class Container:
         self.runs += 1
         self.status.restart_count = restart
         self.cgroup.mkdir(parents=True, exist_ok=True)
+        limit = podspec.memory_limit(self.spec)
+        # Without the memory controller (not mounted), limits go unenforced, as on a node
+        # without memory accounting.
+        held = limit and cgroups.MEMORY_ROOT.parent.is_dir()
+        memory = cgroups.memory_cgroup(worker.uid, self.name) if held else None
+        if memory is not None and limit:
+            cgroups.limit_memory(memory, limit)
+        oom_before = cgroups.oom_kills(memory) if memory is not None else 0
         spec_path = worker.dir / f"{self.name}.json"
         spec_path.write_text(
             json.dumps(
@@ -130,6 +138,7 @@ class Container:
                     "hostname": worker.hostname,
                     "workingDir": self.spec.get("workingDir"),
                     "cgroup": str(self.cgroup),
+                    "memoryCgroup": str(memory) if memory is not None else None,
                     "createdPathsLog": str(worker.ctx.layout.created_paths),
                     "runAsUser": worker.security("runAsUser", self.spec),
                     "runAsGroup": worker.security("runAsGroup", self.spec),
@@ -178,10 +187,11 @@ class Container:
             await probes
         cgroups.kill(self.cgroup)  # the container ends with its main process
         code = exit_code_of(returncode)
+        oom = memory is not None and cgroups.oom_kills(memory) > oom_before
         self.status.state = {
             "terminated": {
                 "exitCode": code,
-                "reason": podspec.exit_reason(code),
+                "reason": podspec.exit_reason(code, oom),
                 "startedAt": started_at,
                 "finishedAt": now(),
                 "containerID": container_id,

@@ -245,6 +245,7 @@ class PodWorker:
         cgroups.kill(cgroups.CGROUP_ROOT / self.uid)
         await asyncio.sleep(0.05)
         cgroups.remove(cgroups.CGROUP_ROOT / self.uid)
+        cgroups.remove(cgroups.MEMORY_ROOT / self.uid)
         if self.ip:
             with contextlib.suppress(RuntimeError):
                 await run_cmd(network.teardown_command(self.netns))

@@ -186,8 +186,23 @@ def should_restart(restart_policy: str, exit_code: int) -> bool:
     return False
 
 
-def exit_reason(exit_code: int) -> str:
+def exit_reason(exit_code: int, oom_killed: bool = False) -> str:
+    if oom_killed:
+        return "OOMKilled"
     return "Completed" if exit_code == 0 else "Error"
+
+
+UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(k|M|G|Ki|Mi|Gi)?$")
+
+
+def memory_limit(container: Obj) -> int | None:
+    """The container's memory limit in bytes, if it has one this node understands."""
+    value = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    found = QUANTITY.match(str(value)) if value is not None else None
+    if found is None:
+        return None
+    return int(float(found.group(1)) * UNITS[found.group(2) or ""])
 
 
 def resolve_port(container: Obj, port: int | str) -> int:

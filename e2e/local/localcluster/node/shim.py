@@ -85,6 +85,9 @@ def main(spec_path):
     # Join the container's cgroup first, so everything it starts can be found and killed.
     with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as procs:
         procs.write(str(os.getpid()))
+    if spec.get("memoryCgroup"):  # held to the container's memory limit
+        with open(os.path.join(spec["memoryCgroup"], "cgroup.procs"), "w") as procs:
+            procs.write(str(os.getpid()))
     socket.sethostname(spec["hostname"])
     mounts = sorted(spec["mounts"], key=lambda m: m["target"].count("/"))
     # Hold every source open first: a volume mounted over a parent of the node's state
