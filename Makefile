@@ -1,17 +1,27 @@
-.PHONY: lint test test-unit test-integration llm demo demo-down clean crds
+.PHONY: lint test test-unit test-integration llm demo demo-down clean crds lock
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-# The project and its development tools, installed into .venv/ once (again when pyproject changes).
+# The project and its development tools, installed into .venv/ once (again when pyproject or the
+# lock changes): every dependency from requirements-dev.lock, pinned and checked by its hash.
 $(VENV): $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# The lock files again, after a change of pyproject.toml's dependencies (pip-tools; Python 3.11,
+# Linux): requirements.lock for the image, requirements-dev.lock for .venv and CI.
+LOCK := pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock:
+	$(PYTHON) -m venv /tmp/foundation-pip-tools && /tmp/foundation-pip-tools/bin/pip install --quiet pip-tools
+	/tmp/foundation-pip-tools/bin/$(LOCK) -o requirements.lock pyproject.toml
+	/tmp/foundation-pip-tools/bin/$(LOCK) --extra dev -o requirements-dev.lock pyproject.toml
+	sed -i '/^# WARNING: pip install will require/,/^    # via/d' requirements-dev.lock
 
 lint: $(VENV)
 	$(BIN)/ruff check .
