@@ -136,13 +136,10 @@ def in_cluster_host(url: str) -> bool:
     """Whether plain HTTP to `url` stays on the pod or in the cluster: loopback, a Service's
     short name (no dot) or a name under `.svc`. An IP address may be anywhere: not counted."""
     host = urlsplit(url).hostname or ""
-    if host == "localhost" or host == "::1" or host.startswith("127."):
-        return True
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return "." not in host or host.endswith(".svc") or ".svc." in host
-    return False
+        return host == "localhost" or "." not in host or host.endswith(".svc") or ".svc." in host
 
 
 def secret_env(upstream: str) -> str:

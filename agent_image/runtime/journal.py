@@ -119,12 +119,12 @@ class Journal:
             drop.append(self._forget_oldest())
         return drop
 
-    def _over(self, state: str | None, batch: list[Change]) -> int:
-        """How many bytes over its limit the store would be after `batch` (<= 0: it fits)."""
+    def _over(self, state: str | None, incoming: int) -> int:
+        """How many bytes over its limit the store would be after records of `incoming` bytes
+        are written (<= 0: it fits)."""
         limit = self.store.max_bytes
         if not limit:
             return 0
-        incoming = sum(record_bytes(c.record) for c in batch)
         return self.store.size_with(state or self.state_json) + incoming + STORE_MARGIN - limit
 
     async def write(self, batch: list[Change]) -> None:
@@ -133,12 +133,12 @@ class Journal:
         state = next((c.state for c in reversed(batch) if c.state is not None), None)
         if state is None and self.state_unsaved:
             state = self.state_json
-        for change in batch:
+        sizes = [record_bytes(c.record) for c in batch]  # each record measured once
+        for change, size in zip(batch, sizes, strict=True):
             if not change.accepted:
-                size = record_bytes(change.record)
                 self.completed.append((change.record["finishedAt"], change.record["id"], size))
                 self.completed_bytes += size
-        drop = self._expired(now, self._over(state, batch))
+        drop = self._expired(now, self._over(state, sum(sizes)))
         commit = Commit(
             version=self.version + 1,
             saved_at=now,

@@ -72,6 +72,7 @@ class Member:
         self.running: str | None = None
         self.seq = 0
         self.queued_bytes = 0  # the queued tasks' inputs, as JSON, held in memory
+        self._input_bytes: dict[str, int] = {}  # each unfinished task's, measured once
         self.ready = False
         self.stopping = False
         self._wake_executor = asyncio.Event()
@@ -139,9 +140,9 @@ class Member:
                     if r.get("status") in ENDED
                 )
             )
-            self.queued_bytes = sum(
-                len(json.dumps(self.records[i].get("input"))) for i in self.queue
-            )
+            for task_id in self.queue:
+                self._input_bytes[task_id] = len(json.dumps(self.records[task_id].get("input")))
+            self.queued_bytes = sum(self._input_bytes.values())
             self.seq = max((r.get("seq", 0) for r in ordered), default=0)
         else:
             self.journal.state_unsaved = True  # the first write stores the initial state
@@ -274,7 +275,7 @@ class Member:
             raise Refused(503, reason, retry_after=1)
         # Out of the queue at once, so the executor cannot take it while the write is made.
         self.queue.remove(task_id)
-        self.queued_bytes -= len(json.dumps(record.get("input")))
+        self.queued_bytes -= self._input_bytes.pop(task_id, 0)
         cancelled = {k: v for k, v in record.items() if k != "input"}
         cancelled.update(status="cancelled", finishedAt=self.clock())
         change = Change(cancelled, accepted=False)
@@ -309,7 +310,7 @@ class Member:
                 await self._wake_executor.wait()
             task_id = self.queue.popleft()
             queued = self.records[task_id]
-            self.queued_bytes -= len(json.dumps(queued.get("input")))
+            self.queued_bytes -= self._input_bytes.get(task_id, 0)
             record = {**queued, "status": "running", "attempts": queued.get("attempts", 0) + 1}
             self.records[task_id] = record
             self.running = task_id
@@ -319,7 +320,7 @@ class Member:
                 # Shutdown ran out of time: the stored record is still queued, and so is this.
                 self.records[task_id] = queued
                 self.queue.appendleft(task_id)
-                self.queued_bytes += len(json.dumps(queued.get("input")))
+                self.queued_bytes += self._input_bytes.get(task_id, 0)
                 self.running = None
                 raise
             self.running = None
@@ -404,9 +405,11 @@ class Member:
             self.records[record["id"]] = record
             if change.accepted:
                 self.queue.append(record["id"])
-                self.queued_bytes += len(json.dumps(record.get("input")))
+                size = self._input_bytes[record["id"]] = len(json.dumps(record.get("input")))
+                self.queued_bytes += size
                 self._wake_executor.set()
             else:
+                self._input_bytes.pop(record["id"], None)
                 for waiter in self._waiters.pop(record["id"], []):
                     if not waiter.done():
                         waiter.set_result(record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from foundation_agent.agents import ChatAgent
 from foundation_agent.agents.chat import ChatState, Session, SessionInput
 from foundation_agent.chat import history
 from foundation_agent.chat.config import ChatConfig
@@ -48,8 +49,6 @@ async def test_a_session_at_its_bound_answers_history_within_the_result_budget()
     kept, _ = history.trim(
         [m for n in range(400) for m in turn(n, "y" * 500)], 10_000, config.max_history_bytes
     )
-    from foundation_agent.agents import ChatAgent
-
     agent = ChatAgent({"upstream": "llm"})
     state = ChatState(sessions={"s": Session(messages=kept, turns=1)})
     answer, _ = await agent.history(state, SessionInput(session="s"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,7 @@ class Ports:
         self.echo = Echo()
         self.member: Member | None = None
         self.urls: dict[str, str] = {}
+        self.accepted: dict[str, int] = {}  # task id -> `by`, of the increments taken (202)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -138,7 +140,7 @@ class Ports:
         runners.append(runner)
         peers = Peers("tally", "ns", "tally-0", None, LocalTasks(lambda: member, OPEN))
         handler = FoundationHandler(peers, member.actions, "1", "http://tally.ns.svc:8081/")
-        with contextlib.closing(__import__("socket").socket()) as probe:
+        with contextlib.closing(socket.socket()) as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         self.urls["a2a"] = f"http://127.0.0.1:{port}"
@@ -167,7 +169,6 @@ class Ports:
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ports]:
     with Ports(tmp_path_factory.mktemp("ports")) as served:
-        served.accepted: dict[str, int] = {}  # type: ignore[misc]
         # Let the A2A port answer before hypothesis starts (uvicorn binds after the banner).
         for _ in range(100):
             with contextlib.suppress(httpx.TransportError):
@@ -199,7 +200,7 @@ def test_the_task_api_answers_any_task_with_a_status_it_names(ports: Ports, task
     if answer.status_code == 202 and task["action"] == "increment":
         given_input = task["input"]
         by = given_input.get("by", 1) if isinstance(given_input, dict) else 1  # By's default
-        ports.accepted[task["id"]] = by  # type: ignore[attr-defined]
+        ports.accepted[task["id"]] = by
 
 
 @BUDGET
