@@ -8,7 +8,8 @@ import json
 import re
 from typing import Any
 
-# A task id as the task API takes it (also an A2A message id, an MCP call's _meta id).
+# A task id as the task API takes it (also an A2A message id, an MCP call's _meta id); match
+# with fullmatch: `$` alone also takes a trailing newline. The pattern is also JSON Schema's.
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # The states a task's record ends in: it changes no more.
 ENDED = ("succeeded", "failed", "cancelled")

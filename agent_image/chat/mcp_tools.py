@@ -75,7 +75,7 @@ class McpTools:
                 name = f"{self.config.prefix}_{tool.name}"
                 if allowed is not None and tool.name not in allowed:
                     continue
-                if not TOOL_NAME.match(name):
+                if not TOOL_NAME.fullmatch(name):
                     logger.warning("MCP server %s: tool %r left out: %r is not a valid tool "
                                    "name", self.config.prefix, tool.name, name)  # fmt: skip
                     continue

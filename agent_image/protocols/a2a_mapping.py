@@ -60,7 +60,7 @@ def ask_of(message: Message, actions: Iterable[str]) -> Ask:
             "message.messageId is required: it keys the task, so a resent message gets the "
             "same task"
         )
-    if not TASK_ID.match(task_id):
+    if not TASK_ID.fullmatch(task_id):
         raise InvalidParamsError(
             f"task id {task_id[:140]!r} (the message's taskId, else its messageId) must be 1-128"
             " letters, digits and . _ : - starting with a letter or digit"

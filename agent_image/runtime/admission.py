@@ -18,7 +18,7 @@ from foundation_common.tasks import TASK_ID
 
 
 def check_id(task_id: Any) -> str:
-    if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+    if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
         raise Refused(
             400,
             "id must be a string of 1-128 letters, digits and . _ : - (starting with a letter"

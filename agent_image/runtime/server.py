@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from foundation_agent.runtime import metrics
+from foundation_agent.runtime import metrics, openapi
 from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.peers import LocalTasks
 from foundation_common import __version__, access, limits
 
+MAX_WAIT = 60.0  # seconds a GET of a task may wait for its end
+WAIT = frozenset({"wait"})
 PROBES = frozenset({"/healthz", "/readyz"})  # the kubelet's: never refused for being busy
 
 
@@ -22,6 +25,16 @@ def refusal(
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
     body = {"error": message, "reason": reason} if reason else {"error": message}
     return web.json_response(body, status=status, headers=headers)
+
+
+def stray_query(request: web.Request, allowed: frozenset[str] = frozenset()) -> web.Response | None:
+    """A 400 naming query parameters the route does not take: a misspelt `wait` is not
+    silently ignored."""
+    unknown = sorted(set(request.query) - allowed)
+    if not unknown:
+        return None
+    takes = ", ".join(sorted(allowed)) or "none"
+    return refusal(400, f"unknown query parameters {', '.join(unknown)}; this route takes {takes}")
 
 
 class TaskApi:
@@ -36,11 +49,14 @@ class TaskApi:
         self.problem = "loading the state"
         self.gate = gate
         self.inbox = LocalTasks(lambda: self.member, gate)
+        self._document: dict[str, Any] | None = None  # openapi.json, built once loaded
 
     async def _caller(self, request: web.Request) -> Caller:
         return await self.gate.identify(request.headers)
 
     async def post_task(self, request: web.Request) -> web.Response:
+        if stray := stray_query(request):
+            return stray
         try:
             caller = await self._caller(request)
             await self.gate.require(caller, access.SEND)
@@ -73,10 +89,15 @@ class TaskApi:
         """The record; with `?wait=S`, once the task is done or after S seconds (at most 60),
         so a caller learns of a completion at once instead of polling."""
         task_id = request.match_info["id"]
+        if stray := stray_query(request, WAIT):
+            return stray
         try:
-            wait = min(60.0, max(0.0, float(request.query.get("wait", 0))))
+            wait = float(request.query.get("wait", 0))
         except ValueError:
-            return refusal(400, "wait must be a number of seconds")
+            wait = math.nan
+        if not 0 <= wait < math.inf:
+            return refusal(400, "wait must be a number of seconds, 0 or more (60 at most is used)")
+        wait = min(wait, MAX_WAIT)
         try:
             record = await self.inbox.get(task_id, await self._caller(request), wait)
         except Refused as exc:
@@ -86,6 +107,8 @@ class TaskApi:
         return web.json_response(record)
 
     async def cancel_task(self, request: web.Request) -> web.Response:
+        if stray := stray_query(request):
+            return stray
         try:
             caller = await self._caller(request)
             if self.member is None:
@@ -100,6 +123,8 @@ class TaskApi:
         """The agent's actions with their input's JSON schema: what a caller (a model's tool
         definition, a protocol's skill list) needs to know to send a valid task. Anyone who
         may read the Agent may read them."""
+        if stray := stray_query(request):
+            return stray
         try:
             await self.gate.require(await self._caller(request), "get", subresource=access.ACTIONS)
         except Refused as exc:
@@ -114,6 +139,23 @@ class TaskApi:
                 ]
             }
         )
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """This API as OpenAPI 3.1 (`runtime.openapi`), each action's input schema in it: for
+        whoever may list the actions."""
+        if stray := stray_query(request):
+            return stray
+        try:
+            await self.gate.require(await self._caller(request), "get", subresource=access.ACTIONS)
+        except Refused as exc:
+            return refusal(exc.status, exc.message, exc.retry_after)
+        if self.member is None:
+            return refusal(503, f"not ready: {self.problem}", 1)
+        if self._document is None:
+            self._document = openapi.document(
+                self.gate.agent, __version__, self.member.actions, self.limits
+            )
+        return web.json_response(self._document)
 
     async def healthz(self, _: web.Request) -> web.Response:
         # Alive even while blocked on a bad state: restarting would only hide the cause.
@@ -140,6 +182,7 @@ class TaskApi:
         app.router.add_post("/v1/tasks", self.post_task)
         app.router.add_get("/v1/tasks/{id}", self.get_task)
         app.router.add_post("/v1/tasks/{id}/cancel", self.cancel_task)
+        app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         return app

@@ -327,7 +327,7 @@ class Proxy:
 
     async def to_capability(self, request: web.Request) -> web.StreamResponse:
         capability = request.match_info["capability"]
-        if not CAPABILITY.match(capability) or len(capability) > 48:
+        if not CAPABILITY.fullmatch(capability) or len(capability) > 48:
             return web.json_response(
                 {"error": f"{capability!r} is not a capability's name (a DNS label of 48 at most)"},
                 status=400,
@@ -345,7 +345,7 @@ class Proxy:
         sent again (a message is keyed by its id), so failed attempts go to another member.
         The card fetched this way names this route as the Agent's URL."""
         agent = request.match_info["agent"]
-        if not AGENT_NAME.match(agent) or len(agent) > 63:
+        if not AGENT_NAME.fullmatch(agent) or len(agent) > 63:
             return web.json_response(
                 {"error": f"{agent!r} is not an Agent's name (a DNS-1035 label)"}, status=400
             )

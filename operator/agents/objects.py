@@ -48,7 +48,7 @@ MAX_AGENT_NAME = 59
 def problems(view: AgentView) -> list[str]:
     """What the schema cannot express but the objects need, as messages for the user."""
     found = []
-    if not DNS_1035.match(view.name) or len(view.name) > MAX_AGENT_NAME:
+    if not DNS_1035.fullmatch(view.name) or len(view.name) > MAX_AGENT_NAME:
         found.append(
             f"the Agent's name {view.name!r} must be a DNS-1035 label (lower case letters, digits"
             f" and '-', starting with a letter) of at most {MAX_AGENT_NAME} characters: it names"

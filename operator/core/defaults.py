@@ -60,7 +60,7 @@ QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 
 def amount(quantity: Any) -> float | None:
     """A Kubernetes quantity's value (None if it is not one this knows)."""
-    found = QUANTITY.match(str(quantity))
+    found = QUANTITY.fullmatch(str(quantity))
     if found is None:
         return None
     return float(found.group(1)) * UNITS[found.group(2) or ""]

@@ -64,8 +64,9 @@ class Target:
             if method == "GET" and rest.startswith("/.well-known/"):
                 return rest
             return None
-        if self.subresource == access.ACTIONS and method == "GET" and not rest:
-            return "/v1/actions"
+        if self.subresource == access.ACTIONS and method == "GET":
+            # The actions, and the task API as OpenAPI with each action's input schema.
+            return {"": "/v1/actions", "/openapi.json": "/openapi.json"}.get(rest)
         return None
 
     @property
@@ -74,7 +75,7 @@ class Target:
 
 
 def target_of(path: str) -> Target | None:
-    found = PATH.match(path)
+    found = PATH.fullmatch(path)
     if found is None or found["subresource"] not in SUBRESOURCES:
         return None
     return Target(found["namespace"], found["agent"], found["subresource"], found["rest"] or "")

@@ -187,6 +187,13 @@ async def test_people_call_through_the_api_server_and_rbac_decides(
             )
             assert forged.status_code == 403
             assert (await http.get(f"{base}/tasks/step-1", headers=rita)).status_code == 404
+            # The task API as OpenAPI, each action's input schema in it: a reader's to get.
+            document = await http.get(f"{base}/actions/openapi.json", headers=rita)
+            assert document.status_code == 200, document.text
+            increment = document.json()["components"]["schemas"]["Task_increment"]
+            assert increment["properties"]["action"] == {"const": "increment"}
+            refused = await http.get(f"{base}/actions/openapi.json", headers=callers["no binding"])
+            assert refused.status_code == 403
             # The door answers only the API server: a call straight to it has no identity.
             async with httpx.AsyncClient(
                 verify=ssl.create_default_context(cafile=str(door.FILES / "ca.crt"))

@@ -22,6 +22,7 @@ BASE = "/apis/access.foundation.dev/v1alpha1/namespaces/team/agents/counter"
         ("GET", "/tasks/t-1", "/v1/tasks/t-1", 8080),
         ("DELETE", "/tasks/t-1", "/v1/tasks/t-1/cancel", 8080),
         ("GET", "/actions", "/v1/actions", 8080),
+        ("GET", "/actions/openapi.json", "/openapi.json", 8080),
         ("POST", "/a2a/", "/", 8081),
         ("GET", "/a2a/.well-known/agent-card.json", "/.well-known/agent-card.json", 8081),
         # Not served: 404 from the door (the API server has authorized the verb already).
@@ -29,6 +30,7 @@ BASE = "/apis/access.foundation.dev/v1alpha1/namespaces/team/agents/counter"
         ("PUT", "/tasks/t-1", None, 8080),
         ("GET", "/tasks/a/b", None, 8080),
         ("POST", "/actions", None, 8080),
+        ("GET", "/actions/other", None, 8080),
         ("GET", "/a2a/", None, 8081),
     ],
 )

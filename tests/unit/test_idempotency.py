@@ -67,6 +67,18 @@ async def test_a_record_from_before_digests_is_checked_by_action_only(tmp_path: 
     await member.stop()
 
 
+@pytest.mark.parametrize("task_id", ["t1\n", "", "-t", "t/1", "x" * 129, "t 1", 7])
+async def test_an_id_outside_its_pattern_is_refused_even_with_a_trailing_newline(
+    tmp_path: Path, task_id: object
+) -> None:
+    """`$` alone in a Python pattern takes a trailing newline; JSON Schema's does not."""
+    member = await member_of(tmp_path / "a.db")
+    with pytest.raises(Refused) as refused:
+        await member.submit(task_id, "increment", {"by": 1})
+    assert refused.value.status == 400 and "id must be" in refused.value.message
+    await member.stop()
+
+
 def test_ids_derived_from_a_task_and_an_input_stay_ids() -> None:
     assert bound_id("c.tool.0.0", {"by": 5}) == bound_id("c.tool.0.0", {"by": 5})
     assert bound_id("c.tool.0.0", {"by": 5}) != bound_id("c.tool.0.0", {"by": 6})
