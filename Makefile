@@ -1,4 +1,4 @@
-.PHONY: lint test test-unit test-integration llm demo demo-down clean crds lock
+.PHONY: lint test test-unit test-integration llm demo demo-down clean crds lock pin-base
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
@@ -22,6 +22,23 @@ lock:
 	/tmp/foundation-pip-tools/bin/$(LOCK) -o requirements.lock pyproject.toml
 	/tmp/foundation-pip-tools/bin/$(LOCK) --extra dev -o requirements-dev.lock pyproject.toml
 	sed -i '/^# WARNING: pip install will require/,/^    # via/d' requirements-dev.lock
+
+# The agent image's base again, by the digest Docker Hub gives its tag now (run where the
+# registry is reachable; review and commit the Dockerfile's change).
+BASE_REPO := library/python
+BASE_TAG := 3.11-slim
+pin-base:
+	answer=$$(curl -fsS "https://auth.docker.io/token?service=registry.docker.io&scope=repository:$(BASE_REPO):pull") \
+	  || { echo "pin-base: Docker Hub's token service is not reachable from here" >&2; exit 1; }; \
+	token=$$(echo "$$answer" | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["token"])') \
+	&& digest=$$(curl -fsS --head -H "Authorization: Bearer $$token" \
+	  -H "Accept: application/vnd.oci.image.index.v1+json" \
+	  -H "Accept: application/vnd.docker.distribution.manifest.list.v2+json" \
+	  "https://registry-1.docker.io/v2/$(BASE_REPO)/manifests/$(BASE_TAG)" \
+	  | tr -d '\r' | sed -n 's/^docker-content-digest: *//Ip') \
+	&& test -n "$$digest" \
+	&& sed -i "s|^ARG PYTHON_IMAGE=.*|ARG PYTHON_IMAGE=python:$(BASE_TAG)@$$digest|" agent_image/Dockerfile \
+	&& grep '^ARG PYTHON_IMAGE' agent_image/Dockerfile
 
 lint: $(VENV)
 	$(BIN)/ruff check .

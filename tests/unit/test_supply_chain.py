@@ -56,3 +56,15 @@ def test_the_image_and_the_venv_install_only_what_is_locked() -> None:
     assert "pip install --quiet --require-hashes -r requirements-dev.lock" in makefile
     assert "pip install --quiet --no-deps -e ." in makefile
     assert "cyclonedx-py requirements" in (REPO / ".ci/run").read_text()
+
+
+def test_the_image_is_built_on_a_base_pinned_by_digest() -> None:
+    """Every stage starts from the one base named by its digest, of the Python the lock was
+    made for; `make pin-base` moves it."""
+    dockerfile = (REPO / "agent_image/Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    assert base is not None
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base[1]), base[1]
+    stages = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert stages and set(stages) == {"${PYTHON_IMAGE}"}, stages
+    assert "BASE_TAG := 3.11-slim" in (REPO / "Makefile").read_text()
