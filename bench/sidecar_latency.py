@@ -5,7 +5,8 @@ and against a baseline sidecar, the same code at an earlier commit, in the same 
         [--baseline d0188f7]   # the sidecar before issue 26's checks; "" for none
 
 All on loopback: an upstream (aiohttp, answers 200 with a small body) and the real
-`foundation-sidecar` process pinned to one core (taskset), the load from this process.
+`foundation-sidecar` process pinned to core 1 (taskset), the load from this process and the
+upstream on core 0.
 - Added latency: open-loop load at each rate for `--seconds`, first straight to the upstream,
   then through `/upstream/<name>/`; p50 and p99 of each and their difference.
 - Top rate: 64 calls in flight through the sidecar for 5 s; requests/s and the sidecar's CPU.
@@ -210,7 +211,12 @@ async def against_baseline(
 
 async def measure(seconds: float, rates: list[int], baseline: str) -> dict:
     up_port = free_port()
-    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)])
+    # The load and the upstream on core 0, the sidecar alone on core 1: what is measured is
+    # the sidecar, not the three processes' contention on two cores.
+    os.sched_setaffinity(0, {0})
+    upstream = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-c", UPSTREAM, str(up_port)]
+    )
     sidecar, proxy_port = start_sidecar(up_port, None)
     direct = f"http://127.0.0.1:{up_port}/v1/x"
     proxied = f"http://127.0.0.1:{proxy_port}/upstream/up/v1/x"

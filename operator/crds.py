@@ -183,6 +183,7 @@ def workflow_crd() -> Schema:
         [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            {"name": "Items", "type": "string", "jsonPath": ".status.itemProgress"},
             AGE,
             {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
             {"name": "Creator", "type": "string", "jsonPath": ".status.createdBy", "priority": 1},

@@ -23,7 +23,6 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from foundation_common import events, rest
 from foundation_common.access import CallerToken
 from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
-from foundation_common.retry import Again, Backoff, retrying
+from foundation_common.retry import Backoff, retrying
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
 from foundation_common.status import (
@@ -44,7 +43,6 @@ from foundation_common.status import (
     stamp,
     without_empty_strings,
 )
-from foundation_common.tasks import ENDED
 from foundation_common.workflows import plan
 from foundation_common.workflows.api import (
     WORKFLOW,
@@ -53,8 +51,10 @@ from foundation_common.workflows.api import (
     WorkflowSpec,
     WorkflowStatus,
 )
+from foundation_runner.attempts import Attempts, Outcome, settled
 
 logger = logging.getLogger("foundation_operator.runner")
+MAX_ITEM_EVENTS = 10  # a map's item failures with an Event each; the rest show in the status
 IDLE_SECONDS = 30.0  # the longest the loop waits with nothing to wake it
 WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
 REFUSED = (400, 413, 422)  # the status itself is refused: sending it again cannot help
@@ -73,28 +73,27 @@ class RunnerSettings(BaseModel, frozen=True):
     workflow: str = Field(min_length=1)
 
 
-@dataclass
-class Outcome:
-    """What following an attempt came to."""
-
-    step: str
-    task_id: str
-    record: dict[str, Any] | None = None  # the member's record, once done
-    gone: str = ""  # set if the pinned member went away for good
-    timed_out: bool = False
-    cancelled: bool = False
-    task_status: str | None = None  # at the timeout
-    dispatch_ms: int | None = None  # from its dependencies done to the member's acceptance
+# What a map's item keeps once it has ended: enough to show it and to gather its result.
+ENDED_ITEM = {"name", "phase", "attempts", "result", "reason", "error", "finishedAt"}
 
 
 def dump(status: WorkflowStatus) -> dict[str, Any]:
-    """A merge patch of the status; results and output are kept as they are ("" included)."""
+    """A merge patch of the status; results and output are kept as they are ("" included).
+    A map's ended items keep only what `ENDED_ITEM` names: a thousand of them stay small."""
     out = status.model_dump(by_alias=True, exclude_none=True)
-    results = {s.name: s.result for s in status.steps}
+    results = {s.name: s.result for s in [*status.steps, *status.items]}
     out = without_empty_strings({k: v for k, v in out.items() if k != "output"})
     for entry in out.get("steps") or []:
         if results.get(entry["name"]) is not None:
             entry["result"] = results[entry["name"]]
+    for index, entry in enumerate(out.get("items") or []):
+        if entry.get("phase") in plan.SETTLED:
+            entry = {k: v for k, v in entry.items() if k in ENDED_ITEM}
+        if results.get(entry["name"]) is not None:
+            entry["result"] = results[entry["name"]]
+        out["items"][index] = entry
+    if status.items == [] and "items" in out:
+        del out["items"]
     out["output"] = status.output
     return out
 
@@ -108,6 +107,7 @@ class Runner:
         self.path = WORKFLOW.path(namespace, name)
         self.http = http
         self.directory = Directory(Discovery(), namespace, RestEndpoints(api))
+        self.attempts = Attempts(http, self._members)
         self.outcomes: list[Outcome] = []  # of attempts, for the main loop
         self.woken = asyncio.Event()  # set with each outcome
         self.following: dict[str, asyncio.Task[None]] = {}
@@ -117,7 +117,9 @@ class Runner:
         self.spec: WorkflowSpec | None = None
         self.status = WorkflowStatus()
         self.steps: dict[str, StepStatus] = {}
-        self.written: dict[str, StepStatus] = {}  # the steps as the last write left them
+        self.items: dict[str, StepStatus] = {}  # maps' items, by <step>.<index>
+        self.item_steps: dict[str, Step] = {}  # the task of each item followed, as a step
+        self.written: dict[str, StepStatus] = {}  # steps and items as the last write left them
         self.ended: plan.Decision | None = None  # what ended the run before its steps did
         self.kept_bytes = 0  # of the results in the status
         self.budget = plan.MAX_RESULTS_BYTES
@@ -140,8 +142,9 @@ class Runner:
         except ValidationError:
             self.status = WorkflowStatus()
         self.steps = plan.statuses(self.spec, self.status.steps)
-        self.written = dict(self.steps)
-        self.kept_bytes = plan.kept_bytes(self.steps)
+        self.items = plan.item_statuses(self.status.items)
+        self.written = {**self.steps, **self.items}
+        self.kept_bytes = plan.kept_bytes(self.steps) + plan.kept_bytes(self.items)
         # The object's size without the results: a large spec leaves less room for them.
         self.budget = plan.results_budget(len(json.dumps(body)) - self.kept_bytes)
 
@@ -149,8 +152,18 @@ class Runner:
         """The status as it is now, in one patch; a passing failure of the API is retried (a
         runner that crashed for one would count towards RunnerCrashLoop)."""
         assert self.spec is not None
+        for name, step in self.steps.items():
+            if step.items is not None and step.phase == "Running":
+                self.steps[name] = step.model_copy(
+                    update={"progress": plan.map_progress(name, step.items, self.items)}
+                )
         self.status = self.status.model_copy(
-            update={"steps": list(self.steps.values()), "progress": plan.progress(self.steps)}
+            update={
+                "steps": list(self.steps.values()),
+                "items": list(self.items.values()),
+                "progress": plan.progress(self.steps),
+                "item_progress": plan.item_progress(self.steps, self.items),
+            }
         )
         body = {"status": dump(self.status)}
 
@@ -169,7 +182,32 @@ class Runner:
             deadline=time.monotonic() + WRITE_RETRY_SECONDS,
             on_retry=failed,
         )
-        self.written = dict(self.steps)
+        self.written = {**self.steps, **self.items}
+
+    def _table(self, name: str) -> dict[str, StepStatus]:
+        return self.items if plan.is_item(name) else self.steps
+
+    def _status(self, name: str) -> StepStatus:
+        return self._table(name).get(name) or StepStatus(name=name)
+
+    def _put(self, name: str, status: StepStatus) -> None:
+        self._table(name)[name] = status
+
+    def _step(self, name: str) -> Step:
+        """The spec's step of this name, or the task of a map's item as a step (its input
+        resolved once, from the list the map runs over)."""
+        assert self.spec is not None
+        if not plan.is_item(name):
+            return next(s for s in self.spec.steps if s.name == name)
+        if name not in self.item_steps:
+            step = self._step(plan.map_of(name))
+            index = int(name.rsplit(".", 1)[1])
+            known = plan.results(self.steps)
+            items = plan.map_items(step, self.spec.input, known)
+            self.item_steps[name] = plan.item_step(
+                step, index, items[index], self.spec.input, known
+            )
+        return self.item_steps[name]
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -187,8 +225,11 @@ class Runner:
         started_at = parse_stamp(self.status.started_at or stamp(at))
         # Attempts sent before a crash: the same id to the same member again.
         for step in self.spec.steps:
-            if self.steps[step.name].phase == "Running":
+            if self.steps[step.name].phase == "Running" and step.map is None:
                 self._follow(step, self.steps[step.name])
+        for name, item in self.items.items():
+            if item.phase == "Running":
+                self._follow(self._step(name), item)
         self.spec_watch = asyncio.get_running_loop().create_task(
             self._watch_spec(), name="watch-spec"
         )
@@ -197,10 +238,10 @@ class Runner:
             at = now()
             dirty |= self._take_outcomes(at)
             await self._flush_events()
-            decision = plan.decide(self.spec, self.uid, self.steps, started_at, at)
+            decision = plan.decide(self.spec, self.uid, self.steps, started_at, at, self.items)
             if self.ended is not None and not self.following:
                 decision = self.ended  # the run's timeout, not the steps it abandoned
-            if decision.skip or decision.fail:
+            if decision.skip or decision.fail or decision.expand or decision.gather:
                 # Skipped or failed before starting: that may let others start, or end the
                 # run. Decide again at once; it is all written together.
                 self._settle(decision, at)
@@ -225,9 +266,8 @@ class Runner:
                     continue  # the steps whose results were refused failed: decide again
                 dirty = False
             for dispatch in sending:
-                self._follow(
-                    dispatch.step, self.steps[dispatch.step.name], self._ready_at(dispatch.step)
-                )
+                name = dispatch.step.name
+                self._follow(dispatch.step, self._status(name), self._ready_at(name))
             if decision.finished:
                 await self._finished(decision)
                 return 0
@@ -244,8 +284,35 @@ class Runner:
             self.steps[name] = plan.skipped(self.steps[name], why, at)
             self.done_at[name] = time.monotonic()
         for name, (reason, message) in decision.fail.items():
-            self.steps[name] = plan.failed(self.steps[name], reason, message, at)
-            self.pending_events.append(("StepFailed", f"step {name}: {reason}: {message}"))
+            self._put(name, plan.failed(self._status(name), reason, message, at))
+            self._failed_event(name)
+        for name, count in decision.expand.items():
+            self.steps[name] = plan.map_started(self.steps[name], count, at)
+            self.pending_events.append(("MapStarted", f"step {name}: {count} items"))
+        for name, gathered in decision.gather.items():
+            # The items' results move into the map's: kept once, in order.
+            for index in range(len(gathered)):
+                item = plan.item_name(name, index)
+                if item in self.items and self.items[item].result is not None:
+                    self.kept_bytes -= plan.result_size(self.items[item].result)
+                    self.items[item] = self.items[item].model_copy(update={"result": None})
+            self.kept_bytes += plan.result_size(gathered)
+            self.steps[name] = plan.succeeded(self.steps[name], gathered, at)
+            self.done_at[name] = time.monotonic()
+
+    def _failed_event(self, name: str) -> None:
+        """A step's failure, or one of a map's first few items' (not an Event per item)."""
+        failed = self._status(name)
+        why = f"{failed.reason}: {failed.error}"
+        if not plan.is_item(name):
+            self.pending_events.append(("StepFailed", f"step {name}: {why}"))
+            return
+        prefix = plan.map_of(name) + "."
+        failures = sum(
+            1 for n, i in self.items.items() if i.phase == "Failed" and n.startswith(prefix)
+        )
+        if failures <= MAX_ITEM_EVENTS:
+            self.pending_events.append(("ItemFailed", f"item {name}: {why}"))
 
     async def _pin(self, decision: plan.Decision, at: datetime) -> list[plan.Dispatch]:
         """The attempts to start, each pinned to a ready member (recorded, not sent yet)."""
@@ -255,9 +322,10 @@ class Runner:
             if pinned is None:
                 continue  # no ready member yet: looked at again shortly
             agent, member = pinned
-            self.steps[dispatch.step.name] = plan.attempt_sent(
-                self.steps[dispatch.step.name], dispatch, agent, member, at
-            )
+            name = dispatch.step.name
+            self._put(name, plan.attempt_sent(self._status(name), dispatch, agent, member, at))
+            if plan.is_item(name):
+                self.item_steps[name] = dispatch.step
             sending.append(dispatch)
         return sending
 
@@ -266,15 +334,14 @@ class Runner:
         (it will never run); a running one is left to finish there, not waited for and never
         sent again. Either way the step fails and says which."""
         assert self.spec is not None
-        by_name = {s.name: s for s in self.spec.steps}
         following, self.following = self.following, {}
         await cancel_all(following.values())
         self._take_outcomes(at)  # what finished meanwhile counts as it came
         for name in following:
-            status = self.steps[name]
+            status = self._status(name)
             if status.phase != "Running":
                 continue
-            members = await self._members(by_name[name])
+            members = await self._members(self._step(name))
             member = members.pinned(status.member)
             cancelled = False
             if member is not None:
@@ -300,8 +367,8 @@ class Runner:
                         f"{decision.message}; it may still take effect once, and is not sent again"
                     ),
                 )
-            self.steps[name] = plan.failed(status, reason, message, at)
-            self.pending_events.append(("StepFailed", f"step {name}: {reason}: {message}"))
+            self._put(name, plan.failed(status, reason, message, at))
+            self._failed_event(name)
 
     def _refused(self, exc: rest.ApiError, sending: list[plan.Dispatch], at: datetime) -> bool:
         """The API server refused the status (too large, invalid): the steps whose results
@@ -309,22 +376,29 @@ class Runner:
         not (it was not recorded). False if no result is to blame: the Workflow is failed."""
         for dispatch in sending:
             name = dispatch.step.name
-            self.steps[name] = self.written.get(name, self.steps[name])
+            was = self.written.get(name)
+            if was is not None:
+                self._put(name, was)
+            else:
+                self._table(name).pop(name, None)
         blamed = [
             name
-            for name, status in self.steps.items()
+            for name, status in [*self.steps.items(), *self.items.items()]
             if status.phase == "Succeeded" and self.written.get(name) != status
         ]
         for name in blamed:
-            self.kept_bytes -= plan.result_size(self.steps[name].result)
-            self.steps[name] = plan.failed(
-                self.steps[name].model_copy(update={"result": None}),
-                "StatusRefused",
-                f"the API server refused the Workflow's status with this step's result: "
-                f"{exc.message[:400]}",
-                at,
+            self.kept_bytes -= plan.result_size(self._status(name).result)
+            self._put(
+                name,
+                plan.failed(
+                    self._status(name).model_copy(update={"result": None}),
+                    "StatusRefused",
+                    f"the API server refused the Workflow's status with this result: "
+                    f"{exc.message[:400]}",
+                    at,
+                ),
             )
-            self.pending_events.append(("StepFailed", f"step {name}: StatusRefused"))
+            self._failed_event(name)
         if blamed:
             return True
         return False
@@ -445,62 +519,25 @@ class Runner:
             await retrying(watch, backoff, retry_on=Exception, on_retry=failed)
 
     def _take_outcomes(self, at: datetime) -> bool:
-        """Outcomes of attempts into the steps' status; failed steps queue an Event."""
+        """Outcomes of attempts into the steps' (and items') status; failures queue an Event."""
         assert self.spec is not None
-        by_name = {s.name: s for s in self.spec.steps}
         changed = False
         self.woken.clear()
         taken, self.outcomes = self.outcomes, []
         for outcome in taken:
             self.following.pop(outcome.step, None)
-            step, status = by_name[outcome.step], self.steps[outcome.step]
+            status = self._status(outcome.step)
             if status.task_id != outcome.task_id:
                 continue
-            record = outcome.record or {}
-            if outcome.gone:
-                self.steps[step.name] = plan.failed(status, "MemberGone", outcome.gone, at)
-            elif outcome.timed_out:
-                self.steps[step.name] = plan.attempt_timed_out(
-                    step, status, outcome.task_status, outcome.cancelled, at
-                )
-            elif record.get("status") == "succeeded":
-                result = record.get("result")
-                problem = plan.result_problem(step.name, result, self.kept_bytes, self.budget)
-                if problem:
-                    self.steps[step.name] = plan.failed(status, "ResultTooLarge", problem, at)
-                else:
-                    self.steps[step.name] = plan.succeeded(status, result, at)
-                    self.kept_bytes += plan.result_size(result)
-                    self.done_at[step.name] = time.monotonic()
-            elif record.get("status") == "cancelled":
-                self.steps[step.name] = plan.failed(
-                    status,
-                    "Cancelled",
-                    f"attempt {status.attempts} ({status.task_id}) was cancelled at "
-                    f"{status.member} before it ran; it is not sent again",
-                    at,
-                )
-            elif record.get("status") == "refused":
-                self.steps[step.name] = plan.failed(
-                    status, "Refused", record.get("error") or "refused", at
-                )
-            else:
-                self.steps[step.name] = plan.attempt_failed(
-                    step, status, record.get("error") or record.get("status", "failed"), at
-                )
-            if outcome.dispatch_ms is not None:
-                self.steps[step.name] = self.steps[step.name].model_copy(
-                    update={"dispatch_ms": outcome.dispatch_ms}
-                )
-            if record.get("sender"):
-                self.steps[step.name] = self.steps[step.name].model_copy(
-                    update={"sender": record["sender"]}
-                )
-            if self.steps[step.name].phase == "Failed":
-                failed = self.steps[step.name]
-                self.pending_events.append(
-                    ("StepFailed", f"step {step.name}: {failed.reason}: {failed.error}")
-                )
+            after = settled(
+                self._step(outcome.step), status, outcome, self.kept_bytes, self.budget, at
+            )
+            self._put(outcome.step, after)
+            if after.phase == "Succeeded":
+                self.kept_bytes += plan.result_size(after.result)
+                self.done_at[outcome.step] = time.monotonic()
+            elif after.phase == "Failed":
+                self._failed_event(outcome.step)
             changed = True
         return changed
 
@@ -526,115 +563,31 @@ class Runner:
             self._attempt(step, status, ready_at), name=f"step {step.name}"
         )
 
-    def _ready_at(self, step: Step) -> float:
-        """When this runner saw the step's dependencies done (monotonic), for dispatch latency."""
+    def _ready_at(self, name: str) -> float:
+        """When this runner saw the step's dependencies done (monotonic), for dispatch latency;
+        a map's items count from the map's."""
+        step = self._step(plan.map_of(name))
         return max(
             (self.done_at.get(d, self.run_started) for d in step.depends_on),
             default=self.run_started,
         )
 
     async def _attempt(self, step: Step, status: StepStatus, ready_at: float | None) -> None:
-        """Send the attempt to its pinned member (again, after a crash: same id) and wait for
-        its record, within the step's timeout; the outcome goes to the main loop."""
+        """Follow one attempt (`attempts.Attempts.follow`); its outcome goes to the main loop."""
         assert self.spec is not None
         outcome = Outcome(step.name, status.task_id)
         try:
-            outcome = await self._attempt_within(step, status, ready_at)
+            task_input = (
+                step.input  # an item's: resolved once, never read for references again
+                if plan.is_item(step.name)
+                else plan.refs.resolve(step.input, self.spec.input, plan.results(self.steps))
+            )
+            outcome = await self.attempts.follow(step, status, task_input, ready_at)
         except Exception as exc:  # never lose the step: report it as a failed attempt
             logger.exception("step %s: attempt %s", step.name, status.task_id)
             outcome.record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         self.outcomes.append(outcome)
         self.woken.set()
-
-    async def _attempt_within(
-        self, step: Step, status: StepStatus, ready_at: float | None
-    ) -> Outcome:
-        assert self.spec is not None
-        # The attempt's deadline counts from when it was recorded as sent, also after a crash.
-        sent_at = parse_stamp(status.started_at) if status.started_at else now()
-        deadline = sent_at.timestamp() + step.timeout_seconds
-        members = await self._members(step)
-        resolved = plan.refs.resolve(step.input, self.spec.input, plan.results(self.steps))
-        body = {"id": status.task_id, "action": step.action, "input": resolved}
-        backoff = Backoff(initial=0.05, maximum=2.0, jitter=True)
-        sent = False
-        dispatch_ms: int | None = None
-
-        async def attempt() -> Outcome | None:
-            """Send, then wait on the member, until the record ends (None: the deadline came
-            first); a passing failure is `Again`, after which `retrying` pauses."""
-            nonlocal sent, dispatch_ms
-            while time.time() < deadline:
-                member = members.pinned(status.member)
-                if member is None:
-                    # Pinned and gone (scaled down, deleted, not ready): wait for it, never
-                    # another.
-                    raise Again(f"member {status.member} is not ready")
-                base = f"http://{member.address}/v1/tasks"
-                try:
-                    if not sent:
-                        answer = await self.http.post(base, json=body)
-                        if answer.status_code in (429, 503):
-                            raise Again(f"{answer.status_code} {answer.text[:200]}")
-                        if answer.status_code not in (200, 202):
-                            return Outcome(
-                                step.name,
-                                status.task_id,
-                                record={"status": "refused", "error": answer.text[:500]},
-                            )
-                        sent = True
-                        record = answer.json()
-                        if ready_at is not None and dispatch_ms is None:
-                            dispatch_ms = round((time.monotonic() - ready_at) * 1000)
-                    else:
-                        wait = max(0.0, min(30.0, deadline - time.time()))
-                        answer = await self.http.get(
-                            f"{base}/{status.task_id}",
-                            params={"wait": f"{wait:.3f}"},
-                            timeout=wait + 5,
-                        )
-                        if answer.status_code == 404:
-                            sent = False  # the member lost it (expired record): send again
-                            continue
-                        answer.raise_for_status()
-                        record = answer.json()
-                except httpx.HTTPError as exc:
-                    raise Again(f"{type(exc).__name__}: {exc}") from None
-                if record.get("status") in ENDED:
-                    return Outcome(
-                        step.name, status.task_id, record=record, dispatch_ms=dispatch_ms
-                    )
-                backoff.reset()
-            return None
-
-        with contextlib.suppress(Again):
-            outcome = await retrying(attempt, backoff, deadline=deadline, clock=time.time)
-            if outcome is not None:
-                return outcome
-        return await self._timed_out(step, status, members)
-
-    async def _timed_out(self, step: Step, status: StepStatus, members: Capability) -> Outcome:
-        outcome = Outcome(step.name, status.task_id, timed_out=True)
-        member = members.pinned(status.member)
-        if member is None:
-            outcome.gone = (
-                f"member {status.member} of {step.target} went away with attempt "
-                f"{status.attempts} ({status.task_id}) and did not come back within "
-                f"timeoutSeconds {step.timeout_seconds}; the attempt is not sent elsewhere"
-            )
-            return outcome
-        base = f"http://{member.address}/v1/tasks/{status.task_id}"
-        with contextlib.suppress(httpx.HTTPError):
-            answer = await self.http.post(f"{base}/cancel")
-            if answer.status_code == 200:
-                outcome.cancelled, outcome.task_status = True, "queued"
-            else:
-                current = await self.http.get(base)
-                if current.status_code == 200:
-                    outcome.task_status = current.json().get("status")
-                    if outcome.task_status in ENDED:
-                        return Outcome(step.name, status.task_id, record=current.json())
-        return outcome
 
 
 class TokenAuth(httpx.Auth):

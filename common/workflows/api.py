@@ -23,6 +23,7 @@ Json = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": Tr
 STEP_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=STEP_NAME_PATTERN)]
 MAX_STEPS = 500
+MAX_ITEMS = 5000  # a map's items at most; the status's size rules may allow fewer
 
 
 class Retry(Model):
@@ -36,6 +37,29 @@ class Retry(Model):
     def pause(self, retry: int) -> float:
         """The pause before retry number `retry` (1 for the first)."""
         return min(self.max_backoff_seconds, self.backoff_seconds * self.factor ** (retry - 1))
+
+
+class Map(Model):
+    """Run the step once per item of a list: a task per item, its input the step's with
+    {{ item }} and {{ index }}; the step's result is the list of the items' results, in order."""
+
+    items: Json = Field(
+        description="A list, or a reference to one: {{ input.<path> }} or a dependency's "
+        "{{ steps.<name>.result.<path> }} (e.g. a planner's answer). Read when the step starts."
+    )
+    parallelism: int = Field(16, ge=1, le=1000, description="The items' tasks in flight at most.")
+    on_item_failure: Literal["FailFast", "Continue"] = Field(
+        "FailFast",
+        description="Once more items fail than tolerated: FailFast starts no more (those in "
+        "flight finish) and fails the step; Continue runs every item and fails it at the end.",
+    )
+    tolerated_failures: int = Field(
+        0,
+        ge=0,
+        le=MAX_ITEMS,
+        description="Items that may fail (after their retries) with the step still succeeding; "
+        "their places in the result are null.",
+    )
 
 
 class Step(Model):
@@ -60,6 +84,7 @@ class Step(Model):
         description='A reference ("{{ steps.x.result.ok }}"): the step runs if it is truthy '
         "(not false, null, 0, an empty string, list or object), else it is Skipped.",
     )
+    map: Map | None = Field(None, description="Run the step once per item of a list.")
 
     @property
     def target(self) -> str:
@@ -110,6 +135,8 @@ class StepStatus(Model):
     result: Json = None
     reason: str = ""
     error: str = ""
+    items: int | None = Field(None, description="A map's items, counted when it started.")
+    progress: str = Field("", description="A map's items finished / items, e.g. 412/1000.")
 
 
 # Who created a Workflow, as the API server authenticated them: written at creation by the
@@ -128,6 +155,19 @@ class WorkflowStatus(Model):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
+    )
+    items: list[StepStatus] = Field(
+        default_factory=list,
+        description="The items of map steps that have started or ended, each named "
+        "<step>.<index>: as a step's, their attempts and results (a map's results move to "
+        "its step's result once it ends).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    item_progress: str = Field(
+        "", description="The items of its maps finished / items, e.g. 412/1000."
     )
     output: Json = None
     started_at: str | None = None

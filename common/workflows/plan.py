@@ -16,7 +16,7 @@ from typing import Any
 
 from foundation_common.status import parse_stamp, stamp
 from foundation_common.workflows import refs
-from foundation_common.workflows.api import Step, StepStatus, WorkflowSpec
+from foundation_common.workflows.api import MAX_ITEMS, Step, StepStatus, WorkflowSpec
 
 SETTLED = ("Succeeded", "Skipped", "Failed")  # a step's phases that change no more
 # Results are kept in the Workflow's status: at most this much JSON for one step, and for all of
@@ -39,8 +39,57 @@ SATISFIED = ("Succeeded", "Skipped")  # a dependency that lets its dependents st
 
 
 def task_id(uid: str, step: str, attempt: int) -> str:
-    """The task id of an attempt: the same after any crash, new for every attempt."""
+    """The task id of an attempt: the same after any crash, new for every attempt. A map's
+    item is named `<step>.<index>`, so its ids are `<uid>.<step>.<index>.<attempt>`."""
     return f"{uid}.{step}.{attempt}"
+
+
+def item_name(step: str, index: int) -> str:
+    """A map item's name: a step name holds no dot, so none is a step's."""
+    return f"{step}.{index}"
+
+
+def is_item(name: str) -> bool:
+    return "." in name
+
+
+def map_of(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def map_items(step: Step, workflow_input: Any, known: dict[str, Any]) -> list[Any]:
+    """The list a map step runs over, or BadReference saying why there is none."""
+    assert step.map is not None
+    items = refs.resolve(step.map.items, workflow_input, known)
+    if not isinstance(items, list):
+        kind = "null" if items is None else type(items).__name__
+        raise refs.BadReference(f"map.items is {kind}, not a list")
+    if len(items) > MAX_ITEMS:
+        raise refs.BadReference(
+            f"map.items has {len(items)} items, over the {MAX_ITEMS} a map takes"
+        )
+    return items
+
+
+def item_step(
+    step: Step, index: int, item: Any, workflow_input: Any, known: dict[str, Any]
+) -> Step:
+    """The task of one item, as a step of its own: its input resolved (item and index in it),
+    to be sent as it is; the map's target, action, retries and timeout."""
+    resolved = refs.resolve(step.input, workflow_input, known, refs.Item(item, index))
+    return step.model_copy(
+        update={
+            "name": item_name(step.name, index),
+            "input": resolved,
+            "map": None,
+            "when": None,
+            "depends_on": [],
+        }
+    )
+
+
+def item_statuses(kept: list[StepStatus]) -> dict[str, StepStatus]:
+    return {s.name: s for s in kept}
 
 
 def statuses(spec: WorkflowSpec, kept: list[StepStatus]) -> dict[str, StepStatus]:
@@ -68,6 +117,8 @@ class Decision:
     start: list[Dispatch] = field(default_factory=list)
     skip: dict[str, str] = field(default_factory=dict)  # step -> why
     fail: dict[str, tuple[str, str]] = field(default_factory=dict)  # step -> (reason, message)
+    expand: dict[str, int] = field(default_factory=dict)  # map step -> its items, starting
+    gather: dict[str, list[Any]] = field(default_factory=dict)  # map step -> its result
     wake_at: datetime | None = None  # the earliest pending retry, if any
     phase: str = "Running"
     reason: str = ""
@@ -95,16 +146,40 @@ def progress(steps: dict[str, StepStatus]) -> str:
     return f"{sum(1 for s in steps.values() if s.phase in SETTLED)}/{len(steps)}"
 
 
+def item_progress(steps: dict[str, StepStatus], items: dict[str, StepStatus]) -> str:
+    """Items finished / items, over the maps that have started ("" if none has)."""
+    total = sum(s.items or 0 for s in steps.values())
+    if not any(s.items is not None for s in steps.values()):
+        return ""
+    return f"{sum(1 for s in items.values() if s.phase in SETTLED)}/{total}"
+
+
+def map_progress(name: str, count: int, items: dict[str, StepStatus]) -> str:
+    done = sum(
+        1 for i in range(count) if (s := items.get(item_name(name, i))) and s.phase in SETTLED
+    )
+    return f"{done}/{count}"
+
+
+def in_flight(steps: dict[str, StepStatus], items: dict[str, StepStatus]) -> int:
+    """Attempts in flight: running steps (a running map is its items) and running items."""
+    return sum(1 for s in steps.values() if s.phase == "Running" and s.items is None) + sum(
+        1 for s in items.values() if s.phase == "Running"
+    )
+
+
 def decide(
     spec: WorkflowSpec,
     uid: str,
     steps: dict[str, StepStatus],
     started_at: datetime,
     now: datetime,
+    items: dict[str, StepStatus] | None = None,
 ) -> Decision:
+    items = {} if items is None else items
     decision = Decision()
     failed = [s for s in steps.values() if s.phase == "Failed"]
-    running = sum(1 for s in steps.values() if s.phase == "Running")
+    running = in_flight(steps, items)
     if failed:
         first = failed[0]
         message = f"step {first.name} failed: {first.error or first.reason}"
@@ -150,6 +225,9 @@ def decide(
     known = results(steps)
     for step in spec.steps:
         status = steps[step.name]
+        if status.phase == "Running" and step.map is not None and status.items is not None:
+            _map(step, status, spec, uid, items, known, running, now, decision)
+            continue
         if status.phase != "Pending" or not all(
             steps[d].phase in SATISFIED for d in step.depends_on if d in steps
         ):
@@ -164,9 +242,13 @@ def decide(
             ):
                 decision.skip[step.name] = f"when {step.when.strip()} is false"
                 continue
+            if step.map is not None:
+                decision.expand[step.name] = len(map_items(step, spec.input, known))
+                continue
             resolved = refs.resolve(step.input, spec.input, known)
         except refs.BadReference as exc:
-            decision.fail[step.name] = ("MissingReference", str(exc))
+            reason = "InvalidItems" if "map.items" in str(exc) else "MissingReference"
+            decision.fail[step.name] = (reason, str(exc))
             continue
         if running + len(decision.start) >= spec.parallelism:
             continue
@@ -177,6 +259,72 @@ def decide(
         deadline = started_at + timedelta(seconds=spec.timeout_seconds + 1)
         decision.wake_at = deadline if decision.wake_at is None else min(decision.wake_at, deadline)
     return decision
+
+
+def _map(
+    step: Step,
+    status: StepStatus,
+    spec: WorkflowSpec,
+    uid: str,
+    items: dict[str, StepStatus],
+    known: dict[str, Any],
+    running: int,
+    now: datetime,
+    decision: Decision,
+) -> None:
+    """A running map: its items' attempts to start, or its end (failed, or its results)."""
+    assert step.map is not None and status.items is not None
+    count = status.items
+    states = [items.get(item_name(step.name, i)) for i in range(count)]
+    failures = [(i, s) for i, s in enumerate(states) if s is not None and s.phase == "Failed"]
+    busy = sum(1 for s in states if s is not None and s.phase == "Running")
+    over = len(failures) > step.map.tolerated_failures
+    settled = sum(1 for s in states if s is not None and s.phase in SETTLED)
+    if over and (step.map.on_item_failure == "FailFast" or settled == count):
+        if busy:
+            return  # in flight: they finish and are recorded first
+        index, first = failures[0]
+        decision.fail[step.name] = (
+            "ItemsFailed",
+            f"{len(failures)} of {count} items failed (tolerated {step.map.tolerated_failures});"
+            f" the first, item {index}: {first.error or first.reason}",
+        )
+        return
+    if settled == count:
+        decision.gather[step.name] = [
+            s.result if s is not None and s.phase == "Succeeded" else None for s in states
+        ]
+        return
+    try:
+        values = map_items(step, spec.input, known)
+    except refs.BadReference as exc:
+        decision.fail[step.name] = ("InvalidItems", str(exc))
+        return
+    if len(values) != count:
+        decision.fail[step.name] = (
+            "InvalidItems",
+            f"map.items now has {len(values)} items, not the {count} it had when the step "
+            "started; a running map's list does not change",
+        )
+        return
+    for index in range(count):
+        if busy >= step.map.parallelism or running + len(decision.start) >= spec.parallelism:
+            return
+        item = states[index]
+        if item is not None and item.phase != "Pending":
+            continue
+        if item is not None and item.next_attempt_at and parse_stamp(item.next_attempt_at) > now:
+            at = parse_stamp(item.next_attempt_at)
+            decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+            continue
+        try:
+            task = item_step(step, index, values[index], spec.input, known)
+        except refs.BadReference as exc:
+            decision.fail[item_name(step.name, index)] = ("MissingReference", str(exc))
+            continue
+        attempt = (item.attempts if item is not None else 0) + 1
+        decision.start.append(Dispatch(task, attempt, task_id(uid, task.name, attempt), task.input))
+        busy += 1
 
 
 def result_size(result: Any) -> int:
@@ -229,10 +377,25 @@ def attempt_sent(
     )
 
 
-def succeeded(status: StepStatus, result: Any, now: datetime) -> StepStatus:
+def map_started(status: StepStatus, count: int, now: datetime) -> StepStatus:
+    """A map step starting: its items counted (their list is read again, never recounted)."""
     return status.model_copy(
-        update={"phase": "Succeeded", "result": result, "finished_at": stamp(now), "reason": ""}
+        update={
+            "phase": "Running",
+            "items": count,
+            "progress": f"0/{count}",
+            "started_at": stamp(now),
+            "reason": "",
+            "error": "",
+        }
     )
+
+
+def succeeded(status: StepStatus, result: Any, now: datetime) -> StepStatus:
+    update = {"phase": "Succeeded", "result": result, "finished_at": stamp(now), "reason": ""}
+    if status.items is not None:
+        update["progress"] = f"{status.items}/{status.items}"
+    return status.model_copy(update=update)
 
 
 def skipped(status: StepStatus, why: str, now: datetime) -> StepStatus:

@@ -1,4 +1,6 @@
-"""References inside a Workflow: `{{ input.<path> }}` and `{{ steps.<name>.result.<path> }}`.
+"""References inside a Workflow: `{{ input.<path> }}` and `{{ steps.<name>.result.<path> }}`;
+in the input of a step with `map`, also `{{ item.<path> }}` (the item the task is for) and
+`{{ index }}` (its place in the list, from 0).
 
 A path is dot-separated keys of objects and indexes of lists (`items.0.id`); it may be empty
 (`{{ input }}`, `{{ steps.fetch.result }}`). A string that is exactly one reference becomes
@@ -19,8 +21,10 @@ TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 STEP = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 SEGMENT = r"[A-Za-z0-9_-]+"
 REFERENCE = re.compile(
-    rf"^(?:(?P<input>input)|steps\.(?P<step>{STEP})\.result)(?P<path>(?:\.{SEGMENT})*)$"
+    rf"^(?:(?P<input>input)|(?P<item>item)|steps\.(?P<step>{STEP})\.result)"
+    rf"(?P<path>(?:\.{SEGMENT})*)$|^(?P<index>index)$"
 )
+ITEM, INDEX = "item", "index"  # Reference.source of a map's item and its index
 
 
 class BadReference(ValueError):
@@ -30,8 +34,13 @@ class BadReference(ValueError):
 @dataclass(frozen=True)
 class Reference:
     text: str  # as written, without the braces
-    step: str | None  # None: the Workflow's input
+    step: str | None  # None: the Workflow's input, or a map's item or index (`source`)
     path: tuple[str, ...]
+    source: str = "input"  # "input", "step", ITEM or INDEX
+
+    @property
+    def per_item(self) -> bool:
+        return self.source in (ITEM, INDEX)
 
     def __str__(self) -> str:
         return self.text
@@ -39,14 +48,18 @@ class Reference:
 
 def parse(inner: str) -> Reference:
     text = inner.strip()
-    match = REFERENCE.match(text)
+    match = REFERENCE.fullmatch(text)
     if match is None:
         raise BadReference(
-            f"{{{{ {text} }}}} is not a reference: write {{{{ input.<path> }}}} or "
-            "{{ steps.<name>.result.<path> }}"
+            f"{{{{ {text} }}}} is not a reference: write {{{{ input.<path> }}}}, "
+            "{{ steps.<name>.result.<path> }}, or in a map's input {{ item.<path> }} or "
+            "{{ index }}"
         )
+    if match["index"]:
+        return Reference(text, None, (), INDEX)
     path = tuple(p for p in match["path"].split(".") if p)
-    return Reference(text, match["step"], path)
+    source = "step" if match["step"] else ITEM if match["item"] else "input"
+    return Reference(text, match["step"], path, source)
 
 
 def references(value: Any) -> Iterator[Reference]:
@@ -62,9 +75,27 @@ def references(value: Any) -> Iterator[Reference]:
             yield from references(item)
 
 
-def lookup(reference: Reference, workflow_input: Any, results: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class Item:
+    """The item a map's task is for, and its index in the list."""
+
+    value: Any
+    index: int
+
+
+def lookup(
+    reference: Reference, workflow_input: Any, results: dict[str, Any], item: Item | None = None
+) -> Any:
     """The value a reference names, or BadReference naming the missing part of the path."""
-    if reference.step is None:
+    if reference.per_item and item is None:
+        raise BadReference(f"{reference}: only the input of a step with map has an item")
+    if reference.source == INDEX:
+        assert item is not None
+        return item.index
+    if reference.source == ITEM:
+        assert item is not None
+        value, where = item.value, "item"
+    elif reference.step is None:
         value, where = workflow_input, "input"
     elif reference.step not in results:
         raise BadReference(
@@ -86,22 +117,25 @@ def lookup(reference: Reference, workflow_input: Any, results: dict[str, Any]) -
     return value
 
 
-def resolve(value: Any, workflow_input: Any, results: dict[str, Any]) -> Any:
-    """`value` with every reference replaced by what it names."""
+def resolve(
+    value: Any, workflow_input: Any, results: dict[str, Any], item: Item | None = None
+) -> Any:
+    """`value` with every reference replaced by what it names. What is put in is not read
+    again: an item or a result holding `{{ ... }}` text stays as it is."""
     if isinstance(value, str):
         whole = TEMPLATE.fullmatch(value.strip()) if value.strip().startswith("{{") else None
         if whole is not None and value.strip().count("{{") == 1:
-            return lookup(parse(whole[1]), workflow_input, results)
+            return lookup(parse(whole[1]), workflow_input, results, item)
 
         def text(found: re.Match[str]) -> str:
-            named = lookup(parse(found[1]), workflow_input, results)
+            named = lookup(parse(found[1]), workflow_input, results, item)
             return named if isinstance(named, str) else json.dumps(named, separators=(",", ":"))
 
         return TEMPLATE.sub(text, value)
     if isinstance(value, dict):
-        return {k: resolve(v, workflow_input, results) for k, v in value.items()}
+        return {k: resolve(v, workflow_input, results, item) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, workflow_input, results) for v in value]
+        return [resolve(v, workflow_input, results, item) for v in value]
     return value
 
 

@@ -2,9 +2,10 @@
 
 `problems(spec)` lists, each naming the step and the field: duplicate step names, both or
 neither of agent/capability, unknown dependencies, a dependency cycle, malformed references,
-and references (in a step's input or `when`) to a step that is not among its transitive
-dependencies, whose result could not exist yet when the step starts. A Workflow with any of
-these is Failed with reason InvalidSpec, and no runner is started.
+references (in a step's input, `when` or `map.items`) to a step that is not among its
+transitive dependencies, whose result could not exist yet when the step starts, `{{ item }}`
+or `{{ index }}` outside a map's input, and a map's items that are not a list. A Workflow with
+any of these is Failed with reason InvalidSpec, and no runner is started.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def cycle(spec: WorkflowSpec) -> list[str] | None:
 
 
 def reference_problems(
-    where: str, value: Any, allowed: set[str], names: set[str], self_name: str | None
+    where: str,
+    value: Any,
+    allowed: set[str],
+    names: set[str],
+    self_name: str | None,
+    per_item: bool = False,
 ) -> list[str]:
     found = []
     try:
@@ -75,6 +81,11 @@ def reference_problems(
     except refs.BadReference as exc:
         return [f"{where}: {exc}"]
     for reference in named:
+        if reference.per_item and not per_item:
+            found.append(
+                f"{where}: {{{{ {reference} }}}} is known only in the input of a step with map"
+            )
+            continue
         if reference.step is None:
             continue
         if reference.step not in names:
@@ -87,6 +98,22 @@ def reference_problems(
                 f"{reference.step} to its dependsOn"
             )
     return found
+
+
+def map_problems(where: str, step: Step, allowed: set[str], known: set[str]) -> list[str]:
+    """A map's items: a list (which may hold references), or exactly one reference to one."""
+    assert step.map is not None
+    items = step.map.items
+    if isinstance(items, str):
+        if refs.TEMPLATE.fullmatch(items.strip()) is None:
+            return [
+                f"{where}: a string must be exactly one reference to a list, like "
+                "{{ steps.plan.result.tasks }} or {{ input.files }}"
+            ]
+    elif not isinstance(items, list):
+        kind = "null" if items is None else type(items).__name__
+        return [f"{where}: must be a list or a reference to one, not {kind}"]
+    return reference_problems(where, items, allowed, known, step.name)
 
 
 def problems(spec: WorkflowSpec) -> list[str]:
@@ -120,8 +147,15 @@ def problems(spec: WorkflowSpec) -> list[str]:
     for index, step in enumerate(spec.steps):
         allowed = closure.get(step.name, set())
         found += reference_problems(
-            field_of(index, step, "input"), step.input, allowed, known, step.name
+            field_of(index, step, "input"),
+            step.input,
+            allowed,
+            known,
+            step.name,
+            per_item=step.map is not None,
         )
+        if step.map is not None:
+            found += map_problems(field_of(index, step, "map.items"), step, allowed, known)
         if step.when is not None:
             found += reference_problems(
                 field_of(index, step, "when"), step.when, allowed, known, step.name
