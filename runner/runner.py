@@ -74,7 +74,7 @@ class RunnerSettings(BaseModel, frozen=True):
 
 
 # What a map's item keeps once it has ended: enough to show it and to gather its result.
-ENDED_ITEM = {"name", "phase", "attempts", "result", "reason", "error", "finishedAt"}
+ENDED_ITEM = {"name", "phase", "attempts", "member", "result", "reason", "error", "finishedAt"}
 
 
 def dump(status: WorkflowStatus) -> dict[str, Any]:

@@ -26,12 +26,14 @@ def condition(workflow: dict, kind: str) -> dict:
     return next(c for c in workflow["status"]["conditions"] if c["type"] == kind)
 
 
-async def count_of(kube: Kube, agent: str) -> int:
-    pod = await kube.get("Pod", f"{agent}-0")
+async def count_of(kube: Kube, agent: str, member: int = 0) -> int:
+    """The count a CounterAgent's member holds."""
+    pod = await kube.get("Pod", f"{agent}-{member}")
+    check = f"check-{agent}-{member}-{os.urandom(3).hex()}"
     async with await kube.member_client(timeout=5) as http:
         base = f"http://{pod['status']['podIP']}:8080/v1/tasks"
-        answer = await http.post(base, json={"id": f"check-{agent}", "action": "get"})
-        record = (await http.get(f"{base}/check-{agent}?wait=10")).json()
+        answer = await http.post(base, json={"id": check, "action": "get"})
+        record = (await http.get(f"{base}/{check}?wait=10")).json()
     assert answer.status_code in (200, 202)
     return record["result"]["count"]
 

@@ -8,6 +8,7 @@ failure while another step is still running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from foundation_common import rest
+from foundation_runner import runner as runner_module
 from foundation_runner.runner import Runner
 from waiting import until
 
@@ -27,7 +29,8 @@ Obj = dict[str, Any]
 
 class Member:
     """The task API of one member (`a-0`): `echo` succeeds with its input, `fail` fails,
-    `queue` stays queued, `run` stays running until `release` is set."""
+    `check` fails if its input has `fail`, `queue` stays queued, `run` stays running until
+    `release` is set."""
 
     def __init__(self) -> None:
         self.tasks: dict[str, Obj] = {}
@@ -56,6 +59,11 @@ class Member:
             action = body["action"]
             if action == "echo":
                 self.finish(task_id, "succeeded", result=body["input"])
+            elif action == "check":  # fails for an input that says so
+                if (body["input"] or {}).get("fail"):
+                    self.finish(task_id, "failed", error="ValueError: told to")
+                else:
+                    self.finish(task_id, "succeeded", result=body["input"])
             elif action == "fail":
                 self.finish(task_id, "failed", error="ValueError: no")
             elif action == "run":
@@ -232,3 +240,90 @@ async def test_after_a_failure_the_steps_in_flight_finish_and_are_recorded(membe
     assert api.step("works")["phase"] == "Succeeded" and api.step("works")["result"] == "ran"
     assert api.step("later")["phase"] == "Pending"
     assert "step breaks failed" in api.status()["conditions"][0]["message"]
+
+
+async def test_a_map_over_a_steps_result_gathers_its_items_results_in_order(member) -> None:
+    """Fifty items, twenty at a time: each sent once with its own id, the result in the
+    items' order, ended items compacted, and far fewer status writes than items."""
+    spec = {
+        "steps": [
+            step("plan", "echo", input={"tasks": [{"n": i} for i in range(50)]}),
+            step(
+                "fan",
+                "echo",
+                "plan",
+                input={"task": "{{ item }}", "index": "{{ index }}"},
+                map={"items": "{{ steps.plan.result.tasks }}", "parallelism": 20},
+            ),
+            step("sum", "echo", "fan", input="{{ steps.fan.result.49 }}"),
+        ]
+    }
+    api = Api(spec, member.address)
+    await run(api)
+    status = api.status()
+    assert status["phase"] == "Succeeded", status["conditions"]
+    fan = api.step("fan")
+    assert fan["result"] == [{"task": {"n": i}, "index": i} for i in range(50)]
+    assert (fan["items"], fan["progress"], status["itemProgress"]) == (50, "50/50", "50/50")
+    assert api.step("sum")["result"] == {"task": {"n": 49}, "index": 49}
+    assert sorted(member.sent) == sorted(
+        ["u1.plan.1", "u1.sum.1", *(f"u1.fan.{i}.1" for i in range(50))]
+    )
+    ended = status["items"]
+    assert len(ended) == 50 and all(set(i) <= runner_module.ENDED_ITEM for i in ended)
+    assert all("result" not in i for i in ended)  # gathered into the step's result
+    assert len(api.patches) < 25, len(api.patches)
+
+
+async def test_item_failures_past_the_tolerance_fail_the_map_and_say_which(member) -> None:
+    items = [{"fail": i in (3, 7)} for i in range(10)]
+    spec = {
+        "steps": [
+            step(
+                "fan",
+                "check",
+                input="{{ item }}",
+                retry={"limit": 0},
+                map={"items": items, "onItemFailure": "Continue", "toleratedFailures": 1},
+            )
+        ]
+    }
+    api = Api(spec, member.address)
+    await run(api)
+    status = api.status()
+    assert status["phase"] == "Failed"
+    fan = api.step("fan")
+    assert (fan["phase"], fan["reason"]) == ("Failed", "ItemsFailed")
+    assert (
+        "2 of 10 items failed (tolerated 1); the first, item 3: 1 attempt failed (retry.limit 0); "
+        "last: ValueError: told to" in (fan["error"])
+    )
+    assert len(member.sent) == 10  # Continue: every item ran
+    phases = {i["name"]: i["phase"] for i in status["items"]}
+    assert phases["fan.3"] == phases["fan.7"] == "Failed" and phases["fan.0"] == "Succeeded"
+    assert [e["reason"] for e in api.events].count("ItemFailed") == 2
+
+
+async def test_a_new_runner_sends_a_maps_items_in_flight_again_by_the_same_ids(member) -> None:
+    """A runner killed with items in flight: the next one re-sends exactly those ids (the
+    member answers with what it has) and starts the rest; no item gets a second attempt."""
+    spec = {
+        "steps": [
+            step("fan", "run", input="{{ index }}", map={"items": list(range(6)), "parallelism": 3})
+        ]
+    }
+    api = Api(spec, member.address)
+    first = asyncio.create_task(run(api))
+    await until(lambda: len(member.sent) == 3, what="three items sent")
+    first.cancel()  # as a SIGKILL would: nothing more is written
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    assert {i["name"]: i["phase"] for i in api.status()["items"]} == {
+        f"fan.{i}": "Running" for i in range(3)
+    }
+    member.release.set()
+    await run(api)
+    assert api.status()["phase"] == "Succeeded"
+    assert api.step("fan")["result"] == ["ran"] * 6
+    assert set(member.tasks) == {f"u1.fan.{i}.1" for i in range(6)}
+    assert all(member.sent.count(f"u1.fan.{i}.1") <= 2 for i in range(3))
