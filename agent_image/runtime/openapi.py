@@ -161,11 +161,18 @@ def document(
         "required": True,
         "schema": {"type": "string", "pattern": TASK_ID.pattern},
     }
+    wait = {
+        "name": "wait",
+        "in": "query",
+        "description": "Seconds to wait for the task to end before answering (more waits 60)",
+        "schema": {"type": "number", "minimum": 0},
+    }
     paths = {
         "/v1/tasks": {
             "post": {
                 "operationId": "sendTask",
                 "summary": "Send a task; the same id again returns it",
+                "parameters": [wait],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -184,8 +191,8 @@ def document(
                         **access,
                         400: "Not JSON, nested over "
                         f"{bounds.json_depth} levels, an unknown action, field or query "
-                        "parameter, a bad id, or an input the action's schema rejects (the "
-                        "field named)",
+                        "parameter, a bad id or wait, or an input the action's schema rejects "
+                        "(the field named)",
                         409: "The id was sent before by another caller or with other content",
                         **busy,
                     },
@@ -200,15 +207,7 @@ def document(
             "get": {
                 "operationId": "getTask",
                 "summary": "A task's record; with wait, once it ends",
-                "parameters": [
-                    task_id,
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "description": "Seconds to wait for its end (more waits 60)",
-                        "schema": {"type": "number", "minimum": 0},
-                    },
-                ],
+                "parameters": [task_id, wait],
                 "responses": _answers(
                     {
                         **access,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -13,6 +14,7 @@ from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.peers import LocalTasks
 from foundation_common import __version__, access, limits
+from foundation_common.tasks import ENDED
 
 MAX_WAIT = 60.0  # seconds a GET of a task may wait for its end
 WAIT = frozenset({"wait"})
@@ -37,6 +39,19 @@ def stray_query(request: web.Request, allowed: frozenset[str] = frozenset()) -> 
     return refusal(400, f"unknown query parameters {', '.join(unknown)}; this route takes {takes}")
 
 
+def waiting(request: web.Request) -> float | web.Response:
+    """The seconds `?wait=` asks for (at most MAX_WAIT), or a 400 for it or a stray parameter."""
+    if stray := stray_query(request, WAIT):
+        return stray
+    try:
+        wait = float(request.query.get("wait", 0))
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait < math.inf:
+        return refusal(400, "wait must be a number of seconds, 0 or more (60 at most is used)")
+    return min(wait, MAX_WAIT)
+
+
 class TaskApi:
     """The task API: every call but the probes is identified and authorized by the member's
     door (`runtime.access`); metrics are served on a port of their own (`metrics_app`)."""
@@ -55,8 +70,11 @@ class TaskApi:
         return await self.gate.identify(request.headers)
 
     async def post_task(self, request: web.Request) -> web.Response:
-        if stray := stray_query(request):
-            return stray
+        """Accept a task; with `?wait=S`, answer once it is done or after S seconds (the
+        status still says whether it was new, 202, or known, 200)."""
+        wait = waiting(request)
+        if isinstance(wait, web.Response):
+            return wait
         try:
             caller = await self._caller(request)
             await self.gate.require(caller, access.SEND)
@@ -83,21 +101,18 @@ class TaskApi:
             if exc.status == 400:
                 metrics.REFUSED.labels(reason="invalid").inc()
             return refusal(exc.status, exc.message, exc.retry_after, exc.reason)
+        if wait and record["status"] not in ENDED:
+            with contextlib.suppress(Refused):
+                record = await self.inbox.get(record["id"], caller, wait) or record
         return web.json_response(record, status=status)
 
     async def get_task(self, request: web.Request) -> web.Response:
         """The record; with `?wait=S`, once the task is done or after S seconds (at most 60),
         so a caller learns of a completion at once instead of polling."""
         task_id = request.match_info["id"]
-        if stray := stray_query(request, WAIT):
-            return stray
-        try:
-            wait = float(request.query.get("wait", 0))
-        except ValueError:
-            wait = math.nan
-        if not 0 <= wait < math.inf:
-            return refusal(400, "wait must be a number of seconds, 0 or more (60 at most is used)")
-        wait = min(wait, MAX_WAIT)
+        wait = waiting(request)
+        if isinstance(wait, web.Response):
+            return wait
         try:
             record = await self.inbox.get(task_id, await self._caller(request), wait)
         except Refused as exc:

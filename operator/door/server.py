@@ -216,7 +216,8 @@ class Door:
                 1,
             )
         order = [pinned] if pinned else _order(task_id or uuid.uuid4().hex, list(found))
-        params = {k: v for k, v in request.query.items() if k == "wait"}
+        # A POST's wait is the door's own (below); a GET's is the member's.
+        params = {} if wait else {k: v for k, v in request.query.items() if k == "wait"}
         headers = self.headers(request, person)
         if target.subresource == access.A2A:
             return await self._stream(request, found[order[0]], member_path, body, headers)
