@@ -9,7 +9,7 @@ import itertools
 import pytest
 from test_workflows import count_of, finished, steps_of
 
-from kube import Kube, phase
+from kube import REPO, Kube, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -90,3 +90,16 @@ async def test_a_map_over_a_planners_list_counts_every_item_once_through_kills(
         seen.sort()
         counts = [0] + [c for c, _ in seen]
         assert [b - a for a, b in itertools.pairwise(counts)] == [v for _, v in seen], member
+
+
+async def test_the_map_example_runs_as_its_comments_say(kube: Kube) -> None:
+    kube.kubectl_apply(REPO / "examples/agent.yaml")
+    kube.kubectl_apply(REPO / "examples/workflow-map.yaml")
+    workflow = await kube.wait_workflow("visits", finished, timeout=120, what="visits finished")
+    status = workflow["status"]
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    counts = [r["count"] for r in status["output"]["counts"]]
+    assert len(counts) == 5 and status["itemProgress"] == "5/5"
+    assert status["output"]["report"] == f"fri: the count reached {counts[4]}"
+    # The counter's two members together counted the five days' visitors once each.
+    assert await count_of(kube, "counter", 0) + await count_of(kube, "counter", 1) == 14
