@@ -70,8 +70,21 @@ async def kube(api: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIt
             await kube.delete_namespace()
 
 
+@pytest.fixture
+def operator(session_operator: OperatorProcess) -> OperatorProcess:
+    """The tests' operator, leading and its door answering: a test before may have stopped
+    and started it again (an upgrade, a SIGKILL), and the next must not race its start."""
+    deadline = time.monotonic() + 60
+    while session_operator.role_now() != "leader":
+        if time.monotonic() > deadline:
+            raise AssertionError("the tests' operator did not lead within 60 s")
+        time.sleep(0.2)
+    door.wait_serving()
+    return session_operator
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: str) -> Iterator[OperatorProcess]:
+def session_operator(cluster: str) -> Iterator[OperatorProcess]:
     """The CRDs applied and `foundation-operator` running against the local cluster."""
     kubectl = str(REPO / "e2e/local/kubectl")
     subprocess.run([kubectl, "apply", "-f", str(REPO / "crds")], check=True, capture_output=True)

@@ -214,6 +214,21 @@ def uninstall() -> None:
     _kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
 
 
+def wait_serving(timeout: float = 60.0) -> None:
+    """Until the door answers through the API server (its discovery document): after the
+    operator restarts, the APIService may still read Available while no door serves."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            _kubectl("get", "--raw", f"/apis/{GROUP_VERSION}")
+            return
+        except RuntimeError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise AssertionError(f"the door did not answer within {timeout:.0f} s ({last})")
+
+
 def wait_available(timeout: float = 60.0) -> None:
     """Until the API server has found the door (its APIService Available)."""
     deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from a2a.types import (
     SendMessageConfiguration,
     SendMessageRequest,
 )
-from a2a.utils.errors import A2AError, TaskNotCancelableError
+from a2a.utils.errors import A2AError, InternalError, TaskNotCancelableError
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from foundation_agent.runtime.peers import owner_of
@@ -82,9 +82,19 @@ def ask(message_id: str, action: str, input: Any = None, now: bool = False) -> S
 
 
 async def sent(client: Any, request: SendMessageRequest) -> dict[str, Any]:
-    answers = [MessageToDict(event) async for event in client.send_message(request)]
-    assert len(answers) == 1, answers
-    return answers[0]["task"]
+    """The task a message made; sent again while a member says its peer is not ready yet
+    ("retry shortly": its view of the other members lags the Agent's status a moment)."""
+    for _ in range(40):
+        try:
+            answers = [MessageToDict(event) async for event in client.send_message(request)]
+        except InternalError as exc:
+            if "retry shortly" not in str(exc):
+                raise
+            await asyncio.sleep(0.25)
+            continue
+        assert len(answers) == 1, answers
+        return answers[0]["task"]
+    raise AssertionError("a member's peer stayed not ready for 10 s")
 
 
 THROUGH_SIDECAR = """

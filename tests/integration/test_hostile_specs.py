@@ -183,7 +183,7 @@ HYPOTHESIS = settings(
 
 
 @pytest.fixture(scope="module")
-def log_start(operator: OperatorProcess) -> int:
+def log_start(session_operator: OperatorProcess) -> int:
     """Where the operator's log stood before the first hostile spec."""
     return OPERATOR_LOG.stat().st_size
 
