@@ -54,6 +54,7 @@ from foundation_common.workflows.api import (
 from foundation_runner.attempts import Attempts, Outcome, settled
 
 logger = logging.getLogger("foundation_operator.runner")
+NORMAL_EVENTS = frozenset({"MapStarted"})  # the runner's other Events are Warnings
 MAX_ITEM_EVENTS = 10  # a map's item failures with an Event each; the rest show in the status
 IDLE_SECONDS = 30.0  # the longest the loop waits with nothing to wake it
 WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
@@ -198,7 +199,7 @@ class Runner:
         resolved once, from the list the map runs over)."""
         assert self.spec is not None
         if not plan.is_item(name):
-            return next(s for s in self.spec.steps if s.name == name)
+            return next(s for s in [*self.spec.steps, *self.spec.on_exit] if s.name == name)
         if name not in self.item_steps:
             step = self._step(plan.map_of(name))
             index = int(name.rsplit(".", 1)[1])
@@ -224,7 +225,7 @@ class Runner:
             self.status = self.status.model_copy(update={"started_at": stamp(at)})
         started_at = parse_stamp(self.status.started_at or stamp(at))
         # Attempts sent before a crash: the same id to the same member again.
-        for step in self.spec.steps:
+        for step in [*self.spec.steps, *self.spec.on_exit]:
             if self.steps[step.name].phase == "Running" and step.map is None:
                 self._follow(step, self.steps[step.name])
         for name, item in self.items.items():
@@ -238,7 +239,17 @@ class Runner:
             at = now()
             dirty |= self._take_outcomes(at)
             await self._flush_events()
-            decision = plan.decide(self.spec, self.uid, self.steps, started_at, at, self.items)
+            decision = plan.decide(
+                self.spec, self.uid, self.steps, started_at, at, self.items, self.status.outcome
+            )
+            if decision.record is not None:
+                # The steps have ended: how is kept before any clean-up step starts, and
+                # steps still in flight (the run's timeout) are not waited for.
+                self.status = self.status.model_copy(update={"outcome": decision.record})
+                if self.following:
+                    await self._abandon(decision, at)
+                dirty = True
+                continue
             if self.ended is not None and not self.following:
                 decision = self.ended  # the run's timeout, not the steps it abandoned
             if decision.skip or decision.fail or decision.expand or decision.gather:
@@ -425,6 +436,7 @@ class Runner:
         await self._event("Warning", "Failed", message)
 
     async def _finished(self, decision: plan.Decision) -> None:
+        await self._flush_events()
         await self._event(
             "Normal" if decision.phase == "Succeeded" else "Warning",
             decision.phase,
@@ -436,7 +448,9 @@ class Runner:
 
     async def _flush_events(self) -> None:
         while self.pending_events:
-            await self._event("Warning", *self.pending_events.pop(0))
+            reason, message = self.pending_events.pop(0)
+            kind = "Normal" if reason in NORMAL_EVENTS else "Warning"
+            await self._event(kind, reason, message)
 
     async def _event(self, kind: str, reason: str, message: str) -> None:
         """An Event on the Workflow (best effort, as every Event)."""
@@ -463,6 +477,21 @@ class Runner:
                     at,
                 )
             ]
+            if decision.cleaned_up is not None:
+                done, reason, message = decision.cleaned_up
+                update["conditions"].append(
+                    condition(
+                        "CleanedUp",
+                        done,
+                        reason,
+                        message,
+                        self.status.observed_generation,
+                        self.status.conditions,
+                        at,
+                    )
+                )
+                if not done:
+                    self.pending_events.append(("CleanUpFailed", message))
             update["output"] = decision.output if ok else None
             if not self.status.finished_at:
                 update["finished_at"] = stamp(at)
@@ -580,7 +609,7 @@ class Runner:
             task_input = (
                 step.input  # an item's: resolved once, never read for references again
                 if plan.is_item(step.name)
-                else plan.refs.resolve(step.input, self.spec.input, plan.results(self.steps))
+                else plan.attempt_input(self.spec, step, self.steps, self.status.outcome)
             )
             outcome = await self.attempts.follow(step, status, task_input, ready_at)
         except Exception as exc:  # never lose the step: report it as a failed attempt

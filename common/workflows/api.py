@@ -23,6 +23,7 @@ Json = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": Tr
 STEP_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 StepName = Annotated[str, Field(min_length=1, max_length=63, pattern=STEP_NAME_PATTERN)]
 MAX_STEPS = 500
+MAX_EXIT_STEPS = 50
 MAX_ITEMS = 5000  # a map's items at most; the status's size rules may allow fewer
 
 
@@ -112,6 +113,14 @@ class WorkflowSpec(Model):
         None, ge=0, le=365 * 86_400, description="Delete the Workflow this long after it ends."
     )
     output: Json = Field(None, description="What status.output holds on success (references).")
+    on_exit: list[Step] = Field(
+        default_factory=list,
+        max_length=MAX_EXIT_STEPS,
+        description="Clean-up: steps that run once the steps have ended, whatever the "
+        "outcome, which they reference as {{ workflow.phase }}, {{ workflow.reason }}, "
+        "{{ workflow.message }} and {{ workflow.failures }}. Their failures are reported "
+        "(condition CleanedUp) without changing the outcome.",
+    )
     runner: Runner = Field(default_factory=Runner)
 
 
@@ -137,6 +146,16 @@ class StepStatus(Model):
     error: str = ""
     items: int | None = Field(None, description="A map's items, counted when it started.")
     progress: str = Field("", description="A map's items finished / items, e.g. 412/1000.")
+
+
+class Outcome(Model):
+    """How the Workflow's steps ended, recorded before its clean-up steps run: the phase it
+    ends in whatever they do."""
+
+    phase: Literal["Succeeded", "Failed"]
+    reason: str
+    message: str = ""
+    output: Json = None
 
 
 # Who created a Workflow, as the API server authenticated them: written at creation by the
@@ -165,6 +184,9 @@ class WorkflowStatus(Model):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
+    )
+    outcome: Outcome | None = Field(
+        None, description="How the steps ended, once they have (clean-up steps run after)."
     )
     item_progress: str = Field(
         "", description="The items of its maps finished / items, e.g. 412/1000."

@@ -16,7 +16,7 @@ from typing import Any
 
 from foundation_common.status import parse_stamp, stamp
 from foundation_common.workflows import refs
-from foundation_common.workflows.api import MAX_ITEMS, Step, StepStatus, WorkflowSpec
+from foundation_common.workflows.api import MAX_ITEMS, Outcome, Step, StepStatus, WorkflowSpec
 
 SETTLED = ("Succeeded", "Skipped", "Failed")  # a step's phases that change no more
 # Results are kept in the Workflow's status: at most this much JSON for one step, and for all of
@@ -93,9 +93,12 @@ def item_statuses(kept: list[StepStatus]) -> dict[str, StepStatus]:
 
 
 def statuses(spec: WorkflowSpec, kept: list[StepStatus]) -> dict[str, StepStatus]:
-    """Each step's status, by name, in spec order: what is kept, Pending for the rest."""
+    """Each step's status (clean-up steps' too), by name, in spec order: what is kept,
+    Pending for the rest."""
     by_name = {s.name: s for s in kept}
-    return {s.name: by_name.get(s.name) or StepStatus(name=s.name) for s in spec.steps}
+    return {
+        s.name: by_name.get(s.name) or StepStatus(name=s.name) for s in [*spec.steps, *spec.on_exit]
+    }
 
 
 def results(steps: dict[str, StepStatus]) -> dict[str, Any]:
@@ -119,6 +122,8 @@ class Decision:
     fail: dict[str, tuple[str, str]] = field(default_factory=dict)  # step -> (reason, message)
     expand: dict[str, int] = field(default_factory=dict)  # map step -> its items, starting
     gather: dict[str, list[Any]] = field(default_factory=dict)  # map step -> its result
+    record: Outcome | None = None  # how the steps ended: to keep before cleaning up
+    cleaned_up: tuple[bool, str, str] | None = None  # (ok, reason, message), at the very end
     wake_at: datetime | None = None  # the earliest pending retry, if any
     phase: str = "Running"
     reason: str = ""
@@ -175,8 +180,38 @@ def decide(
     started_at: datetime,
     now: datetime,
     items: dict[str, StepStatus] | None = None,
+    outcome: Outcome | None = None,
 ) -> Decision:
+    """What to do next: the steps' run until they end; then, with clean-up steps, the
+    outcome to record (`record`), and once it is recorded (`outcome`), the clean-up."""
     items = {} if items is None else items
+    if outcome is not None:
+        return _clean_up(spec, uid, steps, outcome, now)
+    main = {s.name: steps[s.name] for s in spec.steps}
+    decision = _run(spec, uid, main, started_at, now, items)
+    if not decision.finished or not spec.on_exit:
+        return decision
+    return Decision(
+        phase="Running",
+        reason="CleaningUp",
+        message=f"{decision.message}; the clean-up steps run",
+        record=Outcome(
+            phase=decision.phase,  # type: ignore[arg-type]
+            reason=decision.reason,
+            message=decision.message,
+            output=decision.output,
+        ),
+    )
+
+
+def _run(
+    spec: WorkflowSpec,
+    uid: str,
+    steps: dict[str, StepStatus],
+    started_at: datetime,
+    now: datetime,
+    items: dict[str, StepStatus],
+) -> Decision:
     decision = Decision()
     failed = [s for s in steps.values() if s.phase == "Failed"]
     running = in_flight(steps, items)
@@ -214,14 +249,7 @@ def decide(
             output=output,
         )
     if spec.suspend:
-        decision.phase = "Suspended"
-        decision.reason = "Suspended"
-        decision.message = (
-            f"spec.suspend is true: no new step starts ({running} still running)"
-            if running
-            else "spec.suspend is true: no new step starts"
-        )
-        return decision
+        return _suspended(running)
     known = results(steps)
     for step in spec.steps:
         status = steps[step.name]
@@ -258,6 +286,101 @@ def decide(
         # Woken for the whole run's timeout too, not only at the next retry.
         deadline = started_at + timedelta(seconds=spec.timeout_seconds + 1)
         decision.wake_at = deadline if decision.wake_at is None else min(decision.wake_at, deadline)
+    return decision
+
+
+def _suspended(running: int) -> Decision:
+    return Decision(
+        phase="Suspended",
+        reason="Suspended",
+        message=f"spec.suspend is true: no new step starts ({running} still running)"
+        if running
+        else "spec.suspend is true: no new step starts",
+    )
+
+
+def outcome_of(outcome: Outcome, steps: dict[str, StepStatus], spec: WorkflowSpec) -> dict:
+    """What `{{ workflow.<path> }}` names in a clean-up step: how the steps ended."""
+    return {
+        "phase": outcome.phase,
+        "reason": outcome.reason,
+        "message": outcome.message,
+        "failures": [
+            {"step": s.name, "reason": s.reason, "error": s.error}
+            for step in spec.steps
+            if (s := steps[step.name]).phase == "Failed"
+        ],
+    }
+
+
+def attempt_input(
+    spec: WorkflowSpec, step: Step, steps: dict[str, StepStatus], outcome: Outcome | None
+) -> Any:
+    """A step's input for its attempt, resolved (a clean-up step's with the outcome)."""
+    context = outcome_of(outcome, steps, spec) if outcome is not None else None
+    return refs.resolve(step.input, spec.input, results(steps), outcome=context)
+
+
+def _clean_up(
+    spec: WorkflowSpec,
+    uid: str,
+    steps: dict[str, StepStatus],
+    outcome: Outcome,
+    now: datetime,
+) -> Decision:
+    """Once the steps have ended: the clean-up steps, as a DAG of their own (a dependency
+    may have failed: they run whatever happened), then the outcome recorded, and whether the
+    clean-up went well."""
+    exits = {s.name: steps[s.name] for s in spec.on_exit}
+    done = sum(1 for s in exits.values() if s.phase in SETTLED)
+    if done == len(exits):
+        failed = [s for s in exits.values() if s.phase == "Failed"]
+        if failed:
+            said = f"{len(failed)} of {len(exits)} failed; {failed[0].name}: "
+            said += failed[0].error or failed[0].reason
+            cleaned = (False, "CleanUpFailed", said)
+        else:
+            cleaned = (True, "CleanUpDone", f"{len(exits)} clean-up steps done")
+        return Decision(
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            output=outcome.output,
+            cleaned_up=cleaned,
+        )
+    running = sum(1 for s in exits.values() if s.phase == "Running")
+    if spec.suspend:
+        return _suspended(running)
+    decision = Decision(
+        reason="CleaningUp",
+        message=f"{outcome.message}; clean-up: {done}/{len(exits)} steps done",
+    )
+    context = outcome_of(outcome, steps, spec)
+    known = results(steps)
+    for step in spec.on_exit:
+        status = exits[step.name]
+        if status.phase != "Pending" or not all(
+            exits[d].phase in SETTLED for d in step.depends_on if d in exits
+        ):
+            continue
+        if status.next_attempt_at and parse_stamp(status.next_attempt_at) > now:
+            at = parse_stamp(status.next_attempt_at)
+            decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+            continue
+        try:
+            if step.when is not None and not refs.truthy(
+                refs.resolve(step.when, spec.input, known, outcome=context)
+            ):
+                decision.skip[step.name] = f"when {step.when.strip()} is false"
+                continue
+            resolved = refs.resolve(step.input, spec.input, known, outcome=context)
+        except refs.BadReference as exc:
+            decision.fail[step.name] = ("MissingReference", str(exc))
+            continue
+        if running + len(decision.start) >= spec.parallelism:
+            continue
+        attempt = status.attempts + 1
+        decision.start.append(Dispatch(step, attempt, task_id(uid, step.name, attempt), resolved))
     return decision
 
 

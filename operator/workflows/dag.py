@@ -16,13 +16,13 @@ from foundation_common.workflows import refs
 from foundation_common.workflows.api import Step, WorkflowSpec
 
 
-def field_of(index: int, step: Step, name: str) -> str:
-    return f"spec.steps[{index}] ({step.name}).{name}"
+def field_of(index: int, step: Step, name: str, where: str = "spec.steps") -> str:
+    return f"{where}[{index}] ({step.name}).{name}"
 
 
-def dependencies(spec: WorkflowSpec) -> dict[str, set[str]]:
+def dependencies(steps: list[Step]) -> dict[str, set[str]]:
     """Each step's transitive dependencies (unknown names ignored; cycles terminate)."""
-    direct = {s.name: set(s.depends_on) for s in spec.steps}
+    direct = {s.name: set(s.depends_on) for s in steps}
     closure: dict[str, set[str]] = {}
     for name in direct:
         seen: set[str] = set()
@@ -37,9 +37,9 @@ def dependencies(spec: WorkflowSpec) -> dict[str, set[str]]:
     return closure
 
 
-def cycle(spec: WorkflowSpec) -> list[str] | None:
+def cycle(steps: list[Step]) -> list[str] | None:
     """One dependency cycle as a path of names (first == last), if there is one."""
-    direct = {s.name: [d for d in s.depends_on] for s in spec.steps}
+    direct = {s.name: [d for d in s.depends_on] for s in steps}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
@@ -74,6 +74,7 @@ def reference_problems(
     names: set[str],
     self_name: str | None,
     per_item: bool = False,
+    outcome: bool = False,
 ) -> list[str]:
     found = []
     try:
@@ -85,6 +86,9 @@ def reference_problems(
             found.append(
                 f"{where}: {{{{ {reference} }}}} is known only in the input of a step with map"
             )
+            continue
+        if reference.source == refs.WORKFLOW and not outcome:
+            found.append(f"{where}: {{{{ {reference} }}}} is known only in clean-up steps (onExit)")
             continue
         if reference.step is None:
             continue
@@ -117,53 +121,78 @@ def map_problems(where: str, step: Step, allowed: set[str], known: set[str]) -> 
 
 
 def problems(spec: WorkflowSpec) -> list[str]:
+    main = [s.name for s in spec.steps]
+    found = dag_problems(spec.steps, "spec.steps", set())
+    found += reference_problems("spec.output", spec.output, set(main), set(main), None)
+    if spec.on_exit:
+        # Clean-up steps: a DAG of their own, after every step has ended; they may name any
+        # step's result (a step that did not succeed has none: that reference fails).
+        for index, step in enumerate(spec.on_exit):
+            if step.name in main:
+                found.append(f"spec.onExit[{index}].name: {step.name!r} is also the name of a step")
+            if step.map is not None:
+                found.append(f"{field_of(index, step, 'map', 'spec.onExit')}: not in onExit")
+        found += dag_problems(spec.on_exit, "spec.onExit", set(main))
+    return found
+
+
+def dag_problems(steps: list[Step], where: str, before: set[str]) -> list[str]:
+    """The problems of one DAG of steps (`where` names it in messages); `before` names steps
+    that have all ended when these start (a clean-up step's may reference any of them)."""
     found: list[str] = []
-    names = [s.name for s in spec.steps]
+    names = [s.name for s in steps]
     first_at: dict[str, int] = {}
-    for index, step in enumerate(spec.steps):
+    for index, step in enumerate(steps):
         if step.name in first_at:
             found.append(
-                f"spec.steps[{index}].name: duplicate step name {step.name!r} (also "
-                f"spec.steps[{first_at[step.name]}])"
+                f"{where}[{index}].name: duplicate step name {step.name!r} (also "
+                f"{where}[{first_at[step.name]}])"
             )
         else:
             first_at[step.name] = index
         if (step.agent is None) == (step.capability is None):
-            found.append(
-                f"spec.steps[{index}] ({step.name}): set exactly one of agent and capability"
-            )
+            found.append(f"{where}[{index}] ({step.name}): set exactly one of agent and capability")
         for dep in step.depends_on:
             if dep not in first_at and dep not in names:
-                found.append(f"{field_of(index, step, 'dependsOn')}: unknown step {dep!r}")
+                found.append(
+                    f"{field_of(index, step, 'dependsOn', where)}: unknown step {dep!r}"
+                    + (" (a clean-up step depends on clean-up steps only)" if dep in before else "")
+                )
             elif dep == step.name:
                 found.append(
-                    f"{field_of(index, step, 'dependsOn')}: a step cannot depend on itself"
+                    f"{field_of(index, step, 'dependsOn', where)}: a step cannot depend on itself"
                 )
-    loop = cycle(spec)
+    loop = cycle(steps)
     if loop and len(loop) > 2:
-        found.append(f"spec.steps: dependency cycle {' -> '.join(loop)}")
-    closure = dependencies(spec)
-    known = set(names)
-    for index, step in enumerate(spec.steps):
-        allowed = closure.get(step.name, set())
+        found.append(f"{where}: dependency cycle {' -> '.join(loop)}")
+    closure = dependencies(steps)
+    known = set(names) | before
+    outcome = bool(before)
+    for index, step in enumerate(steps):
+        allowed = closure.get(step.name, set()) | before
         found += reference_problems(
-            field_of(index, step, "input"),
+            field_of(index, step, "input", where),
             step.input,
             allowed,
             known,
             step.name,
             per_item=step.map is not None,
+            outcome=outcome,
         )
         if step.map is not None:
-            found += map_problems(field_of(index, step, "map.items"), step, allowed, known)
+            found += map_problems(field_of(index, step, "map.items", where), step, allowed, known)
         if step.when is not None:
             found += reference_problems(
-                field_of(index, step, "when"), step.when, allowed, known, step.name
+                field_of(index, step, "when", where),
+                step.when,
+                allowed,
+                known,
+                step.name,
+                outcome=outcome,
             )
             if refs.TEMPLATE.fullmatch(step.when.strip()) is None:
                 found.append(
-                    f"{field_of(index, step, 'when')}: must be exactly one reference, like "
-                    "{{ steps.check.result.ok }}"
+                    f"{field_of(index, step, 'when', where)}: must be exactly one reference, "
+                    "like {{ steps.check.result.ok }}"
                 )
-    found += reference_problems("spec.output", spec.output, known, known, None)
     return found

@@ -327,3 +327,39 @@ async def test_a_new_runner_sends_a_maps_items_in_flight_again_by_the_same_ids(m
     assert api.step("fan")["result"] == ["ran"] * 6
     assert set(member.tasks) == {f"u1.fan.{i}.1" for i in range(6)}
     assert all(member.sent.count(f"u1.fan.{i}.1") <= 2 for i in range(3))
+
+
+async def test_clean_up_runs_after_a_failure_and_never_changes_the_outcome(member) -> None:
+    spec = {
+        "steps": [step("breaks", "fail", retry={"limit": 0})],
+        "onExit": [
+            step("notify", "echo", input={"was": "{{ workflow.phase }}",
+                                          "why": "{{ workflow.failures.0.step }}"}),
+            step("tidy", "fail", "notify", retry={"limit": 0}),
+        ],
+    }  # fmt: skip
+    api = Api(spec, member.address)
+    await run(api)
+    status = api.status()
+    assert status["phase"] == "Failed" and status["outcome"]["reason"] == "StepFailed"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["reason"] == "StepFailed"
+    assert conditions["CleanedUp"]["status"] == "False"
+    assert conditions["CleanedUp"]["message"].startswith("1 of 2 failed; tidy: ")
+    assert api.step("notify")["result"] == {"was": "Failed", "why": "breaks"}
+    assert member.sent == ["u1.breaks.1", "u1.notify.1", "u1.tidy.1"]
+    assert [e["reason"] for e in api.events] == [
+        "StepFailed",
+        "StepFailed",
+        "CleanUpFailed",
+        "Failed",
+    ]
+    # The outcome was written before the first clean-up step was sent.
+    first_sent = next(
+        i
+        for i, p in enumerate(api.patches)
+        if any(
+            s.get("name") == "notify" and s.get("phase") == "Running" for s in p.get("steps", [])
+        )
+    )
+    assert "outcome" in api.patches[first_sent]  # fmt: skip
