@@ -38,7 +38,7 @@ VALUES = {
 ENV = dict(os.environ, KUBECONFIG=str(KUBECONFIG))
 DOOR = "v1alpha1.access.foundation.dev"  # people's door: the CLI's way in
 CREATOR = "foundation-workflow-creator"  # the door's webhook: who created each Workflow
-STEPS = 7
+STEPS = 8
 
 
 def say(step: int, text: str) -> None:
@@ -254,10 +254,19 @@ def demo() -> None:
     )
     kubectl("get", "workflow", "tally", "-n", NAMESPACE, "-o", "jsonpath={.status.output}")
 
-    say(6, "What runs now")
+    say(6, "A map: a planner lists the work, and one step sends a task per item")
+    kubectl("delete", "workflow", "visits", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    kubectl("apply", "-n", NAMESPACE, "-f", "examples/workflow-map.yaml")
+    kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=Succeeded", "workflow/visits", "--timeout=180s"
+    )
+    kubectl("get", "workflow", "visits", "-n", NAMESPACE)
+    kubectl("get", "workflow", "visits", "-n", NAMESPACE, "-o", "jsonpath={.status.output}")
+
+    say(7, "What runs now")
     kubectl("get", "agents,workflows", "-n", NAMESPACE)
 
-    say(7, f"Done in {time.monotonic() - began:.0f} s. Next:")
+    say(8, f"Done in {time.monotonic() - began:.0f} s. Next:")
     print(
         f"""  export KUBECONFIG={KUBECONFIG}
   .venv/bin/foundation -n {NAMESPACE} send counter increment --input '{{"by": 1}}' --wait
