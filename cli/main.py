@@ -101,6 +101,23 @@ def parser(prog: str) -> argparse.ArgumentParser:
     mcp.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a call waits for its task"
     )
+    for verb, what in (("approve", "approve"), ("reject", "reject")):
+        decide = commands.add_parser(
+            verb,
+            help=f"{what} a Workflow's approval step (needs create on workflows/approval in "
+            "access.foundation.dev, not the right to edit it)",
+        )
+        decide.add_argument("workflow")
+        decide.add_argument("step")
+        decide.add_argument("--message", default="", help="what you say about it (recorded)")
+        if verb == "approve":
+            decide.add_argument(
+                "--input",
+                default=None,
+                help="what the step's later steps get, as JSON (or - for stdin); it must fit "
+                "the step's inputSchema",
+            )
+        decide.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds")
     return top
 
 
@@ -166,12 +183,18 @@ async def run(args: argparse.Namespace) -> int:
     if args.command == "mcp" and not args.stdio:
         listen_address(args)
     deadline = time.monotonic() + args.timeout
-    payload = task_input(args.input) if args.command == "send" else None
+    payload = task_input(args.input) if args.command in ("send", "approve") else None
     api_client = await connect(args)
     try:
         api = tasks.Tasks(api_client, namespace_of(args))
         if args.command == "mcp":
             await serve_mcp(api, args)
+            return 0
+        if args.command in ("approve", "reject"):
+            verdict = await api.decide(
+                args.workflow, args.step, args.command, args.message, payload, deadline
+            )
+            print(json.dumps(verdict, indent=2))
             return 0
         if args.command == "card":
             print(json.dumps(await api.card(args.agent, deadline), indent=2))

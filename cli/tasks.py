@@ -46,6 +46,7 @@ UNAVAILABLE = 4  # no ready member, or it could not be reached in time
 TIMEOUT = 5  # the task was not done within --timeout
 REFUSED = 6  # the member refused the task (invalid input, unknown action, too large)
 FORBIDDEN = 7  # RBAC does not let this user do it (or the API server does not know them)
+CONFLICT = 8  # the approval was decided already, or is not waiting for a decision
 
 
 def message_of(status: int, answer: Obj) -> str:
@@ -228,6 +229,49 @@ class Tasks:
                 UNAVAILABLE,
             )
         return str(answer.get("description") or ""), list(answer.get("actions") or [])
+
+    async def decide(
+        self,
+        workflow: str,
+        step: str,
+        decision: str,
+        message: str,
+        input: Any,
+        deadline: float,
+    ) -> Obj:
+        """Approve or reject a Workflow's approval step, through people's door: the decision
+        as recorded (who, when, what), or a Problem saying why not."""
+        path = (
+            f"/apis/{access.GROUP}/{access.DOOR_VERSION}/namespaces/{self.namespace}"
+            f"/workflows/{workflow}/{access.APPROVAL}"
+        )
+        body: Obj = {"step": step, "decision": decision, "message": message}
+        if input is not None:
+            body["input"] = input
+
+        async def attempt() -> tuple[int, Obj]:
+            try:
+                status, answer, headers = await self._request(path, "POST", body)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Again(f"{type(exc).__name__}: {exc}") from None
+            if status in RETRY_STATUSES:
+                raise Again(f"{status} {message_of(status, answer)}", retry_after(headers))
+            return status, answer
+
+        try:
+            status, answer = await retrying(
+                attempt, Backoff(0.2, 3.0, jitter=True), deadline=deadline
+            )
+        except Again as exc:
+            raise Problem(
+                f"people's door could not be reached in time (last: {exc})", UNAVAILABLE
+            ) from None
+        if status == 200:
+            return answer
+        code = {401: FORBIDDEN, 403: FORBIDDEN, 404: NOT_FOUND}.get(status, USAGE)
+        if status == 404 and "could not find the requested resource" in message_of(404, answer):
+            raise Problem(self._not_found(workflow, answer), NOT_FOUND)
+        raise Problem(message_of(status, answer), CONFLICT if status == 409 else code)
 
     async def card(self, agent: str, deadline: float) -> Obj:
         """The Agent's A2A card, through the door: its URL is the door's A2A endpoint on the

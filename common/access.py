@@ -28,6 +28,7 @@ TOKEN_PATH = f"{TOKEN_DIR}/token"
 TOKEN_SECONDS = 3600  # the projected token's lifetime (the kubelet renews it at 80 %)
 TASKS = "tasks"  # the subresource of an Agent that calls are authorized on
 ACTIONS = "actions"  # its actions and their input schemas (get)
+APPROVAL = "approval"  # of a Workflow: `create` decides its approval steps (approve, reject)
 A2A = "a2a"  # its A2A endpoint (create: JSON-RPC calls, get: its card)
 SEND, READ, CANCEL_ANY = "create", "get", "delete"
 # A member that forwards a call within its Agent (A2A to the task's owner) names the caller it

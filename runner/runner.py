@@ -54,7 +54,10 @@ from foundation_common.workflows.api import (
 from foundation_runner.attempts import Attempts, Outcome, settled
 
 logger = logging.getLogger("foundation_operator.runner")
-NORMAL_EVENTS = frozenset({"MapStarted"})  # the runner's other Events are Warnings
+VERDICTS = ("Approved", "Rejected")
+NORMAL_EVENTS = frozenset(
+    {"MapStarted", "ApprovalRequested", "Approved"}
+)  # the runner's other Events are Warnings
 MAX_ITEM_EVENTS = 10  # a map's item failures with an Event each; the rest show in the status
 IDLE_SECONDS = 30.0  # the longest the loop waits with nothing to wake it
 WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
@@ -83,7 +86,8 @@ def dump(status: WorkflowStatus) -> dict[str, Any]:
     A map's ended items keep only what `ENDED_ITEM` names: a thousand of them stay small."""
     out = status.model_dump(by_alias=True, exclude_none=True)
     results = {s.name: s.result for s in [*status.steps, *status.items]}
-    out = without_empty_strings({k: v for k, v in out.items() if k != "output"})
+    # Approvals are people's door's to write: a merge patch without them leaves them be.
+    out = without_empty_strings({k: v for k, v in out.items() if k not in ("output", "approvals")})
     for entry in out.get("steps") or []:
         if results.get(entry["name"]) is not None:
             entry["result"] = results[entry["name"]]
@@ -149,9 +153,10 @@ class Runner:
         # The object's size without the results: a large spec leaves less room for them.
         self.budget = plan.results_budget(len(json.dumps(body)) - self.kept_bytes)
 
-    async def write(self) -> None:
+    async def write(self, resource_version: str | None = None) -> None:
         """The status as it is now, in one patch; a passing failure of the API is retried (a
-        runner that crashed for one would count towards RunnerCrashLoop)."""
+        runner that crashed for one would count towards RunnerCrashLoop). With
+        `resource_version`, only over that version of the Workflow (a 409 otherwise)."""
         assert self.spec is not None
         for name, step in self.steps.items():
             if step.items is not None and step.phase == "Running":
@@ -166,11 +171,13 @@ class Runner:
                 "item_progress": plan.item_progress(self.steps, self.items),
             }
         )
-        body = {"status": dump(self.status)}
+        body: dict[str, Any] = {"status": dump(self.status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
 
         def passing(exc: Exception) -> bool:
             if isinstance(exc, rest.ApiError):
-                return not refused(exc)
+                return not refused(exc) and exc.status != 409
             return isinstance(exc, rest.Unreachable)
 
         def failed(exc: Exception, _pause: float) -> None:
@@ -226,7 +233,7 @@ class Runner:
         started_at = parse_stamp(self.status.started_at or stamp(at))
         # Attempts sent before a crash: the same id to the same member again.
         for step in [*self.spec.steps, *self.spec.on_exit]:
-            if self.steps[step.name].phase == "Running" and step.map is None:
+            if self.steps[step.name].phase == "Running" and step.map is None and not step.approval:
                 self._follow(step, self.steps[step.name])
         for name, item in self.items.items():
             if item.phase == "Running":
@@ -240,8 +247,19 @@ class Runner:
             dirty |= self._take_outcomes(at)
             await self._flush_events()
             decision = plan.decide(
-                self.spec, self.uid, self.steps, started_at, at, self.items, self.status.outcome
+                self.spec,
+                self.uid,
+                self.steps,
+                started_at,
+                at,
+                self.items,
+                self.status.outcome,
+                {v.step: v for v in self.status.approvals},
             )
+            if decision.expired:
+                # An approval's timeout, taken only if no one decided meanwhile.
+                await self._expire(decision.expired, at)
+                continue
             if decision.record is not None:
                 # The steps have ended: how is kept before any clean-up step starts, and
                 # steps still in flight (the run's timeout) are not waited for.
@@ -252,7 +270,14 @@ class Runner:
                 continue
             if self.ended is not None and not self.following:
                 decision = self.ended  # the run's timeout, not the steps it abandoned
-            if decision.skip or decision.fail or decision.expand or decision.gather:
+            if (
+                decision.skip
+                or decision.fail
+                or decision.expand
+                or decision.gather
+                or decision.wait
+                or decision.verdicts
+            ):
                 # Skipped or failed before starting: that may let others start, or end the
                 # run. Decide again at once; it is all written together.
                 self._settle(decision, at)
@@ -297,6 +322,11 @@ class Runner:
         for name, (reason, message) in decision.fail.items():
             self._put(name, plan.failed(self._status(name), reason, message, at))
             self._failed_event(name)
+        for name, prompt in decision.wait.items():
+            self.steps[name] = plan.waiting(self.steps[name], prompt, at)
+            self.pending_events.append(("ApprovalRequested", f"step {name}: {prompt}"[:1024]))
+        for name, verdict in decision.verdicts.items():
+            self._decided(name, verdict, at)
         for name, count in decision.expand.items():
             self.steps[name] = plan.map_started(self.steps[name], count, at)
             self.pending_events.append(("MapStarted", f"step {name}: {count} items"))
@@ -310,6 +340,34 @@ class Runner:
             self.kept_bytes += plan.result_size(gathered)
             self.steps[name] = plan.succeeded(self.steps[name], gathered, at)
             self.done_at[name] = time.monotonic()
+
+    def _decided(self, name: str, verdict: Any, at: datetime) -> None:
+        self.steps[name] = plan.decided(self.steps[name], verdict, at)
+        said = f": {verdict.message}" if verdict.message else ""
+        self.pending_events.append((verdict.decision, f"step {name} by {verdict.by}{said}"))
+        self.done_at[name] = time.monotonic()
+
+    async def _expire(self, names: list[str], at: datetime) -> None:
+        """Approvals past their timeout: read the Workflow again (a person may have decided
+        meanwhile); the rest take their timeout's decision, written over the version read,
+        so a decision the door records meanwhile makes this write fail, not vanish."""
+        body = await self.read()
+        known = WorkflowStatus.model_validate(body.get("status") or {}).approvals
+        self.status = self.status.model_copy(update={"approvals": known})
+        decided = {v.step for v in known}
+        before = dict(self.steps)
+        expiring = [name for name in names if name not in decided]
+        if not expiring:
+            return  # decided by people: taken on the next round
+        for name in expiring:
+            self._decided(name, plan.expiry(self._step(name), at), at)
+        try:
+            await self.write(body["metadata"]["resourceVersion"])
+        except rest.ApiError as exc:
+            if exc.status != 409:
+                raise
+            self.steps = before  # someone decided meanwhile: read again next round
+            self.pending_events = [e for e in self.pending_events if e[0] not in VERDICTS]
 
     def _failed_event(self, name: str) -> None:
         """A step's failure, or one of a map's first few items' (not an Event per item)."""
@@ -514,6 +572,16 @@ class Runner:
         self.status = self.status.model_copy(update=update)
         return before != self.status
 
+    def _take_approvals(self, body: dict[str, Any]) -> None:
+        """Decisions people's door recorded in the status: the loop takes them."""
+        try:
+            known = WorkflowStatus.model_validate(body.get("status") or {}).approvals
+        except ValidationError:
+            return
+        if known != self.status.approvals:
+            self.status = self.status.model_copy(update={"approvals": known})
+            self.woken.set()
+
     async def _watch_spec(self) -> None:
         """Spec changes (suspend, resume, parallelism) as they happen, from a watch on this
         Workflow alone (its Role names it); status writes do not change the generation."""
@@ -531,6 +599,7 @@ class Runner:
                 backoff.reset()
                 if body is None or kind == "DELETED":
                     continue  # deleted: the runner goes with it
+                self._take_approvals(body)
                 if body["metadata"].get("generation", 0) == generation:
                     continue
                 generation = body["metadata"].get("generation", 0)

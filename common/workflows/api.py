@@ -63,6 +63,27 @@ class Map(Model):
     )
 
 
+class Approval(Model):
+    """A person decides before the Workflow goes on: approve (with optional input) or reject."""
+
+    message: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="What the approver is shown; may hold references.",
+    )
+    timeout_seconds: int | None = Field(
+        None, ge=1, le=30 * 86_400, description="How long to wait for a decision; none: forever."
+    )
+    on_timeout: Literal["Reject", "Approve"] = Field(
+        "Reject", description="The decision taken when the timeout passes first."
+    )
+    input_schema: FreeForm | None = Field(
+        None,
+        description="The JSON schema of what an approver may supply (foundation approve "
+        "--input), referenced as {{ steps.<name>.result.input }}; none: no input.",
+    )
+
+
 class Step(Model):
     name: StepName
     agent: str | None = Field(
@@ -71,7 +92,9 @@ class Step(Model):
     capability: Capability | None = Field(
         None, description="Any ready member of any Agent offering it (instead of agent)."
     )
-    action: str = Field(min_length=1, max_length=253)
+    action: str | None = Field(
+        None, min_length=1, max_length=253, description="The task's action (not for approvals)."
+    )
     input: Json = Field(None, description="The task's input; may hold references.")
     depends_on: list[StepName] = Field(
         default_factory=list, max_length=MAX_STEPS, description="Steps that finish first."
@@ -86,9 +109,14 @@ class Step(Model):
         "(not false, null, 0, an empty string, list or object), else it is Skipped.",
     )
     map: Map | None = Field(None, description="Run the step once per item of a list.")
+    approval: Approval | None = Field(
+        None, description="Instead of a task: wait for a person to approve or reject."
+    )
 
     @property
     def target(self) -> str:
+        if self.approval is not None:
+            return "an approver"
         return f"agent {self.agent}" if self.agent else f"capability {self.capability}"
 
 
@@ -145,7 +173,20 @@ class StepStatus(Model):
     reason: str = ""
     error: str = ""
     items: int | None = Field(None, description="A map's items, counted when it started.")
+    prompt: str = Field("", description="An approval's message, as shown to approvers.")
     progress: str = Field("", description="A map's items finished / items, e.g. 412/1000.")
+
+
+class Verdict(Model):
+    """A person's decision on an approval step, as people's door records it (once: a second
+    decision is refused)."""
+
+    step: str
+    decision: Literal["Approved", "Rejected"]
+    by: str = Field(description="Who decided, as the API server authenticated them.")
+    at: str
+    message: str = ""
+    input: Json = None
 
 
 class Outcome(Model):
@@ -183,6 +224,15 @@ class WorkflowStatus(Model):
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    approvals: list[Verdict] = Field(
+        default_factory=list,
+        description="Decisions on approval steps, written by people's door (never by the "
+        "runner), each taken by the runner once.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["step"],
         },
     )
     outcome: Outcome | None = Field(

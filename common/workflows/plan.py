@@ -16,7 +16,14 @@ from typing import Any
 
 from foundation_common.status import parse_stamp, stamp
 from foundation_common.workflows import refs
-from foundation_common.workflows.api import MAX_ITEMS, Outcome, Step, StepStatus, WorkflowSpec
+from foundation_common.workflows.api import (
+    MAX_ITEMS,
+    Outcome,
+    Step,
+    StepStatus,
+    Verdict,
+    WorkflowSpec,
+)
 
 SETTLED = ("Succeeded", "Skipped", "Failed")  # a step's phases that change no more
 # Results are kept in the Workflow's status: at most this much JSON for one step, and for all of
@@ -123,6 +130,9 @@ class Decision:
     expand: dict[str, int] = field(default_factory=dict)  # map step -> its items, starting
     gather: dict[str, list[Any]] = field(default_factory=dict)  # map step -> its result
     record: Outcome | None = None  # how the steps ended: to keep before cleaning up
+    wait: dict[str, str] = field(default_factory=dict)  # approval step -> its prompt
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # approval step -> to take
+    expired: list[str] = field(default_factory=list)  # approvals past their timeout
     cleaned_up: tuple[bool, str, str] | None = None  # (ok, reason, message), at the very end
     wake_at: datetime | None = None  # the earliest pending retry, if any
     phase: str = "Running"
@@ -166,11 +176,21 @@ def map_progress(name: str, count: int, items: dict[str, StepStatus]) -> str:
     return f"{done}/{count}"
 
 
+WAITING = "WaitingForApproval"  # the reason of an approval step waiting for a person
+
+
 def in_flight(steps: dict[str, StepStatus], items: dict[str, StepStatus]) -> int:
-    """Attempts in flight: running steps (a running map is its items) and running items."""
-    return sum(1 for s in steps.values() if s.phase == "Running" and s.items is None) + sum(
-        1 for s in items.values() if s.phase == "Running"
-    )
+    """Attempts in flight: running steps (a running map is its items, a waiting approval
+    none) and running items."""
+    return sum(
+        1
+        for s in steps.values()
+        if s.phase == "Running" and s.items is None and s.reason != WAITING
+    ) + sum(1 for s in items.values() if s.phase == "Running")
+
+
+def waiting_approvals(steps: dict[str, StepStatus]) -> list[str]:
+    return [n for n, s in steps.items() if s.phase == "Running" and s.reason == WAITING]
 
 
 def decide(
@@ -181,6 +201,7 @@ def decide(
     now: datetime,
     items: dict[str, StepStatus] | None = None,
     outcome: Outcome | None = None,
+    approvals: dict[str, Verdict] | None = None,
 ) -> Decision:
     """What to do next: the steps' run until they end; then, with clean-up steps, the
     outcome to record (`record`), and once it is recorded (`outcome`), the clean-up."""
@@ -188,7 +209,7 @@ def decide(
     if outcome is not None:
         return _clean_up(spec, uid, steps, outcome, now)
     main = {s.name: steps[s.name] for s in spec.steps}
-    decision = _run(spec, uid, main, started_at, now, items)
+    decision = _run(spec, uid, main, started_at, now, items, approvals or {})
     if not decision.finished or not spec.on_exit:
         return decision
     return Decision(
@@ -211,6 +232,7 @@ def _run(
     started_at: datetime,
     now: datetime,
     items: dict[str, StepStatus],
+    approvals: dict[str, Verdict],
 ) -> Decision:
     decision = Decision()
     failed = [s for s in steps.values() if s.phase == "Failed"]
@@ -218,6 +240,15 @@ def _run(
     if failed:
         first = failed[0]
         message = f"step {first.name} failed: {first.error or first.reason}"
+        undecided = waiting_approvals(steps)
+        if undecided:  # no one need decide any more
+            why = f"the Workflow failed before anyone decided ({message})"
+            return Decision(
+                phase="Running",
+                reason="Failing",
+                message=message,
+                fail={name: ("NotDecided", why) for name in undecided},
+            )
         if running:
             # As Argo's failFast: nothing new starts, and what is in flight finishes and is
             # recorded (a running task cannot be taken back), then the Workflow is Failed.
@@ -230,10 +261,13 @@ def _run(
     if spec.timeout_seconds is not None and now - started_at > timedelta(
         seconds=spec.timeout_seconds
     ):
+        message = f"the Workflow did not finish within timeoutSeconds {spec.timeout_seconds}"
+        undecided = waiting_approvals(steps)
         return Decision(
-            phase="Failed",
+            phase="Running" if undecided else "Failed",
             reason="Timeout",
-            message=f"the Workflow did not finish within timeoutSeconds {spec.timeout_seconds}",
+            message=message,
+            fail={name: ("NotDecided", f"{message}: no one decided") for name in undecided},
         )
     if all(s.phase in SATISFIED for s in steps.values()):
         try:
@@ -256,6 +290,9 @@ def _run(
         if status.phase == "Running" and step.map is not None and status.items is not None:
             _map(step, status, spec, uid, items, known, running, now, decision)
             continue
+        if status.phase == "Running" and step.approval is not None:
+            _approval(step, status, approvals, now, decision)
+            continue
         if status.phase != "Pending" or not all(
             steps[d].phase in SATISFIED for d in step.depends_on if d in steps
         ):
@@ -273,6 +310,10 @@ def _run(
             if step.map is not None:
                 decision.expand[step.name] = len(map_items(step, spec.input, known))
                 continue
+            if step.approval is not None:
+                prompt = refs.resolve(step.approval.message, spec.input, known)
+                decision.wait[step.name] = prompt if isinstance(prompt, str) else str(prompt)
+                continue
             resolved = refs.resolve(step.input, spec.input, known)
         except refs.BadReference as exc:
             reason = "InvalidItems" if "map.items" in str(exc) else "MissingReference"
@@ -287,6 +328,68 @@ def _run(
         deadline = started_at + timedelta(seconds=spec.timeout_seconds + 1)
         decision.wake_at = deadline if decision.wake_at is None else min(decision.wake_at, deadline)
     return decision
+
+
+def _approval(
+    step: Step,
+    status: StepStatus,
+    approvals: dict[str, Verdict],
+    now: datetime,
+    decision: Decision,
+) -> None:
+    """A waiting approval: a person's decision to take, or its timeout."""
+    assert step.approval is not None
+    verdict = approvals.get(step.name)
+    if verdict is not None:
+        decision.verdicts[step.name] = verdict
+        return
+    if step.approval.timeout_seconds is None or not status.started_at:
+        return
+    deadline = parse_stamp(status.started_at) + timedelta(seconds=step.approval.timeout_seconds)
+    if now >= deadline:
+        decision.expired.append(step.name)
+    else:
+        decision.wake_at = deadline if decision.wake_at is None else min(decision.wake_at, deadline)
+
+
+def waiting(status: StepStatus, prompt: str, now: datetime) -> StepStatus:
+    """An approval step waiting for a person, from now."""
+    return status.model_copy(
+        update={
+            "phase": "Running",
+            "reason": WAITING,
+            "prompt": prompt,
+            "started_at": stamp(now),
+            "error": "",
+        }
+    )
+
+
+def expiry(step: Step, now: datetime) -> Verdict:
+    """The decision an approval's timeout takes."""
+    assert step.approval is not None
+    return Verdict(
+        step=step.name,
+        decision="Approved" if step.approval.on_timeout == "Approve" else "Rejected",
+        by="timeout",
+        at=stamp(now),
+        message=f"no decision within timeoutSeconds {step.approval.timeout_seconds}",
+    )
+
+
+def decided(status: StepStatus, verdict: Verdict, now: datetime) -> StepStatus:
+    """An approval step once decided: its result says what, who, when and with what input;
+    a rejection fails it."""
+    result = verdict.model_dump(exclude={"step"})
+    if verdict.decision == "Approved":
+        return succeeded(status.model_copy(update={"reason": ""}), result, now)
+    said = f": {verdict.message}" if verdict.message else ""
+    return failed(
+        status.model_copy(update={"result": result}),
+        "Rejected",
+        f"rejected by {verdict.by}{said}",
+        now,
+    )
 
 
 def _suspended(running: int) -> Decision:

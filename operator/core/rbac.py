@@ -205,6 +205,20 @@ def people_roles() -> list[Obj]:
             [rule(tasks, "delete"), rule(a2a, "create")],
             "admin",
         ),
+        # Deciding a Workflow's approval steps, and seeing what waits: no right to edit it.
+        role(
+            "foundation-workflow-approver",
+            [
+                rule(f"{WORKFLOW.plural}/{access.APPROVAL}", "create"),
+                {
+                    "apiGroups": [WORKFLOW.group],
+                    "resources": [WORKFLOW.plural],
+                    "verbs": ["get", "list", "watch"],
+                },
+            ],
+            "edit",
+            "admin",
+        ),
     ]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from foundation_common import access
-from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT
+from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT, WORKFLOW
 from foundation_common.workflows.api import CREATOR
 
 GROUP_VERSION = f"{access.GROUP}/{access.DOOR_VERSION}"
@@ -25,7 +25,15 @@ SUBRESOURCES: dict[str, tuple[list[str], str]] = {
     access.A2A: (["create", "get"], "A2A: JSON-RPC calls (POST) and the card (GET)"),
     access.ACTIONS: (["get"], "the actions the Agent takes, with their input schemas"),
 }
+# A Workflow's: the API server authorizes `create` on it before the door is asked.
+WORKFLOW_SUBRESOURCES: dict[str, tuple[list[str], str]] = {
+    access.APPROVAL: (["create"], "POST decides an approval step: {step, decision, message, input}")
+}
 NAME = r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+APPROVAL_PATH = re.compile(
+    rf"^{re.escape(PREFIX)}/namespaces/(?P<namespace>{NAME})/{WORKFLOW.plural}/(?P<name>{NAME})"
+    rf"/{access.APPROVAL}$"
+)
 PATH = re.compile(
     rf"^{re.escape(PREFIX)}/namespaces/(?P<namespace>{NAME})/{AGENT.plural}/(?P<agent>{NAME})"
     r"/(?P<subresource>[a-z0-9]+)(?P<rest>/.*)?$"
@@ -81,6 +89,12 @@ def target_of(path: str) -> Target | None:
     return Target(found["namespace"], found["agent"], found["subresource"], found["rest"] or "")
 
 
+def approval_of(path: str) -> tuple[str, str] | None:
+    """(namespace, Workflow) of a call deciding an approval, if it is one."""
+    found = APPROVAL_PATH.fullmatch(path)
+    return (found["namespace"], found["name"]) if found else None
+
+
 def resource_list() -> dict[str, Any]:
     """The door's discovery document (`GET /apis/foundation.dev/access`)."""
     return {
@@ -96,6 +110,16 @@ def resource_list() -> dict[str, Any]:
                 "verbs": verbs,
             }
             for sub, (verbs, _) in SUBRESOURCES.items()
+        ]
+        + [
+            {
+                "name": f"{WORKFLOW.plural}/{sub}",
+                "singularName": "",
+                "namespaced": True,
+                "kind": WORKFLOW.kind,
+                "verbs": verbs,
+            }
+            for sub, (verbs, _) in WORKFLOW_SUBRESOURCES.items()
         ],
     }
 

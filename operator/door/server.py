@@ -25,7 +25,7 @@ from foundation_common.rest import ApiError, Client, Unreachable
 from foundation_common.retry import Backoff
 from foundation_common.tasks import ENDED
 from foundation_operator.core import metrics
-from foundation_operator.door import routes
+from foundation_operator.door import approvals, routes
 from foundation_operator.door.routes import FrontProxy, Target
 
 logger = logging.getLogger("foundation_operator.door")
@@ -106,6 +106,21 @@ class Door:
             return web.json_response(routes.resource_list())
         if path in ("/openapi/v2", "/openapi/v3") and request.method == "GET":
             return web.json_response(routes.openapi())
+        approval = routes.approval_of(path)
+        if approval is not None and request.method == "POST":
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                body = b"x" * (approvals.MAX_BODY + 1)
+            if len(body) > approvals.MAX_BODY:
+                return problem(
+                    413,
+                    f"a decision is at most {approvals.MAX_BODY} bytes",
+                    "RequestEntityTooLarge",
+                )
+            answer = await approvals.decide(self.api, *approval, person[0], body)
+            metrics.DOOR_REQUESTS.labels("approval", str(answer.status)).inc()
+            return answer
         target = routes.target_of(path)
         member_path = target.member_path(request.method) if target else None
         if target is None or member_path is None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from foundation_common.workflows import refs
 from foundation_common.workflows.api import Step, WorkflowSpec
 
@@ -120,6 +123,28 @@ def map_problems(where: str, step: Step, allowed: set[str], known: set[str]) -> 
     return reference_problems(where, items, allowed, known, step.name)
 
 
+def approval_problems(where: str, step: Step) -> list[str]:
+    """An approval step waits for a person: no task, and an input schema that is one."""
+    assert step.approval is not None
+    found = [
+        f"{where}: an approval step sets no {name}"
+        for name, value in (
+            ("agent", step.agent),
+            ("capability", step.capability),
+            ("action", step.action),
+            ("input", step.input),
+            ("map", step.map),
+        )
+        if value is not None
+    ]
+    if step.approval.input_schema is not None:
+        try:
+            Draft202012Validator.check_schema(step.approval.input_schema)
+        except SchemaError as exc:
+            found.append(f"{where}.approval.inputSchema: not a JSON schema: {exc.message}")
+    return found
+
+
 def problems(spec: WorkflowSpec) -> list[str]:
     main = [s.name for s in spec.steps]
     found = dag_problems(spec.steps, "spec.steps", set())
@@ -150,8 +175,12 @@ def dag_problems(steps: list[Step], where: str, before: set[str]) -> list[str]:
             )
         else:
             first_at[step.name] = index
-        if (step.agent is None) == (step.capability is None):
+        if step.approval is not None:
+            found += approval_problems(f"{where}[{index}] ({step.name})", step)
+        elif (step.agent is None) == (step.capability is None):
             found.append(f"{where}[{index}] ({step.name}): set exactly one of agent and capability")
+        elif step.action is None:
+            found.append(f"{where}[{index}] ({step.name}): set action (the task's)")
         for dep in step.depends_on:
             if dep not in first_at and dep not in names:
                 found.append(
@@ -181,6 +210,15 @@ def dag_problems(steps: list[Step], where: str, before: set[str]) -> list[str]:
         )
         if step.map is not None:
             found += map_problems(field_of(index, step, "map.items", where), step, allowed, known)
+        if step.approval is not None:
+            found += reference_problems(
+                field_of(index, step, "approval.message", where),
+                step.approval.message,
+                allowed,
+                known,
+                step.name,
+                outcome=outcome,
+            )
         if step.when is not None:
             found += reference_problems(
                 field_of(index, step, "when", where),

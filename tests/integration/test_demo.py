@@ -1,7 +1,8 @@
 """`make demo`'s script on the local cluster, as a newcomer runs it: the operator from the chart
 (least privilege, its own namespace), the example Agent, tasks through the CLI, a member
-killed, the example Workflows (a DAG, and a map over a planner's answer). Run here a second time after CI's own `make demo`: it must go
-through again (idempotent), next to the tests' operators, which leave its namespace alone."""
+killed, the example Workflows (a DAG, and a map over a planner's answer). Run here a second
+time after CI's own `make demo`: it must go through again (idempotent), next to the tests'
+operators, which leave its namespace alone."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == [
         "APIService",  # people's door
-        *["ClusterRole"] * 5,  # the operator's, the members', and callers', readers', cancellers'
+        *["ClusterRole"] * 6,  # the operator's, members', callers', readers', cancellers', approvers'
         "ClusterRoleBinding",
         "Deployment",
         "MutatingWebhookConfiguration",  # who created each Workflow
@@ -172,6 +172,7 @@ def test_rbac_is_the_operators_written_rules_cluster_wide_or_per_watched_namespa
     assert aggregated["foundation-agent-caller"] == {"edit", "admin"}
     assert aggregated["foundation-agent-reader"] == {"edit", "admin"}
     assert aggregated["foundation-agent-canceller"] == {"admin"}
+    assert aggregated["foundation-workflow-approver"] == {"edit", "admin"}
 
     objects = render({**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]})
     (cluster_role,) = [

@@ -63,7 +63,13 @@ def test_discovery_lists_the_subresources_rbac_knows() -> None:
         "agents/tasks": ["create", "get", "delete"],
         "agents/a2a": ["create", "get"],
         "agents/actions": ["get"],
+        "workflows/approval": ["create"],
     }
+    assert routes.approval_of(f"{routes.PREFIX}/namespaces/team/workflows/w-1/approval") == (
+        "team",
+        "w-1",
+    )
+    assert routes.approval_of(f"{routes.PREFIX}/namespaces/team/workflows/w-1/other") is None
 
 
 def test_the_person_is_who_the_api_servers_configured_headers_name() -> None:

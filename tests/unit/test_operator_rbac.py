@@ -72,13 +72,14 @@ def test_manifests_bind_the_rules_to_one_account() -> None:
     with redirect_stdout(out):
         rbac.main(["--namespace", "ops"])
     docs = list(yaml.safe_load_all(out.getvalue()))
-    people = [d["metadata"]["name"] for d in docs[:3]]
+    people = [d["metadata"]["name"] for d in docs[:4]]
     assert people == [
         "foundation-agent-caller",
         "foundation-agent-reader",
         "foundation-agent-canceller",
+        "foundation-workflow-approver",
     ]
-    docs = docs[3:]
+    docs = docs[4:]
     kinds = [d["kind"] for d in docs]
     assert kinds == [
         "ServiceAccount",
