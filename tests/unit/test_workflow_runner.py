@@ -100,7 +100,7 @@ class Api:
 
     def __init__(self, spec: Obj, address: str, refuse: Any = None) -> None:
         self.workflow: Obj = {
-            "metadata": {"name": "w", "namespace": "ns", "uid": "u1"},
+            "metadata": {"name": "w", "namespace": "ns", "uid": "u1", "resourceVersion": "1"},
             "spec": spec,
             "status": {},
         }
@@ -108,6 +108,7 @@ class Api:
         self.refuse = refuse or (lambda status: None)
         self.patches: list[Obj] = []
         self.events: list[Obj] = []
+        self.changes: asyncio.Queue[Obj] = asyncio.Queue()  # watch events of the Workflow
 
     async def get(self, path: str, params: Any = None) -> Obj:
         if path.startswith("/apis/discovery.k8s.io/"):  # a server without EndpointSlices
@@ -120,7 +121,11 @@ class Api:
         if problem:
             raise rest.ApiError(422, json.dumps({"reason": "Invalid", "message": problem}))
         self.patches.append(copy.deepcopy(body["status"]))
-        self.workflow["status"].update(copy.deepcopy(body["status"]))
+        for key, value in copy.deepcopy(body["status"]).items():  # a merge patch: null deletes
+            if value is None:
+                self.workflow["status"].pop(key, None)
+            else:
+                self.workflow["status"][key] = value
         return copy.deepcopy(self.workflow)
 
     async def create(self, path: str, obj: Obj) -> Obj:
@@ -134,7 +139,8 @@ class Api:
             assert params == {"fieldSelector": "metadata.name=w"}
             listing = {"items": [copy.deepcopy(self.workflow)], "metadata": {}}
             yield "SYNC", listing
-            await asyncio.Event().wait()
+            while True:
+                yield "MODIFIED", await self.changes.get()
         assert params == {"fieldSelector": "metadata.name=a"}
         host, port = self.address.split(":")
         endpoints = {
@@ -363,3 +369,74 @@ async def test_clean_up_runs_after_a_failure_and_never_changes_the_outcome(membe
         )
     )
     assert "outcome" in api.patches[first_sent]  # fmt: skip
+
+
+async def test_an_approval_waits_for_a_persons_decision_and_later_steps_get_its_input(
+    member,
+) -> None:
+    spec = {
+        "steps": [
+            step("draft", "echo", input={"subject": "hello"}),
+            {
+                "name": "review",
+                "dependsOn": ["draft"],
+                "approval": {
+                    "message": "send {{ steps.draft.result.subject }}?",
+                    "inputSchema": {
+                        "type": "object",
+                        "properties": {"subject": {"type": "string"}},
+                    },
+                },
+            },
+            step("send", "echo", "review", input="{{ steps.review.result.input.subject }}"),
+        ]
+    }
+    api = Api(spec, member.address)
+    running = asyncio.create_task(run(api))
+    await until(
+        lambda: any(s.get("reason") == "WaitingForApproval" for s in api.status().get("steps", [])),
+        what="the approval waiting",
+    )
+    review = api.step("review")
+    assert (review["phase"], review["prompt"]) == ("Running", "send hello?")
+    assert member.sent == ["u1.draft.1"]
+    # The door records a decision in status.approvals; the runner takes it from its watch.
+    verdict = {
+        "step": "review",
+        "decision": "Approved",
+        "by": "alice",
+        "at": "2026-12-04T08:00:00Z",
+        "message": "fine",
+        "input": {"subject": "edited"},
+    }
+    api.workflow["status"]["approvals"] = [verdict]
+    await api.changes.put(copy.deepcopy(api.workflow))
+    await running
+    assert api.status()["phase"] == "Succeeded"
+    assert api.step("review")["result"]["by"] == "alice"
+    assert api.step("send")["result"] == "edited"
+    assert all("approvals" not in p for p in api.patches)  # the door's to write, never the runner's
+    assert ["ApprovalRequested", "Approved"] == [
+        e["reason"] for e in api.events if e["reason"] in ("ApprovalRequested", "Approved")
+    ]
+
+
+async def test_an_approval_past_its_timeout_takes_its_default_and_a_rejection_cleans_up(
+    member,
+) -> None:
+    spec = {
+        "steps": [
+            {"name": "review", "approval": {"message": "ok?", "timeoutSeconds": 1}},
+            step("after", "echo", "review"),
+        ],
+        "onExit": [step("tidy", "echo", input="{{ workflow.failures.0.reason }}")],
+    }
+    api = Api(spec, member.address)
+    await run(api)
+    status = api.status()
+    assert status["phase"] == "Failed"
+    review = api.step("review")
+    assert (review["phase"], review["reason"]) == ("Failed", "Rejected")
+    assert review["error"] == "rejected by timeout: no decision within timeoutSeconds 1"
+    assert api.step("tidy")["result"] == "Rejected"
+    assert member.sent == ["u1.tidy.1"]
