@@ -73,7 +73,16 @@ RUNNER_RESTARTS = Counter(
 )
 WORKFLOW_STALLED = Gauge(
     "foundation_workflow_stalled_seconds",
-    "Longest time any Running Workflow has gone without a step starting or finishing.",
+    "Longest time any Running Workflow has gone without a step starting or finishing "
+    "(Workflows waiting for an approval aside: see the approval gauges).",
+)
+WAITING_APPROVALS = Gauge(
+    "foundation_workflow_waiting_approvals",
+    "Approval steps waiting for a person's decision.",
+)
+APPROVAL_WAIT = Gauge(
+    "foundation_workflow_approval_wait_seconds",
+    "The longest any approval step has waited for a decision.",
 )
 
 

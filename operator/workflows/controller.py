@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,6 +48,15 @@ def runner_restarts(pod: Obj) -> int:
     )
 
 
+def waiting_since(body: Obj) -> list[datetime]:
+    """When each of a Workflow's approval steps now waiting began to."""
+    return [
+        parse_stamp(step["startedAt"])
+        for step in (body.get("status") or {}).get("steps") or []
+        if step.get("reason") == plan.WAITING and step.get("startedAt")
+    ]
+
+
 class WorkflowController(Reconciler):
     resource = "workflow"
 
@@ -67,6 +76,14 @@ class WorkflowController(Reconciler):
         self.owned_applied: dict[Key, str] = {}
         self.phases: dict[Key, str] = {}
         metrics.WORKFLOW_STALLED.set_function(self.stalled_seconds)
+        metrics.WAITING_APPROVALS.set_function(lambda: len(self.waiting_approvals()))
+        metrics.APPROVAL_WAIT.set_function(
+            lambda: (
+                max((now() - since).total_seconds() for since in self.waiting_approvals())
+                if self.waiting_approvals()
+                else 0.0
+            )
+        )
 
     def observe_workflow(self, event: str, body: Obj) -> None:
         before = self.workflows.get((body["metadata"]["namespace"], body["metadata"]["name"]))
@@ -113,14 +130,23 @@ class WorkflowController(Reconciler):
             if dispatch is not None:
                 metrics.WORKFLOW_DISPATCH_SECONDS.observe(dispatch)
 
+    def waiting_approvals(self) -> list[datetime]:
+        """When each approval step now waiting began to, across the Workflows known."""
+        return [
+            since
+            for key, phase in list(self.phases.items())
+            if phase in ("Running", "Suspended") and (body := self.workflows.get(key))
+            for since in waiting_since(body)
+        ]
+
     def stalled_seconds(self) -> float:
         """For the stalled gauge, at scrape time: the longest a Running Workflow has gone
         without a step starting or finishing."""
         at, worst = now(), 0.0
         for key, phase in list(self.phases.items()):
             body = self.workflows.get(key)
-            if phase != "Running" or body is None:
-                continue
+            if phase != "Running" or body is None or waiting_since(body):
+                continue  # a person, not a member, is awaited: the approval gauges say so
             last = plan.last_progress(body.get("status") or {})
             if last is not None:
                 worst = max(worst, (at - last).total_seconds())

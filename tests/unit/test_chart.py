@@ -232,6 +232,7 @@ def test_optional_objects_come_with_their_flags() -> None:
         "FoundationNoActiveOperator",
         "FoundationWorkflowFailed",
         "FoundationWorkflowStalled",
+        "FoundationApprovalWaiting",
     }
     thresholds = render({**EVERYTHING, "alerts": {"degradedMinutes": 42, "checkpointP99Ms": 250}})
     (rule,) = by_kind(thresholds, "PrometheusRule")

@@ -105,4 +105,14 @@ tests render them into a plain rules file for promtool and for a real Prometheus
           A Running Workflow has gone {{ "{{" }} $value | humanizeDuration {{ "}}" }} without a
           step starting or finishing: a step waits on a member that is not ready, or runs long.
           kubectl get workflows -A, then the Running steps' member and startedAt.
+    - alert: FoundationApprovalWaiting
+      expr: max(foundation_workflow_approval_wait_seconds) > {{ mul .Values.alerts.approvalWaitingMinutes 60 }}
+      labels:
+        severity: info
+      annotations:
+        summary: An approval has waited {{ .Values.alerts.approvalWaitingMinutes }} minutes for a decision
+        description: >-
+          {{ "{{" }} $value | humanizeDuration {{ "}}" }} since a Workflow's approval step asked
+          for a decision. kubectl get workflows -A -o wide shows which wait (their steps'
+          reason WaitingForApproval and prompt); foundation approve or reject decides.
 {{- end -}}
