@@ -9,7 +9,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_access import account, bind, token
 from test_door import API_AUDIENCE, CLI, kubeconfig
 from test_workflows import condition, finished, steps_of
@@ -19,6 +21,17 @@ from kube import REPO, Kube, phase
 KUBECTL = str(REPO / "e2e/local/kubectl")
 
 pytestmark = pytest.mark.usefixtures("operator")
+
+
+async def approvals_waiting(at_least: int = 0, at_most: int | None = None) -> bool:
+    """Whether the tests' operator's gauge of waiting approvals is within the bounds."""
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get("http://127.0.0.1:19090/metrics")).text
+    for family in text_string_to_metric_families(scraped):
+        if family.name == "foundation_workflow_waiting_approvals":
+            value = family.samples[0].value
+            return value >= at_least and (at_most is None or value <= at_most)
+    return False
 
 
 def waiting(workflow: dict) -> bool:
@@ -64,6 +77,7 @@ async def test_a_person_who_may_only_approve_decides_with_the_cli_once(
     )  # fmt: skip
     workflow = await kube.wait_workflow("mail", waiting, timeout=60, what="waiting")
     assert steps_of(workflow)["review"]["prompt"] == "send 'hi'?"
+    await kube.wait(lambda: approvals_waiting(at_least=1), timeout=30, what="the gauge")
 
     # Who may not approve is refused by RBAC, naming the permission; nothing is recorded.
     refused = await cli(stranger, kube.ns, "approve", "mail", "review")
@@ -93,6 +107,7 @@ async def test_a_person_who_may_only_approve_decides_with_the_cli_once(
     assert steps["review"]["result"]["input"] == {"to": "bob"}
     assert steps["review"]["result"]["message"] == "ok"
     assert steps["send"]["attempts"] == 1
+    await kube.wait(lambda: approvals_waiting(at_most=0), timeout=30, what="none waiting")
 
     # A rejection fails the Workflow, and its clean-up steps run and see why.
     await kube.create_workflow(
