@@ -38,7 +38,7 @@ VALUES = {
 ENV = dict(os.environ, KUBECONFIG=str(KUBECONFIG))
 DOOR = "v1alpha1.access.foundation.dev"  # people's door: the CLI's way in
 CREATOR = "foundation-workflow-creator"  # the door's webhook: who created each Workflow
-STEPS = 8
+STEPS = 9
 
 
 def say(step: int, text: str) -> None:
@@ -70,8 +70,13 @@ def foundation(*args: str) -> dict:
 
 def pod(name: str) -> dict:
     """The pod as the API has it now ({} if none), without printing."""
+    return current("pod", name)
+
+
+def current(kind: str, name: str) -> dict:
+    """The object as the API has it now ({} if none), without printing."""
     done = subprocess.run(
-        [KUBECTL, "get", "pod", name, "-n", NAMESPACE, "-o", "json", "--ignore-not-found"],
+        [KUBECTL, "get", kind, name, "-n", NAMESPACE, "-o", "json", "--ignore-not-found"],
         env=ENV,
         capture_output=True,
         text=True,
@@ -263,10 +268,35 @@ def demo() -> None:
     kubectl("get", "workflow", "visits", "-n", NAMESPACE)
     kubectl("get", "workflow", "visits", "-n", NAMESPACE, "-o", "jsonpath={.status.output}")
 
-    say(7, "What runs now")
+    say(7, "A person in the loop: an approval, given with the CLI")
+    kubectl(
+        "delete", "workflow", "newsletter", "-n", NAMESPACE, "--ignore-not-found", "--wait=true"
+    )
+    kubectl("apply", "-n", NAMESPACE, "-f", "examples/workflow-approval.yaml")
+    deadline = time.monotonic() + 180
+    while True:  # the approval step waiting for a decision
+        found = current("workflow", "newsletter")
+        review = {s["name"]: s for s in (found.get("status") or {}).get("steps") or []}
+        if review.get("review", {}).get("reason") == "WaitingForApproval":
+            print(f"  waiting: {review['review']['prompt']}", flush=True)
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: the newsletter's approval did not come up within 180 s")
+        time.sleep(0.5)
+    foundation(
+        "approve", "newsletter", "review", "--message", "looks good",
+        "--input", '{"subject": "Hello from Foundation"}',
+    )  # fmt: skip
+    kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=Succeeded", "workflow/newsletter",
+        "--timeout=120s",
+    )  # fmt: skip
+    kubectl("get", "workflow", "newsletter", "-n", NAMESPACE, "-o", "jsonpath={.status.output}")
+
+    say(8, "What runs now")
     kubectl("get", "agents,workflows", "-n", NAMESPACE)
 
-    say(8, f"Done in {time.monotonic() - began:.0f} s. Next:")
+    say(9, f"Done in {time.monotonic() - began:.0f} s. Next:")
     print(
         f"""  export KUBECONFIG={KUBECONFIG}
   .venv/bin/foundation -n {NAMESPACE} send counter increment --input '{{"by": 1}}' --wait

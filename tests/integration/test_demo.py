@@ -1,6 +1,7 @@
 """`make demo`'s script on the local cluster, as a newcomer runs it: the operator from the chart
 (least privilege, its own namespace), the example Agent, tasks through the CLI, a member
-killed, the example Workflows (a DAG, and a map over a planner's answer). Run here a second
+killed, the example Workflows (a DAG, a map over a planner's answer, an approval given with
+the CLI). Run here a second
 time after CI's own `make demo`: it must go through again (idempotent), next to the tests'
 operators, which leave its namespace alone."""
 
@@ -35,14 +36,17 @@ async def test_the_demo_shows_every_step_and_can_run_again(cluster: str) -> None
             out = done.stdout + done.stderr
             assert done.returncode == 0, out[-3000:]
             for line in (
-                "[1/8] The operator, from the chart",
+                "[1/9] The operator, from the chart",
                 "the same id twice is one task",
                 "counter-0 is a new pod, and its count is still",
                 "workflow.foundation.dev/tally condition met",
                 '"message":"visitors: ',
                 "workflow.foundation.dev/visits condition met",
                 '"report":"fri: the count reached ',
-                "[8/8] Done in",
+                "waiting: Send 'hello' to everyone?",
+                '"approvedBy":"',
+                '"subject":"Hello from Foundation"',
+                "[9/9] Done in",
             ):
                 assert line in out, (run, line, out[-3000:])
         # The runner ran under the chart's operator, which holds only what it grants.

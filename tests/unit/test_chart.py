@@ -79,7 +79,8 @@ def test_defaults_make_a_restricted_operator_of_two_replicas_with_its_objects() 
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == [
         "APIService",  # people's door
-        *["ClusterRole"] * 6,  # the operator's, members', callers', readers', cancellers', approvers'
+        *["ClusterRole"]
+        * 6,  # the operator's, members', callers', readers', cancellers', approvers'
         "ClusterRoleBinding",
         "Deployment",
         "MutatingWebhookConfiguration",  # who created each Workflow
