@@ -66,3 +66,4 @@ def state_name(member: str) -> str:
 
 AGENT = Resource("Agent", "agents")
 WORKFLOW = Resource("Workflow", "workflows")
+WORKFLOW_TEMPLATE = Resource("WorkflowTemplate", "workflowtemplates")

@@ -43,7 +43,7 @@ from foundation_common.status import (
     stamp,
     without_empty_strings,
 )
-from foundation_common.workflows import plan
+from foundation_common.workflows import plan, templates
 from foundation_common.workflows.api import (
     WORKFLOW,
     Step,
@@ -141,11 +141,13 @@ class Runner:
         body = await self.read()
         self.uid = body["metadata"]["uid"]
         self.generation = body["metadata"].get("generation", 0)
-        self.spec = WorkflowSpec.model_validate(body["spec"])
         try:
             self.status = WorkflowStatus.model_validate(body.get("status") or {})
         except ValidationError:
             self.status = WorkflowStatus()
+        # A template's steps, as they were when the Workflow started (status.template).
+        own = WorkflowSpec.model_validate(body["spec"])
+        self.spec = templates.effective(own, self.status.template)
         self.steps = plan.statuses(self.spec, self.status.steps)
         self.items = plan.item_statuses(self.status.items)
         self.written = {**self.steps, **self.items}
@@ -604,7 +606,8 @@ class Runner:
                     continue
                 generation = body["metadata"].get("generation", 0)
                 try:
-                    self.spec = WorkflowSpec.model_validate(body["spec"])
+                    own = WorkflowSpec.model_validate(body["spec"])
+                    self.spec = templates.effective(own, self.status.template)
                 except ValidationError as exc:  # the operator fails it: the old spec holds
                     logger.warning("workflow %s/%s: spec: %s", self.namespace, self.name, exc)
                 self.woken.set()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema
 
-from foundation_common.resources import GROUP, WORKFLOW
+from foundation_common.resources import GROUP, WORKFLOW, WORKFLOW_TEMPLATE
 from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
 from foundation_common.status import Condition
 
@@ -127,9 +127,55 @@ class Runner(Model):
     pod_template: PodTemplate = Field(default_factory=PodTemplate)
 
 
+PARAMETER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+class Parameter(Model):
+    """One of a template's parameters: a Workflow's argument, referenced {{ input.<name> }}."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=PARAMETER_PATTERN)
+    type: Literal["string", "number", "integer", "boolean", "object", "array"] = "string"
+    value: Json = Field(
+        None, description="Its default: the value when no argument is given; none: required."
+    )
+    description: str | None = Field(None, max_length=1024)
+
+
+class TemplateSpec(Model):
+    """A WorkflowTemplate's spec: its parameters, and the steps of the Workflows made from it."""
+
+    parameters: list[Parameter] = Field(default_factory=list, max_length=100)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    on_exit: list[Step] = Field(default_factory=list, max_length=MAX_EXIT_STEPS)
+    output: Json = Field(None, description="What a Workflow's status.output holds on success.")
+    parallelism: int = Field(16, ge=1, le=1000)
+    timeout_seconds: int | None = Field(None, ge=1, le=30 * 86_400)
+
+
+class WorkflowTemplate(Model):
+    """Steps to run again and again: a Workflow names it (spec.template) with its arguments."""
+
+    api_version: str = WORKFLOW_TEMPLATE.api_version
+    kind: str = WORKFLOW_TEMPLATE.kind
+    metadata: FreeForm = Field(default_factory=dict)
+    spec: TemplateSpec
+
+
+class TemplateRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="A WorkflowTemplate here.")
+    arguments: FreeForm = Field(
+        default_factory=dict, description="Its parameters' values, referenced {{ input.<name> }}."
+    )
+
+
 class WorkflowSpec(Model):
     input: FreeForm = Field(default_factory=dict, description="Referenced as {{ input.<path> }}.")
-    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    template: TemplateRef | None = Field(
+        None,
+        description="Run a WorkflowTemplate's steps with these arguments (instead of steps); "
+        "the template as it was when the Workflow started.",
+    )
+    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS)
     parallelism: int = Field(16, ge=1, le=1000, description="Steps in flight at most.")
     timeout_seconds: int | None = Field(
         None, ge=1, le=30 * 86_400, description="Of the whole run; none if unset."
@@ -189,6 +235,15 @@ class Verdict(Model):
     input: Json = None
 
 
+class UsedTemplate(Model):
+    """The template a Workflow runs, kept in its status when it starts: later changes to the
+    WorkflowTemplate change only Workflows made after them."""
+
+    name: str
+    resource_version: str = ""
+    spec: FreeForm = Field(default_factory=dict, description="Its spec, as it was.")
+
+
 class Outcome(Model):
     """How the Workflow's steps ended, recorded before its clean-up steps run: the phase it
     ends in whatever they do."""
@@ -237,6 +292,9 @@ class WorkflowStatus(Model):
     )
     outcome: Outcome | None = Field(
         None, description="How the steps ended, once they have (clean-up steps run after)."
+    )
+    template: UsedTemplate | None = Field(
+        None, description="The WorkflowTemplate as it was when the Workflow started."
     )
     item_progress: str = Field(
         "", description="The items of its maps finished / items, e.g. 412/1000."

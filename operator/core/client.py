@@ -52,6 +52,7 @@ PATHS = {
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "WorkflowTemplate": ("/apis/foundation.dev/v1alpha1", "workflowtemplates"),
 }
 
 

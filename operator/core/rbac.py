@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from foundation_common import access
-from foundation_common.resources import AGENT, GROUP, WORKFLOW
+from foundation_common.resources import AGENT, GROUP, WORKFLOW, WORKFLOW_TEMPLATE
 
 Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
@@ -72,6 +72,8 @@ def cluster_rules() -> list[Obj]:
             "resources": [f"{WORKFLOW.plural}/status"],
             "verbs": ["get", "patch"],
         },
+        # WorkflowTemplates: read once, when a Workflow made from one starts.
+        {"apiGroups": [GROUP], "resources": [WORKFLOW_TEMPLATE.plural], "verbs": ["get"]},
         # Members and runners: created and deleted, watched for restarts and readiness.
         {
             "apiGroups": [""],

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from foundation_common import events
 from foundation_common.status import condition, now, parse_stamp, stamp
-from foundation_common.workflows import plan
-from foundation_common.workflows.api import CREATOR, WORKFLOW, WorkflowStatus
+from foundation_common.workflows import plan, templates
+from foundation_common.workflows.api import CREATOR, WORKFLOW, TemplateSpec, WorkflowStatus
 from foundation_operator.core import metrics, owned
 from foundation_operator.core.client import Api, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
@@ -164,6 +164,13 @@ class WorkflowController(Reconciler):
             return None  # what it owns goes with it
         status = parse_status(body.get("status"))
         generation = int(body["metadata"].get("generation", 0))
+        template = ((body.get("spec") or {}).get("template") or {}).get("name")
+        if template and status.template is None and status.phase not in FINISHED:
+            # Read once, when it starts: kept in its status, the template it runs.
+            problem = await self._take_template(body, template)
+            if problem:
+                await self._fail(body, status, generation, "InvalidSpec", problem)
+            return None  # the status patch brings it back
         try:
             view = WorkflowView.from_body(body, self.image, self.runner_resources)
         except InvalidWorkflow as exc:
@@ -247,6 +254,25 @@ class WorkflowController(Reconciler):
             extra=self.log_fields((view.namespace, view.name)),
         )
         await self.kube.delete_custom(WORKFLOW, view.namespace, view.name, uid=view.uid)
+        return None
+
+    async def _take_template(self, body: Obj, name: str) -> str | None:
+        """Keep the WorkflowTemplate `name` in the Workflow's status, if the Workflow's
+        arguments fit it; else what is wrong, naming the argument."""
+        namespace = body["metadata"]["namespace"]
+        found = await self.kube.read("WorkflowTemplate", namespace, name)
+        if found is None:
+            return f"spec.template.name: no WorkflowTemplate {name} in namespace {namespace}"
+        kept = templates.used(found)
+        if isinstance(kept, str):
+            return kept
+        arguments = ((body.get("spec") or {}).get("template") or {}).get("arguments") or {}
+        wrong = templates.problems(name, TemplateSpec.model_validate(kept.spec), arguments)
+        if wrong:
+            return "; ".join(wrong)
+        await self._patch_status(
+            body, {"template": kept.model_dump(by_alias=True, exclude_none=True)}
+        )
         return None
 
     async def _fail(

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from foundation_common import access
 from foundation_common.resources import AGENT
-from foundation_common.workflows.api import WORKFLOW, WorkflowSpec
+from foundation_common.workflows import templates
+from foundation_common.workflows.api import WORKFLOW, WorkflowSpec, WorkflowStatus
 from foundation_operator.core import defaults, security
 from foundation_operator.core.labels import WORKFLOW_LABEL
 from foundation_operator.core.owned import owner_reference
@@ -49,7 +50,17 @@ class WorkflowView:
                     f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
                 )
             ) from None
-        found = dag.problems(spec)
+        if spec.template is not None and (spec.steps or spec.on_exit or spec.output is not None):
+            found = ["spec: a Workflow with a template takes its steps, onExit and output from it"]
+        elif spec.template is None and not spec.steps:
+            found = ["spec.steps: at least one step, or a template (spec.template)"]
+        else:
+            try:
+                kept = WorkflowStatus.model_validate(body.get("status") or {}).template
+            except ValidationError:
+                kept = None
+            spec = templates.effective(spec, kept)
+            found = dag.problems(spec) if spec.steps else []
         if len(meta["name"]) > 50:
             found.append(
                 f"the Workflow's name {meta['name']!r} is longer than 50 characters: it names "

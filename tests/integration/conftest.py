@@ -102,6 +102,7 @@ def session_operator(cluster: str) -> Iterator[OperatorProcess]:
             "--for=condition=Established",
             "crd/agents.foundation.dev",
             "crd/workflows.foundation.dev",
+            "crd/workflowtemplates.foundation.dev",
         ],
         check=True,
         capture_output=True,
