@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from test_workflows import condition, finished, steps_of
 
-from kube import Kube, phase
+from kube import REPO, Kube, phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -70,3 +70,11 @@ async def test_a_workflow_runs_the_template_as_it_was_when_it_started(kube: Kube
     assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
     assert workflow["status"]["output"] == "hello ann x1"  # not "changed"
     assert workflow["status"]["template"]["name"] == "greet"
+
+
+async def test_the_template_example_runs_as_its_comments_say(kube: Kube) -> None:
+    kube.kubectl_apply(REPO / "examples/agent.yaml")
+    kube.kubectl_apply(REPO / "examples/workflow-template.yaml")
+    workflow = await kube.wait_workflow("count-visitors", finished, timeout=120, what="done")
+    assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
+    assert workflow["status"]["output"].startswith("visitors: ")
