@@ -67,3 +67,4 @@ def state_name(member: str) -> str:
 AGENT = Resource("Agent", "agents")
 WORKFLOW = Resource("Workflow", "workflows")
 WORKFLOW_TEMPLATE = Resource("WorkflowTemplate", "workflowtemplates")
+SCHEDULE = Resource("Schedule", "schedules")

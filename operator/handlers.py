@@ -1,6 +1,7 @@
-"""The kopf handlers: thin. They feed watch events of Agents and Workflows to the controllers
-(the Agent supervisor and the Workflow controller) and manage their life; pods and owned objects
-come from watches filtered on the server (`core.watches`), started here.
+"""The kopf handlers: thin. They feed watch events of Agents, Workflows and Schedules to the
+controllers (the Agent supervisor, the Workflow controller, the Schedule controller) and manage
+their life; pods and owned objects come from watches filtered on the server (`core.watches`),
+started here.
 
 They register on kopf's default registry, which also holds kopf's login handlers (kubeconfig,
 in-cluster); ours comes first (`login`): importing this module is what registers them.
@@ -17,7 +18,7 @@ from typing import Any
 import kopf
 
 from foundation_common import __version__
-from foundation_common.resources import AGENT, WORKFLOW
+from foundation_common.resources import AGENT, SCHEDULE, WORKFLOW
 from foundation_operator.agents import objects
 from foundation_operator.agents.controller import Supervisor
 from foundation_operator.core.client import Api, ApiError, Obj, connect, kopf_credentials
@@ -26,6 +27,7 @@ from foundation_operator.core.watches import LabelledWatch
 from foundation_operator.settings import Settings
 from foundation_operator.workflows.controller import WorkflowController
 from foundation_operator.workflows.objects import WORKFLOW_LABEL
+from foundation_operator.workflows.schedules import ScheduleController
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 class State:
     supervisor: Supervisor | None = None
     workflows: WorkflowController | None = None
+    schedules: ScheduleController | None = None
     excluded: frozenset[str] = frozenset()
     watches: list[LabelledWatch] = []
     # Set by kopf's cleanup: kopf is stopping, whether asked to or on its own (a watch it
@@ -79,8 +82,10 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         image=settings.agent_image,
         runner_resources=settings.runner_resources,
     )
+    State.schedules = ScheduleController(kube)
     State.supervisor.start()
     State.workflows.start()
+    State.schedules.start()
     State.watches = watches(kube, settings, State.supervisor, State.workflows)
     for watch in State.watches:
         watch.start()
@@ -149,6 +154,8 @@ async def stop(**_: Any) -> None:
         State.stopped.set()
     for watch in State.watches:
         await watch.stop()
+    if State.schedules:
+        await State.schedules.stop()
     if State.workflows:
         await State.workflows.stop()
     if State.supervisor:
@@ -169,5 +176,13 @@ async def agent_event(event: dict, **_: Any) -> None:
 async def workflow_event(event: dict, **_: Any) -> None:
     if State.workflows:
         State.workflows.observe_workflow(
+            event.get("type") or "ADDED", copy.deepcopy(slim(dict(event["object"])))
+        )
+
+
+@kopf.on.event(SCHEDULE.group, SCHEDULE.version, SCHEDULE.plural, when=watched)
+async def schedule_event(event: dict, **_: Any) -> None:
+    if State.schedules:
+        State.schedules.observe_schedule(
             event.get("type") or "ADDED", copy.deepcopy(slim(dict(event["object"])))
         )

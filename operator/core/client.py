@@ -53,6 +53,7 @@ PATHS = {
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "WorkflowTemplate": ("/apis/foundation.dev/v1alpha1", "workflowtemplates"),
+    "Workflow": ("/apis/foundation.dev/v1alpha1", "workflows"),
 }
 
 

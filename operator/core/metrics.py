@@ -76,6 +76,11 @@ WORKFLOW_STALLED = Gauge(
     "Longest time any Running Workflow has gone without a step starting or finishing "
     "(Workflows waiting for an approval aside: see the approval gauges).",
 )
+SCHEDULED = Counter(
+    "foundation_schedule_times_total",
+    "Schedules' times taken: a Workflow created, or the time skipped (concurrency, deadline).",
+    ["outcome"],
+)
 WAITING_APPROVALS = Gauge(
     "foundation_workflow_waiting_approvals",
     "Approval steps waiting for a person's decision.",

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from foundation_common import access
-from foundation_common.resources import AGENT, GROUP, WORKFLOW, WORKFLOW_TEMPLATE
+from foundation_common.resources import AGENT, GROUP, SCHEDULE, WORKFLOW, WORKFLOW_TEMPLATE
 
 Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
@@ -65,7 +65,7 @@ def cluster_rules() -> list[Obj]:
         {
             "apiGroups": [GROUP],
             "resources": [WORKFLOW.plural],
-            "verbs": ["get", "list", "watch", "patch", "delete"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         {
             "apiGroups": [GROUP],
@@ -74,6 +74,9 @@ def cluster_rules() -> list[Obj]:
         },
         # WorkflowTemplates: read once, when a Workflow made from one starts.
         {"apiGroups": [GROUP], "resources": [WORKFLOW_TEMPLATE.plural], "verbs": ["get"]},
+        # Schedules: watched, their status written; they create their Workflows.
+        {"apiGroups": [GROUP], "resources": [SCHEDULE.plural], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [GROUP], "resources": [f"{SCHEDULE.plural}/status"], "verbs": ["patch"]},
         # Members and runners: created and deleted, watched for restarts and readiness.
         {
             "apiGroups": [""],

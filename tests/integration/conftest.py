@@ -103,6 +103,7 @@ def session_operator(cluster: str) -> Iterator[OperatorProcess]:
             "crd/agents.foundation.dev",
             "crd/workflows.foundation.dev",
             "crd/workflowtemplates.foundation.dev",
+            "crd/schedules.foundation.dev",
         ],
         check=True,
         capture_output=True,

@@ -17,9 +17,11 @@ def test_generated_files_match_the_code() -> None:
         "crds/agents.foundation.dev.yaml",
         "crds/workflows.foundation.dev.yaml",
         "crds/workflowtemplates.foundation.dev.yaml",
+        "crds/schedules.foundation.dev.yaml",
         "charts/foundation/crds/agents.foundation.dev.yaml",
         "charts/foundation/crds/workflows.foundation.dev.yaml",
         "charts/foundation/crds/workflowtemplates.foundation.dev.yaml",
+        "charts/foundation/crds/schedules.foundation.dev.yaml",
         "charts/foundation/files/operator-rules.yaml",
     }
     for name, text in files.items():
