@@ -78,3 +78,18 @@ async def test_the_template_example_runs_as_its_comments_say(kube: Kube) -> None
     workflow = await kube.wait_workflow("count-visitors", finished, timeout=120, what="done")
     assert workflow["status"]["phase"] == "Succeeded", workflow["status"]
     assert workflow["status"]["output"].startswith("visitors: ")
+
+
+async def test_the_schedule_example_is_taken_as_its_comments_say(kube: Kube) -> None:
+    kube.kubectl_apply(REPO / "examples/workflow-template.yaml")
+    kube.kubectl_apply(REPO / "examples/schedule.yaml")
+    listed = kube.kubectl("get", "schedules")
+    assert "every-5-minutes" in listed and "*/5 * * * *" in listed
+
+    async def next_time() -> str | None:
+        found = await kube.custom.get_namespaced_custom_object(
+            "foundation.dev", "v1alpha1", kube.ns, "schedules", "every-5-minutes"
+        )
+        return (found.get("status") or {}).get("nextScheduleTime")
+
+    assert await kube.wait(next_time, timeout=30, what="its next time")
