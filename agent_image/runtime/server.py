@@ -134,10 +134,9 @@ class TaskApi:
             return refusal(exc.status, exc.message, exc.retry_after)
         return web.json_response(record)
 
-    async def list_actions(self, request: web.Request) -> web.Response:
-        """The agent's actions with their input's JSON schema: what a caller (a model's tool
-        definition, a protocol's skill list) needs to know to send a valid task. Anyone who
-        may read the Agent may read them."""
+    async def _for_readers(self, request: web.Request) -> Member | web.Response:
+        """The member, for a call that reads what the Agent does (`get` on its actions,
+        no query parameters); else the answer to give."""
         if stray := stray_query(request):
             return stray
         try:
@@ -146,11 +145,20 @@ class TaskApi:
             return refusal(exc.status, exc.message, exc.retry_after)
         if self.member is None:
             return refusal(503, f"not ready: {self.problem}", 1)
+        return self.member
+
+    async def list_actions(self, request: web.Request) -> web.Response:
+        """The agent's actions with their input's JSON schema: what a caller (a model's tool
+        definition, a protocol's skill list) needs to know to send a valid task. Anyone who
+        may read the Agent may read them."""
+        member = await self._for_readers(request)
+        if isinstance(member, web.Response):
+            return member
         return web.json_response(
             {
                 "actions": [
                     {"name": a.name, "description": a.description, "inputSchema": a.input_schema()}
-                    for a in sorted(self.member.actions.values(), key=lambda a: a.name)
+                    for a in sorted(member.actions.values(), key=lambda a: a.name)
                 ]
             }
         )
@@ -158,17 +166,12 @@ class TaskApi:
     async def openapi(self, request: web.Request) -> web.Response:
         """This API as OpenAPI 3.1 (`runtime.openapi`), each action's input schema in it: for
         whoever may list the actions."""
-        if stray := stray_query(request):
-            return stray
-        try:
-            await self.gate.require(await self._caller(request), "get", subresource=access.ACTIONS)
-        except Refused as exc:
-            return refusal(exc.status, exc.message, exc.retry_after)
-        if self.member is None:
-            return refusal(503, f"not ready: {self.problem}", 1)
+        member = await self._for_readers(request)
+        if isinstance(member, web.Response):
+            return member
         if self._document is None:
             self._document = openapi.document(
-                self.gate.agent, __version__, self.member.actions, self.limits
+                self.gate.agent, __version__, member.actions, self.limits
             )
         return web.json_response(self._document)
 
