@@ -21,7 +21,7 @@ from foundation_common.discovery import Capability
 from foundation_common.retry import Again, Backoff, retrying
 from foundation_common.status import now, parse_stamp
 from foundation_common.tasks import ENDED
-from foundation_common.workflows import plan
+from foundation_common.workflows import plan, transitions
 from foundation_common.workflows.api import Step, StepStatus
 
 
@@ -152,18 +152,20 @@ def settled(
     status), failed, or pending its next attempt."""
     record = outcome.record or {}
     if outcome.gone:
-        after = plan.failed(status, "MemberGone", outcome.gone, at)
+        after = transitions.failed(status, "MemberGone", outcome.gone, at)
     elif outcome.timed_out:
-        after = plan.attempt_timed_out(step, status, outcome.task_status, outcome.cancelled, at)
+        after = transitions.attempt_timed_out(
+            step, status, outcome.task_status, outcome.cancelled, at
+        )
     elif record.get("status") == "succeeded":
         result = record.get("result")
         problem = plan.result_problem(step.name, result, kept_bytes, budget)
         if problem:
-            after = plan.failed(status, "ResultTooLarge", problem, at)
+            after = transitions.failed(status, "ResultTooLarge", problem, at)
         else:
-            after = plan.succeeded(status, result, at)
+            after = transitions.succeeded(status, result, at)
     elif record.get("status") == "cancelled":
-        after = plan.failed(
+        after = transitions.failed(
             status,
             "Cancelled",
             f"attempt {status.attempts} ({status.task_id}) was cancelled at "
@@ -171,9 +173,9 @@ def settled(
             at,
         )
     elif record.get("status") == "refused":
-        after = plan.failed(status, "Refused", record.get("error") or "refused", at)
+        after = transitions.failed(status, "Refused", record.get("error") or "refused", at)
     else:
-        after = plan.attempt_failed(
+        after = transitions.attempt_failed(
             step, status, record.get("error") or record.get("status", "failed"), at
         )
     update: dict[str, Any] = {}

@@ -43,7 +43,7 @@ from foundation_common.status import (
     stamp,
     without_empty_strings,
 )
-from foundation_common.workflows import plan, templates
+from foundation_common.workflows import plan, report, templates, transitions
 from foundation_common.workflows.api import (
     WORKFLOW,
     Step,
@@ -163,14 +163,14 @@ class Runner:
         for name, step in self.steps.items():
             if step.items is not None and step.phase == "Running":
                 self.steps[name] = step.model_copy(
-                    update={"progress": plan.map_progress(name, step.items, self.items)}
+                    update={"progress": report.map_progress(name, step.items, self.items)}
                 )
         self.status = self.status.model_copy(
             update={
                 "steps": list(self.steps.values()),
                 "items": list(self.items.values()),
-                "progress": plan.progress(self.steps),
-                "item_progress": plan.item_progress(self.steps, self.items),
+                "progress": report.progress(self.steps),
+                "item_progress": report.item_progress(self.steps, self.items),
             }
         )
         body: dict[str, Any] = {"status": dump(self.status)}
@@ -319,18 +319,18 @@ class Runner:
 
     def _settle(self, decision: plan.Decision, at: datetime) -> None:
         for name, why in decision.skip.items():
-            self.steps[name] = plan.skipped(self.steps[name], why, at)
+            self.steps[name] = transitions.skipped(self.steps[name], why, at)
             self.done_at[name] = time.monotonic()
         for name, (reason, message) in decision.fail.items():
-            self._put(name, plan.failed(self._status(name), reason, message, at))
+            self._put(name, transitions.failed(self._status(name), reason, message, at))
             self._failed_event(name)
         for name, prompt in decision.wait.items():
-            self.steps[name] = plan.waiting(self.steps[name], prompt, at)
+            self.steps[name] = transitions.waiting(self.steps[name], prompt, at)
             self.pending_events.append(("ApprovalRequested", f"step {name}: {prompt}"[:1024]))
         for name, verdict in decision.verdicts.items():
             self._decided(name, verdict, at)
         for name, count in decision.expand.items():
-            self.steps[name] = plan.map_started(self.steps[name], count, at)
+            self.steps[name] = transitions.map_started(self.steps[name], count, at)
             self.pending_events.append(("MapStarted", f"step {name}: {count} items"))
         for name, gathered in decision.gather.items():
             # The items' results move into the map's: kept once, in order.
@@ -340,11 +340,11 @@ class Runner:
                     self.kept_bytes -= plan.result_size(self.items[item].result)
                     self.items[item] = self.items[item].model_copy(update={"result": None})
             self.kept_bytes += plan.result_size(gathered)
-            self.steps[name] = plan.succeeded(self.steps[name], gathered, at)
+            self.steps[name] = transitions.succeeded(self.steps[name], gathered, at)
             self.done_at[name] = time.monotonic()
 
     def _decided(self, name: str, verdict: Any, at: datetime) -> None:
-        self.steps[name] = plan.decided(self.steps[name], verdict, at)
+        self.steps[name] = transitions.decided(self.steps[name], verdict, at)
         said = f": {verdict.message}" if verdict.message else ""
         self.pending_events.append((verdict.decision, f"step {name} by {verdict.by}{said}"))
         self.done_at[name] = time.monotonic()
@@ -362,7 +362,7 @@ class Runner:
         if not expiring:
             return  # decided by people: taken on the next round
         for name in expiring:
-            self._decided(name, plan.expiry(self._step(name), at), at)
+            self._decided(name, transitions.expiry(self._step(name), at), at)
         try:
             await self.write(body["metadata"]["resourceVersion"])
         except rest.ApiError as exc:
@@ -394,7 +394,9 @@ class Runner:
                 continue  # no ready member yet: looked at again shortly
             agent, member = pinned
             name = dispatch.step.name
-            self._put(name, plan.attempt_sent(self._status(name), dispatch, agent, member, at))
+            self._put(
+                name, transitions.attempt_sent(self._status(name), dispatch, agent, member, at)
+            )
             if plan.is_item(name):
                 self.item_steps[name] = dispatch.step
             sending.append(dispatch)
@@ -438,7 +440,7 @@ class Runner:
                         f"{decision.message}; it may still take effect once, and is not sent again"
                     ),
                 )
-            self._put(name, plan.failed(status, reason, message, at))
+            self._put(name, transitions.failed(status, reason, message, at))
             self._failed_event(name)
 
     def _refused(self, exc: rest.ApiError, sending: list[plan.Dispatch], at: datetime) -> bool:
@@ -461,7 +463,7 @@ class Runner:
             self.kept_bytes -= plan.result_size(self._status(name).result)
             self._put(
                 name,
-                plan.failed(
+                transitions.failed(
                     self._status(name).model_copy(update={"result": None}),
                     "StatusRefused",
                     f"the API server refused the Workflow's status with this result: "
@@ -555,7 +557,7 @@ class Runner:
             update["output"] = decision.output if ok else None
             if not self.status.finished_at:
                 update["finished_at"] = stamp(at)
-                update["duration"] = plan.duration(
+                update["duration"] = report.duration(
                     parse_stamp(self.status.started_at or stamp(at)), at
                 )
         else:
@@ -564,7 +566,7 @@ class Runner:
                     "Succeeded",
                     None,
                     decision.reason or phase,
-                    decision.message or f"{plan.progress(self.steps)} steps done",
+                    decision.message or f"{report.progress(self.steps)} steps done",
                     self.status.observed_generation,
                     self.status.conditions,
                     at,

@@ -1,10 +1,11 @@
 """A Workflow run's decisions, as pure functions over its spec and the steps' status.
 
 The runner calls `decide` whenever something changed (a step finished, the spec changed, a
-retry's pause ended) and carries out what it says: which attempts to send, which steps are
-Skipped or Failed before they start, when to look again, and the Workflow's phase and output.
-How an attempt's outcome changes its step (`attempt_failed`, `attempt_timed_out`) is decided
-here too. Nothing here sends, sleeps or reads a clock.
+retry's pause ended, a person decided) and carries out what it says: which attempts to send,
+which steps are Skipped or Failed before they start, maps to start and gather, approvals to
+wait on or take, the outcome to record before clean-up, when to look again, and the Workflow's
+phase and output. How a step's status changes is `steps`; what the status reports is `report`.
+Nothing here sends, sleeps or reads a clock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from foundation_common.status import parse_stamp, stamp
+from foundation_common.status import parse_stamp
 from foundation_common.workflows import refs
 from foundation_common.workflows.api import (
     MAX_ITEMS,
@@ -24,15 +25,20 @@ from foundation_common.workflows.api import (
     Verdict,
     WorkflowSpec,
 )
+from foundation_common.workflows.transitions import WAITING
 
 SETTLED = ("Succeeded", "Skipped", "Failed")  # a step's phases that change no more
 # Results are kept in the Workflow's status: at most this much JSON for one step, and for all of
 # them together at most MAX_RESULTS_BYTES, less what the rest of the object takes beyond
 # RESERVED_BYTES, so the whole object stays below etcd's 1.5 MiB request limit (200 steps of
 # 4 KiB fit). Larger data belongs in an agent's state or store, with a key in the result.
+
 MAX_RESULT_BYTES = 64 * 1024
+
 MAX_RESULTS_BYTES = 1024 * 1024
+
 OBJECT_LIMIT_BYTES = 1_400_000  # etcd refuses requests over 1.5 MiB; some room for encoding
+
 RESERVED_BYTES = OBJECT_LIMIT_BYTES - MAX_RESULTS_BYTES
 
 
@@ -143,40 +149,6 @@ class Decision:
     @property
     def finished(self) -> bool:
         return self.phase in ("Succeeded", "Failed")
-
-
-def duration(start: datetime, end: datetime) -> str:
-    """As kubectl shows ages: 45s, 3m5s, 2h1m."""
-    seconds = max(0, int((end - start).total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
-def progress(steps: dict[str, StepStatus]) -> str:
-    return f"{sum(1 for s in steps.values() if s.phase in SETTLED)}/{len(steps)}"
-
-
-def item_progress(steps: dict[str, StepStatus], items: dict[str, StepStatus]) -> str:
-    """Items finished / items, over the maps that have started ("" if none has)."""
-    total = sum(s.items or 0 for s in steps.values())
-    if not any(s.items is not None for s in steps.values()):
-        return ""
-    return f"{sum(1 for s in items.values() if s.phase in SETTLED)}/{total}"
-
-
-def map_progress(name: str, count: int, items: dict[str, StepStatus]) -> str:
-    done = sum(
-        1 for i in range(count) if (s := items.get(item_name(name, i))) and s.phase in SETTLED
-    )
-    return f"{done}/{count}"
-
-
-WAITING = "WaitingForApproval"  # the reason of an approval step waiting for a person
 
 
 def in_flight(steps: dict[str, StepStatus], items: dict[str, StepStatus]) -> int:
@@ -297,9 +269,7 @@ def _run(
             steps[d].phase in SATISFIED for d in step.depends_on if d in steps
         ):
             continue
-        if status.next_attempt_at and parse_stamp(status.next_attempt_at) > now:
-            at = parse_stamp(status.next_attempt_at)
-            decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+        if _pausing(status, now, decision):
             continue
         try:
             if step.when is not None and not refs.truthy(
@@ -352,44 +322,13 @@ def _approval(
         decision.wake_at = deadline if decision.wake_at is None else min(decision.wake_at, deadline)
 
 
-def waiting(status: StepStatus, prompt: str, now: datetime) -> StepStatus:
-    """An approval step waiting for a person, from now."""
-    return status.model_copy(
-        update={
-            "phase": "Running",
-            "reason": WAITING,
-            "prompt": prompt,
-            "started_at": stamp(now),
-            "error": "",
-        }
-    )
-
-
-def expiry(step: Step, now: datetime) -> Verdict:
-    """The decision an approval's timeout takes."""
-    assert step.approval is not None
-    return Verdict(
-        step=step.name,
-        decision="Approved" if step.approval.on_timeout == "Approve" else "Rejected",
-        by="timeout",
-        at=stamp(now),
-        message=f"no decision within timeoutSeconds {step.approval.timeout_seconds}",
-    )
-
-
-def decided(status: StepStatus, verdict: Verdict, now: datetime) -> StepStatus:
-    """An approval step once decided: its result says what, who, when and with what input;
-    a rejection fails it."""
-    result = verdict.model_dump(exclude={"step"})
-    if verdict.decision == "Approved":
-        return succeeded(status.model_copy(update={"reason": ""}), result, now)
-    said = f": {verdict.message}" if verdict.message else ""
-    return failed(
-        status.model_copy(update={"result": result}),
-        "Rejected",
-        f"rejected by {verdict.by}{said}",
-        now,
-    )
+def _pausing(status: StepStatus, now: datetime, decision: Decision) -> bool:
+    """Whether a retry's pause still holds the step (the decision then wakes at its end)."""
+    if not status.next_attempt_at or parse_stamp(status.next_attempt_at) <= now:
+        return False
+    at = parse_stamp(status.next_attempt_at)
+    decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+    return True
 
 
 def _suspended(running: int) -> Decision:
@@ -466,9 +405,7 @@ def _clean_up(
             exits[d].phase in SETTLED for d in step.depends_on if d in exits
         ):
             continue
-        if status.next_attempt_at and parse_stamp(status.next_attempt_at) > now:
-            at = parse_stamp(status.next_attempt_at)
-            decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+        if _pausing(status, now, decision):
             continue
         try:
             if step.when is not None and not refs.truthy(
@@ -539,9 +476,7 @@ def _map(
         item = states[index]
         if item is not None and item.phase != "Pending":
             continue
-        if item is not None and item.next_attempt_at and parse_stamp(item.next_attempt_at) > now:
-            at = parse_stamp(item.next_attempt_at)
-            decision.wake_at = at if decision.wake_at is None else min(decision.wake_at, at)
+        if item is not None and _pausing(item, now, decision):
             continue
         try:
             task = item_step(step, index, values[index], spec.input, known)
@@ -581,134 +516,3 @@ def result_problem(
 
 def kept_bytes(steps: dict[str, StepStatus]) -> int:
     return sum(result_size(s.result) for s in steps.values() if s.phase == "Succeeded")
-
-
-def attempt_sent(
-    status: StepStatus, dispatch: Dispatch, agent: str, member: str, now: datetime
-) -> StepStatus:
-    """What is recorded before an attempt is sent: its id and the member it is pinned to, so a
-    runner that crashes re-sends the same id to the same member."""
-    return status.model_copy(
-        update={
-            "phase": "Running",
-            "attempts": dispatch.attempt,
-            "task_id": dispatch.task_id,
-            "agent": agent,
-            "member": member,
-            "started_at": stamp(now),  # the current attempt's: its timeout counts from here
-            "next_attempt_at": None,
-            "reason": "",
-            "error": "",
-        }
-    )
-
-
-def map_started(status: StepStatus, count: int, now: datetime) -> StepStatus:
-    """A map step starting: its items counted (their list is read again, never recounted)."""
-    return status.model_copy(
-        update={
-            "phase": "Running",
-            "items": count,
-            "progress": f"0/{count}",
-            "started_at": stamp(now),
-            "reason": "",
-            "error": "",
-        }
-    )
-
-
-def succeeded(status: StepStatus, result: Any, now: datetime) -> StepStatus:
-    update = {"phase": "Succeeded", "result": result, "finished_at": stamp(now), "reason": ""}
-    if status.items is not None:
-        update["progress"] = f"{status.items}/{status.items}"
-    return status.model_copy(update=update)
-
-
-def skipped(status: StepStatus, why: str, now: datetime) -> StepStatus:
-    return status.model_copy(
-        update={"phase": "Skipped", "reason": "WhenFalse", "error": why, "finished_at": stamp(now)}
-    )
-
-
-def failed(status: StepStatus, reason: str, message: str, now: datetime) -> StepStatus:
-    return status.model_copy(
-        update={"phase": "Failed", "reason": reason, "error": message, "finished_at": stamp(now)}
-    )
-
-
-def attempt_failed(step: Step, status: StepStatus, error: str, now: datetime) -> StepStatus:
-    """The member reported the attempt failed: retry after its pause, or fail the step."""
-    if status.attempts <= step.retry.limit:
-        pause = step.retry.pause(status.attempts)
-        return status.model_copy(
-            update={
-                "phase": "Pending",
-                "reason": "Retrying",
-                "error": f"attempt {status.attempts} failed: {error}",
-                "next_attempt_at": stamp(now + timedelta(seconds=pause)),
-            }
-        )
-    tries = status.attempts
-    return failed(
-        status,
-        "AttemptsExhausted",
-        f"{tries} attempt{'s' if tries != 1 else ''} failed (retry.limit {step.retry.limit}); "
-        f"last: {error}",
-        now,
-    )
-
-
-def attempt_timed_out(
-    step: Step, status: StepStatus, task_status: str | None, cancelled: bool, now: datetime
-) -> StepStatus:
-    """An attempt ran past timeoutSeconds. One still queued at its member and cancelled there
-    can take no effect: it counts as a failed attempt. One that is running (or whose state is
-    unknown) is never duplicated: the step fails with reason Timeout."""
-    if task_status == "queued" and cancelled:
-        return attempt_failed(
-            step, status, f"still queued after timeoutSeconds {step.timeout_seconds}", now
-        )
-    return failed(
-        status,
-        "Timeout",
-        f"attempt {status.attempts} ({status.task_id} on {status.member or step.target}) did not "
-        f"finish within timeoutSeconds {step.timeout_seconds}; it was "
-        f"{task_status or 'not reachable'} and is not sent again, so its effect is not doubled",
-        now,
-    )
-
-
-def newly_finished(
-    before: dict[str, Any] | None, after: dict[str, Any]
-) -> list[tuple[str, str, float | None, float | None]]:
-    """Steps that finished between two observed statuses: (name, phase, seconds from the last
-    attempt sent to its end, and from its dependencies done to its acceptance, where known)."""
-    old = {s["name"]: s for s in (before or {}).get("steps") or []}
-    found = []
-    for step in after.get("steps") or []:
-        phase = step.get("phase")
-        was = old.get(step["name"], {})
-        if phase not in SETTLED or (was.get("phase"), was.get("attempts")) == (
-            phase,
-            step.get("attempts"),
-        ):
-            continue
-        seconds = None
-        if step.get("startedAt") and step.get("finishedAt"):
-            seconds = (
-                parse_stamp(step["finishedAt"]) - parse_stamp(step["startedAt"])
-            ).total_seconds()
-        dispatch = step.get("dispatchMs")
-        found.append(
-            (step["name"], phase, seconds, dispatch / 1000 if dispatch is not None else None)
-        )
-    return found
-
-
-def last_progress(status: dict[str, Any]) -> datetime | None:
-    """When a step last started or finished (or the run started)."""
-    stamps = [status.get("startedAt")] + [
-        t for s in status.get("steps") or [] for t in (s.get("startedAt"), s.get("finishedAt"))
-    ]
-    known = [parse_stamp(t) for t in stamps if t]
-    return max(known) if known else None

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from foundation_common.resources import WORKFLOW
 from foundation_common.rest import ApiError, Client
 from foundation_common.workflows.api import Verdict, WorkflowSpec, WorkflowStatus
-from foundation_common.workflows.plan import WAITING
+from foundation_common.workflows.transitions import WAITING
 from foundation_operator.door import routes
 
 MAX_BODY = 64 * 1024  # a decision's JSON, its input included

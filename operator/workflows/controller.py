@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from foundation_common import events
 from foundation_common.status import condition, now, parse_stamp, stamp
-from foundation_common.workflows import plan, templates
+from foundation_common.workflows import report, templates, transitions
 from foundation_common.workflows.api import CREATOR, WORKFLOW, TemplateSpec, WorkflowStatus
 from foundation_operator.core import metrics, owned
 from foundation_operator.core.client import Api, Obj
@@ -53,7 +53,7 @@ def waiting_since(body: Obj) -> list[datetime]:
     return [
         parse_stamp(step["startedAt"])
         for step in (body.get("status") or {}).get("steps") or []
-        if step.get("reason") == plan.WAITING and step.get("startedAt")
+        if step.get("reason") == transitions.WAITING and step.get("startedAt")
     ]
 
 
@@ -121,7 +121,7 @@ class WorkflowController(Reconciler):
             return  # first sight (a start, or a relist): what finished before is not counted
         if phase in FINISHED and was not in FINISHED:
             metrics.WORKFLOWS_FINISHED.labels(phase=phase).inc()
-        for _, outcome, seconds, dispatch in plan.newly_finished(
+        for _, outcome, seconds, dispatch in report.newly_finished(
             before.get("status"), after.get("status") or {}
         ):
             metrics.WORKFLOW_STEPS.labels(outcome=outcome).inc()
@@ -147,7 +147,7 @@ class WorkflowController(Reconciler):
             body = self.workflows.get(key)
             if phase != "Running" or body is None or waiting_since(body):
                 continue  # a person, not a member, is awaited: the approval gauges say so
-            last = plan.last_progress(body.get("status") or {})
+            last = report.last_progress(body.get("status") or {})
             if last is not None:
                 worst = max(worst, (at - last).total_seconds())
         return worst

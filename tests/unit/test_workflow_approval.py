@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from foundation_common.status import stamp
-from foundation_common.workflows import plan
+from foundation_common.workflows import plan, transitions
 from foundation_common.workflows.api import StepStatus, Verdict, WorkflowSpec
 from foundation_operator.door import approvals
 from foundation_operator.workflows import dag
@@ -55,7 +55,7 @@ def steps(review: StepStatus | None = None, other: str = "Running") -> dict[str,
 
 
 def waiting(since: datetime = T0) -> StepStatus:
-    return plan.waiting(StepStatus(name="review"), "send Hi?", since)
+    return transitions.waiting(StepStatus(name="review"), "send Hi?", since)
 
 
 def verdict(decision: str = "Approved", **more: Any) -> Verdict:
@@ -68,7 +68,11 @@ def test_an_approval_step_waits_with_its_message_and_holds_no_slot() -> None:
     decision = plan.decide(spec(), "u1", steps(), T0, NOW)
     assert decision.wait == {"review": "send Hi?"} and not decision.start
     status = waiting()
-    assert (status.phase, status.reason, status.prompt) == ("Running", plan.WAITING, "send Hi?")
+    assert (status.phase, status.reason, status.prompt) == (
+        "Running",
+        transitions.WAITING,
+        "send Hi?",
+    )
     assert plan.in_flight({"review": status}, {}) == 0  # a person, not a task, is awaited
 
 
@@ -77,7 +81,7 @@ def test_a_decision_settles_the_step_once_and_later_steps_get_its_input() -> Non
         spec(), "u1", steps(waiting()), T0, NOW, approvals={"review": verdict(input={"to": "b"})}
     )
     assert decision.verdicts == {"review": verdict(input={"to": "b"})}
-    done = plan.decided(waiting(), verdict(input={"to": "b"}, message="ok"), NOW)
+    done = transitions.decided(waiting(), verdict(input={"to": "b"}, message="ok"), NOW)
     assert done.phase == "Succeeded"
     assert done.result == {
         "decision": "Approved",
@@ -91,7 +95,7 @@ def test_a_decision_settles_the_step_once_and_later_steps_get_its_input() -> Non
 
 
 def test_a_rejection_fails_the_step_naming_who_and_why() -> None:
-    rejected = plan.decided(waiting(), verdict("Rejected", message="not now"), NOW)
+    rejected = transitions.decided(waiting(), verdict("Rejected", message="not now"), NOW)
     assert (rejected.phase, rejected.reason) == ("Failed", "Rejected")
     assert rejected.error == "rejected by alice: not now"
     assert rejected.result["decision"] == "Rejected"
@@ -106,7 +110,7 @@ def test_the_timeout_takes_the_decision_it_names(on_timeout: str, decision: str)
     assert not early.expired and early.wake_at == T0 + timedelta(seconds=60)
     late = plan.decide(shape, "u1", steps(waiting()), T0, T0 + timedelta(seconds=61))
     assert late.expired == ["review"]
-    taken = plan.expiry(shape.steps[1], NOW)
+    taken = transitions.expiry(shape.steps[1], NOW)
     assert (taken.decision, taken.by) == (decision, "timeout")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from foundation_common.workflows import plan, refs
+from foundation_common.workflows import plan, refs, report, transitions
 from foundation_common.workflows.api import StepStatus, WorkflowSpec
 from foundation_operator.workflows import dag
 
@@ -74,7 +74,7 @@ def items(*phases: str, results: list[Any] | None = None) -> dict[str, StepStatu
 def test_a_map_counts_its_items_when_it_starts_from_a_dependencys_result() -> None:
     decision = plan.decide(spec(), "u1", steps(), T0, NOW)
     assert decision.expand == {"work": 3} and not decision.start
-    status = plan.map_started(StepStatus(name="work"), 3, NOW)
+    status = transitions.map_started(StepStatus(name="work"), 3, NOW)
     assert (status.phase, status.items, status.progress) == ("Running", 3, "0/3")
 
 
@@ -112,7 +112,7 @@ def test_the_result_is_the_items_results_in_order() -> None:
     done = items("Succeeded", "Succeeded", "Succeeded", results=[10, {"k": 1}, None])
     decision = plan.decide(spec(), "u1", steps(running(3)), T0, NOW, done)
     assert decision.gather == {"work": [10, {"k": 1}, None]} and not decision.start
-    finished = plan.succeeded(running(3), [10, {"k": 1}, None], NOW)
+    finished = transitions.succeeded(running(3), [10, {"k": 1}, None], NOW)
     assert (finished.phase, finished.progress) == ("Succeeded", "3/3")
 
 
@@ -198,9 +198,9 @@ def test_a_running_maps_list_may_not_change_length() -> None:
 
 def test_progress_counts_the_items_of_started_maps() -> None:
     done = items("Succeeded", "Failed", "Running")
-    assert plan.item_progress(steps(running(3)), done) == "2/3"
-    assert plan.map_progress("work", 3, done) == "2/3"
-    assert plan.item_progress(steps(), {}) == ""
+    assert report.item_progress(steps(running(3)), done) == "2/3"
+    assert report.map_progress("work", 3, done) == "2/3"
+    assert report.item_progress(steps(), {}) == ""
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from foundation_common.status import stamp
-from foundation_common.workflows import plan
+from foundation_common.workflows import plan, report, transitions
 from foundation_common.workflows.api import StepStatus, WorkflowSpec
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -162,7 +162,7 @@ def test_failed_attempts_retry_with_backoff_up_to_the_limit(attempts, limit, pha
     step = spec().steps[0]
     step = step.model_copy(update={"retry": step.retry.model_copy(update={"limit": limit})})
     status = StepStatus(name="fetch", phase="Running", attempts=attempts, task_id="t")
-    after = plan.attempt_failed(step, status, "TypeError: no", NOW)
+    after = transitions.attempt_failed(step, status, "TypeError: no", NOW)
     assert after.phase == phase
     if pause is not None:
         assert after.next_attempt_at == stamp(NOW + timedelta(seconds=pause))
@@ -187,22 +187,22 @@ def test_a_timed_out_attempt_is_retried_only_if_it_was_cancelled_while_queued() 
     status = StepStatus(
         name="fetch", phase="Running", attempts=1, task_id="u.fetch.1", member="a-0"
     )
-    assert plan.attempt_timed_out(step, status, "queued", True, NOW).phase == "Pending"
-    running = plan.attempt_timed_out(step, status, "running", False, NOW)
+    assert transitions.attempt_timed_out(step, status, "queued", True, NOW).phase == "Pending"
+    running = transitions.attempt_timed_out(step, status, "running", False, NOW)
     assert (running.phase, running.reason) == ("Failed", "Timeout")
     assert "is not sent again" in running.error
 
 
 def test_recording_an_attempt_pins_its_id_and_member() -> None:
     dispatch = plan.decide(spec(), "u", state(), T0, NOW).start[0]
-    sent = plan.attempt_sent(StepStatus(name="fetch"), dispatch, "a", "a-1", NOW)
+    sent = transitions.attempt_sent(StepStatus(name="fetch"), dispatch, "a", "a-1", NOW)
     assert (sent.phase, sent.task_id, sent.member, sent.attempts) == (
         "Running",
         "u.fetch.1",
         "a-1",
         1,
     )
-    assert plan.progress(state(fetch="Succeeded", left="Failed")) == "2/4"
+    assert report.progress(state(fetch="Succeeded", left="Failed")) == "2/4"
 
 
 def test_results_are_bounded_per_step_and_together() -> None:
@@ -247,9 +247,9 @@ def test_steps_that_finished_between_two_statuses_are_counted_once() -> None:
             {"name": "d", "phase": "Skipped", "attempts": 0},
         ]
     }
-    assert plan.newly_finished(before, after) == [
+    assert report.newly_finished(before, after) == [
         ("a", "Succeeded", 3.0, 0.012),
         ("d", "Skipped", None, None),
     ]
-    assert plan.last_progress(after) == T0 + timedelta(seconds=3)
-    assert plan.last_progress({}) is None
+    assert report.last_progress(after) == T0 + timedelta(seconds=3)
+    assert report.last_progress({}) is None
