@@ -20,28 +20,23 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from foundation_common import events, rest
-from foundation_common.access import CallerToken
 from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Backoff, retrying
-from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.sidecar import Discovery
 from foundation_common.status import (
     condition,
     now,
     parse_stamp,
     stamp,
-    without_empty_strings,
 )
 from foundation_common.workflows import plan, report, templates, transitions
 from foundation_common.workflows.api import (
@@ -52,6 +47,7 @@ from foundation_common.workflows.api import (
     WorkflowStatus,
 )
 from foundation_runner.attempts import Attempts, Outcome, settled
+from foundation_runner.status import dump, refused
 
 logger = logging.getLogger("foundation_operator.runner")
 VERDICTS = ("Approved", "Rejected")
@@ -61,46 +57,6 @@ NORMAL_EVENTS = frozenset(
 MAX_ITEM_EVENTS = 10  # a map's item failures with an Event each; the rest show in the status
 IDLE_SECONDS = 30.0  # the longest the loop waits with nothing to wake it
 WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API's failures
-REFUSED = (400, 413, 422)  # the status itself is refused: sending it again cannot help
-
-
-def refused(exc: rest.ApiError) -> bool:
-    """The API server refuses this status (not a passing failure): invalid, or too large
-    (etcd's limit comes back as a 500 that says so)."""
-    return exc.status in REFUSED or (exc.status == 500 and "too large" in exc.message)
-
-
-class RunnerSettings(BaseModel, frozen=True):
-    """Environment: FOUNDATION_<FIELD>; the operator sets them on the runner pod."""
-
-    namespace: str = Field(min_length=1)
-    workflow: str = Field(min_length=1)
-
-
-# What a map's item keeps once it has ended: enough to show it and to gather its result.
-ENDED_ITEM = {"name", "phase", "attempts", "member", "result", "reason", "error", "finishedAt"}
-
-
-def dump(status: WorkflowStatus) -> dict[str, Any]:
-    """A merge patch of the status; results and output are kept as they are ("" included).
-    A map's ended items keep only what `ENDED_ITEM` names: a thousand of them stay small."""
-    out = status.model_dump(by_alias=True, exclude_none=True)
-    results = {s.name: s.result for s in [*status.steps, *status.items]}
-    # Approvals are people's door's to write: a merge patch without them leaves them be.
-    out = without_empty_strings({k: v for k, v in out.items() if k not in ("output", "approvals")})
-    for entry in out.get("steps") or []:
-        if results.get(entry["name"]) is not None:
-            entry["result"] = results[entry["name"]]
-    for index, entry in enumerate(out.get("items") or []):
-        if entry.get("phase") in plan.SETTLED:
-            entry = {k: v for k, v in entry.items() if k in ENDED_ITEM}
-        if results.get(entry["name"]) is not None:
-            entry["result"] = results[entry["name"]]
-        out["items"][index] = entry
-    if status.items == [] and "items" in out:
-        del out["items"]
-    out["output"] = status.output
-    return out
 
 
 class Runner:
@@ -691,53 +647,3 @@ class Runner:
             outcome.record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         self.outcomes.append(outcome)
         self.woken.set()
-
-
-class TokenAuth(httpx.Auth):
-    """Every call into a member carries the runner's Foundation token (its own account's):
-    the members authorize the Workflow's steps by it, and keep it as the tasks' sender."""
-
-    def __init__(self, token: CallerToken) -> None:
-        self.token = token
-
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
-        request.headers.update(self.token.header())
-        yield request
-
-
-async def serve(settings: RunnerSettings) -> int:
-    api = rest.Client.in_cluster()
-    try:
-        async with httpx.AsyncClient(timeout=10.0, auth=TokenAuth(CallerToken())) as http:
-            runner = Runner(api, settings.namespace, settings.workflow, http)
-            task = asyncio.create_task(runner.run())
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                # Stopping loses nothing: the status holds every attempt sent.
-                loop.add_signal_handler(sig, task.cancel)
-            try:
-                return await task
-            except asyncio.CancelledError:
-                return 0
-            finally:
-                if runner.spec_watch is not None:
-                    runner.spec_watch.cancel()
-                await runner.directory.close()
-    finally:
-        await api.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    try:
-        settings = settings_from_env(RunnerSettings, None, "runner")
-    except SettingsError as exc:
-        raise SystemExit(f"foundation-runner: {exc}") from None
-    raise SystemExit(asyncio.run(serve(settings)))
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from foundation_common import rest
-from foundation_runner import runner as runner_module
+from foundation_runner import status as runner_status
 from foundation_runner.runner import Runner
 from waiting import until
 
@@ -276,7 +276,7 @@ async def test_a_map_over_a_steps_result_gathers_its_items_results_in_order(memb
         ["u1.plan.1", "u1.sum.1", *(f"u1.fan.{i}.1" for i in range(50))]
     )
     ended = status["items"]
-    assert len(ended) == 50 and all(set(i) <= runner_module.ENDED_ITEM for i in ended)
+    assert len(ended) == 50 and all(set(i) <= runner_status.ENDED_ITEM for i in ended)
     assert all("result" not in i for i in ended)  # gathered into the step's result
     assert len(api.patches) < 25, len(api.patches)
 
