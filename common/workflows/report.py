@@ -43,13 +43,14 @@ def map_progress(name: str, count: int, items: dict[str, StepStatus]) -> str:
 
 
 def newly_finished(
-    before: dict[str, Any] | None, after: dict[str, Any]
+    before: dict[str, Any] | None, after: dict[str, Any], part: str = "steps"
 ) -> list[tuple[str, str, float | None, float | None]]:
-    """Steps that finished between two observed statuses: (name, phase, seconds from the last
-    attempt sent to its end, and from its dependencies done to its acceptance, where known)."""
-    old = {s["name"]: s for s in (before or {}).get("steps") or []}
+    """Steps (or, with part "items", maps' items) that finished between two observed
+    statuses: (name, phase, seconds from the last attempt sent to its end, and from its
+    dependencies done to its acceptance, where known)."""
+    old = {s["name"]: s for s in (before or {}).get(part) or []}
     found = []
-    for step in after.get("steps") or []:
+    for step in after.get(part) or []:
         phase = step.get("phase")
         was = old.get(step["name"], {})
         if phase not in SETTLED or (was.get("phase"), was.get("attempts")) == (

@@ -58,6 +58,11 @@ WORKFLOW_STEPS = Counter(
     "Steps that finished, by outcome (Succeeded, Failed, Skipped).",
     ["outcome"],
 )
+WORKFLOW_ITEMS = Counter(
+    "foundation_workflow_items_total",
+    "Items of map steps that finished, by outcome (Succeeded, Failed).",
+    ["outcome"],
+)
 WORKFLOW_STEP_SECONDS = Histogram(
     "foundation_workflow_step_duration_seconds",
     "From a step's last attempt sent to its end (the status's second resolution).",

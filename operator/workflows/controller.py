@@ -129,6 +129,10 @@ class WorkflowController(Reconciler):
                 metrics.WORKFLOW_STEP_SECONDS.observe(seconds)
             if dispatch is not None:
                 metrics.WORKFLOW_DISPATCH_SECONDS.observe(dispatch)
+        for _, outcome, _, _ in report.newly_finished(
+            before.get("status"), after.get("status") or {}, "items"
+        ):
+            metrics.WORKFLOW_ITEMS.labels(outcome=outcome).inc()
 
     def waiting_approvals(self) -> list[datetime]:
         """When each approval step now waiting began to, across the Workflows known."""

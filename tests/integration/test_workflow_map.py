@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import httpx
 import pytest
 from test_workflows import count_of, finished, steps_of
 
@@ -71,6 +72,9 @@ async def test_a_map_over_a_planners_list_counts_every_item_once_through_kills(
     count = steps_of(workflow)["count"]
     assert (count["items"], count["progress"]) == (200, "200/200")
     assert status["itemProgress"] == "200/200"
+    async with httpx.AsyncClient() as http:
+        scraped = (await http.get("http://127.0.0.1:19090/metrics")).text
+    assert 'foundation_workflow_items_total{outcome="Succeeded"}' in scraped
     # Exactly once: the four members' counts add up to the items' sum, and no item went twice.
     totals = [await count_of(kube, agent, i) for agent in ("left", "right") for i in (0, 1)]
     assert sum(totals) == sum(ITEMS), totals

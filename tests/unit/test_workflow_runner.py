@@ -440,3 +440,26 @@ async def test_an_approval_past_its_timeout_takes_its_default_and_a_rejection_cl
     assert review["error"] == "rejected by timeout: no decision within timeoutSeconds 1"
     assert api.step("tidy")["result"] == "Rejected"
     assert member.sent == ["u1.tidy.1"]
+
+
+async def test_a_decision_made_while_no_runner_runs_is_taken_once_by_the_next(member) -> None:
+    spec = {
+        "steps": [
+            {"name": "review", "approval": {"message": "ok?"}},
+            step("after", "echo", "review", input="{{ steps.review.result.by }}"),
+        ]
+    }
+    api = Api(spec, member.address)
+    first = asyncio.create_task(run(api))
+    await until(lambda: api.events, what="the approval requested")
+    first.cancel()  # the runner gone while the step waits
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    api.workflow["status"]["approvals"] = [
+        {"step": "review", "decision": "Approved", "by": "bob", "at": "2026-12-04T08:00:00Z"}
+    ]
+    await run(api)  # the next runner reads it with the status, and goes on
+    assert api.status()["phase"] == "Succeeded"
+    assert api.step("after")["result"] == "bob"
+    assert member.sent.count("u1.after.1") == 1
+    assert [e["reason"] for e in api.events].count("Approved") == 1
