@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import time
@@ -22,7 +21,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from harness import agent_body, delete_namespace, new_namespace
+from harness import agent_body, delete_namespace, new_namespace, operator_env
 from kubernetes_asyncio import client, config
 from workflow_steps import quantile
 
@@ -39,16 +38,7 @@ async def main_async(ticks: int) -> dict:
     configuration = client.Configuration()
     await config.load_kube_config(KUBECONFIG, client_configuration=configuration)
     ns = f"bench-tick-{uuid.uuid4().hex[:5]}"
-    env = dict(
-        os.environ,
-        KUBECONFIG=KUBECONFIG,
-        FOUNDATION_HEALTH_PORT="18084",
-        FOUNDATION_METRICS_PORT="19094",
-        FOUNDATION_HEALTH_HOST="127.0.0.1",
-        FOUNDATION_LEADER_ELECTION="false",
-        FOUNDATION_NAMESPACES=ns,
-        FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
-    )
+    env = operator_env(ns, 18084, 19094)
     log = open(REPO / ".local-cluster" / "logs" / "bench-tick.log", "ab")
     async with client.ApiClient(configuration) as api:
         core = client.CoreV1Api(api)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 from apiserver import delta, request_counts, writes  # bench/apiserver.py
-from harness import agent_body, delete_namespace, new_namespace
+from harness import agent_body, delete_namespace, new_namespace, operator_env
 from kubernetes_asyncio import client, config
 from workflow_steps import finished, status_patches
 
@@ -98,16 +97,7 @@ async def main_async(items: int, members: int, parallelism: int) -> dict:
     configuration = client.Configuration()
     await config.load_kube_config(KUBECONFIG, client_configuration=configuration)
     ns = f"bench-map-{uuid.uuid4().hex[:5]}"
-    env = dict(
-        os.environ,
-        KUBECONFIG=KUBECONFIG,
-        FOUNDATION_HEALTH_PORT="18083",
-        FOUNDATION_METRICS_PORT="19093",
-        FOUNDATION_HEALTH_HOST="127.0.0.1",
-        FOUNDATION_LEADER_ELECTION="false",
-        FOUNDATION_NAMESPACES=ns,
-        FOUNDATION_AGENT_IMAGE="foundation-agent:dev",
-    )
+    env = operator_env(ns, 18083, 19093)
     log = open(REPO / ".local-cluster" / "logs" / "bench-map.log", "ab")
     out: dict = {"members": members, "parallelism": parallelism}
     async with client.ApiClient(configuration) as api:
