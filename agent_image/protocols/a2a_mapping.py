@@ -20,10 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from a2a.types import AgentCard, Message, Task
+from a2a.types import AgentCard, ListTasksRequest, Message, Task, TaskState
 from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import MessageToDict, ParseDict
 
+from foundation_common import history
 from foundation_common.tasks import TASK_ID
 
 Obj = dict[str, Any]
@@ -48,6 +49,48 @@ class Ask:
     context_id: str
     action: str
     input: Any
+
+
+def guidance(message: Message, actions: Iterable[Mapping[str, Any]]) -> Message | None:
+    """The agent's answer to a text-only message it has no chat action for: a Message (which
+    A2A lets an agent answer with instead of a task) saying what it takes, with each action's
+    input schema as data; None for any other message (it is asked of a task)."""
+    listed = sorted(actions, key=lambda a: a["name"])
+    if any(a["name"] == CHAT for a in listed):
+        return None
+    parts = MessageToDict(message).get("parts") or []
+    if not parts or any("text" not in p for p in parts):
+        return None
+    names = ", ".join(a["name"] for a in listed)
+    first = listed[0]["name"] if listed else "NAME"
+    text = (
+        "This agent takes tasks, not chat: send one data part "
+        f'{{"action": NAME, "input": {{...}}}} with NAME one of {names} (for example '
+        f'{{"action": "{first}", "input": {{}}}}); each action\'s input schema is in the '
+        "data part of this message and in the agent card."
+    )
+    reply = {
+        "messageId": f"{message.message_id or 'message'}.reply"[:128],
+        "role": "ROLE_AGENT",
+        "parts": [
+            {"text": text},
+            {
+                "data": {
+                    "actions": [
+                        {
+                            "name": a["name"],
+                            "description": a.get("description") or "",
+                            "inputSchema": a.get("inputSchema") or {},
+                        }
+                        for a in listed
+                    ]
+                },
+            },
+        ],
+    }
+    if message.context_id:
+        reply["contextId"] = message.context_id
+    return ParseDict(reply, Message())
 
 
 def ask_of(message: Message, actions: Iterable[str]) -> Ask:
@@ -99,6 +142,42 @@ def ask_of(message: Message, actions: Iterable[str]) -> Ask:
     return Ask(task_id, context_id, action, given)
 
 
+STATUS_OF = {state: status for status, state in STATES.items()}
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 100  # ListTasks' default and largest page (A2A 1.0, 3.1.4)
+
+
+def list_query(params: ListTasksRequest) -> history.Query:
+    """A ListTasks request as a query of the task history (ordered by last update, as A2A
+    requires); InvalidParamsError naming what does not fit."""
+    if params.history_length < 0:
+        raise InvalidParamsError("historyLength must be 0 or more")
+    size = params.page_size if params.HasField("page_size") else PAGE_SIZE
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise InvalidParamsError(f"pageSize must be from 1 to {MAX_PAGE_SIZE}, not {size}")
+    statuses: frozenset[str] = frozenset()
+    if params.status:
+        state = TaskState.Name(params.status)
+        # A state no Foundation task is ever in (input required, rejected...): none match.
+        statuses = frozenset({STATUS_OF.get(state, "none")})
+    after = None
+    if params.page_token:
+        try:
+            after = history.Cursor.parse(params.page_token, "updated")
+        except history.BadQuery as exc:
+            raise InvalidParamsError(str(exc)) from None
+    since = None
+    if params.HasField("status_timestamp_after"):
+        since = params.status_timestamp_after.ToNanoseconds() / 1e9
+    return history.Query(
+        status=statuses,
+        context=params.context_id,
+        updated_since=since,
+        order="updated",
+        page_size=size,
+        after=after,
+    )
+
+
 def task_of(record: Obj, context_id: str) -> Task:
     """A task record (as the task API shows it) as an A2A Task."""
     status: Obj = {"state": STATES[record["status"]]}
@@ -122,8 +201,9 @@ def task_of(record: Obj, context_id: str) -> Task:
             "foundation.dev/attempts": record.get("attempts", 0),
         },
     }
-    if record.get("sender"):
-        task["metadata"]["foundation.dev/sender"] = record["sender"]
+    for name in ("sender", "member"):  # a listing names the member that holds it
+        if record.get(name):
+            task["metadata"][f"foundation.dev/{name}"] = record[name]
     if record["status"] == "succeeded":
         task["artifacts"] = [
             {

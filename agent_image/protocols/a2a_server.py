@@ -26,6 +26,9 @@ from a2a.types import (
     AgentCard,
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
     SendMessageRequest,
     SubscribeToTaskRequest,
     Task,
@@ -43,7 +46,14 @@ from a2a.utils.errors import (
 )
 
 from foundation_agent.model import Action
-from foundation_agent.protocols.a2a_mapping import ask_of, card_of, card_url, task_of
+from foundation_agent.protocols.a2a_mapping import (
+    ask_of,
+    card_of,
+    card_url,
+    guidance,
+    list_query,
+    task_of,
+)
 from foundation_agent.runtime.access import ANONYMOUS, Caller, Denied, Gate
 from foundation_agent.runtime.peers import Peers
 from foundation_agent.runtime.records import ID_TAKEN, Refused
@@ -57,7 +67,7 @@ CARD_PATH = "/.well-known/agent-card.json"
 BLOCKING_WAIT = 30.0  # how long message/send waits for the task to finish before answering
 STREAM_SLICE = 55.0  # one long-poll of a streamed task (the task API's limit is 60 s)
 
-Event = Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
+Event = Task | Message | TaskStatusUpdateEvent | TaskArtifactUpdateEvent
 
 
 def caller_of(context: ServerCallContext) -> Caller:
@@ -94,8 +104,8 @@ def refusals() -> Iterator[None]:
 
 
 class FoundationHandler(RequestHandler):
-    """The A2A methods over an Agent's tasks. Methods A2A has that Foundation does not (task
-    lists, push notifications, an extended card) answer UnsupportedOperationError."""
+    """The A2A methods over an Agent's tasks. Methods A2A has that Foundation does not (push
+    notifications, an extended card) answer UnsupportedOperationError."""
 
     def __init__(
         self,
@@ -113,12 +123,13 @@ class FoundationHandler(RequestHandler):
 
     async def card(self, url: str) -> AgentCard:
         info = await self.peers.info()
-        listed = [
-            {"name": a.name, "description": a.description, "inputSchema": a.input_schema()}
-            for a in self.actions.values()
-        ]
         return card_of(
-            self.peers.agent, info.description, url, self.version, listed, info.capabilities
+            self.peers.agent,
+            info.description,
+            url,
+            self.version,
+            self._listed(),
+            info.capabilities,
         )
 
     async def _submit(self, params: SendMessageRequest, caller: Caller) -> tuple[Record, str]:
@@ -135,8 +146,19 @@ class FoundationHandler(RequestHandler):
             _, inbox = await self.peers.owner(task_id)
             return await inbox.get(task_id, caller, wait=seconds)
 
-    async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task:
+    def _listed(self) -> list[dict[str, Any]]:
+        return [
+            {"name": a.name, "description": a.description, "inputSchema": a.input_schema()}
+            for a in self.actions.values()
+        ]
+
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Task | Message:
         caller = caller_of(context)
+        reply = guidance(params.message, self._listed())
+        if reply is not None:
+            return reply
         record, context_id = await self._submit(params, caller)
         if not params.configuration.return_immediately and record["status"] not in ENDED:
             record = await self._wait(record["id"], self.blocking_wait, caller) or record
@@ -146,6 +168,10 @@ class FoundationHandler(RequestHandler):
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
         caller = caller_of(context)
+        reply = guidance(params.message, self._listed())
+        if reply is not None:
+            yield reply
+            return
         record, context_id = await self._submit(params, caller)
         async for event in self._follow(record, context_of(record, context_id), caller):
             yield event
@@ -188,8 +214,26 @@ class FoundationHandler(RequestHandler):
             record = await inbox.cancel(params.id, caller_of(context))
         return task_of(record, context_of(record))
 
-    async def on_list_tasks(self, params: Any, context: ServerCallContext) -> Any:
-        raise UnsupportedOperationError("tasks/list: ask for a task by its id")
+    async def on_list_tasks(
+        self, params: ListTasksRequest, context: ServerCallContext
+    ) -> ListTasksResponse:
+        """ListTasks (A2A 1.0, 3.1.4) over the Agent's task history across its members: the
+        tasks the caller may see (anyone's for who may `get` the Agent's tasks, else their
+        own), most recently updated first; filters by context, state and update time; pages
+        of 1 to 100 (50 unless asked); the artifacts only when asked for."""
+        query = list_query(params)
+        with refusals():
+            page = await self.peers.listing(query, caller_of(context))
+        tasks = [task_of(t, context_of(t)) for t in page.tasks]
+        if not params.include_artifacts:
+            for task in tasks:
+                task.ClearField("artifacts")
+        return ListTasksResponse(
+            tasks=tasks,
+            next_page_token=page.next_token,
+            page_size=query.page_size,
+            total_size=page.total,
+        )
 
     async def _no_push_notifications(self, params: Any, context: ServerCallContext) -> Any:
         raise UnsupportedOperationError("push notifications: use message/stream or tasks/get")

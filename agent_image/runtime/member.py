@@ -40,6 +40,7 @@ from foundation_agent.runtime.records import (
 )
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Record, StateCorrupt, StateTooLarge, Store, StoreError
+from foundation_common import history
 from foundation_common.tasks import ENDED, input_digest
 
 __all__ = ["Member", "Refused"]
@@ -290,6 +291,12 @@ class Member:
         record = self.records.get(task_id)
         return public(record) if record else None
 
+    def history(self, query: history.Query) -> history.Page:
+        """A page of this member's task records (those stored, and the one running), newest
+        first, as the task API shows them."""
+        chosen, total, remaining = history.select(self.records.values(), query)
+        return history.page_of([public(r) for r in chosen], query, total, remaining)
+
     # -- execution -----------------------------------------------------------------------------
 
     def _validated(self, state: Any) -> BaseModel:
@@ -311,7 +318,12 @@ class Member:
             task_id = self.queue.popleft()
             queued = self.records[task_id]
             self.queued_bytes -= self._input_bytes.get(task_id, 0)
-            record = {**queued, "status": "running", "attempts": queued.get("attempts", 0) + 1}
+            record = {
+                **queued,
+                "status": "running",
+                "attempts": queued.get("attempts", 0) + 1,
+                "startedAt": self.clock(),
+            }
             self.records[task_id] = record
             self.running = task_id
             try:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from foundation_agent.model import Action
 from foundation_agent.runtime.records import MAX_CONTEXT
+from foundation_common import history
 from foundation_common import limits as common_limits
 from foundation_common.tasks import TASK_ID
 
@@ -31,10 +32,22 @@ class TaskRecord(BaseModel):
     result: Any = Field(None, description="The action's return value, once succeeded.")
     error: str | None = Field(None, description="Why it failed: the exception and its message.")
     attempts: int = Field(description="Runs started; more than one after a member's crash.")
-    acceptedAt: str | None = Field(None, description="RFC 3339, seconds.")
-    finishedAt: str | None = Field(None, description="RFC 3339, seconds.")
+    acceptedAt: str | None = Field(None, description="RFC 3339, microseconds.")
+    finishedAt: str | None = Field(None, description="RFC 3339, microseconds.")
+    startedAt: str | None = Field(None, description="When its last run began, once it ran.")
+    durationMs: float | None = Field(None, description="From its last start to its end.")
+    input: Any = Field(None, description="What it was sent, until it ends.")
     context: str | None = Field(None, description="The context it was sent with, if any.")
     sender: str | None = Field(None, description="Who sent it, where identities are known.")
+
+
+class TaskPage(BaseModel):
+    """A page of the member's tasks, newest first."""
+
+    tasks: list[TaskRecord]
+    totalSize: int = Field(description="How many tasks match the filters, in all pages.")
+    remaining: int = Field(description="How many match from this page's start on.")
+    nextPageToken: str = Field(description='The next page\'s pageToken; "" on the last page.')
 
 
 class Problem(BaseModel):
@@ -128,6 +141,43 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
+def _listing_parameters() -> list[dict[str, Any]]:
+    def query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "description": description,
+            "schema": {"type": "string", "maxLength": history.MAX_VALUE, **schema},
+        }
+
+    when = {"format": "date-time"}
+    return [
+        query(
+            "status",
+            f"One or more of {', '.join(history.STATUSES)}, separated by commas",
+            pattern=rf"^({'|'.join(history.STATUSES)})(,({'|'.join(history.STATUSES)}))*$",
+        ),
+        query("action", "Only this action's tasks"),
+        query("context", "Only tasks sent with this context (an A2A context, a chat session)"),
+        query("sender", "Only tasks this user sent"),
+        query("since", "Accepted at or after (RFC 3339)", **when),
+        query("until", "Accepted before (RFC 3339)", **when),
+        query("updatedSince", "Ended (else accepted) at or after (RFC 3339)", **when),
+        query(
+            "order",
+            "accepted (newest accepted first, the default) or updated (last change first)",
+            enum=list(history.ORDERS),
+        ),
+        {
+            "name": "pageSize",
+            "in": "query",
+            "description": f"Tasks per page (default {history.DEFAULT_PAGE})",
+            "schema": {"type": "integer", "minimum": 1, "maximum": history.MAX_PAGE},
+        },
+        query("pageToken", "The nextPageToken of the page before", maxLength=history.MAX_TOKEN),
+    ]
+
+
 def document(
     agent: str, version: str, actions: dict[str, Action], bounds: common_limits.Limits
 ) -> dict[str, Any]:
@@ -136,6 +186,7 @@ def document(
     record = _component(TaskRecord, schemas)
     _component(Problem, schemas)
     listing = _component(Actions, schemas)
+    page = _component(TaskPage, schemas)
     bodies, mapping = [], {}
     for name in sorted(actions):
         action = actions[name]
@@ -169,6 +220,21 @@ def document(
     }
     paths = {
         "/v1/tasks": {
+            "get": {
+                "operationId": "listTasks",
+                "summary": "A page of this member's tasks, newest first: anyone's for who may "
+                "get the Agent's tasks, else the caller's own",
+                "parameters": _listing_parameters(),
+                "responses": _answers(
+                    {
+                        **access,
+                        400: "A filter, page size or page token that does not fit (named), "
+                        "or an unknown query parameter",
+                        503: busy[503],
+                    },
+                    **{"200": _json("The page", page)},
+                ),
+            },
             "post": {
                 "operationId": "sendTask",
                 "summary": "Send a task; the same id again returns it",
@@ -201,7 +267,7 @@ def document(
                         "200": _json("Known: the task sent before with this id", record),
                     },
                 ),
-            }
+            },
         },
         TASK_PATH: {
             "get": {

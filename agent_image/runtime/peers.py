@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -28,7 +29,7 @@ from foundation_agent.runtime.access import Caller, Denied, Gate
 from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
-from foundation_common import access
+from foundation_common import access, history
 from foundation_common.access import CallerToken
 from foundation_common.discovery import Directory, RestEndpoints, rendezvous
 from foundation_common.resources import AGENT, AGENT_PORT
@@ -74,6 +75,8 @@ class Tasks(Protocol):
 
     async def cancel(self, task_id: str, caller: Caller) -> Record: ...
 
+    async def list(self, query: history.Query, caller: Caller) -> history.Page: ...
+
 
 class LocalTasks:
     """This member's own inbox (None until its state is loaded), behind its door: sending
@@ -109,6 +112,19 @@ class LocalTasks:
             return await asyncio.wait_for(member.finished(task_id), wait)
         except TimeoutError:
             return member.task(task_id) or record
+
+    async def visible(self, query: history.Query, caller: Caller) -> history.Query:
+        """`query` as `caller` may see it: all tasks for one who may `get` the Agent's
+        tasks; else only their own (Denied for an anonymous caller)."""
+        if await self.gate.allowed(caller, access.READ):
+            return query
+        if caller.anonymous:
+            raise Denied(403, self.gate.forbidden(caller, access.READ))
+        return query.own(caller.user)
+
+    async def list(self, query: history.Query, caller: Caller) -> history.Page:
+        query = await self.visible(query, caller)
+        return self._loaded().history(query)
 
     async def cancel(self, task_id: str, caller: Caller) -> Record:
         await self.gate.require(caller, access.SEND)
@@ -187,6 +203,14 @@ class RemoteTasks:
         _, record = await self._call("POST", f"{self.base}/{task_id}/cancel", caller)
         return record  # type: ignore[no-any-return]
 
+    async def list(self, query: history.Query, caller: Caller) -> history.Page:
+        url = f"{self.base}?{urlencode(query.params())}"
+        _, body = await self._call("GET", url, caller)
+        try:
+            return history.Page.of_body(body)
+        except (ValueError, TypeError, AttributeError):
+            raise Refused(503, f"member {self.name} answered no list of tasks", 1) from None
+
 
 @dataclass
 class Peers:
@@ -227,8 +251,25 @@ class Peers:
         """The member that owns `task_id`, and its inbox."""
         info = await self.info()
         name = owner_of(task_id, self.agent, info.replicas) if self.api else self.member_name
+        return name, await self._inbox(
+            name, f"task {task_id} belongs to member {name}, which is not ready; retry shortly"
+        )
+
+    async def everyone(self) -> list[tuple[str, Tasks]]:
+        """Every member of the Agent and its inbox (Refused if one is not ready: a list
+        without its tasks would page wrongly)."""
+        info = await self.info()
+        names = [f"{self.agent}-{i}" for i in range(info.replicas)] if self.api else []
+        if self.member_name not in names:
+            names.append(self.member_name)
+        return [
+            (name, await self._inbox(name, f"member {name} is not ready; retry shortly"))
+            for name in names
+        ]
+
+    async def _inbox(self, name: str, not_ready: str) -> Tasks:
         if name == self.member_name:
-            return name, self.local
+            return self.local
         if self._directory is None:
             self._directory = Directory(Discovery(), self.namespace, RestEndpoints(self.api))
             self._http = aiohttp.ClientSession()
@@ -237,13 +278,16 @@ class Peers:
         )
         member = members.pinned(name)
         if member is None:
-            raise Refused(
-                503,
-                f"task {task_id} belongs to member {name}, which is not ready; retry shortly",
-                retry_after=1,
-            )
+            raise Refused(503, not_ready, retry_after=1)
         assert self._http is not None
-        return name, RemoteTasks(self._http, name, member.address, self.token, self.local.gate)
+        return RemoteTasks(self._http, name, member.address, self.token, self.local.gate)
+
+    async def listing(self, query: history.Query, caller: Caller) -> history.Page:
+        """A page of the Agent's tasks across its members, newest first (each names its
+        member)."""
+        inboxes = await self.everyone()
+        pages = await asyncio.gather(*(inbox.list(query, caller) for _, inbox in inboxes))
+        return history.merge(pages, query, [name for name, _ in inboxes])
 
     async def close(self) -> None:
         if self._directory is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from foundation_agent.stores import Record
+from foundation_common import history
 
 MAX_CONTEXT = 256  # a task's context (an A2A context id): kept with its record, done or not
 
@@ -60,8 +61,18 @@ def stamp(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def duration_ms(record: Record) -> float | None:
+    """How long a done task ran (from its start, else its acceptance, to its end), in ms."""
+    finished = record.get("finishedAt")
+    begun = record.get("startedAt") or record.get("acceptedAt")
+    if finished is None or begun is None:
+        return None
+    return round(max(0.0, finished - begun) * 1000, 3)
+
+
 def public(record: Record) -> Record:
-    """A task record as the task API shows it (its context and sender only where known)."""
+    """A task record as the task API shows it (its context, sender, start, duration and input
+    only where known; times in microseconds, which a listing's order and pages use)."""
     shown = {
         "id": record["id"],
         "action": record["action"],
@@ -69,11 +80,17 @@ def public(record: Record) -> Record:
         "result": record.get("result"),
         "error": record.get("error"),
         "attempts": record.get("attempts", 0),
-        "acceptedAt": stamp(record.get("acceptedAt")),
-        "finishedAt": stamp(record.get("finishedAt")),
+        "acceptedAt": history.stamp(record.get("acceptedAt")),
+        "finishedAt": history.stamp(record.get("finishedAt")),
     }
-    if record.get("context"):
-        shown["context"] = record["context"]
-    if record.get("sender"):
-        shown["sender"] = record["sender"]
+    for name in ("context", "sender"):
+        if record.get(name):
+            shown[name] = record[name]
+    if record.get("startedAt"):
+        shown["startedAt"] = history.stamp(record["startedAt"])
+    took = duration_ms(record)
+    if took is not None:
+        shown["durationMs"] = took
+    if "input" in record:
+        shown["input"] = record["input"]
     return shown

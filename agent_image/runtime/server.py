@@ -13,7 +13,7 @@ from foundation_agent.runtime import metrics, openapi
 from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.peers import LocalTasks
-from foundation_common import __version__, access, limits
+from foundation_common import __version__, access, history, limits
 from foundation_common.tasks import ENDED
 
 MAX_WAIT = 60.0  # seconds a GET of a task may wait for its end
@@ -121,6 +121,21 @@ class TaskApi:
             return refusal(404, f"no task {task_id!r} (or its record expired)")
         return web.json_response(record)
 
+    async def list_tasks(self, request: web.Request) -> web.Response:
+        """A page of this member's tasks, newest first (`foundation_common.history`): anyone's
+        for a caller who may `get` the Agent's tasks, else the caller's own."""
+        try:
+            query = history.Query.of(request.query)
+        except history.BadQuery as exc:
+            return refusal(400, str(exc))
+        try:
+            query = await self.inbox.visible(query, await self._caller(request))
+        except Refused as exc:
+            return refusal(exc.status, exc.message, exc.retry_after)
+        if self.member is None:
+            return refusal(503, f"not ready: {self.problem}", 1)
+        return web.json_response(self.member.history(query).body())
+
     async def cancel_task(self, request: web.Request) -> web.Response:
         if stray := stray_query(request):
             return stray
@@ -198,6 +213,7 @@ class TaskApi:
         )
         app.router.add_get("/v1/actions", self.list_actions)
         app.router.add_post("/v1/tasks", self.post_task)
+        app.router.add_get("/v1/tasks", self.list_tasks)
         app.router.add_get("/v1/tasks/{id}", self.get_task)
         app.router.add_post("/v1/tasks/{id}/cancel", self.cancel_task)
         app.router.add_get("/openapi.json", self.openapi)

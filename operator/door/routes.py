@@ -20,7 +20,8 @@ PREFIX = f"/apis/{GROUP_VERSION}"
 SUBRESOURCES: dict[str, tuple[list[str], str]] = {
     access.TASKS: (
         [access.SEND, access.READ, access.CANCEL_ANY],
-        "POST sends a task; GET and DELETE .../tasks/ID read and cancel one",
+        "POST sends a task; GET lists them (across the members); GET and DELETE "
+        ".../tasks/ID read and cancel one",
     ),
     access.A2A: (["create", "get"], "A2A: JSON-RPC calls (POST) and the card (GET)"),
     access.ACTIONS: (["get"], "the actions the Agent takes, with their input schemas"),
@@ -59,7 +60,7 @@ class Target:
         rest = self.rest
         if self.subresource == access.TASKS:
             task = rest[1:]
-            if method == "POST" and not rest:
+            if not rest and method in ("POST", "GET"):  # send one; list them all
                 return "/v1/tasks"
             if task and "/" not in task and method == "GET":
                 return f"/v1/tasks/{task}"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from foundation_common import access
+from foundation_common import access, history
 from foundation_common.access import TokenFile
 from foundation_common.discovery import ready_members, rendezvous
 from foundation_common.resources import AGENT
@@ -222,6 +222,8 @@ class Door:
             wait = min(MAX_WAIT, max(0.0, _number(request.query.get("wait"))))
         else:
             task_id = target.task_id
+        if target.subresource == access.TASKS and request.method == "GET" and not task_id:
+            return await self.listing(request, target, found, self.headers(request, person))
         pinned = request.query.get("member")
         if pinned and pinned not in found:
             return problem(
@@ -261,6 +263,56 @@ class Door:
                 },
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def listing(
+        self,
+        request: web.Request,
+        target: Target,
+        found: dict[str, str],
+        headers: dict[str, str],
+    ) -> web.Response:
+        """A page of the Agent's tasks across its ready members, newest first, each naming
+        its member (`foundation_common.history`); members not ready are named in
+        `unavailable`, and their tasks are missing from the page."""
+        try:
+            query = history.Query.of(request.query)
+        except history.BadQuery as exc:
+            return problem(400, str(exc), "BadRequest")
+        names = sorted(found)
+        answers = await asyncio.gather(
+            *(
+                self._call(found[name], "GET", "/v1/tasks", b"", headers, query.params())
+                for name in names
+            )
+        )
+        pages, listed, unavailable = [], [], []
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, web.Response):
+                unavailable.append(name)
+                continue
+            status, data, answered = answer
+            if status in (400, 401, 403):  # the person's own answer, as the member gave it
+                return web.Response(
+                    status=status,
+                    body=data,
+                    headers={k: v for k, v in answered.items() if k in RELAYED},
+                )
+            try:
+                pages.append(history.Page.of_body(json.loads(data)))
+            except (ValueError, TypeError, AttributeError):
+                unavailable.append(name)
+                continue
+            listed.append(name)
+        try:
+            replicas = int(((await self.agent(target)) or {}).get("spec", {}).get("replicas", 0))
+        except (ApiError, Unreachable, ValueError, TypeError):
+            replicas = 0
+        unavailable += [
+            f"{target.agent}-{i}" for i in range(replicas) if f"{target.agent}-{i}" not in found
+        ]
+        body = history.merge(pages, query, listed).body()
+        body["unavailable"] = sorted(unavailable)
+        return web.json_response(body)
 
     async def _described(self, target: Target, data: bytes) -> bytes:
         """The actions with the Agent's description (what a tool list shows of it)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,12 @@ from a2a.types import (
     Message,
     SendMessageConfiguration,
     SendMessageRequest,
+    TaskState,
 )
 from a2a.utils.errors import (
     InvalidParamsError,
     TaskNotCancelableError,
     TaskNotFoundError,
-    UnsupportedOperationError,
 )
 from google.protobuf.json_format import MessageToDict, ParseDict
 from test_agent_runtime import Gated
@@ -221,9 +222,73 @@ async def test_errors_say_what_to_send(tmp_path: Path) -> None:
             await sent(client, ask("m-2", "increment", {"by": "many"}))
         with pytest.raises(TaskNotFoundError, match="no task 'nope'"):
             await client.get_task(GetTaskRequest(id="nope"))
-        with pytest.raises(UnsupportedOperationError, match="ask for a task by its id"):
-            await client.list_tasks(ListTasksRequest())
+        with pytest.raises(InvalidParamsError, match="pageSize must be from 1 to 100"):
+            await client.list_tasks(ListTasksRequest(page_size=101))
+        with pytest.raises(InvalidParamsError, match="pageToken"):
+            await client.list_tasks(ListTasksRequest(page_token="not-a-token"))
         assert server.member.queued() == 0 and server.member.state.count == 0
+        await client.close()
+
+
+async def test_text_to_an_agent_without_chat_is_answered_with_what_it_takes(
+    tmp_path: Path,
+) -> None:
+    """Not a protocol error: a Message (A2A lets an agent answer with one instead of a task)
+    naming the actions, with their input schemas as data; no task is made."""
+    async with served(CounterAgent(), tmp_path) as server:
+        client = await create_client(server.url, ClientConfig(streaming=False))
+        text = ParseDict(
+            {"role": "ROLE_USER", "messageId": "hi-1", "parts": [{"text": "hello?"}]}, Message()
+        )
+        answers = [
+            MessageToDict(e) async for e in client.send_message(SendMessageRequest(message=text))
+        ]
+        reply = answers[0]["message"]
+        assert reply["role"] == "ROLE_AGENT" and reply["messageId"] == "hi-1.reply"
+        assert "get, increment" in reply["parts"][0]["text"]
+        actions = {a["name"]: a for a in reply["parts"][1]["data"]["actions"]}
+        assert actions["increment"]["inputSchema"]["properties"]["by"]["type"] == "integer"
+        assert server.member.records == {}
+        await client.close()
+
+
+async def test_list_tasks_pages_filters_and_orders_by_last_update(tmp_path: Path) -> None:
+    """ListTasks as A2A 1.0 (3.1.4) has it: most recently updated first, pages by token
+    ("" on the last), the total, filters by context, state and time, no artifacts unless
+    asked."""
+    async with served(CounterAgent(), tmp_path) as server:
+        client = await create_client(server.url, ClientConfig(streaming=False))
+        for i in range(7):
+            context = "even" if i % 2 == 0 else "odd"
+            await sent(client, ask(f"t-{i}", "increment", {"by": 1}, contextId=context))
+        seen: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(4):
+            page = MessageToDict(
+                await client.list_tasks(ListTasksRequest(page_size=3, page_token=token)),
+                always_print_fields_with_no_presence=True,
+            )
+            assert page["totalSize"] == 7 and page["pageSize"] == 3
+            seen += page["tasks"]
+            token = page["nextPageToken"]
+            if not token:
+                break
+        assert [t["id"] for t in seen] == [f"t-{i}" for i in reversed(range(7))]
+        assert all(not t.get("artifacts") for t in seen)
+        stamps = [t["status"]["timestamp"] for t in seen]
+        assert stamps == sorted(stamps, reverse=True)
+        odd = MessageToDict(
+            await client.list_tasks(ListTasksRequest(context_id="odd", include_artifacts=True))
+        )
+        assert [t["id"] for t in odd["tasks"]] == ["t-5", "t-3", "t-1"]
+        assert odd["tasks"][0]["artifacts"][0]["parts"][-1]["data"]["count"] == 6
+        done = await client.list_tasks(ListTasksRequest(status=TaskState.TASK_STATE_COMPLETED))
+        assert len(done.tasks) == 7
+        working = await client.list_tasks(ListTasksRequest(status=TaskState.TASK_STATE_WORKING))
+        assert list(working.tasks) == []
+        later = ListTasksRequest()
+        later.status_timestamp_after.FromSeconds(int(time.time()) + 3600)
+        assert list((await client.list_tasks(later)).tasks) == []
         await client.close()
 
 

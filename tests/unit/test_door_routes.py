@@ -26,7 +26,7 @@ BASE = "/apis/access.foundation.dev/v1alpha1/namespaces/team/agents/counter"
         ("POST", "/a2a/", "/", 8081),
         ("GET", "/a2a/.well-known/agent-card.json", "/.well-known/agent-card.json", 8081),
         # Not served: 404 from the door (the API server has authorized the verb already).
-        ("GET", "/tasks", None, 8080),
+        ("GET", "/tasks", "/v1/tasks", 8080),
         ("PUT", "/tasks/t-1", None, 8080),
         ("GET", "/tasks/a/b", None, 8080),
         ("POST", "/actions", None, 8080),

@@ -29,6 +29,7 @@ from foundation_common.limits import Limits
 from served_ports import Ports
 
 OPERATIONS = [
+    ("/v1/tasks", "GET"),
     ("/v1/tasks", "POST"),
     ("/v1/tasks/{id}", "GET"),
     ("/v1/tasks/{id}/cancel", "POST"),
@@ -85,6 +86,10 @@ def test_the_task_api_keeps_its_openapi_contract(
     @BUDGET
     @given(case=task_api[path][method].as_strategy(mode))
     def check(case: schemathesis.Case) -> None:
+        if mode == GenerationMode.POSITIVE and isinstance(case.query, dict):
+            # Any string fits a page token's schema, but only one a listing gave is one
+            # (test_history pages with real ones); the other filters are all generated.
+            case.query.pop("pageToken", None)
         answer = case.call(headers=AUTH)
         body = case.body if isinstance(case.body, dict) else {}
         if answer.status_code == 202 and body.get("action") == "increment":
