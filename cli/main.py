@@ -3,6 +3,9 @@
     foundation send AGENT ACTION [--input JSON | --input -] [--id ID] [--member N]
                     [--wait] [--timeout S]
     foundation get AGENT ID [--wait] [--timeout S]
+    foundation tasks AGENT [--status S] [--action A] [--context C] [--sender U]
+                     [--since T] [--until T] [--limit N] [--page-token T] [--all]
+                     [-o table|wide|json|yaml]
     foundation card AGENT [--timeout S]
     foundation mcp --agent AGENT [--agent AGENT ...] [--listen HOST:PORT | --stdio]
 
@@ -32,7 +35,7 @@ except ModuleNotFoundError as missing:  # the package installed without the CLI'
         "pip install 'foundation[cli]'"
     ) from missing
 
-from foundation_cli import tasks
+from foundation_cli import history, tasks
 from foundation_cli.tasks import Problem
 from foundation_common import __version__
 from foundation_common.tasks import ENDED
@@ -70,6 +73,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     get.add_argument("id")
     get.add_argument("--wait", action="store_true", help="wait until the task is done")
     get.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 60)")
+
+    history.add_parser(commands, DEFAULT_TIMEOUT)
 
     card = commands.add_parser(
         "card", help="print an Agent's A2A card (its URL: through the API server's proxy)"
@@ -182,6 +187,8 @@ def listen_address(args: argparse.Namespace) -> tuple[str, int]:
 async def run(args: argparse.Namespace) -> int:
     if args.command == "mcp" and not args.stdio:
         listen_address(args)
+    if args.command == "tasks":
+        history.usage(args.limit)
     deadline = time.monotonic() + args.timeout
     payload = task_input(args.input) if args.command in ("send", "approve") else None
     api_client = await connect(args)
@@ -189,6 +196,9 @@ async def run(args: argparse.Namespace) -> int:
         api = tasks.Tasks(api_client, namespace_of(args))
         if args.command == "mcp":
             await serve_mcp(api, args)
+            return 0
+        if args.command == "tasks":
+            await history.run(api, args, deadline)
             return 0
         if args.command in ("approve", "reject"):
             verdict = await api.decide(

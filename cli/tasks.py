@@ -217,6 +217,21 @@ class Tasks:
             member, record = await self.get(agent, task_id, deadline, min(30.0, left))
         return member, record
 
+    async def listing(self, agent: str, query: list[tuple[str, str]], deadline: float) -> Obj:
+        """A page of the Agent's tasks across its members (`foundation_common.history`):
+        {tasks, totalSize, nextPageToken, unavailable}; needs `get agents/tasks`."""
+        status, answer, _ = await self._retrying(
+            agent, self._path(agent, access.TASKS), deadline, query=query, seconds=15
+        )
+        if status == 400:
+            raise Problem(message_of(status, answer), USAGE)
+        if status != 200:
+            raise Problem(
+                f"Agent {agent} did not list its tasks: {message_of(status, answer)}",
+                UNAVAILABLE,
+            )
+        return answer
+
     async def actions(self, agent: str, deadline: float) -> tuple[str, list[Obj]]:
         """(the Agent's description, its actions as its members list them: name, description,
         inputSchema)."""

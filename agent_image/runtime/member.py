@@ -47,8 +47,23 @@ __all__ = ["Member", "Refused"]
 
 logger = logging.getLogger("foundation_agent.runtime")
 
-# What a completion record takes beside its result (id, action, times, attempts, sender...).
-RECORD_ROOM = 1024
+# A done task keeps its input in its record up to this size as JSON (for its history: what
+# was asked); a larger one is dropped, its size kept. Only the outcome answers a retry.
+KEEP_INPUT_BYTES = 2048
+# What a completion record takes beside its result (id, action, times, attempts, sender,
+# a kept input...).
+RECORD_ROOM = 1024 + KEEP_INPUT_BYTES
+
+
+def done_record(record: Record, input_bytes: int | None) -> Record:
+    """The record of a task that ends, before its outcome: its input kept if small."""
+    if input_bytes is None:
+        input_bytes = len(json.dumps(record.get("input")))
+    if input_bytes <= KEEP_INPUT_BYTES:
+        return dict(record)
+    done = {k: v for k, v in record.items() if k != "input"}
+    done["inputBytes"] = input_bytes
+    return done
 
 
 class Member:
@@ -277,7 +292,7 @@ class Member:
         # Out of the queue at once, so the executor cannot take it while the write is made.
         self.queue.remove(task_id)
         self.queued_bytes -= self._input_bytes.pop(task_id, 0)
-        cancelled = {k: v for k, v in record.items() if k != "input"}
+        cancelled = done_record(record, self._input_bytes.get(task_id))
         cancelled.update(status="cancelled", finishedAt=self.clock())
         change = Change(cancelled, accepted=False)
         self.journal.enqueue(change)
@@ -373,8 +388,7 @@ class Member:
                 self.journal.state_json = candidate
             self.state = new_state
             outcome = {"status": "succeeded", "result": result}
-        # A done task's input is not kept: only its outcome is needed to answer a retry.
-        finished = {k: v for k, v in record.items() if k != "input"}
+        finished = done_record(record, self._input_bytes.get(record["id"]))
         finished.update(outcome, finishedAt=self.clock())
         return Change(finished, accepted=False, state=state_json)
 

@@ -36,7 +36,10 @@ class TaskRecord(BaseModel):
     finishedAt: str | None = Field(None, description="RFC 3339, microseconds.")
     startedAt: str | None = Field(None, description="When its last run began, once it ran.")
     durationMs: float | None = Field(None, description="From its last start to its end.")
-    input: Any = Field(None, description="What it was sent, until it ends.")
+    input: Any = Field(
+        None, description="What it was sent; kept after its end if at most 2 KiB as JSON."
+    )
+    inputBytes: int | None = Field(None, description="The size of an input not kept.")
     context: str | None = Field(None, description="The context it was sent with, if any.")
     sender: str | None = Field(None, description="Who sent it, where identities are known.")
 

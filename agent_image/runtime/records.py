@@ -93,4 +93,6 @@ def public(record: Record) -> Record:
         shown["durationMs"] = took
     if "input" in record:
         shown["input"] = record["input"]
+    elif "inputBytes" in record:  # too large to keep once it ended
+        shown["inputBytes"] = record["inputBytes"]
     return shown

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_member_access import bearer, served
 
+from foundation_agent.runtime.member import KEEP_INPUT_BYTES, done_record
 from foundation_agent.runtime.records import public
 from foundation_common import history
 from foundation_common.history import BadQuery, Cursor, Query
@@ -165,6 +166,7 @@ async def test_a_member_lists_anyones_tasks_for_a_reader_and_only_their_own_for_
         first = page["tasks"][0]
         assert first["sender"] == "alice" and first["result"] == {"count": 3}
         assert first["durationMs"] >= 0 and first["startedAt"] >= first["acceptedAt"]
+        assert first["input"] == {"by": 1}  # what was asked stays in the history
         assert page["totalSize"] == 3 and page["nextPageToken"] == ""
         status, page = await listed("alice-token")
         assert [t["id"] for t in page["tasks"]] == ["a-2", "a-1"]
@@ -188,3 +190,11 @@ def test_a_page_of_ten_thousand_records_is_chosen_without_sorting_them_all() -> 
     assert total == remaining == 10_000
     assert [r["id"] for r in chosen] == [f"t-{i:05d}" for i in range(9_999, 9_949, -1)]
     assert json.loads(json.dumps(public(chosen[0])))["acceptedAt"].endswith("Z")
+
+
+def test_a_done_task_keeps_a_small_input_and_the_size_of_a_large_one() -> None:
+    small = done_record({"id": "t", "input": {"by": 1}}, None)
+    assert small["input"] == {"by": 1}
+    large = done_record({"id": "t", "input": "x" * (KEEP_INPUT_BYTES + 1)}, None)
+    assert "input" not in large and large["inputBytes"] == KEEP_INPUT_BYTES + 3
+    assert public({**large, "action": "a", "status": "succeeded"})["inputBytes"] == 2051
