@@ -309,7 +309,8 @@ class Member:
     def history(self, query: history.Query) -> history.Page:
         """A page of this member's task records (those stored, and the one running), newest
         first, as the task API shows them."""
-        chosen, total, remaining = history.select(self.records.values(), query)
+        # Newest first, as records mostly are in the order they were accepted.
+        chosen, total, remaining = history.select(reversed(self.records.values()), query)
         return history.page_of([public(r) for r in chosen], query, total, remaining)
 
     # -- execution -----------------------------------------------------------------------------
