@@ -28,7 +28,7 @@ from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
 from foundation_agent.stores.secret import SecretStore
 from foundation_agent.stores.sqlite import SqliteStore
-from foundation_common import __version__
+from foundation_common import __version__, tracing
 from foundation_common.limits import AsgiLimits
 
 # The light client: kubernetes_asyncio's models would cost every member about 35 MB and 0.3 s
@@ -49,6 +49,14 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     agent = load_agent(settings.agent_class, settings.agent_config, settings.agent_name)
+    tracing.setup(
+        "foundation-agent",
+        **{
+            "k8s.namespace.name": settings.namespace,
+            "k8s.pod.name": settings.member_name,
+            tracing.AGENT: settings.agent_name,
+        },
+    )
     api = None
     if (
         settings.state_store in ("ConfigMap", "Secret")
@@ -170,6 +178,7 @@ async def run(settings: Settings) -> int:
         await reporter.report(member.summary())
     if api is not None:
         await api.close()
+    tracing.shutdown()
     if member.fatal is not None:
         logger.error("stopped: %s", member.fatal.message)
         return EXIT_STORE_FAILED

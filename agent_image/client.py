@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from foundation_common import tracing
 from foundation_common.resources import SIDECAR_URL
 from foundation_common.retry import Again, Backoff, retry_after, retrying
 from foundation_common.sidecar import AFFINITY_HEADER, MEMBER_HEADER
@@ -63,12 +64,19 @@ def asked_pause(answer: httpx.Response) -> float | None:
     return None if pause is None else min(pause, MAX_RETRY_AFTER)
 
 
+async def traced(request: httpx.Request) -> None:
+    """Every call carries the trace it is made in (the current span's, else the task's)."""
+    for name, value in tracing.headers().items():
+        request.headers.setdefault(name, value)
+
+
 class Sidecar:
     def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0) -> None:
         self.http = httpx.AsyncClient(
             base_url=url,
             timeout=timeout,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            event_hooks={"request": [traced]},
         )
 
     async def __aenter__(self) -> Sidecar:

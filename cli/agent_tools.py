@@ -24,6 +24,7 @@ from typing import Any
 import mcp_types as types
 
 from foundation_cli.tasks import Problem, Tasks
+from foundation_common import tracing
 from foundation_common.resources import TASK_ID_META
 from foundation_common.tasks import ENDED
 
@@ -125,15 +126,33 @@ class AgentTools:
         agent, action = named
         task_id = task_id_of(params.meta)
         deadline = time.monotonic() + self.timeout
-        try:
-            arguments = dict(params.arguments or {})
-            member, record = await self.tasks.send(agent, task_id, action, arguments, deadline)
-            _, record = await self.tasks.sent_until_done(agent, member, record, deadline, arguments)
-        except Problem as exc:
-            return types.CallToolResult(
-                content=[types.TextContent(text=f"task {task_id}: {exc}")], is_error=True
-            )
-        return result_of(agent, record)
+        # An MCP client's trace, as its call's _meta carries it (traceparent, tracestate).
+        meta = params.meta.model_dump() if params.meta is not None else {}
+        tracing.INCOMING.set(tracing.carried({k: str(v) for k, v in meta.items()}))
+        with tracing.span(
+            f"execute_tool {params.name}",
+            kind="CLIENT",
+            context=tracing.INCOMING.get(),
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": params.name,
+                tracing.AGENT: agent,
+                tracing.TASK_ID: task_id,
+            },
+        ) as span:
+            try:
+                arguments = dict(params.arguments or {})
+                member, record = await self.tasks.send(agent, task_id, action, arguments, deadline)
+                _, record = await self.tasks.sent_until_done(
+                    agent, member, record, deadline, arguments
+                )
+            except Problem as exc:
+                if span is not None:
+                    tracing.failed(span, str(exc))
+                return types.CallToolResult(
+                    content=[types.TextContent(text=f"task {task_id}: {exc}")], is_error=True
+                )
+            return result_of(agent, record)
 
     def server(self, version: str) -> Any:
         from mcp.server import Server

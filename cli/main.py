@@ -37,7 +37,7 @@ except ModuleNotFoundError as missing:  # the package installed without the CLI'
 
 from foundation_cli import history, tasks
 from foundation_cli.tasks import Problem
-from foundation_common import __version__
+from foundation_common import __version__, tracing
 from foundation_common.tasks import ENDED
 
 DEFAULT_TIMEOUT = 60.0
@@ -192,6 +192,7 @@ async def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     payload = task_input(args.input) if args.command in ("send", "approve") else None
     api_client = await connect(args)
+    tracing.setup("foundation-cli")  # where OTEL_EXPORTER_OTLP_ENDPOINT says so
     try:
         api = tasks.Tasks(api_client, namespace_of(args))
         if args.command == "mcp":
@@ -212,13 +213,23 @@ async def run(args: argparse.Namespace) -> int:
         if args.command == "send":
             task_id = args.id or uuid.uuid4().hex
             pinned = None if args.member is None else f"{args.agent}-{args.member}"
-            member, record = await api.send(
-                args.agent, task_id, args.action, payload, deadline, member=pinned
-            )
-            if args.wait:
-                member, record = await api.sent_until_done(
-                    args.agent, member, record, deadline, payload
+            with tracing.span(
+                f"invoke_agent {args.agent}",
+                kind="CLIENT",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": args.agent,
+                    tracing.TASK_ID: task_id,
+                    tracing.ACTION: args.action,
+                },
+            ):
+                member, record = await api.send(
+                    args.agent, task_id, args.action, payload, deadline, member=pinned
                 )
+                if args.wait:
+                    member, record = await api.sent_until_done(
+                        args.agent, member, record, deadline, payload
+                    )
         else:
             task_id = args.id
             if args.wait:
@@ -234,6 +245,7 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         await api_client.close()
+        tracing.shutdown()
 
 
 async def serve_mcp(api: tasks.Tasks, args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from foundation_common import access
+from foundation_common import access, tracing
 from foundation_common.retry import Again, Backoff, retry_after, retrying
 from foundation_common.tasks import ENDED, RETRY_STATUSES
 
@@ -79,7 +79,11 @@ class Tasks:
             path,
             method,
             query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            header_params={
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                **tracing.headers(),  # the door passes them on to the member
+            },
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,

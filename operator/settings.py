@@ -64,6 +64,15 @@ class Settings(BaseModel, frozen=True):
         " operator then holds get/create/update/patch on Secrets, to make each member's and"
         " grant the member its own (the chart's agents.secretStore.enabled).",
     )
+    tracing_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP endpoint every member, sidecar and runner sends traces to"
+        " (an Agent's spec.tracing may name its own); empty: none (the chart's"
+        " tracing.otlpEndpoint).",
+    )
+    tracing_sampling_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces kept (tracing.samplingRatio)."
+    )
     caller_auth: Literal["Required", "Permissive"] = Field(
         default="Required",
         description="What members do with a call that presents no token: Required refuses it"
@@ -167,6 +176,8 @@ class Settings(BaseModel, frozen=True):
             self.sidecar_resources,
             self.runner_resources,
             self.secret_store,
+            self.tracing_endpoint,
+            self.tracing_sampling_ratio,
         )
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from foundation_common import tracing
 from foundation_common.discovery import Capability
 from foundation_common.retry import Again, Backoff, retrying
 from foundation_common.status import now, parse_stamp
@@ -76,7 +77,7 @@ class Attempts:
                 base = f"http://{member.address}/v1/tasks"
                 try:
                     if not sent:
-                        answer = await self.http.post(base, json=body)
+                        answer = await self.http.post(base, json=body, headers=tracing.headers())
                         if answer.status_code in (429, 503):
                             raise Again(f"{answer.status_code} {answer.text[:200]}")
                         if answer.status_code not in (200, 202):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 from pydantic import BaseModel, Field
 
-from foundation_common import rest
+from foundation_common import rest, tracing
 from foundation_common.access import CallerToken
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_runner.runner import Runner
@@ -37,6 +37,10 @@ class TokenAuth(httpx.Auth):
 
 
 async def serve(settings: RunnerSettings) -> int:
+    tracing.setup(
+        "foundation-runner",
+        **{"k8s.namespace.name": settings.namespace, tracing.WORKFLOW: settings.workflow},
+    )
     api = rest.Client.in_cluster()
     try:
         async with httpx.AsyncClient(timeout=10.0, auth=TokenAuth(CallerToken())) as http:
@@ -56,6 +60,7 @@ async def serve(settings: RunnerSettings) -> int:
                 await runner.directory.close()
     finally:
         await api.close()
+        tracing.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from foundation_common import events, rest
+from foundation_common import events, rest, tracing
 from foundation_common.aio import cancel_all
 from foundation_common.discovery import Capability, Directory, RestEndpoints
 from foundation_common.retry import Backoff, retrying
@@ -641,7 +641,30 @@ class Runner:
                 if plan.is_item(step.name)
                 else plan.attempt_input(self.spec, step, self.steps, self.status.outcome)
             )
-            outcome = await self.attempts.follow(step, status, task_input, ready_at)
+            with (
+                tracing.span(
+                    f"invoke_agent {step.agent or step.capability}",
+                    kind="CLIENT",
+                    context=tracing.rooted(self.uid),
+                    attributes={
+                        "gen_ai.operation.name": "invoke_agent",
+                        "gen_ai.agent.name": step.agent or step.capability,
+                        tracing.NAMESPACE: self.namespace,
+                        tracing.WORKFLOW: self.name,
+                        tracing.STEP: step.name,
+                        tracing.TASK_ID: status.task_id,
+                        tracing.ACTION: step.action,
+                        tracing.ATTEMPT: status.attempts,
+                    },
+                )
+                if tracing.enabled()
+                else contextlib.nullcontext() as span
+            ):
+                outcome = await self.attempts.follow(step, status, task_input, ready_at)
+                if span is not None:
+                    ended = (outcome.record or {}).get("status")
+                    if ended != "succeeded":
+                        tracing.failed(span, str(ended or "timed out"))
         except Exception as exc:  # never lose the step: report it as a failed attempt
             logger.exception("step %s: attempt %s", step.name, status.task_id)
             outcome.record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}

@@ -17,6 +17,7 @@ import httpx
 
 from foundation_agent.chat import metrics
 from foundation_agent.client import Sidecar
+from foundation_common import tracing
 from foundation_common.sidecar import CIRCUIT_HEADER, LIMIT_HEADER
 
 Message = dict[str, Any]
@@ -32,6 +33,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    model: str = ""  # as the answer names it
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -88,6 +90,41 @@ class ModelClient:
         )
 
     async def complete(self, request: dict[str, Any], key: str) -> Completion:
+        """One completion; a `chat` span (GenAI conventions: model, token usage, finish
+        reasons) around it when tracing is on."""
+        if not tracing.enabled():
+            return await self._complete(request, key)
+        model = str(request.get("model") or "")
+        with tracing.span(
+            f"chat {model}",
+            kind="CLIENT",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",  # the API's shape: any compatible server
+                "gen_ai.request.model": model,
+                "gen_ai.request.max_tokens": request.get("max_tokens"),
+                "gen_ai.request.temperature": request.get("temperature"),
+                "foundation.upstream": self.upstream,
+            },
+        ) as span:
+            try:
+                completion = await self._complete(request, key)
+            except ModelError as exc:
+                if span is not None:
+                    tracing.failed(span, str(exc))
+                raise
+            if span is not None:
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": completion.prompt_tokens,
+                        "gen_ai.usage.output_tokens": completion.completion_tokens,
+                        "gen_ai.response.finish_reasons": [completion.finish_reason],
+                        "gen_ai.response.model": completion.model or model,
+                    }
+                )
+            return completion
+
+    async def _complete(self, request: dict[str, Any], key: str) -> Completion:
         started = time.monotonic()
         try:
             answer = await self.sidecar.call(
@@ -123,6 +160,7 @@ class ModelClient:
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
                 finish_reason=str(choice.get("finish_reason") or ""),
+                model=str(body.get("model") or ""),
             )
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             self._count("error", started)

@@ -26,6 +26,7 @@ from foundation_agent.chat import metrics
 from foundation_agent.chat.config import ToolConfig
 from foundation_agent.chat.mcp_tools import McpTools
 from foundation_agent.client import DeliveryError, Sidecar
+from foundation_common import tracing
 from foundation_common.tasks import bound_id
 
 logger = logging.getLogger("foundation_agent.chat")
@@ -109,6 +110,31 @@ class Toolbox:
         return out
 
     async def call(self, call: dict[str, Any], task_id: str) -> ToolCall:
+        """Call a tool the model asked for (an `execute_tool` span around it when tracing is
+        on: the task it sends to another Agent joins the same trace)."""
+        if not tracing.enabled():
+            return await self._call(call, task_id)
+        function = call.get("function") or {}
+        name = str(function.get("name") or "")
+        with tracing.span(
+            f"execute_tool {name}",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": str(call.get("id") or task_id),
+                "gen_ai.tool.type": "function",
+            },
+        ) as span:
+            done = await self._call(call, task_id)
+            if span is not None:
+                span.set_attributes(
+                    {tracing.TASK_ID: done.task_id, "foundation.tool.outcome": done.outcome}
+                )
+                if done.outcome != "succeeded":
+                    tracing.failed(span, done.content)
+            return done
+
+    async def _call(self, call: dict[str, Any], task_id: str) -> ToolCall:
         function = call.get("function") or {}
         name = str(function.get("name") or "")
         call_id = str(call.get("id") or task_id)

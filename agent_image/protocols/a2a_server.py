@@ -58,7 +58,7 @@ from foundation_agent.runtime.access import ANONYMOUS, Caller, Denied, Gate
 from foundation_agent.runtime.peers import Peers
 from foundation_agent.runtime.records import ID_TAKEN, Refused
 from foundation_agent.stores import Record
-from foundation_common import access
+from foundation_common import access, tracing
 from foundation_common.tasks import ENDED
 
 logger = logging.getLogger("foundation_agent.a2a")
@@ -288,8 +288,10 @@ def authenticated(app: Any, gate: Gate) -> Any:
 
     async def door(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            tracing.INCOMING.set(tracing.carried(headers))
             try:
-                caller = scope["auth"] = await gate.identify(Headers(scope=scope))
+                caller = scope["auth"] = await gate.identify(headers)
                 # JSON-RPC calls send, cancel or read tasks: a caller who may do none of them
                 # is refused here, by HTTP, before any is read; each method is checked again.
                 if scope["method"] == "POST" and not (

@@ -40,7 +40,7 @@ from foundation_agent.runtime.records import (
 )
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.stores import Record, StateCorrupt, StateTooLarge, Store, StoreError
-from foundation_common import history
+from foundation_common import history, tracing
 from foundation_common.tasks import ENDED, input_digest
 
 __all__ = ["Member", "Refused"]
@@ -229,6 +229,38 @@ class Member:
             queued_bytes=self.queued_bytes,
             max_queued_bytes=self.settings.inbox_max_queued_bytes,
         )
+        with (
+            tracing.span(
+                f"accept_task {self.settings.agent_name}",
+                kind="SERVER",
+                context=tracing.INCOMING.get(),
+                attributes=self._attributes(task_id, action),
+            )
+            if tracing.enabled()
+            else contextlib.nullcontext()
+        ):
+            return await self._accept(task_id, action, raw_input, digest, context, sender)
+
+    def _attributes(self, task_id: str, action: str, attempt: int | None = None) -> dict[str, Any]:
+        return {
+            tracing.AGENT: self.settings.agent_name,
+            tracing.NAMESPACE: self.settings.namespace,
+            tracing.MEMBER: self.settings.member_name,
+            tracing.TASK_ID: task_id,
+            tracing.ACTION: action,
+            tracing.ATTEMPT: attempt,
+        }
+
+    async def _accept(
+        self,
+        task_id: str,
+        action: Any,
+        raw_input: Any,
+        digest: str,
+        context: Any,
+        sender: str | None,
+    ) -> tuple[int, Record]:
+        """Store a new task as queued (the accepted span is current, if traced)."""
         self.seq += 1
         record: Record = {
             "id": task_id,
@@ -244,6 +276,10 @@ class Member:
             record["context"] = context
         if sender:
             record["sender"] = sender
+        # The trace it belongs to, kept: every run of it, after a crash too, joins that trace.
+        trace = tracing.current() if tracing.enabled() else tracing.INCOMING.get()
+        if trace:
+            record["trace"] = trace
         change = Change(record, accepted=True)
         self.accepting[task_id] = change
         metrics.QUEUE_DEPTH.set(self.queued())
@@ -358,6 +394,27 @@ class Member:
                     await asyncio.shield(change.done)
 
     async def _run(self, record: Record) -> Change:
+        if not tracing.enabled():
+            # Not traced here, but the calls the task makes carry its caller's trace on.
+            tracing.INCOMING.set(record.get("trace"))
+            return await self._run_action(record)
+        attributes = self._attributes(record["id"], record["action"], record["attempts"])
+        with tracing.span(
+            f"invoke_agent {self.settings.agent_name}",
+            context=record.get("trace"),
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": self.settings.agent_name,
+                "gen_ai.conversation.id": record.get("context"),
+                **attributes,
+            },
+        ) as span:
+            change = await self._run_action(record)
+            if span is not None and change.record["status"] == "failed":
+                tracing.failed(span, change.record.get("error") or "failed")
+            return change
+
+    async def _run_action(self, record: Record) -> Change:
         action = self.actions.get(record["action"])
         state_json: str | None = None
         try:

@@ -40,6 +40,7 @@ class TaskRecord(BaseModel):
         None, description="What it was sent; kept after its end if at most 2 KiB as JSON."
     )
     inputBytes: int | None = Field(None, description="The size of an input not kept.")
+    traceId: str | None = Field(None, description="The W3C trace it belongs to, if traced.")
     context: str | None = Field(None, description="The context it was sent with, if any.")
     sender: str | None = Field(None, description="Who sent it, where identities are known.")
 

@@ -29,7 +29,7 @@ from foundation_agent.runtime.access import Caller, Denied, Gate
 from foundation_agent.runtime.member import Member
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
-from foundation_common import access, history
+from foundation_common import access, history, tracing
 from foundation_common.access import CallerToken
 from foundation_common.discovery import Directory, RestEndpoints, rendezvous
 from foundation_common.resources import AGENT, AGENT_PORT
@@ -156,7 +156,11 @@ class RemoteTasks:
     async def _call(
         self, method: str, url: str, caller: Caller, body: Any = None
     ) -> tuple[int, Any]:
-        headers = {**self.token.header(), **self.gate.forward_headers(caller)}
+        headers = {
+            **self.token.header(),
+            **self.gate.forward_headers(caller),
+            **tracing.headers(),
+        }
         try:
             async with self.http.request(
                 method,

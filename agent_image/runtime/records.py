@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from foundation_agent.stores import Record
-from foundation_common import history
+from foundation_common import history, tracing
 
 MAX_CONTEXT = 256  # a task's context (an A2A context id): kept with its record, done or not
 
@@ -88,6 +88,9 @@ def public(record: Record) -> Record:
             shown[name] = record[name]
     if record.get("startedAt"):
         shown["startedAt"] = history.stamp(record["startedAt"])
+    trace = tracing.trace_id(record.get("trace"))
+    if trace:
+        shown["traceId"] = trace
     took = duration_ms(record)
     if took is not None:
         shown["durationMs"] = took

@@ -13,7 +13,7 @@ from foundation_agent.runtime import metrics, openapi
 from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
 from foundation_agent.runtime.peers import LocalTasks
-from foundation_common import __version__, access, history, limits
+from foundation_common import __version__, access, history, limits, tracing
 from foundation_common.tasks import ENDED
 
 MAX_WAIT = 60.0  # seconds a GET of a task may wait for its end
@@ -50,6 +50,14 @@ def waiting(request: web.Request) -> float | web.Response:
     if not 0 <= wait < math.inf:
         return refusal(400, "wait must be a number of seconds, 0 or more (60 at most is used)")
     return min(wait, MAX_WAIT)
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The trace context a call came with, for the task it sends (kept in its record) and the
+    calls it leads to (`foundation_common.tracing.INCOMING`)."""
+    tracing.INCOMING.set(tracing.carried(request.headers))
+    return await handler(request)  # type: ignore[no-any-return]
 
 
 class TaskApi:
@@ -209,7 +217,7 @@ class TaskApi:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.limits.request_bytes,
-            middlewares=[limits.middleware(self.limits, exempt=PROBES)],
+            middlewares=[limits.middleware(self.limits, exempt=PROBES), traced],
         )
         app.router.add_get("/v1/actions", self.list_actions)
         app.router.add_post("/v1/tasks", self.post_task)

@@ -47,7 +47,7 @@ from foundation_agent.sidecar.routes import (
     UpstreamRoute,
     count,
     retry_after,
-    send,
+    sender,
 )
 from foundation_common.access import SENDER_GROUPS_HEADER, SENDER_HEADER, CallerToken
 from foundation_common.discovery import Capability, Directory
@@ -323,7 +323,7 @@ class Proxy:
             path += f"?{request.query_string}"
         endpoints = await upstream.endpoints(wait=min(5.0, config.timeout_seconds))
         route = UpstreamRoute(upstream, endpoints, retryable(request), started)
-        return await send(route, request, path, headers, body, deadline, self._relay)
+        return await sender()(route, request, path, headers, body, deadline, self._relay)
 
     async def to_capability(self, request: web.Request) -> web.StreamResponse:
         capability = request.match_info["capability"]
@@ -427,7 +427,7 @@ class Proxy:
             affinity=request.headers.get(AFFINITY_HEADER) or request.headers.get("Idempotency-Key"),
             started=started,
         )
-        return await send(route, request, path, headers, body, deadline, relay or self._relay)
+        return await sender()(route, request, path, headers, body, deadline, relay or self._relay)
 
     async def _relay(
         self,

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 from foundation_agent.program import command_line
 from foundation_agent.sidecar import metrics
 from foundation_agent.sidecar.proxy import Proxy
-from foundation_common import __version__, limits
+from foundation_common import __version__, limits, tracing
 from foundation_common.aio import count_tasks
 from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.resources import AGENT_PORT, SIDECAR_ADMIN_PORT, SIDECAR_PORT
@@ -118,6 +119,10 @@ async def run(settings: SidecarSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     count_tasks(metrics.ASYNCIO_TASKS)
+    tracing.setup(
+        "foundation-sidecar",
+        **{"k8s.namespace.name": settings.namespace, "k8s.pod.name": socket.gethostname()},
+    )
     config = settings.sidecar_config
     proxy = Proxy(
         config,
@@ -163,6 +168,7 @@ async def run(settings: SidecarSettings) -> int:
         await asyncio.sleep(0.2)
     for runner in runners:
         await runner.cleanup()
+    tracing.shutdown()
     return 0
 
 

@@ -183,6 +183,30 @@ class Sidecar(SidecarConfig):
 AgentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 
 
+class Tracing(Model):
+    """Where this Agent's pods send their traces (OpenTelemetry, OTLP over HTTP), over the
+    platform's default (the chart's tracing values). Set as the standard OTEL_* variables, which
+    spec.env may still override."""
+
+    enabled: bool = Field(
+        True, description="false: no traces from this Agent's pods, whatever the platform says."
+    )
+    endpoint: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="OTLP/HTTP endpoint, e.g. http://collector.observability:4318 (spans go to "
+        "its /v1/traces); default: the platform's.",
+    )
+    sampling_ratio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of new traces kept (a caller's decision is followed); default: the "
+        "platform's, else 1.",
+    )
+
+
 class Calls(Model):
     """What an Agent's members call (peers, tools), in its namespace: its account is granted
     `create` on exactly these Agents' tasks, and nothing else. Another namespace's Agents are
@@ -250,6 +274,7 @@ class AgentSpec(Model):
     inbox: Inbox = Field(default_factory=Inbox)
     limits: Limits = Field(default_factory=Limits)
     sidecar: Sidecar = Field(default_factory=Sidecar)
+    tracing: Tracing = Field(default_factory=Tracing)
 
 
 class LastExit(Model):

@@ -98,6 +98,14 @@ def limits_env(limits: Limits) -> list[Obj]:
     ]
 
 
+def tracing_env(view: AgentView) -> list[Obj]:
+    """OTEL_* for the Agent's containers: its spec.tracing over the platform's."""
+    tracing = view.spec.tracing
+    return defaults.tracing_env(
+        view.platform, tracing.enabled, tracing.endpoint, tracing.sampling_ratio
+    )
+
+
 def container(view: AgentView) -> Obj:
     spec = view.spec
     env = [
@@ -145,6 +153,7 @@ def container(view: AgentView) -> Obj:
             if spec.sidecar.enabled
             else []
         ),
+        *tracing_env(view),
         *spec.env,
     ]
     out: Obj = {
@@ -209,6 +218,7 @@ def sidecar_container(view: AgentView) -> Obj:
                 for u in sidecar.upstreams
                 if u.authorization is not None
             ),
+            *tracing_env(view),
         ],
         "ports": [{"name": "sidecar-admin", "containerPort": SIDECAR_ADMIN_PORT}],
         "securityContext": security.container_context(),

@@ -41,6 +41,27 @@ class Platform:
     sidecar_resources: Resources = field(default_factory=lambda: SIDECAR_RESOURCES)
     runner_resources: Resources = field(default_factory=lambda: RUNNER_RESOURCES)
     secret_store: bool = False  # whether the operator holds rights on Secrets (store Secret)
+    tracing_endpoint: str = ""  # OTLP/HTTP; empty: no traces unless an Agent names one
+    tracing_sampling_ratio: float = 1.0
+
+
+def tracing_env(
+    platform: Platform,
+    enabled: bool = True,
+    endpoint: str | None = None,
+    ratio: float | None = None,
+) -> list[dict[str, str]]:
+    """The standard OpenTelemetry variables a pod's containers trace by (none: no traces)."""
+    endpoint = endpoint or platform.tracing_endpoint
+    if not enabled or not endpoint:
+        return []
+    ratio = platform.tracing_sampling_ratio if ratio is None else ratio
+    return [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": endpoint},
+        {"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": "http/protobuf"},
+        {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+        {"name": "OTEL_TRACES_SAMPLER_ARG", "value": f"{ratio:g}"},
+    ]
 
 
 UNITS = {

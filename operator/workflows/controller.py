@@ -66,11 +66,13 @@ class WorkflowController(Reconciler):
         workers: int = 8,
         image: str = "",
         runner_resources: dict[str, Any] | None = None,
+        tracing_env: list[dict[str, str]] | None = None,
     ) -> None:
         super().__init__(workers)
         self.kube = kube
         self.image = image
         self.runner_resources = runner_resources
+        self.tracing_env = tracing_env or []
         self.workflows = Index()
         self.runners = OwnedIndex(objects.WORKFLOW_LABEL)
         self.owned_applied: dict[Key, str] = {}
@@ -176,7 +178,7 @@ class WorkflowController(Reconciler):
                 await self._fail(body, status, generation, "InvalidSpec", problem)
             return None  # the status patch brings it back
         try:
-            view = WorkflowView.from_body(body, self.image, self.runner_resources)
+            view = WorkflowView.from_body(body, self.image, self.runner_resources, self.tracing_env)
         except InvalidWorkflow as exc:
             if status.phase not in FINISHED:
                 await self._fail(body, status, generation, "InvalidSpec", str(exc))

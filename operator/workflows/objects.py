@@ -36,10 +36,15 @@ class WorkflowView:
     deleting: bool = False
     image: str = ""
     runner_resources: Obj = field(default_factory=lambda: defaults.RUNNER_RESOURCES)
+    tracing_env: list[Obj] = field(default_factory=list)  # OTEL_* (defaults.tracing_env)
 
     @classmethod
     def from_body(
-        cls, body: Obj, default_image: str = "", runner_resources: Obj | None = None
+        cls,
+        body: Obj,
+        default_image: str = "",
+        runner_resources: Obj | None = None,
+        tracing_env: list[Obj] | None = None,
     ) -> WorkflowView:
         meta = body["metadata"]
         try:
@@ -84,6 +89,7 @@ class WorkflowView:
             runner_resources=defaults.RUNNER_RESOURCES
             if runner_resources is None
             else runner_resources,
+            tracing_env=list(tracing_env or []),
         )
 
     @property
@@ -189,6 +195,7 @@ def runner_pod(view: WorkflowView) -> Obj:
                 "name": "FOUNDATION_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
+            *view.tracing_env,
         ],
         "securityContext": security.container_context(),
         # Its Foundation token: the members authorize its steps' tasks by it.

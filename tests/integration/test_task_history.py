@@ -101,8 +101,8 @@ async def test_an_agents_tasks_across_its_members_newest_first(
 async def test_a2a_list_tasks_through_the_door_shows_each_person_what_they_may_see(
     kube: Kube,
 ) -> None:
-    """rita (a reader and a caller) sees everyone's tasks across both members; alice (a caller) only the
-    ones she sent; pages by token, 3.1.4's order and page sizes."""
+    """rita (a reader and a caller) sees everyone's tasks across both members; alice (a
+    caller) only the ones she sent; pages by token, 3.1.4's order and page sizes."""
     await running_agent(kube, "desk", "foundation_agent.agents:CounterAgent", replicas=2)
     await bind_user(kube, "alice", "foundation-agent-caller")
     await bind_user(kube, "rita", "foundation-agent-reader")
