@@ -33,3 +33,27 @@ class PodTemplate(Model):
     tolerations: list[FreeForm] = Field(default_factory=list)
     affinity: FreeForm | None = None
     security_context: FreeForm | None = Field(None, description="The pod's securityContext.")
+
+
+class Tracing(Model):
+    """Where a pod's traces go (OpenTelemetry, OTLP over HTTP), over the platform's default
+    (the chart's tracing values): an Agent's members and sidecars, a Workflow's runner. Set as
+    the standard OTEL_* variables (an Agent's spec.env may still override them)."""
+
+    enabled: bool = Field(
+        True, description="false: no traces from these pods, whatever the platform says."
+    )
+    endpoint: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="OTLP/HTTP endpoint, e.g. http://collector.observability:4318 (spans go to "
+        "its /v1/traces); default: the platform's.",
+    )
+    sampling_ratio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of new traces kept (a caller's decision is followed); default: the "
+        "platform's, else 1.",
+    )

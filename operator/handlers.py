@@ -21,7 +21,6 @@ from foundation_common import __version__
 from foundation_common.resources import AGENT, SCHEDULE, WORKFLOW
 from foundation_operator.agents import objects
 from foundation_operator.agents.controller import Supervisor
-from foundation_operator.core import defaults
 from foundation_operator.core.client import Api, ApiError, Obj, connect, kopf_credentials
 from foundation_operator.core.index import slim
 from foundation_operator.core.watches import LabelledWatch
@@ -82,7 +81,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         workers=settings.workers,
         image=settings.agent_image,
         runner_resources=settings.runner_resources,
-        tracing_env=defaults.tracing_env(settings.platform),
+        platform=settings.platform,
     )
     State.schedules = ScheduleController(kube)
     State.supervisor.start()

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, WithJsonSchema
 
 from foundation_common.resources import GROUP, WORKFLOW, WORKFLOW_TEMPLATE
-from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
+from foundation_common.schema import Capability, FreeForm, Model, PodTemplate, Tracing
 from foundation_common.status import Condition
 
 # Any JSON value (object, list, string, number, boolean): a step's input and result, the
@@ -125,6 +125,7 @@ class Runner(Model):
 
     resources: FreeForm | None = Field(None, description="The runner container's resources.")
     pod_template: PodTemplate = Field(default_factory=PodTemplate)
+    tracing: Tracing = Field(default_factory=Tracing)
 
 
 PARAMETER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"

@@ -22,7 +22,7 @@ from foundation_common.limits import (
     RESULT_BYTES,
 )
 from foundation_common.resources import AGENT
-from foundation_common.schema import Capability, FreeForm, Model, PodTemplate
+from foundation_common.schema import Capability, FreeForm, Model, PodTemplate, Tracing
 from foundation_common.sidecar import SidecarConfig
 from foundation_common.status import Condition
 from foundation_operator.core.defaults import Platform
@@ -181,30 +181,6 @@ class Sidecar(SidecarConfig):
 
 
 AgentName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
-
-
-class Tracing(Model):
-    """Where this Agent's pods send their traces (OpenTelemetry, OTLP over HTTP), over the
-    platform's default (the chart's tracing values). Set as the standard OTEL_* variables, which
-    spec.env may still override."""
-
-    enabled: bool = Field(
-        True, description="false: no traces from this Agent's pods, whatever the platform says."
-    )
-    endpoint: str | None = Field(
-        None,
-        max_length=2048,
-        pattern=r"^https?://[^\s]+$",
-        description="OTLP/HTTP endpoint, e.g. http://collector.observability:4318 (spans go to "
-        "its /v1/traces); default: the platform's.",
-    )
-    sampling_ratio: float | None = Field(
-        None,
-        ge=0,
-        le=1,
-        description="Share of new traces kept (a caller's decision is followed); default: the "
-        "platform's, else 1.",
-    )
 
 
 class Calls(Model):

@@ -21,7 +21,7 @@ from foundation_common import events
 from foundation_common.status import condition, now, parse_stamp, stamp
 from foundation_common.workflows import report, templates, transitions
 from foundation_common.workflows.api import CREATOR, WORKFLOW, TemplateSpec, WorkflowStatus
-from foundation_operator.core import metrics, owned
+from foundation_operator.core import defaults, metrics, owned
 from foundation_operator.core.client import Api, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
@@ -66,13 +66,13 @@ class WorkflowController(Reconciler):
         workers: int = 8,
         image: str = "",
         runner_resources: dict[str, Any] | None = None,
-        tracing_env: list[dict[str, str]] | None = None,
+        platform: defaults.Platform | None = None,
     ) -> None:
         super().__init__(workers)
         self.kube = kube
         self.image = image
         self.runner_resources = runner_resources
-        self.tracing_env = tracing_env or []
+        self.platform = platform or defaults.Platform()
         self.workflows = Index()
         self.runners = OwnedIndex(objects.WORKFLOW_LABEL)
         self.owned_applied: dict[Key, str] = {}
@@ -178,7 +178,7 @@ class WorkflowController(Reconciler):
                 await self._fail(body, status, generation, "InvalidSpec", problem)
             return None  # the status patch brings it back
         try:
-            view = WorkflowView.from_body(body, self.image, self.runner_resources, self.tracing_env)
+            view = WorkflowView.from_body(body, self.image, self.runner_resources, self.platform)
         except InvalidWorkflow as exc:
             if status.phase not in FINISHED:
                 await self._fail(body, status, generation, "InvalidSpec", str(exc))

@@ -36,7 +36,7 @@ class WorkflowView:
     deleting: bool = False
     image: str = ""
     runner_resources: Obj = field(default_factory=lambda: defaults.RUNNER_RESOURCES)
-    tracing_env: list[Obj] = field(default_factory=list)  # OTEL_* (defaults.tracing_env)
+    platform: defaults.Platform = field(default_factory=defaults.Platform)  # its tracing
 
     @classmethod
     def from_body(
@@ -44,7 +44,7 @@ class WorkflowView:
         body: Obj,
         default_image: str = "",
         runner_resources: Obj | None = None,
-        tracing_env: list[Obj] | None = None,
+        platform: defaults.Platform | None = None,
     ) -> WorkflowView:
         meta = body["metadata"]
         try:
@@ -89,7 +89,7 @@ class WorkflowView:
             runner_resources=defaults.RUNNER_RESOURCES
             if runner_resources is None
             else runner_resources,
-            tracing_env=list(tracing_env or []),
+            platform=platform or defaults.Platform(),
         )
 
     @property
@@ -181,6 +181,14 @@ def role_binding(view: WorkflowView) -> Obj:
     }
 
 
+def runner_tracing(view: WorkflowView) -> list[Obj]:
+    """OTEL_* for the runner: the Workflow's spec.runner.tracing over the platform's."""
+    tracing = view.spec.runner.tracing
+    return defaults.tracing_env(
+        view.platform, tracing.enabled, tracing.endpoint, tracing.sampling_ratio
+    )
+
+
 def runner_pod(view: WorkflowView) -> Obj:
     """The runner: restarted by the kubelet when it crashes (OnFailure), done when it exits 0,
     under the restricted Pod Security Standard."""
@@ -195,7 +203,7 @@ def runner_pod(view: WorkflowView) -> Obj:
                 "name": "FOUNDATION_NAMESPACE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
-            *view.tracing_env,
+            *runner_tracing(view),
         ],
         "securityContext": security.container_context(),
         # Its Foundation token: the members authorize its steps' tasks by it.

@@ -146,3 +146,69 @@ def test_contexts_are_checked_and_a_workflows_trace_is_its_own() -> None:
     one, two = tracing.rooted("uid-1"), tracing.rooted("uid-2")
     assert one == tracing.rooted("uid-1") and one != two
     assert tracing.carried(one) == one and tracing.trace_id(one) != tracing.trace_id(two)
+
+
+def test_pods_get_the_standard_variables_from_the_platform_or_their_spec() -> None:
+    from foundation_operator.agents import objects as agent_objects
+    from foundation_operator.agents.api import AgentView
+    from foundation_operator.core.defaults import Platform
+    from foundation_operator.workflows import objects as workflow_objects
+    from foundation_operator.workflows.objects import WorkflowView
+
+    def env(container: dict) -> dict[str, str]:
+        return {e["name"]: e.get("value", "") for e in container["env"]}
+
+    def member(platform: Platform, **spec: Any) -> list[dict[str, str]]:
+        body = {
+            "metadata": {"name": "a", "namespace": "n", "uid": "u", "generation": 1},
+            "spec": {"image": "i", "agent": "m:C", **spec},
+        }
+        pod = agent_objects.member_pod(AgentView.from_body(body, platform=platform), 0)
+        return [env(c) for c in pod["spec"]["containers"]]
+
+    platform = Platform(tracing_endpoint="http://collector:4318", tracing_sampling_ratio=0.25)
+    agent, sidecar = member(platform)
+    assert agent["OTEL_EXPORTER_OTLP_ENDPOINT"] == sidecar["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert agent["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+    assert agent["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert agent["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    own = member(platform, tracing={"endpoint": "http://mine:4318", "samplingRatio": 1})[0]
+    assert own["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://mine:4318"
+    assert own["OTEL_TRACES_SAMPLER_ARG"] == "1"
+    assert all("OTEL_EXPORTER_OTLP_ENDPOINT" not in e for e in member(Platform()))
+    assert all(
+        "OTEL_EXPORTER_OTLP_ENDPOINT" not in e for e in member(platform, tracing={"enabled": False})
+    )
+    # spec.env comes after: an Agent may still set any OTEL_* variable itself.
+    names = [
+        e["name"]
+        for e in agent_objects.member_pod(
+            AgentView.from_body(
+                {
+                    "metadata": {"name": "a", "namespace": "n", "uid": "u", "generation": 1},
+                    "spec": {
+                        "image": "i",
+                        "agent": "m:C",
+                        "env": [{"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.5"}],
+                    },
+                },
+                platform=platform,
+            ),
+            0,
+        )["spec"]["containers"][0]["env"]
+    ]
+    assert names.index("OTEL_TRACES_SAMPLER_ARG") < len(names) - 1
+    assert names[-1] == "OTEL_TRACES_SAMPLER_ARG"
+    workflow = WorkflowView.from_body(
+        {
+            "metadata": {"name": "w", "namespace": "n", "uid": "u", "generation": 1},
+            "spec": {
+                "steps": [{"name": "a", "agent": "x", "action": "get"}],
+                "runner": {"tracing": {"endpoint": "http://phoenix:6006"}},
+            },
+        },
+        "image",
+        platform=Platform(),
+    )
+    runner = env(workflow_objects.runner_pod(workflow)["spec"]["containers"][0])
+    assert runner["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://phoenix:6006"
