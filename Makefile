@@ -1,4 +1,4 @@
-.PHONY: lint test test-unit test-integration llm demo demo-down clean crds lock pin-base
+.PHONY: lint test test-unit test-integration llm phoenix demo demo-down clean crds lock pin-base
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
@@ -48,14 +48,18 @@ test-unit: $(VENV)
 	$(BIN)/pytest tests/unit
 
 # Integration tests bring the local cluster up themselves (session fixture).
-test-integration: $(VENV) llm
+test-integration: $(VENV) llm phoenix
 	$(BIN)/pytest tests/integration
 
 # The small real model the LLM tests use (llama-cpp-python built once, cached outside the clone).
 llm: $(VENV)
 	e2e/local/llm
 
-test: $(VENV) llm
+# Arize Phoenix, the trace store the trace tests query (a venv of its own, cached by version).
+phoenix:
+	e2e/local/phoenix
+
+test: $(VENV) llm phoenix
 	$(BIN)/pytest
 
 # The product on the local cluster: the operator from the chart, an Agent, tasks from the CLI,

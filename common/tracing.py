@@ -32,6 +32,7 @@ HEADERS = (TRACEPARENT, TRACESTATE)
 # version 00: trace id, parent span id, flags (W3C Trace Context, level 1)
 PARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 MAX_STATE = 512  # characters of a tracestate kept (the spec lets vendors cut it)
+SCHEDULE_DELAY_MS = 1000  # how often ended spans are sent
 
 # Foundation's attributes (the GenAI conventions' own are written out where used).
 AGENT, MEMBER, NAMESPACE = "foundation.agent", "foundation.member", "foundation.namespace"
@@ -79,7 +80,12 @@ def setup(service: str, exporter: Any = None, **attributes: str) -> bool:
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # Sent every second (the SDK's default is 5): a process killed loses at most the spans
+        # it ended in its last second. OTEL_BSP_SCHEDULE_DELAY still decides where it is set.
+        delay = int(os.environ.get("OTEL_BSP_SCHEDULE_DELAY") or SCHEDULE_DELAY_MS)
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=delay)
+        )
     _provider = provider
     return True
 
