@@ -1,4 +1,4 @@
-.PHONY: lint test test-unit test-integration llm phoenix demo demo-down clean crds lock pin-base
+.PHONY: lint test test-unit test-integration llm phoenix browser demo demo-down clean crds lock pin-base
 # Two commands on a fresh machine: `make demo` and `make test` (see README.md).
 
 PYTHON ?= python3
@@ -48,7 +48,7 @@ test-unit: $(VENV)
 	$(BIN)/pytest tests/unit
 
 # Integration tests bring the local cluster up themselves (session fixture).
-test-integration: $(VENV) llm phoenix
+test-integration: $(VENV) llm phoenix browser
 	$(BIN)/pytest tests/integration
 
 # The small real model the LLM tests use (llama-cpp-python built once, cached outside the clone).
@@ -59,7 +59,11 @@ llm: $(VENV)
 phoenix:
 	e2e/local/phoenix
 
-test: $(VENV) llm phoenix
+# Debian's Chromium, which the console's tests drive with Playwright.
+browser:
+	e2e/local/browser
+
+test: $(VENV) llm phoenix browser
 	$(BIN)/pytest
 
 # The product on the local cluster: the operator from the chart, an Agent, tasks from the CLI,

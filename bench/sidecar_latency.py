@@ -3,6 +3,7 @@ and against a baseline sidecar, the same code at an earlier commit, in the same 
 
     .venv/bin/python bench/sidecar_latency.py [--seconds 10] [--rates 200,1000]
         [--baseline d0188f7]   # the sidecar before issue 26's checks; "" for none
+        [--no-tracing]         # leave out the tracing comparison
 
 All on loopback: an upstream (aiohttp, answers 200 with a small body) and the real
 `foundation-sidecar` process pinned to core 1 (taskset), the load from this process and the
@@ -12,8 +13,13 @@ upstream on core 0.
 - Top rate: 64 calls in flight through the sidecar for 5 s; requests/s and the sidecar's CPU.
 - The sidecar's RSS after all that, and its PSS and USS (what of the RSS is its own).
 - With --baseline: the baseline's sidecar (its packages from `git archive`, put first on the
-  path) and this one take turns, three rounds at the highest rate; each one's median p99, and
-  the change.
+  path) and this one take turns, five rounds at the highest rate; each one's median p99 and
+  CPU per call, and the change.
+- Tracing: this sidecar with tracing off; on (spans exported over OTLP every second to a sink
+  on core 0 that answers 200) with calls outside any trace (passed as they come); and on with
+  every call in a sampled trace (a client span each), taking turns the same way; and the off
+  path's allocations: the peak memory Python's allocator traces (tracemalloc) over a million
+  passes of what a call runs for tracing when it is off (0 bytes: nothing is allocated).
 A benchmark, not a test: it asserts nothing and prints JSON.
 """
 
@@ -94,7 +100,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(cuts[49] * 1000, 3), "p99_ms": round(cuts[98] * 1000, 3)}
 
 
-async def open_loop(http: aiohttp.ClientSession, url: str, rate: int, seconds: float) -> dict:
+async def open_loop(
+    http: aiohttp.ClientSession,
+    url: str,
+    rate: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> dict:
     """`rate` calls a second on schedule, whether earlier ones have answered or not."""
     latencies: list[float] = []
     errors = 0
@@ -102,7 +114,7 @@ async def open_loop(http: aiohttp.ClientSession, url: str, rate: int, seconds: f
     async def one() -> None:
         nonlocal errors
         started = time.perf_counter()
-        async with http.get(url) as answer:
+        async with http.get(url, headers=headers) as answer:
             await answer.read()
             if answer.status != 200:
                 errors += 1
@@ -155,8 +167,11 @@ def baseline_packages(ref: str, into: Path) -> Path:
     return packages
 
 
-def start_sidecar(up_port: int, packages: Path | None) -> tuple[subprocess.Popen, int]:
-    """A sidecar pinned to one core with one upstream; this checkout's, or `packages`'."""
+def start_sidecar(
+    up_port: int, packages: Path | None, extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, int]:
+    """A sidecar pinned to one core with one upstream; this checkout's, or `packages`'; with
+    `extra` environment."""
     proxy_port, admin_port = free_port(), free_port()
     config = {"upstreams": [{"name": "up", "url": f"http://127.0.0.1:{up_port}"}]}
     env = dict(
@@ -165,6 +180,7 @@ def start_sidecar(up_port: int, packages: Path | None) -> tuple[subprocess.Popen
         FOUNDATION_SIDECAR_PORT=str(proxy_port),
         FOUNDATION_SIDECAR_ADMIN_PORT=str(admin_port),
         FOUNDATION_AGENT_PORT=str(free_port()),  # no agent: on SIGTERM it stops at once
+        **(extra or {}),
     )
     command = [str(REPO / ".venv/bin/foundation-sidecar")]
     if packages is not None:
@@ -177,39 +193,100 @@ def start_sidecar(up_port: int, packages: Path | None) -> tuple[subprocess.Popen
 async def against_baseline(
     http: aiohttp.ClientSession, up_port: int, packages: Path, rate: int, seconds: float
 ) -> dict:
-    """This sidecar and the baseline's, taking turns, `ROUNDS` rounds each: p99 at `rate`,
-    and the sidecar's CPU time per call (which a noisy machine disturbs less than a p99)."""
-    p99: dict[str, list[float]] = {"baseline": [], "this": []}
-    cpu: dict[str, list[float]] = {"baseline": [], "this": []}
+    """This sidecar and the baseline's, taking turns."""
+    return await turns(
+        http, up_port, {"baseline": (packages, {}, {}), "this": (None, {}, {})}, rate, seconds
+    )
+
+
+async def turns(
+    http: aiohttp.ClientSession,
+    up_port: int,
+    variants: dict[str, tuple[Path | None, dict[str, str], dict[str, str]]],
+    rate: int,
+    seconds: float,
+) -> dict:
+    """Sidecars (packages, environment; the calls' headers) taking turns, `ROUNDS` rounds
+    each: p99 at `rate`, and the sidecar's CPU time per call (which a noisy machine disturbs
+    less than a p99); each one's change against the first."""
+    names = list(variants)
+    p99: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(ROUNDS):
-        for name, where in (("baseline", packages), ("this", None)):
-            sidecar, port = start_sidecar(up_port, where)
+        for name, (where, env, headers) in variants.items():
+            sidecar, port = start_sidecar(up_port, where, env)
             url = f"http://127.0.0.1:{port}/upstream/up/v1/x"
             try:
                 await wait_up(url)
                 await closed_loop(http, url, 1.0)
                 before = proc_stat(sidecar.pid)[0]
-                loaded = await open_loop(http, url, rate, seconds)
+                loaded = await open_loop(http, url, rate, seconds, headers)
                 calls = loaded["sent_per_s"] * seconds
                 p99[name].append(loaded["p99_ms"])
                 cpu[name].append(round((proc_stat(sidecar.pid)[0] - before) / calls * 1e6, 1))
             finally:
                 sidecar.send_signal(signal.SIGTERM)
                 sidecar.wait(timeout=30)
-    base, this = statistics.median(p99["baseline"]), statistics.median(p99["this"])
-    cpu_base, cpu_this = statistics.median(cpu["baseline"]), statistics.median(cpu["this"])
-    return {
+    first = names[0]
+    median_p99 = {n: statistics.median(p99[n]) for n in names}
+    median_cpu = {n: statistics.median(cpu[n]) for n in names}
+
+    def change(of: dict[str, float], name: str) -> float:
+        return round((of[name] - of[first]) / of[first] * 100, 1)
+
+    out = {
         "rate_per_s": rate,
         "p99_ms": p99,
-        "median_p99_ms": {"baseline": base, "this": this},
-        "p99_change_percent": round((this - base) / base * 100, 1),
+        "median_p99_ms": median_p99,
         "cpu_us_per_call": cpu,
-        "median_cpu_us_per_call": {"baseline": cpu_base, "this": cpu_this},
-        "cpu_change_percent": round((cpu_this - cpu_base) / cpu_base * 100, 1),
+        "median_cpu_us_per_call": median_cpu,
     }
+    if len(names) == 2:
+        out["p99_change_percent"] = change(median_p99, names[1])
+        out["cpu_change_percent"] = change(median_cpu, names[1])
+    else:
+        out["p99_change_percent"] = {n: change(median_p99, n) for n in names[1:]}
+        out["cpu_change_percent"] = {n: change(median_cpu, n) for n in names[1:]}
+    return out
 
 
-async def measure(seconds: float, rates: list[int], baseline: str) -> dict:
+# A sampled trace's context, as an agent's call in a task's run carries it.
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+SINK = """
+import sys
+from aiohttp import web
+async def took(request):
+    await request.read()
+    return web.Response(status=200, content_type="application/x-protobuf")
+app = web.Application(client_max_size=64 * 2**20)
+app.router.add_post("/v1/traces", took)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+def off_path_allocations(passes: int = 1_000_000) -> dict:
+    """Bytes Python's allocator holds at its peak, over what a call runs for tracing when it
+    is off (the sidecar's choice of `send`, the runtime's checks), beyond what it held."""
+    import tracemalloc
+
+    sys.path[:0] = [str(REPO)]
+    from foundation_agent.sidecar.routes import sender
+    from foundation_common import tracing
+
+    assert not tracing.enabled()
+    sender(), tracing.enabled()  # imported and warm
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    for _ in range(passes):
+        sender()
+        tracing.enabled()
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"passes": passes, "peak_bytes_added": peak - before, "held_bytes_added": after - before}
+
+
+async def measure(seconds: float, rates: list[int], baseline: str, traced: bool) -> dict:
     up_port = free_port()
     # The load and the upstream on core 0, the sidecar alone on core 1: what is measured is
     # the sidecar, not the three processes' contention on two cores.
@@ -247,6 +324,30 @@ async def measure(seconds: float, rates: list[int], baseline: str) -> dict:
             result["sidecar_memory"] = memory_mb(sidecar.pid)
             sidecar.send_signal(signal.SIGTERM)
             sidecar.wait(timeout=30)
+            if traced:
+                sink_port = free_port()
+                sink = subprocess.Popen(
+                    ["taskset", "-c", "0", sys.executable, "-c", SINK, str(sink_port)]
+                )
+                try:
+                    on = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+                    result["tracing"] = {
+                        **await turns(
+                            http,
+                            up_port,
+                            {
+                                "off": (None, {}, {}),
+                                "on_calls_untraced": (None, on, {}),
+                                "on_every_call_traced": (None, on, {"traceparent": PARENT}),
+                            },
+                            max(rates),
+                            seconds,
+                        ),
+                        "off_path_allocations": off_path_allocations(),
+                    }
+                finally:
+                    sink.terminate()
+                    sink.wait(timeout=10)
             if baseline:
                 with tempfile.TemporaryDirectory() as scratch:
                     packages = baseline_packages(baseline, Path(scratch))
@@ -269,9 +370,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="200,1000")
     parser.add_argument("--baseline", default="d0188f7", help="a commit; empty for none")
+    parser.add_argument("--no-tracing", action="store_true", help="no tracing comparison")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
-    print(json.dumps(asyncio.run(measure(args.seconds, rates, args.baseline)), indent=2))
+    result = asyncio.run(measure(args.seconds, rates, args.baseline, not args.no_tracing))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

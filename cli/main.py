@@ -8,6 +8,7 @@
                      [-o table|wide|json|yaml]
     foundation card AGENT [--timeout S]
     foundation mcp --agent AGENT [--agent AGENT ...] [--listen HOST:PORT | --stdio]
+    foundation console [--listen 127.0.0.1:8765]
 
 It prints the task record (or the Agent's A2A card) as JSON. Exit codes: 0 done (or accepted,
 without --wait), 1 the task failed or was cancelled, 2 bad arguments or input, 3 no such Agent
@@ -106,6 +107,14 @@ def parser(prog: str) -> argparse.ArgumentParser:
     mcp.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a call waits for its task"
     )
+    console = commands.add_parser(
+        "console",
+        help="a web console for the namespace's Agents and Workflows, on this machine's "
+        "loopback, acting with your kubeconfig",
+    )
+    console.add_argument(
+        "--listen", default="127.0.0.1:8765", help="loopback HOST:PORT (default 127.0.0.1:8765)"
+    )
     for verb, what in (("approve", "approve"), ("reject", "reject")):
         decide = commands.add_parser(
             verb,
@@ -189,7 +198,9 @@ async def run(args: argparse.Namespace) -> int:
         listen_address(args)
     if args.command == "tasks":
         history.usage(args.limit)
-    deadline = time.monotonic() + args.timeout
+    if args.command == "console":
+        host, port = console_address(args.listen)
+    deadline = time.monotonic() + getattr(args, "timeout", DEFAULT_TIMEOUT)
     payload = task_input(args.input) if args.command in ("send", "approve") else None
     api_client = await connect(args)
     tracing.setup("foundation-cli")  # where OTEL_EXPORTER_OTLP_ENDPOINT says so
@@ -197,6 +208,11 @@ async def run(args: argparse.Namespace) -> int:
         api = tasks.Tasks(api_client, namespace_of(args))
         if args.command == "mcp":
             await serve_mcp(api, args)
+            return 0
+        if args.command == "console":
+            from foundation_cli.console import server as console
+
+            await console.serve(api_client, namespace_of(args), host, port)
             return 0
         if args.command == "tasks":
             await history.run(api, args, deadline)
@@ -264,6 +280,20 @@ async def serve_mcp(api: tasks.Tasks, args: argparse.Namespace) -> None:
     app = server.streamable_http_app(host=host)
     print(f"serving MCP at http://{args.listen}/mcp", file=sys.stderr, flush=True)
     await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+
+def console_address(listen: str) -> tuple[str, int]:
+    """The console's HOST and PORT: loopback only (it acts with your kubeconfig)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise Problem(f"--listen {listen!r} must be HOST:PORT", tasks.USAGE)
+    if not loopback(host):
+        raise Problem(
+            f"--listen {listen}: the console acts with your kubeconfig, so it serves this "
+            "machine's loopback only; to share it, run it in the cluster (docs/console.md)",
+            tasks.USAGE,
+        )
+    return host.strip("[]"), int(port)
 
 
 def loopback(host: str) -> bool:

@@ -130,6 +130,11 @@ def rooted(key: str) -> dict[str, str]:
     return {TRACEPARENT: f"00-{digest[:32]}-{digest[32:]}-01"}
 
 
+def sampled(context: Mapping[str, str]) -> bool:
+    """Whether a kept context's trace is sampled (its flags' lowest bit)."""
+    return int(context.get(TRACEPARENT, "00")[-2:], 16) & 1 == 1
+
+
 def trace_id(context: Mapping[str, str] | None) -> str | None:
     """The trace id of a kept context (`{"traceparent": ...}`), if any."""
     if not context:

@@ -253,11 +253,16 @@ async def traced_send(
     deadline: float,
     relay: Relay,
 ) -> web.StreamResponse:
-    """`send` in a client span, whose context the call carries on."""
+    """`send` in a client span, whose context the call carries on, for a call made in a
+    sampled trace (the agent's, in a task's run); any other passes as it came: the sidecar
+    starts no trace of its own."""
+    incoming = tracing.carried(request.headers)
+    if incoming is None or not tracing.sampled(incoming):
+        return await send(route, request, path, headers, body, deadline, relay)
     with tracing.span(
         f"{request.method} {route.target} {route.name}",
         kind="CLIENT",
-        context=tracing.carried(request.headers),
+        context=incoming,
         attributes={
             "http.request.method": request.method,
             "url.path": path.split("?", 1)[0],

@@ -1,0 +1,1 @@
+"""`foundation console`: the web console (server.py) and its page (static/)."""
