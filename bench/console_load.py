@@ -201,6 +201,15 @@ async def main() -> None:
             console.terminate()
             console.wait(timeout=10)
         await core.delete_namespace(ns)  # no operator ran: no finalizers hold it
+        # Gone before this ends: an operator started next would find 2,000 objects to handle.
+        while True:
+            try:
+                await core.read_namespace(ns)
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    break
+                raise
+            await asyncio.sleep(1)
         await api.close()
     print(json.dumps(result))
 

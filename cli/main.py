@@ -212,7 +212,7 @@ async def run(args: argparse.Namespace) -> int:
         if args.command == "console":
             from foundation_cli.console import server as console
 
-            await console.serve(api_client, namespace_of(args), host, port)
+            await console.serve(console.Kubeconfig(api_client), namespace_of(args), host, port)
             return 0
         if args.command == "tasks":
             await history.run(api, args, deadline)

@@ -28,9 +28,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from kubernetes_asyncio import client
 
-from foundation_cli.tasks import CARD, Tasks
 from foundation_common import access
 from foundation_common.resources import AGENT, WORKFLOW
 
@@ -43,6 +41,8 @@ TOKEN_HEADER = "X-Console-Token"
 WATCH_SECONDS = 300  # one watch call; the page's EventSource opens the next
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 KINDS = {"agents": AGENT, "workflows": WORKFLOW}
+CARD = "/.well-known/agent-card.json"
+SESSION_COOKIE = "foundation-console"
 
 
 def static(name: str) -> bytes:
@@ -50,14 +50,16 @@ def static(name: str) -> bytes:
 
 
 class Console:
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api = api
+    def __init__(self, cluster: Cluster, namespace: str, loopback: bool = True) -> None:
+        self.cluster = cluster
         self.namespace = namespace
+        self.loopback = loopback  # served on this machine (else in a cluster, behind a Service)
         self.token = secrets.token_urlsafe(24)
 
     # -- the API server, as the user ----------------------------------------------------------
     async def call(
         self,
+        request: web.Request,
         path: str,
         method: str = "GET",
         query: list[tuple[str, str]] | None = None,
@@ -65,16 +67,10 @@ class Console:
         seconds: float = 30,
     ) -> tuple[int, Any]:
         """(status, decoded body) of one call with the user's credentials."""
-        response = await self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=seconds,
-        )
+        try:
+            response = await self.cluster.request(request, path, method, query or [], body, seconds)
+        except Unauthenticated as exc:
+            return 401, {"message": str(exc)}
         try:
             data = await response.read()
         finally:
@@ -137,6 +133,7 @@ class Console:
         if request.query.get("continue"):
             query.append(("continue", request.query["continue"]))
         status, body = await self.call(
+            request,
             f"/apis/{kind.group}/{kind.version}/namespaces/{self.namespace}/{kind.plural}",
             query=query,
         )
@@ -153,51 +150,46 @@ class Console:
         )
 
     async def agent(self, request: web.Request) -> web.Response:
-        """An Agent, its member pods and its recent Events."""
+        """An Agent (its status lists its members) and its recent Events."""
         name = request.match_info["name"]
-        status, body = await self.call(AGENT.path(self.namespace, name))
+        status, body = await self.call(request, AGENT.path(self.namespace, name))
         if status != 200:
             return self.answer(status, body)
-        pods = await self.call(
-            f"/api/v1/namespaces/{self.namespace}/pods",
-            query=[("labelSelector", f"foundation.dev/agent={name}")],
-        )
         events = await self.call(
+            request,
             f"/api/v1/namespaces/{self.namespace}/events",
             query=[("fieldSelector", f"involvedObject.name={name}")],
         )
         return web.json_response(
             {
                 "agent": body,
-                "pods": [pod_summary(p) for p in (pods[1].get("items") or [])]
-                if pods[0] == 200
-                else None,
-                "podsError": None if pods[0] == 200 else (pods[1] or {}).get("message"),
                 "events": recent(events[1].get("items") or []) if events[0] == 200 else [],
             }
         )
 
     async def workflow(self, request: web.Request) -> web.Response:
-        status, body = await self.call(WORKFLOW.path(self.namespace, request.match_info["name"]))
+        status, body = await self.call(
+            request, WORKFLOW.path(self.namespace, request.match_info["name"])
+        )
         return self.answer(status, body)
 
     async def tasks(self, request: web.Request) -> web.Response:
         """The Agent's task history through the door (the page's filters passed on)."""
         query = [(k, v) for k, v in request.query.items()]
         status, body = await self.call(
-            self.door("agents", request.match_info["name"], access.TASKS), query=query
+            request, self.door("agents", request.match_info["name"], access.TASKS), query=query
         )
         return self.answer(status, body)
 
     async def actions(self, request: web.Request) -> web.Response:
         status, body = await self.call(
-            self.door("agents", request.match_info["name"], access.ACTIONS)
+            request, self.door("agents", request.match_info["name"], access.ACTIONS)
         )
         return self.answer(status, body)
 
     async def card(self, request: web.Request) -> web.Response:
         status, body = await self.call(
-            self.door("agents", request.match_info["name"], access.A2A, CARD)
+            request, self.door("agents", request.match_info["name"], access.A2A, CARD)
         )
         return self.answer(status, body)
 
@@ -226,6 +218,7 @@ class Console:
             "input": body.get("input"),
         }
         status, answer = await self.call(
+            request,
             self.door("agents", request.match_info["name"], access.TASKS),
             "POST",
             query=[("wait", "25")],
@@ -239,7 +232,10 @@ class Console:
         if isinstance(body, web.Response):
             return body
         status, answer = await self.call(
-            self.door("workflows", request.match_info["name"], access.APPROVAL), "POST", body=body
+            request,
+            self.door("workflows", request.match_info["name"], access.APPROVAL),
+            "POST",
+            body=body,
         )
         return self.answer(status, answer)
 
@@ -263,16 +259,10 @@ class Console:
         await out.prepare(request)
         path = f"/apis/{kind.group}/{kind.version}/namespaces/{self.namespace}/{kind.plural}"
         try:
-            response = await self.api.call_api(
-                path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=WATCH_SECONDS + 30,
+            response = await self.cluster.request(
+                request, path, "GET", query, None, WATCH_SECONDS + 30
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, Unauthenticated) as exc:
             await sse(out, "error", {"status": 503, "message": f"the watch failed: {exc}"})
             return out
         try:
@@ -315,7 +305,9 @@ class Console:
                 return web.Response(status=421, text="this console answers its loopback address")
             return await handler(request)  # type: ignore[no-any-return]
 
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[loopback_only])
+        app = web.Application(
+            client_max_size=MAX_BODY, middlewares=[loopback_only] if self.loopback else []
+        )
         r = app.router
         r.add_get("/", self.index)
         r.add_get("/static/{name}", self.asset)
@@ -328,7 +320,186 @@ class Console:
         r.add_post("/api/agents/{name}/tasks", self.send)
         r.add_get("/api/workflows/{name}", self.workflow)
         r.add_post("/api/workflows/{name}/approval", self.decide)
+        r.add_post("/api/session", self.sign_in)
+        r.add_delete("/api/session", self.sign_out)
+        r.add_get("/api/session", self.session)
+
+        async def closed(_: web.Application) -> None:
+            await self.cluster.close()
+
+        app.on_cleanup.append(closed)
         return app
+
+    # -- in a cluster: who is signed in -------------------------------------------------------
+    async def session(self, request: web.Request) -> web.Response:
+        """Whether calls go with a user's token: always on this machine (the kubeconfig's); in
+        a cluster, once the user signed in or a proxy in front sends one."""
+        return web.json_response(
+            {
+                "signedIn": self.cluster.user_token(request) is not None or self.loopback,
+                "signIn": not self.loopback,
+            }
+        )
+
+    async def sign_in(self, request: web.Request) -> web.Response:
+        """A token the user pastes (`kubectl create token`, their OIDC id-token), kept in a
+        cookie only this site's pages send, and only over the connection; checked at once by
+        asking the API server who it is (SelfSubjectAccessReview needs no permission)."""
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        token = str(body.get("token") or "").strip()
+        if self.loopback or not token or len(token) > 8192:
+            return web.json_response({"message": "paste a bearer token"}, status=400)
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": self.namespace,
+                    "verb": "list",
+                    "group": AGENT.group,
+                    "resource": AGENT.plural,
+                }
+            },
+        }
+        try:
+            answer = await self.cluster.request(
+                request,
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                "POST",
+                [],
+                review,
+                15,
+                token=token,
+            )
+            status = answer.status
+            answer.release()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return web.json_response({"message": f"the API server: {exc}"}, status=503)
+        if status == 401:
+            return web.json_response(
+                {"message": "the API server does not accept this token"}, status=401
+            )
+        out = web.json_response({"signedIn": True})
+        out.set_cookie(
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            path="/",
+        )
+        return out
+
+    async def sign_out(self, request: web.Request) -> web.Response:
+        out = web.json_response({"signedIn": False})
+        out.del_cookie(SESSION_COOKIE, path="/")
+        return out
+
+
+class Unauthenticated(Exception):
+    """No token to call the API server with: the user signs in first."""
+
+
+class Cluster:
+    """How calls reach the API server as the user."""
+
+    def user_token(self, request: web.Request) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def request(
+        self,
+        request: web.Request,
+        path: str,
+        method: str,
+        query: list[tuple[str, str]],
+        body: Any,
+        seconds: float,
+        token: str | None = None,
+    ) -> aiohttp.ClientResponse:
+        raise NotImplementedError
+
+
+class Kubeconfig(Cluster):
+    """On the user's machine: their kubeconfig, whatever its authentication (a
+    kubernetes_asyncio ApiClient made from it)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    async def request(
+        self,
+        request: web.Request,
+        path: str,
+        method: str,
+        query: list[tuple[str, str]],
+        body: Any,
+        seconds: float,
+        token: str | None = None,
+    ) -> aiohttp.ClientResponse:
+        return await self.api.call_api(  # type: ignore[no-any-return]
+            path,
+            method,
+            query_params=query,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=seconds,
+        )
+
+
+class InCluster(Cluster):
+    """In a pod: the API server by its in-cluster address and CA, each call with the token of
+    the user it is made for (an authenticating proxy's `Authorization: Bearer`, else the
+    session cookie set at sign-in). The pod has no identity of its own to fall back on."""
+
+    def __init__(self, server: str, ca_file: str | None) -> None:
+        import ssl
+
+        self.server = server.rstrip("/")
+        # No CA file: plain HTTP (the tests' stand-in for the API server).
+        self.ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self.http: aiohttp.ClientSession | None = None
+
+    def user_token(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer ") and header[7:].strip():
+            return header[7:].strip()
+        return request.cookies.get(SESSION_COOKIE) or None
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+    async def request(
+        self,
+        request: web.Request,
+        path: str,
+        method: str,
+        query: list[tuple[str, str]],
+        body: Any,
+        seconds: float,
+        token: str | None = None,
+    ) -> aiohttp.ClientResponse:
+        token = token or self.user_token(request)
+        if not token:
+            raise Unauthenticated("sign in: the console calls the cluster with your own token")
+        if self.http is None:
+            self.http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        return await self.http.request(
+            method,
+            self.server + path,
+            params=query,
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            ssl=self.ssl if self.ssl is not None else False,
+            timeout=aiohttp.ClientTimeout(total=seconds),
+        )
 
 
 async def sse(out: web.StreamResponse, event: str, data: Any) -> None:
@@ -361,20 +532,6 @@ def summary(plural: str, obj: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return {
-        "name": pod["metadata"]["name"],
-        "phase": (pod.get("status") or {}).get("phase"),
-        "ready": bool(statuses) and all(c.get("ready") for c in statuses),
-        "restarts": sum(int(c.get("restartCount") or 0) for c in statuses),
-        "containers": [
-            {"name": c.get("name"), "ready": c.get("ready"), "restarts": c.get("restartCount")}
-            for c in statuses
-        ],
-    }
-
-
 def recent(events: list[dict[str, Any]], keep: int = 20) -> list[dict[str, Any]]:
     def when(e: dict[str, Any]) -> str:
         return str(e.get("lastTimestamp") or e.get("eventTime") or "")
@@ -391,8 +548,10 @@ def recent(events: list[dict[str, Any]], keep: int = 20) -> list[dict[str, Any]]
     ]
 
 
-async def serve(api: client.ApiClient, namespace: str, host: str, port: int) -> None:
-    console = Console(api, namespace)
+async def serve(
+    cluster: Cluster, namespace: str, host: str, port: int, loopback: bool = True
+) -> None:
+    console = Console(cluster, namespace, loopback)
     runner = web.AppRunner(console.app(port), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -406,4 +565,29 @@ async def serve(api: client.ApiClient, namespace: str, host: str, port: int) -> 
         await runner.cleanup()
 
 
-__all__ = ["Console", "Tasks", "serve"]
+SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`foundation-console`: the console in a pod, for the people who reach it (docs/console.md).
+    It holds no credentials of its own: every call goes with the user's token."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="foundation-console", description=main.__doc__)
+    parser.add_argument("-n", "--namespace", required=True)
+    parser.add_argument("--listen", default="0.0.0.0:8765")
+    parser.add_argument(
+        "--ca-file", default=os.environ.get("FOUNDATION_CONSOLE_CA", SERVICE_ACCOUNT_CA)
+    )
+    args = parser.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    server = "https://{}:{}".format(
+        os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc"),
+        os.environ.get("KUBERNETES_SERVICE_PORT", "443"),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve(InCluster(server, args.ca_file), args.namespace, host, int(port), False))
+
+
+__all__ = ["Console", "serve"]

@@ -28,6 +28,7 @@ VALUE_SETS = {
     "everything": EVERYTHING,
     "namespaced": {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"], "replicas": 3},
     "single": {"replicas": 1, "leaderElection": {"enabled": False}, "logFormat": "text"},
+    "console": {"console": {"enabled": True}, "tracing": {"otlpEndpoint": "http://c:4318"}},
     "no-extras": {
         "metrics": {"service": {"enabled": False}},
         "podDisruptionBudget": {"enabled": False},
@@ -304,3 +305,43 @@ def test_the_operator_is_told_how_members_treat_callers_and_which_namespaces_are
     assert settings.caller_auth == "Permissive"
     assert settings.privileged_namespaces == ("gpu", "lab")
     assert settings.network_policy is False and settings.network_policy_from == [peer]
+
+
+def test_the_console_holds_no_credentials_and_traces_go_where_the_values_say() -> None:
+    objects = render(VALUE_SETS["console"])
+    console = next(
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("console")
+    )
+    pod = console["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert [v["configMap"]["name"] for v in pod["volumes"]] == ["kube-root-ca.crt"]
+    assert pod["containers"][0]["command"][:2] == [
+        "foundation-console",
+        "--namespace=foundation-system",
+    ]
+    account = next(
+        o
+        for o in objects
+        if o["kind"] == "ServiceAccount" and o["metadata"]["name"].endswith("console")
+    )
+    assert account["automountServiceAccountToken"] is False
+    assert not any(
+        s.get("name", "").endswith("console")
+        for o in objects
+        if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        for s in o.get("subjects", [])
+    )
+    operator = next(
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("operator")
+    )
+    env = {
+        e["name"]: e.get("value")
+        for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["FOUNDATION_TRACING_ENDPOINT"] == "http://c:4318"
+    assert env["FOUNDATION_TRACING_SAMPLING_RATIO"] == "1"
+    assert not any(o["metadata"]["name"].endswith("console") for o in render({}))

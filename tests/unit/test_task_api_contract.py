@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from openapi_spec_validator import validate as validate_openapi
 from pydantic import BaseModel
 from schemathesis import GenerationMode
@@ -86,6 +86,10 @@ def test_the_task_api_keeps_its_openapi_contract(
     @BUDGET
     @given(case=task_api[path][method].as_strategy(mode))
     def check(case: schemathesis.Case) -> None:
+        if mode == GenerationMode.NEGATIVE and isinstance(case.query, dict):
+            # A parameter without a name is dropped by the HTTP client before it is sent: the
+            # request that arrives is not the schema-violating one schemathesis made.
+            assume(all(case.query))
         if mode == GenerationMode.POSITIVE and isinstance(case.query, dict):
             # Any string fits a page token's schema, but only one a listing gave is one
             # (test_history pages with real ones); the other filters are all generated.

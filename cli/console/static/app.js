@@ -55,6 +55,7 @@ const post = (path, body) => api(path, {
 // A refusal: a 403 gets a page of its own naming the missing permission, in the API
 // server's words; anything else a line where it happened.
 function refusal(error, where) {
+  if (error instanceof Refused && error.status === 401) { signIn(error.message); return; }
   if (error instanceof Refused && error.status === 403) {
     const page = el("div", { class: "forbidden", id: "forbidden" },
       el("h1", {}, "Forbidden"),
@@ -409,6 +410,24 @@ function stepDetail(workflow, name, st, status) {
     decided ? el("p", {}, `${decided.decision} by ${decided.by} at ${when(decided.at)}${decided.message ? `: ${decided.message}` : ""}`) : "",
     said,
     st.result !== undefined && st.result !== null ? el("div", {}, el("h2", {}, "Result"), json(st.result)) : "");
+}
+
+// -- signing in (the console in a cluster: every call goes with your own token) ------------
+function signIn(why) {
+  const token = el("textarea", { id: "sign-in-token", placeholder: "a bearer token" });
+  const said = el("p", { class: "error", id: "sign-in-result" }, why || "");
+  const submit = async (e) => {
+    e.preventDefault();
+    try {
+      await post("session", { token: token.value.trim() });
+      route();
+    } catch (error) { said.textContent = error.message; }
+  };
+  main.replaceChildren(el("div", { class: "card", id: "sign-in" },
+    el("h1", {}, "Sign in"),
+    el("p", {}, "This console calls the cluster with your own identity. Paste a token the API server accepts: ",
+      el("code", {}, "kubectl create token NAME"), ", or your OIDC ID token."),
+    el("form", { onsubmit: submit }, token, el("p", {}, el("button", { class: "primary", type: "submit" }, "Sign in"))), said));
 }
 
 // -- routes -------------------------------------------------------------------------------
