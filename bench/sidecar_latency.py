@@ -16,8 +16,10 @@ upstream on core 0.
   path) and this one take turns, five rounds at the highest rate; each one's median p99 and
   CPU per call, and the change.
 - Tracing: this sidecar with tracing off; on (spans exported over OTLP every second to a sink
-  on core 0 that answers 200) with calls outside any trace (passed as they come); and on with
-  every call in a sampled trace (a client span each), taking turns the same way; and the off
+  on core 0 that answers 200) with calls outside any trace (passed as they come); on with
+  every call in a sampled trace (a client span each); and on with one call in ten sampled (the
+  others in unsampled traces, as `samplingRatio: 0.1` makes them), taking turns the same way;
+  and the off
   path's allocations: the peak memory Python's allocator traces (tracemalloc) over a million
   passes of what a call runs for tracing when it is off (0 bytes: nothing is allocated).
 A benchmark, not a test: it asserts nothing and prints JSON.
@@ -107,14 +109,20 @@ async def open_loop(
     seconds: float,
     headers: dict[str, str] | None = None,
 ) -> dict:
-    """`rate` calls a second on schedule, whether earlier ones have answered or not."""
+    """`rate` calls a second on schedule, whether earlier ones have answered or not; with
+    `headers` (`SAMPLED_ONE_IN` set in them: only every n-th call's trace sampled)."""
     latencies: list[float] = []
     errors = 0
+    headers = dict(headers or {})
+    one_in = int(headers.pop(SAMPLED_ONE_IN, "1"))
 
-    async def one() -> None:
+    async def one(i: int) -> None:
         nonlocal errors
         started = time.perf_counter()
-        async with http.get(url, headers=headers) as answer:
+        sent = headers
+        if headers and one_in > 1 and i % one_in:
+            sent = {**headers, "traceparent": headers["traceparent"][:-2] + "00"}  # not sampled
+        async with http.get(url, headers=sent) as answer:
             await answer.read()
             if answer.status != 200:
                 errors += 1
@@ -126,7 +134,7 @@ async def open_loop(
         delay = begin + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        calls.append(asyncio.create_task(one()))
+        calls.append(asyncio.create_task(one(i)))
     await asyncio.gather(*calls)
     elapsed = time.perf_counter() - begin
     return {**percentiles(latencies), "sent_per_s": round(len(calls) / elapsed), "errors": errors}
@@ -250,6 +258,7 @@ async def turns(
     return out
 
 
+SAMPLED_ONE_IN = "x-bench-sampled-one-in"  # not sent: how many calls share one sampled trace
 # A sampled trace's context, as an agent's call in a task's run carries it.
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 SINK = """
@@ -339,6 +348,11 @@ async def measure(seconds: float, rates: list[int], baseline: str, traced: bool)
                                 "off": (None, {}, {}),
                                 "on_calls_untraced": (None, on, {}),
                                 "on_every_call_traced": (None, on, {"traceparent": PARENT}),
+                                "on_one_in_ten_sampled": (
+                                    None,
+                                    on,
+                                    {"traceparent": PARENT, SAMPLED_ONE_IN: "10"},
+                                ),
                             },
                             max(rates),
                             seconds,

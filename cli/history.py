@@ -20,7 +20,7 @@ OUTPUTS = ("table", "wide", "json", "yaml")
 AGO = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 COLUMNS = ["ID", "ACTION", "STATUS", "MEMBER", "ACCEPTED", "DURATION", "SENDER"]
-WIDE = ["ATTEMPTS", "CONTEXT", "ERROR"]
+WIDE = ["ATTEMPTS", "CONTEXT", "TRACE", "ERROR"]
 
 
 def add_parser(commands: Any, timeout: float) -> None:
@@ -142,6 +142,7 @@ def row(task: dict[str, Any], wide: bool) -> list[str]:
         cells += [
             str(task.get("attempts", "")),
             str(task.get("context") or ""),
+            str(task.get("traceId") or ""),
             error[:80] + ("…" if len(error) > 80 else ""),
         ]
     return cells

@@ -198,3 +198,41 @@ def test_a_done_task_keeps_a_small_input_and_the_size_of_a_large_one() -> None:
     large = done_record({"id": "t", "input": "x" * (KEEP_INPUT_BYTES + 1)}, None)
     assert "input" not in large and large["inputBytes"] == KEEP_INPUT_BYTES + 3
     assert public({**large, "action": "a", "status": "succeeded"})["inputBytes"] == 2051
+
+
+def test_the_cli_table_and_ages() -> None:
+    from datetime import UTC, datetime
+
+    from foundation_cli import history as cli_history
+
+    now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    assert cli_history.when("10m", now) == "2026-12-04T09:50:00Z"
+    assert cli_history.when("2026-12-01T00:00:00Z", now) == "2026-12-01T00:00:00Z"
+    shown = [
+        {
+            "id": "t-1",
+            "action": "increment",
+            "status": "failed",
+            "member": "tally-1",
+            "acceptedAt": "2026-12-04T09:59:58.123456Z",
+            "durationMs": 1520.0,
+            "sender": "alice",
+            "attempts": 2,
+            "traceId": "0af7651916cd43dd8448eb211c80319c",
+            "error": "ValueError: no\nmore",
+        }
+    ]
+    rows = cli_history.table(shown, wide=True).splitlines()
+    assert rows[0].split() == [*cli_history.COLUMNS, *cli_history.WIDE]
+    assert rows[1].split()[:8] == [
+        "t-1",
+        "increment",
+        "failed",
+        "tally-1",
+        "2026-12-04T09:59:58Z",
+        "1.5s",
+        "alice",
+        "2",
+    ]
+    assert rows[1].endswith("ValueError: no more")
+    assert cli_history.table([]) == ""

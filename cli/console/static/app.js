@@ -33,6 +33,7 @@ const svg = (tag, attrs, ...children) => {
 };
 const phase = (p) => el("span", { class: `phase ${p || ""}` }, p || "—");
 const json = (v) => el("pre", {}, JSON.stringify(v, null, 2));
+const took = (from, to) => (from && to ? `${((Date.parse(to) - Date.parse(from)) / 1000).toFixed(1)} s` : "");
 const when = (s) => (s ? String(s).replace("T", " ").replace(/\.\d+Z$|Z$/, "") : "");
 
 class Refused extends Error {
@@ -400,7 +401,8 @@ function stepDetail(workflow, name, st, status) {
     el("h2", {}, name, " ", phase(st.phase)),
     el("table", {}, el("tbody", {},
       [["attempts", st.attempts], ["agent", st.agent], ["member", st.member], ["task", st.taskId], ["started", when(st.startedAt)],
-        ["finished", when(st.finishedAt)], ["progress", st.progress], ["reason", st.reason], ["error", st.error]]
+        ["finished", when(st.finishedAt)], ["duration", took(st.startedAt, st.finishedAt)], ["progress", st.progress],
+        ["reason", st.reason], ["error", st.error]]
         .filter(([, v]) => v !== undefined && v !== "" && v !== null)
         .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "mono" }, String(v)))))),
     st.prompt ? el("p", {}, el("strong", {}, "Asks: "), st.prompt) : "",
