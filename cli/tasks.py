@@ -28,6 +28,7 @@ from foundation_common.tasks import ENDED, RETRY_STATUSES
 Obj = dict[str, Any]
 MEMBER_HEADER = "X-Foundation-Member"  # which member the door relayed to
 CARD = "/.well-known/agent-card.json"
+SUSPENDED = "is suspended (spec.suspend: true)"  # the door's words for a suspended Agent
 
 
 class Problem(Exception):
@@ -112,6 +113,9 @@ class Tasks:
                 status, answer, headers = await self._request(path, **request)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise Again(f"{type(exc).__name__}: {exc}") from None
+            if status == 503 and SUSPENDED in message_of(status, answer):
+                # Nothing changes until someone resumes it: said at once, not waited out.
+                raise Problem(message_of(status, answer), UNAVAILABLE)
             if status in RETRY_STATUSES:
                 raise Again(f"{status} {message_of(status, answer)}", retry_after(headers))
             if status in (401, 403):

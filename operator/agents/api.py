@@ -230,6 +230,12 @@ class AgentSpec(Model):
         None, description="The agent's modules from a ConfigMap, instead of an image of its own."
     )
     replicas: int = Field(1, ge=0, le=100, description="Members, each with its own state.")
+    suspend: bool = Field(
+        False,
+        description="true: no member runs, and every member's state and task records are kept "
+        "(calls are refused with 503 and the reason); false again: the members come back "
+        "where they were.",
+    )
     capabilities: list[Capability] = Field(default_factory=list, max_length=32)
     calls: Calls = Field(
         default_factory=Calls,
@@ -284,7 +290,9 @@ class MemberState(StateSummary):
 
 
 class AgentStatus(Model):
-    phase: Literal["Pending", "Running", "Degraded", "Failed", "Terminating"] = "Pending"
+    phase: Literal["Pending", "Running", "Degraded", "Failed", "Suspended", "Terminating"] = (
+        "Pending"
+    )
     ready: str = Field("", description="Ready members / desired members, e.g. 2/3.")
     replicas: int = Field(
         0, description="Member pods that exist and are not being deleted (the scale subresource)."

@@ -281,7 +281,7 @@ class Convergence:
 
 def converge(view: AgentView, members: dict[str, Obj]) -> Convergence:
     want_hash = objects.template_hash(view)
-    replicas = view.spec.replicas
+    replicas = 0 if view.spec.suspend else view.spec.replicas  # suspended: no member runs
     plan = Convergence()
     by_ordinal = {ordinal_of(p): p for p in members.values()}
     for ordinal in sorted((o for o in by_ordinal if o >= replicas or o < 0), reverse=True):
@@ -403,7 +403,9 @@ def agent_status(
     entries = member_statuses(view, members)
     ready = sum(1 for m in entries if m.ready)
     phase = phase_of(status.phase, supervised.failed, ready, replicas)
-    all_ready = ready == replicas and phase != "Failed"
+    if view.spec.suspend and phase != "Failed":
+        phase = "Suspended"
+    all_ready = ready == replicas and phase not in ("Failed", "Suspended")
     return status.model_copy(
         update={
             "phase": phase,
@@ -425,9 +427,15 @@ def agent_status(
                     else (
                         "RestartIntensityExceeded"
                         if phase == "Failed"
-                        else ("MemberRefused" if refused else "MembersNotReady")
+                        else (
+                            "Suspended"
+                            if phase == "Suspended"
+                            else ("MemberRefused" if refused else "MembersNotReady")
+                        )
                     ),
-                    f"{ready}/{replicas} members ready"
+                    suspended_message(view, ready)
+                    if phase == "Suspended"
+                    else f"{ready}/{replicas} members ready"
                     + (f"; the API server refused a member pod: {refused}" if refused else ""),
                     view.generation,
                     status.conditions,
@@ -440,11 +448,22 @@ def agent_status(
     )
 
 
+def suspended_message(view: AgentView, running: int) -> str:
+    store = view.spec.persistence.store
+    kept = (
+        "no state is kept (persistence.store None)"
+        if store == "None"
+        else f"each member's state and task records stay in its {store}"
+    )
+    going = f"; {running} member(s) still stopping" if running else ""
+    return f"spec.suspend is true: no member runs and {kept}; set it to false to resume{going}"
+
+
 def settled(status: AgentStatus, refused: str | None = None) -> bool:
     """Whether nothing more is coming without a change: every member ready, the Agent failed,
     or a member pod the API server refuses. A new Agent's first status then goes out without
     waiting for its members (see core.status.StatusWriter)."""
-    return status.phase in ("Running", "Failed") or refused is not None
+    return status.phase in ("Running", "Failed", "Suspended") or refused is not None
 
 
 def invalid_status(

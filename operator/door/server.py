@@ -32,6 +32,7 @@ logger = logging.getLogger("foundation_operator.door")
 
 MAX_BODY = 4 * 1024 * 1024  # what a person's call may carry (the members bound it further)
 MAX_WAIT = 50.0  # below the API server's 60 s for a call it relays
+SUSPENDED_RETRY = 30.0  # Retry-After for a suspended Agent: nothing changes until a person acts
 FRONT_PROXY_CONFIG = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 RELAYED = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate")
 MEMBER_HEADER = "X-Foundation-Member"  # which member answered
@@ -144,13 +145,28 @@ class Door:
             return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
         found = ready_members(endpoints, number=target.port)
         if not found:
+            return await self._none_ready(target)
+        return found
+
+    async def _none_ready(self, target: Target) -> web.Response:
+        """No ready member: a suspended Agent says so (refused at once, not held: it wakes only
+        when someone sets spec.suspend false, which a caller waiting cannot know); any other
+        is coming back (Retry-After 1)."""
+        try:
+            found = await self.agent(target) or {}
+        except (ApiError, Unreachable):
+            found = {}
+        if (found.get("spec") or {}).get("suspend"):
             return problem(
                 503,
-                f"Agent {target.agent} has no ready member",
+                f"Agent {target.agent} is suspended (spec.suspend: true): no member runs, its "
+                "state and tasks are kept; it takes calls again once spec.suspend is false",
                 "ServiceUnavailable",
-                retry_after=1,
+                retry_after=SUSPENDED_RETRY,
             )
-        return found
+        return problem(
+            503, f"Agent {target.agent} has no ready member", "ServiceUnavailable", retry_after=1
+        )
 
     async def agent(self, target: Target) -> dict[str, Any] | None:
         try:

@@ -272,3 +272,25 @@ def test_a_status_the_supervisor_cannot_read_counts_as_none() -> None:
     assert plan.parse_status({"phase": "Exploded"}) == AgentStatus()
     kept = plan.parse_status({"phase": "Running", "memberStates": {"w-0": {"odd": 1}}})
     assert kept.phase == "Running"
+
+
+def test_a_suspended_agent_runs_no_member_and_says_what_is_kept() -> None:
+    running = view(replicas=2)
+    body = {
+        "metadata": {"name": "w", "namespace": "n", "uid": "u", "generation": 2},
+        "spec": {"image": "i", "agent": "m:C", "replicas": 2, "suspend": True},
+    }
+    asleep = AgentView.from_body(body)
+    observed = members(pod(running, 0), pod(running, 1))
+    changes = plan.converge(asleep, observed)
+    assert [p["metadata"]["name"] for p in changes.scale_down] == ["w-1", "w-0"]
+    assert changes.create == [] and changes.roll is None
+    decided = plan.supervise(asleep, AgentStatus(), observed, [], AT)
+    new = plan.agent_status(asleep, AgentStatus(phase="Running"), {}, {}, decided, AT)
+    assert (new.phase, new.ready) == ("Suspended", "0/2")
+    ready = new.conditions[0]
+    assert (ready.status, ready.reason) == ("False", "Suspended")
+    assert "state and task records stay in its ConfigMap" in ready.message
+    assert plan.settled(new)
+    # Woken: the members come back, ordinal by ordinal, with their state objects kept.
+    assert plan.converge(running, {}).create == [0, 1]
