@@ -347,7 +347,15 @@ class Member:
         first, as the task API shows them."""
         # Newest first, as records mostly are in the order they were accepted.
         chosen, total, remaining = history.select(reversed(self.records.values()), query)
-        return history.page_of([public(r) for r in chosen], query, total, remaining)
+        return history.page_of([self._listed(r) for r in chosen], query, total, remaining)
+
+    def _listed(self, record: Record) -> Record:
+        """A record as a listing shows it: a queued task's input only if it is small (as a
+        done task keeps it), so a page stays small whatever the tasks carry."""
+        size = self._input_bytes.get(record["id"], 0)
+        if "input" not in record or size <= KEEP_INPUT_BYTES:
+            return public(record)
+        return public(done_record(record, size))
 
     # -- execution -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ merge of several members' pages, and who sees what through a member's task API."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -236,3 +237,24 @@ def test_the_cli_table_and_ages() -> None:
     ]
     assert rows[1].endswith("ValueError: no more")
     assert cli_history.table([]) == ""
+
+
+async def test_a_listing_shows_a_large_queued_input_by_its_size() -> None:
+    from foundation_agent.agents import TaskAgent
+    from foundation_agent.runtime.member import Member
+    from foundation_agent.runtime.settings import Settings
+    from foundation_agent.stores import MemoryStore
+
+    member = Member(TaskAgent(), MemoryStore(), Settings(agent_class="x:Y"))
+    await member.load()
+    member.ready = True  # taking tasks; no executor: they stay queued
+    committer = asyncio.get_running_loop().create_task(member.journal.run())
+    big = {"text": "x" * 10_000}
+    await member.submit("big", "echo", big)
+    await member.submit("small", "echo", {"text": "hi"})
+    committer.cancel()
+    page = member.history(Query())
+    shown = {t["id"]: t for t in page.tasks}
+    assert shown["small"]["input"] == {"text": "hi"}
+    assert "input" not in shown["big"] and shown["big"]["inputBytes"] > 10_000
+    assert member.task("big")["input"] == big  # reading the one task shows all of it
