@@ -127,7 +127,7 @@ class AgentTools:
         task_id = task_id_of(params.meta)
         deadline = time.monotonic() + self.timeout
         # An MCP client's trace, as its call's _meta carries it (traceparent, tracestate).
-        meta = params.meta.model_dump() if params.meta is not None else {}
+        meta = params.meta if isinstance(params.meta, Mapping) else {}
         tracing.INCOMING.set(tracing.carried({k: str(v) for k, v in meta.items()}))
         with tracing.span(
             f"execute_tool {params.name}",

@@ -121,12 +121,14 @@ async def test_agents_come_out_exact_after_operator_kills_and_control_plane_rest
             },
         }
         async with gate:
-            # A create whose answer was lost may have happened: 409 is that Agent.
+            # A create whose answer was lost may have happened: 409 is that Agent. A restarted
+            # API server answers 404 for custom resources until it has read the CRDs again.
             await retrying(
                 lambda: kube.custom.create_namespaced_custom_object(
                     "foundation.dev", "v1alpha1", kube.ns, "agents", body
                 ),
                 ok=frozenset({409}),
+                again=frozenset({404}),
             )
             created += 1
             progress.set()
