@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -51,7 +52,9 @@ KINDS = {"agents": AGENT, "workflows": WORKFLOW}
 CARD = "/.well-known/agent-card.json"
 
 
+@functools.cache
 def static(name: str) -> bytes:
+    """A file of the page, read once (not on every request, on the event loop)."""
     return (resources.files("foundation_cli.console") / "static" / name).read_bytes()
 
 
@@ -206,8 +209,15 @@ class Console:
                 {"message": "this console's page did not send the call: reload it"}, status=403
             )
         try:
-            body = json.loads(await request.read())
-        except (ValueError, web.HTTPRequestEntityTooLarge):
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response(
+                {"message": f"the body is over {MAX_BODY} bytes, the most the console takes"},
+                status=413,
+            )
+        try:
+            body = json.loads(raw)
+        except ValueError:
             return web.json_response({"message": "the body is not JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"message": "the body must be a JSON object"}, status=400)

@@ -12,7 +12,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from foundation_cli.console.server import SESSION_COOKIE, TOKEN_HEADER, Console, InCluster, summary
+from foundation_cli.console.server import (
+    MAX_BODY,
+    SESSION_COOKIE,
+    TOKEN_HEADER,
+    Console,
+    InCluster,
+    summary,
+)
 
 PEOPLE = {"alice-token": "alice", "bob-token": "bob"}
 
@@ -131,6 +138,12 @@ async def test_on_a_users_machine_only_its_loopback_name_and_its_own_page() -> N
             headers={"Host": "127.0.0.1:8765"},
         )
         assert forged.status == 403 and "reload" in (await forged.json())["message"]
+        oversized = await http.post(
+            "/api/agents/tally/tasks",
+            data=b"x" * (MAX_BODY + 1),
+            headers={"Host": "127.0.0.1:8765", TOKEN_HEADER: console.token},
+        )
+        assert oversized.status == 413 and "over" in (await oversized.json())["message"]
     await server.close()
 
 
