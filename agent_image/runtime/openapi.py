@@ -134,6 +134,14 @@ def _answers(problems: dict[int, str], **ok: Any) -> dict[str, Any]:
     problem = {"application/json": {"schema": {"$ref": REF.format(model="Problem")}}}
     for status, why in problems.items():
         answers[str(status)] = {"description": why, "content": problem}
+    if 400 in problems:
+        # The HTTP parser refuses a request line or a header over 8 KiB before any route is
+        # reached, and says so in plain text: it bounds what the port reads.
+        answers["400"] = {
+            "description": f"{problems[400]}; or a request line or header over 8 KiB "
+            "(the HTTP parser's answer, in plain text)",
+            "content": {**problem, "text/plain": {"schema": {"type": "string"}}},
+        }
     return answers
 
 

@@ -139,3 +139,14 @@ def test_every_agent_gets_a_valid_document_whose_references_resolve(agent: Agent
             "title": "City",
             "type": "string",
         }
+
+
+def test_a_request_line_over_8_kib_is_refused_as_the_document_says(served: Ports) -> None:
+    """The HTTP parser's own 400 (plain text) is one the document lists, and the member lives."""
+    base = served.urls["tasks"]
+    answer = httpx.get(base + "/v1/tasks", params={"order": "x" * 9000}, headers=AUTH, timeout=10)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("text/plain")
+    document = httpx.get(base + "/openapi.json", headers=AUTH, timeout=10).json()
+    assert "text/plain" in document["paths"]["/v1/tasks"]["get"]["responses"]["400"]["content"]
+    assert httpx.get(base + "/v1/tasks", headers=AUTH, timeout=10).status_code == 200
