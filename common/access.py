@@ -30,6 +30,7 @@ TASKS = "tasks"  # the subresource of an Agent that calls are authorized on
 ACTIONS = "actions"  # its actions and their input schemas (get)
 APPROVAL = "approval"  # of a Workflow: `create` decides its approval steps (approve, reject)
 A2A = "a2a"  # its A2A endpoint (create: JSON-RPC calls, get: its card)
+WAKE = "wake"  # create: wake a sleeping Agent (granted with `create agents/tasks`)
 SEND, READ, CANCEL_ANY = "create", "get", "delete"
 # A member that forwards a call within its Agent (A2A to the task's owner) names the caller it
 # forwards for; the receiving member believes it from its own Agent's account, and from whoever

@@ -94,6 +94,9 @@ class Member:
         self._wake_executor = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[str, list[asyncio.Future[Record]]] = {}
+        # Since when no task is queued or running (None: one is): what the operator reads in
+        # the Agent's status to put an idle Agent to sleep (spec.sleepAfterIdleSeconds).
+        self.idle_since: float | None = None
 
     # What the journal knows, as the member's own (the server, status and tests read these).
     @property
@@ -180,12 +183,23 @@ class Member:
             loop.create_task(self.journal.run(), name="committer"),
         ]
         self.ready = True
+        self._note_busy()
         self._wake_executor.set()
 
     # -- the inbox -----------------------------------------------------------------------------
 
     def queued(self) -> int:
         return len(self.queue) + len(self.accepting)
+
+    def busy(self) -> int:
+        """Tasks accepted and not ended: queued, being stored, or running."""
+        return self.queued() + (self.running is not None)
+
+    def _note_busy(self) -> None:
+        if self.busy():
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = self.clock()
 
     async def submit(
         self,
@@ -512,6 +526,7 @@ class Member:
         for task_id in drop:  # after the batch: a record may be stored and dropped at once
             self.records.pop(task_id, None)
         metrics.QUEUE_DEPTH.set(self.queued())
+        self._note_busy()
 
     # -- stop ------------------------------------------------------------------------------------
 
@@ -560,6 +575,8 @@ class Member:
             "lastSavedAt": stamp(self.journal.saved_at),
             "sizeBytes": self.journal.size_bytes,
             "queued": self.queued(),
+            "busy": self.busy(),
+            "idleSince": history.stamp(self.idle_since),
             "reason": self.error.reason if self.error else None,
             "message": self.error.message if self.error else None,
         }

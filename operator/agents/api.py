@@ -236,6 +236,14 @@ class AgentSpec(Model):
         "(calls are refused with 503 and the reason); false again: the members come back "
         "where they were.",
     )
+    sleep_after_idle_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=30 * 24 * 3600,
+        description="Sleep after this many seconds in which no member held a task: the members "
+        "stop and keep their state (as spec.suspend does); the first task sent to the Agent "
+        "wakes it, waits for a member, and is delivered once. Unset: never sleeps.",
+    )
     capabilities: list[Capability] = Field(default_factory=list, max_length=32)
     calls: Calls = Field(
         default_factory=Calls,
@@ -285,14 +293,16 @@ class MemberState(StateSummary):
     """What a member's runtime reports of its state (it writes only its own entry)."""
 
     queued: int = 0
+    busy: int = Field(0, description="Tasks accepted and not ended (queued or running).")
+    idle_since: str | None = Field(None, description="Since when the member held no task.")
     reason: str | None = Field(None, description="Why the state is not saved, if it is not.")
     message: str | None = None
 
 
 class AgentStatus(Model):
-    phase: Literal["Pending", "Running", "Degraded", "Failed", "Suspended", "Terminating"] = (
-        "Pending"
-    )
+    phase: Literal[
+        "Pending", "Running", "Degraded", "Failed", "Suspended", "Sleeping", "Terminating"
+    ] = "Pending"
     ready: str = Field("", description="Ready members / desired members, e.g. 2/3.")
     replicas: int = Field(
         0, description="Member pods that exist and are not being deleted (the scale subresource)."
@@ -317,6 +327,11 @@ class AgentStatus(Model):
     )
     observed_restarted_at: str = Field(
         "", description="The foundation.dev/restartedAt annotation last acted on."
+    )
+    asleep_since: str = Field(
+        "",
+        description="When the Agent went to sleep (spec.sleepAfterIdleSeconds); empty while "
+        "awake. A foundation.dev/wakeRequestedAt annotation from this time on wakes it.",
     )
 
 

@@ -327,10 +327,21 @@ class Supervisor(Reconciler):
                 "agent %s/%s failed: %s", *key, supervised.exhausted, extra=self.log_fields(key)
             )
         await self._stop_members(view, supervised.stop)
+        slept = plan.sleep(view, status, raw.get("memberStates") or {}, at)
+        if bool(slept.asleep_since) != bool(status.asleep_since):
+            logger.info(
+                "agent %s/%s %s",
+                *key,
+                f"sleeps: no task for {view.spec.sleep_after_idle_seconds}s"
+                if slept.asleep_since
+                else "wakes",
+                extra=self.log_fields(key),
+            )
+            metrics.AGENT_SLEEPS.labels("sleep" if slept.asleep_since else "wake").inc()
         refused = None
         if not supervised.failed:
             try:
-                await self._converge_members(view, members)
+                await self._converge_members(view, members, asleep=bool(slept.asleep_since))
             except ApiError as exc:
                 # A pod the API server will not take (invalid, or forbidden by admission):
                 # said in the status, and looked at again later, not in a hot loop.
@@ -341,19 +352,32 @@ class Supervisor(Reconciler):
             for capability in set(status.capabilities) - set(view.spec.capabilities):
                 await self._leave_capability(view, capability)
         new = plan.agent_status(
-            view, status, raw.get("memberStates") or {}, members, supervised, at, refused
+            view,
+            status,
+            raw.get("memberStates") or {},
+            members,
+            supervised,
+            at,
+            refused,
+            slept.asleep_since,
         )
         await self._write_status(
             body,
             new,
-            urgent=supervised.failed or bool(restarts),
+            urgent=supervised.failed
+            or bool(restarts)
+            or bool(slept.asleep_since) != bool(status.asleep_since),
             settled=plan.settled(new, refused),
         )
-        return REFUSED_RETRY_SECONDS if refused else None
+        if refused:
+            return REFUSED_RETRY_SECONDS
+        return slept.recheck
 
-    async def _converge_members(self, view: AgentView, members: dict[str, Obj]) -> None:
+    async def _converge_members(
+        self, view: AgentView, members: dict[str, Obj], asleep: bool = False
+    ) -> None:
         """Apply `plan.converge`; `members` gains the pods created."""
-        changes = plan.converge(view, members)
+        changes = plan.converge(view, members, asleep)
         for pod in changes.scale_down:
             await self._delete_member(view, pod)
         memory = self.remember((view.namespace, view.name))

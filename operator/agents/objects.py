@@ -35,6 +35,9 @@ CAPABILITY_LABEL = "foundation.dev/capability"  # on capability Services
 CAPABILITY_PREFIX = "capability.foundation.dev/"
 TEMPLATE_HASH = "foundation.dev/template-hash"
 RESTARTED_AT = "foundation.dev/restartedAt"
+# Set by the door when a call finds the Agent asleep: a time at or after status.asleepSince
+# wakes it (kept in etcd, so a wake asked for survives the operator that was to act on it).
+WAKE_REQUESTED_AT = "foundation.dev/wakeRequestedAt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 STATE_VOLUME = "state"
 STATE_MOUNT = "/var/lib/foundation/state"
@@ -491,7 +494,7 @@ def role(view: AgentView, calls: Sequence[str] = ()) -> Obj:
         rules += [
             {
                 "apiGroups": [access.GROUP],
-                "resources": [f"{AGENT.plural}/{access.TASKS}"],
+                "resources": [f"{AGENT.plural}/{access.TASKS}", f"{AGENT.plural}/{access.WAKE}"],
                 "resourceNames": list(calls),
                 "verbs": [access.SEND],
             },

@@ -10,7 +10,7 @@ their own: `agents.controller` applies what they decide.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -279,9 +279,10 @@ class Convergence:
     roll: Obj | None = None  # the one outdated member to replace next
 
 
-def converge(view: AgentView, members: dict[str, Obj]) -> Convergence:
+def converge(view: AgentView, members: dict[str, Obj], asleep: bool = False) -> Convergence:
     want_hash = objects.template_hash(view)
-    replicas = 0 if view.spec.suspend else view.spec.replicas  # suspended: no member runs
+    # Suspended or asleep: no member runs.
+    replicas = 0 if view.spec.suspend or asleep else view.spec.replicas
     plan = Convergence()
     by_ordinal = {ordinal_of(p): p for p in members.values()}
     for ordinal in sorted((o for o in by_ordinal if o >= replicas or o < 0), reverse=True):
@@ -395,6 +396,7 @@ def agent_status(
     supervised: Supervised,
     at: datetime,
     refused: str | None = None,
+    asleep_since: str = "",
 ) -> AgentStatus:
     """The status of a supervised Agent: the one place its phase is decided. `refused` is the
     API server's refusal of a member pod (the spec asks for a pod no cluster accepts, or an
@@ -405,7 +407,9 @@ def agent_status(
     phase = phase_of(status.phase, supervised.failed, ready, replicas)
     if view.spec.suspend and phase != "Failed":
         phase = "Suspended"
-    all_ready = ready == replicas and phase not in ("Failed", "Suspended")
+    elif asleep_since and phase != "Failed":
+        phase = "Sleeping"
+    all_ready = ready == replicas and phase not in ("Failed", "Suspended", "Sleeping")
     return status.model_copy(
         update={
             "phase": phase,
@@ -418,6 +422,7 @@ def agent_status(
             "members": entries,
             "recent_restarts": [stamp(t) for t in supervised.recent],
             "capabilities": sorted(view.spec.capabilities),
+            "asleep_since": asleep_since,
             "conditions": [
                 condition(
                     "Ready",
@@ -428,13 +433,15 @@ def agent_status(
                         "RestartIntensityExceeded"
                         if phase == "Failed"
                         else (
-                            "Suspended"
-                            if phase == "Suspended"
+                            phase
+                            if phase in ("Suspended", "Sleeping")
                             else ("MemberRefused" if refused else "MembersNotReady")
                         )
                     ),
                     suspended_message(view, ready)
                     if phase == "Suspended"
+                    else sleeping_message(view, ready, asleep_since)
+                    if phase == "Sleeping"
                     else f"{ready}/{replicas} members ready"
                     + (f"; the API server refused a member pod: {refused}" if refused else ""),
                     view.generation,
@@ -449,21 +456,87 @@ def agent_status(
 
 
 def suspended_message(view: AgentView, running: int) -> str:
-    store = view.spec.persistence.store
-    kept = (
-        "no state is kept (persistence.store None)"
-        if store == "None"
-        else f"each member's state and task records stay in its {store}"
-    )
+    kept = kept_message(view)
     going = f"; {running} member(s) still stopping" if running else ""
     return f"spec.suspend is true: no member runs and {kept}; set it to false to resume{going}"
+
+
+def sleeping_message(view: AgentView, running: int, since: str) -> str:
+    going = f"; {running} member(s) still stopping" if running else ""
+    return (
+        f"asleep since {since}: no member held a task for {view.spec.sleep_after_idle_seconds}s "
+        f"(spec.sleepAfterIdleSeconds); {kept_message(view)}; the first task sent wakes it"
+        f"{going}"
+    )
+
+
+def kept_message(view: AgentView) -> str:
+    store = view.spec.persistence.store
+    if store == "None":
+        return "no state is kept (persistence.store None)"
+    return f"each member's state and task records stay in its {store}"
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Whether an Agent sleeps (`asleep_since`, "" while awake), and in how many seconds to
+    look again if it is idle and not asleep yet."""
+
+    asleep_since: str = ""
+    recheck: float | None = None
+
+
+def moment(text: str | None) -> datetime | None:
+    """A time as status, records and annotations give it (RFC 3339, to the second or finer)."""
+    if not text:
+        return None
+    try:
+        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def fine_stamp(at: datetime) -> str:
+    """`at` in RFC 3339 with microseconds: a wake asked for in the same second as the sleep
+    began is told apart from one before it."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sleep(
+    view: AgentView, status: AgentStatus, member_states: dict[str, Obj], at: datetime
+) -> Sleep:
+    """Sleep when every member reports it has held no task for spec.sleepAfterIdleSeconds (a
+    wake asked for counts as activity); wake when a wake is asked for at or after the sleep
+    began, or when a member's last report (its report on stopping) says it still holds tasks."""
+    after = view.spec.sleep_after_idle_seconds
+    if after is None or view.spec.suspend or view.spec.replicas == 0 or status.phase == "Failed":
+        return Sleep()
+    reports = [
+        member_states.get(objects.member_name(view, i)) or {} for i in range(view.spec.replicas)
+    ]
+    busy = any(report.get("busy") for report in reports)
+    wake = moment(view.annotations.get(objects.WAKE_REQUESTED_AT))
+    if status.asleep_since:
+        asleep = moment(status.asleep_since)
+        if busy or asleep is None or (wake is not None and wake >= asleep):
+            return Sleep()
+        return Sleep(status.asleep_since)
+    idle = [moment(report.get("idleSince")) for report in reports]
+    if busy or any(since is None for since in idle):
+        return Sleep()  # a member holds a task, or has not said (a report will come)
+    last = max([since for since in idle if since is not None] + ([wake] if wake else []))
+    left = after - (at - last).total_seconds()
+    if left <= 0:
+        return Sleep(fine_stamp(at))
+    return Sleep("", left)
 
 
 def settled(status: AgentStatus, refused: str | None = None) -> bool:
     """Whether nothing more is coming without a change: every member ready, the Agent failed,
     or a member pod the API server refuses. A new Agent's first status then goes out without
     waiting for its members (see core.status.StatusWriter)."""
-    return status.phase in ("Running", "Failed", "Suspended") or refused is not None
+    return status.phase in ("Running", "Failed", "Suspended", "Sleeping") or refused is not None
 
 
 def invalid_status(

@@ -37,6 +37,11 @@ INTENSITY_EXHAUSTED = Counter(
     "foundation_operator_restart_intensity_exhausted_total",
     "Times an Agent failed because its restart intensity was exceeded.",
 )
+AGENT_SLEEPS = Counter(
+    "foundation_operator_agent_sleeps_total",
+    "Agents put to sleep after spec.sleepAfterIdleSeconds idle, and woken.",
+    ["transition"],
+)
 AGENTS = Gauge("foundation_operator_agents", "Agents by phase.", ["phase"])
 LEADER = Gauge(
     "foundation_operator_leader",
@@ -102,6 +107,10 @@ def serve(port: int) -> None:
         start_http_server(port)
 
 
+DOOR_WAKES = Counter(
+    "foundation_door_wakes_total",
+    "Sleeping Agents the door asked to wake (one write a sleep, whoever called).",
+)
 DOOR_REQUESTS = Counter(
     "foundation_door_requests_total",
     "Calls people made through the door (the API server's relay) by subresource and the"

@@ -124,6 +124,12 @@ def cluster_rules() -> list[Obj]:
             "resources": [f"{AGENT.plural}/{access.TASKS}"],
             "verbs": [access.SEND, access.RELAY],
         },
+        # Held to be granted with the tasks: whoever may send an Agent tasks may wake it.
+        {
+            "apiGroups": [access.GROUP],
+            "resources": [f"{AGENT.plural}/{access.WAKE}"],
+            "verbs": [access.SEND],
+        },
         {
             "apiGroups": [access.GROUP],
             "resources": [f"{AGENT.plural}/{access.ACTIONS}", f"{AGENT.plural}/{access.A2A}"],
@@ -183,8 +189,8 @@ def people_roles() -> list[Obj]:
             "rules": rules,
         }
 
-    tasks, a2a, actions = (
-        f"{AGENT.plural}/{sub}" for sub in (access.TASKS, access.A2A, access.ACTIONS)
+    tasks, a2a, actions, wake = (
+        f"{AGENT.plural}/{sub}" for sub in (access.TASKS, access.A2A, access.ACTIONS, access.WAKE)
     )
 
     def rule(resource: str, *verbs: str) -> Obj:
@@ -195,7 +201,12 @@ def people_roles() -> list[Obj]:
     return [
         role(
             "foundation-agent-caller",
-            [rule(tasks, "create"), rule(a2a, "create", "get"), rule(actions, "get")],
+            [
+                rule(tasks, "create"),
+                rule(wake, "create"),
+                rule(a2a, "create", "get"),
+                rule(actions, "get"),
+            ],
             "edit",
             "admin",
         ),

@@ -25,6 +25,11 @@ SUBRESOURCES: dict[str, tuple[list[str], str]] = {
     ),
     access.A2A: (["create", "get"], "A2A: JSON-RPC calls (POST) and the card (GET)"),
     access.ACTIONS: (["get"], "the actions the Agent takes, with their input schemas"),
+    access.WAKE: (
+        [access.SEND],
+        "POST wakes a sleeping Agent (spec.sleepAfterIdleSeconds); with ?wait=S it answers "
+        "once its members are ready. A task sent through the door wakes it by itself",
+    ),
 }
 # A Workflow's: the API server authorizes `create` on it before the door is asked.
 WORKFLOW_SUBRESOURCES: dict[str, tuple[list[str], str]] = {

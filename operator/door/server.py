@@ -7,6 +7,7 @@ Every replica serves it (it needs no leadership): the APIService's Service reach
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -23,7 +24,9 @@ from foundation_common.discovery import ready_members, rendezvous
 from foundation_common.resources import AGENT
 from foundation_common.rest import ApiError, Client, Unreachable
 from foundation_common.retry import Backoff
+from foundation_common.status import now
 from foundation_common.tasks import ENDED
+from foundation_operator.agents import objects, plan
 from foundation_operator.core import metrics
 from foundation_operator.door import approvals, routes
 from foundation_operator.door.routes import FrontProxy, Target
@@ -32,6 +35,7 @@ logger = logging.getLogger("foundation_operator.door")
 
 MAX_BODY = 4 * 1024 * 1024  # what a person's call may carry (the members bound it further)
 MAX_WAIT = 50.0  # below the API server's 60 s for a call it relays
+WAKE_WAIT = 45.0  # how long a call that wakes an Agent is held for its members (< MAX_WAIT)
 SUSPENDED_RETRY = 30.0  # Retry-After for a suspended Agent: nothing changes until a person acts
 FRONT_PROXY_CONFIG = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 RELAYED = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate")
@@ -123,6 +127,12 @@ class Door:
             metrics.DOOR_REQUESTS.labels("approval", str(answer.status)).inc()
             return answer
         target = routes.target_of(path)
+        if target and target.subresource == access.WAKE and not target.rest:
+            if request.method != "POST":
+                return problem(405, "wake is POST only", "MethodNotAllowed")
+            answer = await self.wake_call(request, target)
+            metrics.DOOR_REQUESTS.labels(target.subresource, str(answer.status)).inc()
+            return answer
         member_path = target.member_path(request.method) if target else None
         if target is None or member_path is None:
             return problem(404, f"the door serves no {request.method} {path}", "NotFound")
@@ -131,8 +141,9 @@ class Door:
         return answer
 
     # -- to the members ---------------------------------------------------------------------
-    async def members(self, target: Target) -> dict[str, str] | web.Response:
-        """Ready members (pod -> host:port) of the target's Agent, or the answer to give."""
+    async def members(self, target: Target, wake: bool = False) -> dict[str, str] | web.Response:
+        """Ready members (pod -> host:port) of the target's Agent, or the answer to give. With
+        `wake` (a call that sends something), a sleeping Agent is woken and waited for."""
         try:
             endpoints = await self.api.get(
                 f"/api/v1/namespaces/{target.namespace}/endpoints/{target.agent}"
@@ -145,18 +156,36 @@ class Door:
             return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
         found = ready_members(endpoints, number=target.port)
         if not found:
-            return await self._none_ready(target)
+            return await self._none_ready(target, wake)
         return found
 
-    async def _none_ready(self, target: Target) -> web.Response:
+    async def _none_ready(
+        self, target: Target, wake: bool = False
+    ) -> dict[str, str] | web.Response:
         """No ready member: a suspended Agent says so (refused at once, not held: it wakes only
-        when someone sets spec.suspend false, which a caller waiting cannot know); any other
-        is coming back (Retry-After 1)."""
+        when someone sets spec.suspend false, which a caller waiting cannot know); a sleeping
+        one is woken and the call held until its members are ready, if it sends something;
+        any other is coming back (Retry-After 1)."""
         try:
             found = await self.agent(target) or {}
         except (ApiError, Unreachable):
             found = {}
-        if (found.get("spec") or {}).get("suspend"):
+        spec = found.get("spec") or {}
+        if wake and spec.get("sleepAfterIdleSeconds") and not spec.get("suspend"):
+            try:
+                await self.wake(found)
+            except (ApiError, Unreachable) as exc:
+                return problem(503, f"cannot wake the Agent: {exc}", "ServiceUnavailable", 1)
+            ready = await self.until_ready(target, int(spec.get("replicas", 1)), WAKE_WAIT)
+            if ready:
+                return ready
+            return problem(
+                503,
+                f"Agent {target.agent} is waking: no member was ready within {WAKE_WAIT:.0f}s",
+                "ServiceUnavailable",
+                retry_after=1,
+            )
+        if spec.get("suspend"):
             return problem(
                 503,
                 f"Agent {target.agent} is suspended (spec.suspend: true): no member runs, its "
@@ -166,6 +195,89 @@ class Door:
             )
         return problem(
             503, f"Agent {target.agent} has no ready member", "ServiceUnavailable", retry_after=1
+        )
+
+    # -- waking a sleeping Agent ------------------------------------------------------------
+    async def wake(self, agent: dict[str, Any]) -> bool:
+        """Ask for a sleeping Agent to wake: its wakeRequestedAt annotation set at or after
+        status.asleepSince (the operator acts on it; kept in etcd, it outlives this replica and
+        the operator's). One write a sleep, whoever calls: none if asked already. True if
+        written."""
+        since = plan.moment((agent.get("status") or {}).get("asleepSince"))
+        if since is None:
+            return False  # awake, or waking
+        meta = agent["metadata"]
+        asked = plan.moment((meta.get("annotations") or {}).get(objects.WAKE_REQUESTED_AT))
+        if asked is not None and asked >= since:
+            return False
+        at = max(now(), since)
+        await self.api.merge_patch(
+            AGENT.path(meta["namespace"], meta["name"]),
+            {"metadata": {"annotations": {objects.WAKE_REQUESTED_AT: plan.fine_stamp(at)}}},
+        )
+        metrics.DOOR_WAKES.inc()
+        logger.info("waking agent %s/%s", meta["namespace"], meta["name"])
+        return True
+
+    async def until_ready(self, target: Target, want: int, seconds: float) -> dict[str, str]:
+        """The Agent's ready members once `want` are ready (so a task id hashes to the member
+        it will hash to later), or those ready after `seconds` (maybe none): from a watch of
+        its Endpoints, not a poll."""
+        ready: dict[str, str] = {}
+
+        async def watch() -> None:
+            nonlocal ready
+            async for kind, obj in self.api.list_and_watch(
+                f"/api/v1/namespaces/{target.namespace}/endpoints",
+                {"fieldSelector": f"metadata.name={target.agent}"},
+                timeout_seconds=int(seconds) + 5,
+            ):
+                items = (obj.get("items") or []) if kind == "SYNC" else [obj]
+                for item in items:
+                    ready = {} if kind == "DELETED" else ready_members(item, number=target.port)
+                if len(ready) >= max(1, want):
+                    return
+
+        with contextlib.suppress(TimeoutError, ApiError, Unreachable):
+            await asyncio.wait_for(watch(), seconds)
+        return ready
+
+    async def wake_call(self, request: web.Request, target: Target) -> web.Response:
+        """`POST agents/NAME/wake[?wait=S]`: for callers that reach members on their own (a
+        Workflow's runner, a sidecar) and found none ready."""
+        try:
+            agent = await self.agent(target)
+        except (ApiError, Unreachable) as exc:
+            return problem(503, f"cannot read the Agent: {exc}", "ServiceUnavailable", 1)
+        if agent is None:
+            return problem(
+                404,
+                f'agents.{AGENT.group} "{target.agent}" not found in namespace'
+                f' "{target.namespace}"',
+                "NotFound",
+            )
+        spec = agent.get("spec") or {}
+        if spec.get("suspend"):
+            return problem(
+                409,
+                f"Agent {target.agent} is suspended (spec.suspend: true): only setting it "
+                "false resumes it",
+                "Conflict",
+            )
+        try:
+            woken = await self.wake(agent)
+        except (ApiError, Unreachable) as exc:
+            return problem(503, f"cannot wake the Agent: {exc}", "ServiceUnavailable", 1)
+        wait = min(MAX_WAIT, max(0.0, _number(request.query.get("wait"))))
+        ready = await self.until_ready(target, int(spec.get("replicas", 1)), wait) if wait else {}
+        return web.json_response(
+            {
+                "agent": target.agent,
+                "asleep": bool((agent.get("status") or {}).get("asleepSince")),
+                "wakeRequested": woken,
+                "readyMembers": sorted(ready),
+            },
+            status=200 if ready or not wait else 202,
         )
 
     async def agent(self, target: Target) -> dict[str, Any] | None:
@@ -227,7 +339,7 @@ class Door:
             body = await request.read() if request.can_read_body else b""
         except web.HTTPRequestEntityTooLarge:
             return problem(413, f"the call is over {MAX_BODY} bytes", "RequestEntityTooLarge")
-        found = await self.members(target)
+        found = await self.members(target, wake=request.method == "POST")
         if isinstance(found, web.Response):
             return found
         wait = 0.0

@@ -160,7 +160,7 @@ def callees(view: WorkflowView) -> Obj:
     names a capability (whose Agents come and go while the Workflow runs)."""
     rule: Obj = {
         "apiGroups": [access.GROUP],
-        "resources": [f"{AGENT.plural}/{access.TASKS}"],
+        "resources": [f"{AGENT.plural}/{access.TASKS}", f"{AGENT.plural}/{access.WAKE}"],
         "verbs": [access.SEND],
     }
     if all(step.agent for step in view.spec.steps):

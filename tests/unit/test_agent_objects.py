@@ -144,7 +144,7 @@ def test_role_allows_exactly_own_state_status_discovery_and_the_declared_calls()
         *own,
         {
             "apiGroups": ["access.foundation.dev"],
-            "resources": ["agents/tasks"],
+            "resources": ["agents/tasks", "agents/wake"],
             "resourceNames": ["counter", "sum-a"],
             "verbs": ["create"],
         },

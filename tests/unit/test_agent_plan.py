@@ -294,3 +294,83 @@ def test_a_suspended_agent_runs_no_member_and_says_what_is_kept() -> None:
     assert plan.settled(new)
     # Woken: the members come back, ordinal by ordinal, with their state objects kept.
     assert plan.converge(running, {}).create == [0, 1]
+
+
+def sleepy(replicas: int = 2, after: int = 60, wake: str = "") -> AgentView:
+    annotations = {objects.WAKE_REQUESTED_AT: wake} if wake else {}
+    return AgentView.from_body(
+        {
+            "metadata": {"name": "w", "namespace": "n", "uid": "u", "annotations": annotations},
+            "spec": {
+                "image": "i",
+                "agent": "m:C",
+                "replicas": replicas,
+                "sleepAfterIdleSeconds": after,
+            },
+        }
+    )
+
+
+def idle(seconds_ago: float, busy: int = 0) -> dict:
+    since = plan.fine_stamp(AT - timedelta(seconds=seconds_ago))
+    return {"busy": busy, "idleSince": None if busy else since}
+
+
+def test_an_agent_sleeps_once_every_member_has_held_no_task_for_its_idle_time() -> None:
+    awake = AgentStatus(phase="Running")
+    # Not every member has said (a new member): awake, nothing to wait for but its report.
+    assert plan.sleep(sleepy(), awake, {"w-0": idle(90)}, AT) == plan.Sleep()
+    # One member holds a task: awake, however long the other has been idle.
+    assert plan.sleep(sleepy(), awake, {"w-0": idle(90), "w-1": idle(0, busy=1)}, AT) == (
+        plan.Sleep()
+    )
+    # Both idle, the later for 45 s of 60: looked at again in 15 s.
+    assert plan.sleep(sleepy(), awake, {"w-0": idle(90), "w-1": idle(45)}, AT) == plan.Sleep(
+        "", 15.0
+    )
+    # A wake asked for 10 s ago counts as activity.
+    woken = sleepy(wake=plan.fine_stamp(AT - timedelta(seconds=10)))
+    assert plan.sleep(woken, awake, {"w-0": idle(90), "w-1": idle(90)}, AT).recheck == 50.0
+    # Idle long enough: asleep from now.
+    slept = plan.sleep(sleepy(), awake, {"w-0": idle(90), "w-1": idle(61)}, AT)
+    assert slept == plan.Sleep(plan.fine_stamp(AT))
+    # Not configured, suspended (suspend wins) or without members: never asleep.
+    assert plan.sleep(view(replicas=2), awake, {"w-0": idle(900), "w-1": idle(900)}, AT) == (
+        plan.Sleep()
+    )
+    assert plan.sleep(sleepy(replicas=0), awake, {}, AT) == plan.Sleep()
+
+
+def test_a_sleeping_agent_wakes_on_a_wake_asked_for_after_it_slept_or_a_member_holding_tasks() -> (
+    None
+):
+    since = plan.fine_stamp(AT - timedelta(seconds=30))
+    asleep = AgentStatus(phase="Sleeping", asleep_since=since)
+    reports = {"w-0": idle(100), "w-1": idle(100)}
+    assert plan.sleep(sleepy(), asleep, reports, AT) == plan.Sleep(since)
+    # A wake asked for before it slept (the one that woke it last time) does not wake it.
+    before = plan.fine_stamp(AT - timedelta(seconds=31))
+    assert plan.sleep(sleepy(wake=before), asleep, reports, AT) == plan.Sleep(since)
+    # One asked for at the moment it slept, or after, does.
+    assert plan.sleep(sleepy(wake=since), asleep, reports, AT) == plan.Sleep()
+    # A member stopped with a task accepted in the last moment: woken to run it.
+    assert plan.sleep(sleepy(), asleep, {**reports, "w-1": idle(0, busy=1)}, AT) == plan.Sleep()
+
+
+def test_a_sleeping_agent_runs_no_member_and_says_how_it_wakes() -> None:
+    agent = sleepy()
+    running = {objects.member_name(agent, i): pod(view(replicas=2), i) for i in range(2)}
+    changes = plan.converge(agent, running, asleep=True)
+    assert [p["metadata"]["name"] for p in changes.scale_down] == ["w-1", "w-0"]
+    decided = plan.supervise(agent, AgentStatus(), {}, [], AT)
+    since = plan.fine_stamp(AT)
+    new = plan.agent_status(agent, AgentStatus(phase="Running"), {}, {}, decided, AT, None, since)
+    assert (new.phase, new.asleep_since, new.ready) == ("Sleeping", since, "0/2")
+    ready = new.conditions[0]
+    assert (ready.status, ready.reason) == ("False", "Sleeping")
+    assert "the first task sent wakes it" in ready.message and "60s" in ready.message
+    assert plan.settled(new)
+    # Awake again: the members come back, and the status forgets the sleep.
+    assert plan.converge(agent, {}).create == [0, 1]
+    woken = plan.agent_status(agent, new, {}, {}, decided, AT)
+    assert (woken.phase, woken.asleep_since) == ("Pending", "")

@@ -63,6 +63,7 @@ def test_discovery_lists_the_subresources_rbac_knows() -> None:
         "agents/tasks": ["create", "get", "delete"],
         "agents/a2a": ["create", "get"],
         "agents/actions": ["get"],
+        "agents/wake": ["create"],
         "workflows/approval": ["create"],
     }
     assert routes.approval_of(f"{routes.PREFIX}/namespaces/team/workflows/w-1/approval") == (
