@@ -99,6 +99,7 @@ class Capability:
         self.observer = observer or Observer()
         self.members: dict[str, Member] = {}
         self.listed = asyncio.Event()  # set once the first answer about the Endpoints came
+        self._updated = asyncio.Event()  # set on every answer
         self._turn = 0
 
     def update(self, endpoints: Obj | None) -> None:
@@ -112,6 +113,20 @@ class Capability:
                 self.members[name] = Member(name, address)
         self.observer.members(self.name, len(self.members))
         self.listed.set()
+        self._updated.set()
+
+    async def until_members(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a ready member (a sleeping Agent waking); whether one is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.members:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._updated.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._updated.wait(), left)
+        return True
 
     def pick(
         self, affinity: str | None = None, avoid: frozenset[str] = frozenset()
@@ -254,6 +269,10 @@ class RestEndpoints:
             else:
                 slices[obj["metadata"]["name"]] = obj
             yield "MODIFIED", endpoints_of_slices(slices.values())
+
+    async def client(self) -> Any:
+        """The API client the watches use (a waker asks the door with it)."""
+        return await self._client()
 
     async def close(self) -> None:
         if self._made and self._api is not None:

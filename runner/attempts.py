@@ -45,10 +45,14 @@ class Attempts:
     finds for a step."""
 
     def __init__(
-        self, http: httpx.AsyncClient, members: Callable[[Step], Awaitable[Capability]]
+        self,
+        http: httpx.AsyncClient,
+        members: Callable[[Step], Awaitable[Capability]],
+        wake: Callable[[Step], None] = lambda step: None,
     ) -> None:
         self.http = http
         self.members = members
+        self.wake = wake  # asked when the pinned member is not ready: its Agent may sleep
 
     async def follow(
         self, step: Step, status: StepStatus, task_input: Any, ready_at: float | None
@@ -71,8 +75,9 @@ class Attempts:
             while time.time() < deadline:
                 member = members.pinned(status.member)
                 if member is None:
-                    # Pinned and gone (scaled down, deleted, not ready): wait for it, never
-                    # another.
+                    # Pinned and gone (scaled down, deleted, not ready, asleep): wait for it,
+                    # never another.
+                    self.wake(step)
                     raise Again(f"member {status.member} is not ready")
                 base = f"http://{member.address}/v1/tasks"
                 try:

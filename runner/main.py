@@ -58,6 +58,7 @@ async def serve(settings: RunnerSettings) -> int:
                 if runner.spec_watch is not None:
                     runner.spec_watch.cancel()
                 await runner.directory.close()
+                await runner.waker.close()
     finally:
         await api.close()
         tracing.shutdown()

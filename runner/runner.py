@@ -38,6 +38,7 @@ from foundation_common.status import (
     parse_stamp,
     stamp,
 )
+from foundation_common.wake import Waker
 from foundation_common.workflows import plan, report, templates, transitions
 from foundation_common.workflows.api import (
     WORKFLOW,
@@ -68,7 +69,8 @@ class Runner:
         self.path = WORKFLOW.path(namespace, name)
         self.http = http
         self.directory = Directory(Discovery(), namespace, RestEndpoints(api))
-        self.attempts = Attempts(http, self._members)
+        self.waker = Waker(self._api, namespace)
+        self.attempts = Attempts(http, self._members, self._wake)
         self.outcomes: list[Outcome] = []  # of attempts, for the main loop
         self.woken = asyncio.Event()  # set with each outcome
         self.following: dict[str, asyncio.Task[None]] = {}
@@ -608,11 +610,22 @@ class Runner:
         assert step.capability is not None
         return await self.directory.get(step.capability, wait=5.0)
 
+    async def _api(self) -> rest.Client:
+        return self.api
+
+    def _wake(self, step: Step) -> None:
+        """No ready member for the step: its Agent (or its capability's) may be asleep."""
+        if step.agent:
+            self.waker.soon(self.waker.agent(step.agent))
+        elif step.capability:
+            self.waker.soon(self.waker.capability(step.capability))
+
     async def _choose(self, step: Step, task_id: str) -> tuple[str, str] | None:
         """(agent, member) for a new attempt: a ready member, by the task id's affinity."""
         members = await self._members(step)
         member = members.pick(affinity=task_id)
         if member is None:
+            self._wake(step)
             return None
         agent = step.agent or member.name.rsplit("-", 1)[0]
         return agent, member.name

@@ -64,6 +64,7 @@ from foundation_common.sidecar import (
     Upstream,
     secret_env,
 )
+from foundation_common.wake import Waker
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -222,8 +223,10 @@ class Proxy:
         directory: Directory | None = None,
         token: CallerToken | None = None,
         limits: Limits | None = None,
+        waker: Waker | None = None,
     ) -> None:
         self.config = config
+        self.waker = waker  # asks the door to wake an Agent with no ready member
         self.limits = limits or Limits()
         self.upstreams = {u.name: UpstreamClient(u, directory) for u in config.upstreams}
         self.limiter, self.max_wait = bucket(config.rate_limit)
@@ -247,6 +250,8 @@ class Proxy:
             await self.members.close()
         if self.directory is not None:
             await self.directory.close()
+        if self.waker is not None:
+            await self.waker.close()
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -407,6 +412,16 @@ class Proxy:
         capability = await self.directory.get(
             name, wait=min(5.0, config.timeout_seconds), service=service, port=port
         )
+        if (
+            not capability.members
+            and self.waker is not None
+            and not request.headers.get(MEMBER_HEADER)
+        ):
+            # None ready: the Agent (or every Agent with the capability) may be asleep. If it
+            # sleeps, it is woken and the call waits for its members, within its budget.
+            sleeps = await (self.waker.agent(service) if service else self.waker.capability(name))
+            if sleeps:
+                await capability.until_members(deadline - time.monotonic())
         body = await request.read()
         headers = forwardable(request.headers, NOT_FORWARDED | NOT_FROM_AGENT)
         # Who calls: this pod's account, by its Foundation token; never what the agent says.

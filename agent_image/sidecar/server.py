@@ -32,6 +32,7 @@ from foundation_common.discovery import Directory, Observer, RestEndpoints
 from foundation_common.resources import AGENT_PORT, SIDECAR_ADMIN_PORT, SIDECAR_PORT
 from foundation_common.settings import SettingsError, json_setting, settings_from_env
 from foundation_common.sidecar import SidecarConfig
+from foundation_common.wake import Waker
 
 logger = logging.getLogger("foundation_agent.sidecar")
 
@@ -124,15 +125,12 @@ async def run(settings: SidecarSettings) -> int:
         **{"k8s.namespace.name": settings.namespace, "k8s.pod.name": socket.gethostname()},
     )
     config = settings.sidecar_config
+    endpoints = RestEndpoints(connect=in_cluster_client)
     proxy = Proxy(
         config,
-        Directory(
-            config.discovery,
-            settings.namespace,
-            RestEndpoints(connect=in_cluster_client),
-            Counted(),
-        ),
+        Directory(config.discovery, settings.namespace, endpoints, Counted()),
         limits=settings.limits,
+        waker=Waker(endpoints.client, settings.namespace),
     )
     ready = asyncio.Event()
     runners = [web.AppRunner(proxy.app(), handle_signals=False, access_log=None)]

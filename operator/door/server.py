@@ -273,6 +273,7 @@ class Door:
         return web.json_response(
             {
                 "agent": target.agent,
+                "sleeps": bool(spec.get("sleepAfterIdleSeconds")),
                 "asleep": bool((agent.get("status") or {}).get("asleepSince")),
                 "wakeRequested": woken,
                 "readyMembers": sorted(ready),

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from foundation_common import access
+from foundation_common.discovery import SERVICE_PREFIX
 from foundation_common.resources import AGENT
 from foundation_common.workflows import templates
 from foundation_common.workflows.api import WORKFLOW, WorkflowSpec, WorkflowStatus
@@ -151,8 +152,20 @@ def role(view: WorkflowView) -> Obj:
             # Events on its Workflow: step failures and the end.
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
             callees(view),
+            *capability_services(view),
         ],
     }
+
+
+def capability_services(view: WorkflowView) -> list[Obj]:
+    """Reading its capabilities' Services: their owners are the Agents to wake when none of
+    them has a ready member (foundation_common.wake)."""
+    names = sorted({SERVICE_PREFIX + s.capability for s in view.spec.steps if s.capability})
+    if not names:
+        return []
+    return [
+        {"apiGroups": [""], "resources": ["services"], "resourceNames": names, "verbs": ["get"]}
+    ]
 
 
 def callees(view: WorkflowView) -> Obj:

@@ -400,3 +400,35 @@ async def test_an_unexpected_write_error_ends_the_member_instead_of_hanging_it(
     with pytest.raises(Refused):
         await member.submit("t2", "increment", {"by": 1})
     await member.stop()
+
+
+async def test_a_member_says_what_it_holds_and_since_when_it_is_idle(tmp_path: Path) -> None:
+    """What the operator reads to put an idle Agent to sleep, and to wake one whose member
+    stopped holding a task (issue 29)."""
+    clock = [1000.0]
+    agent = Gated()
+    member = Member(agent, SqliteStore(tmp_path / "a.db"), settings(), clock=lambda: clock[0])
+    await member.load()
+    member.start()
+    assert member.summary()["busy"] == 0
+    assert member.summary()["idleSince"] == "1970-01-01T00:16:40.000000Z"  # since it started
+    clock[0] = 1010.0
+    await member.submit("first", "work", "first")
+    await member.submit("second", "work", "second")
+    await until(lambda: member.running == "first", what="the first task running")
+    assert (member.summary()["busy"], member.summary()["idleSince"]) == (2, None)
+    clock[0] = 1020.0
+    agent.gate.set()
+    await until_done(member, "first", "second")
+    await until(lambda: member.summary()["busy"] == 0, what="nothing held")
+    assert member.summary()["idleSince"] == "1970-01-01T00:17:00.000000Z"
+    await member.stop()
+    # Stopped with a task not run (shutdown out of time): its last word says it holds one.
+    again = Gated()
+    held = Member(again, SqliteStore(tmp_path / "a.db"), settings(shutdown_seconds=0.1))
+    await held.load()
+    held.start()
+    await held.submit("third", "work", "third")
+    await until(lambda: held.running == "third", what="the third task running")
+    await held.stop()
+    assert held.summary()["busy"] == 1 and held.summary()["idleSince"] is None
