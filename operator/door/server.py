@@ -143,7 +143,7 @@ class Door:
     # -- to the members ---------------------------------------------------------------------
     async def members(self, target: Target, wake: bool = False) -> dict[str, str] | web.Response:
         """Ready members (pod -> host:port) of the target's Agent, or the answer to give. With
-        `wake` (a call that sends something), a sleeping Agent is woken and waited for."""
+        `wake`, a sleeping Agent is woken and waited for."""
         try:
             endpoints = await self.api.get(
                 f"/api/v1/namespaces/{target.namespace}/endpoints/{target.agent}"
@@ -164,8 +164,8 @@ class Door:
     ) -> dict[str, str] | web.Response:
         """No ready member: a suspended Agent says so (refused at once, not held: it wakes only
         when someone sets spec.suspend false, which a caller waiting cannot know); a sleeping
-        one is woken and the call held until its members are ready, if it sends something;
-        any other is coming back (Retry-After 1)."""
+        one is woken and the call held until its members are ready; any other is coming back
+        (Retry-After 1)."""
         try:
             found = await self.agent(target) or {}
         except (ApiError, Unreachable):
@@ -340,15 +340,19 @@ class Door:
             body = await request.read() if request.can_read_body else b""
         except web.HTTPRequestEntityTooLarge:
             return problem(413, f"the call is over {MAX_BODY} bytes", "RequestEntityTooLarge")
-        found = await self.members(target, wake=request.method == "POST")
+        started = asyncio.get_running_loop().time()
+        # Any call wakes a sleeping Agent: its tasks, actions and card live in its members.
+        found = await self.members(target, wake=True)
         if isinstance(found, web.Response):
             return found
+        woke = asyncio.get_running_loop().time() - started  # the API server waits 60 s in all
         wait = 0.0
         if target.subresource == access.TASKS and request.method == "POST":
             body, task_id, refused = with_task_id(body)
             if refused is not None:
                 return refused
-            wait = min(MAX_WAIT, max(0.0, _number(request.query.get("wait"))))
+            wait = min(MAX_WAIT - woke, max(0.0, _number(request.query.get("wait"))))
+            wait = max(0.0, wait)
         else:
             task_id = target.task_id
         if target.subresource == access.TASKS and request.method == "GET" and not task_id:
