@@ -291,12 +291,14 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
             "update core configmaps caller-0-state",
             "create authorization.k8s.io localsubjectaccessreviews",
             "create access.foundation.dev agents/tasks counter",  # declared, by capability
+            "create access.foundation.dev agents/wake counter",  # and waking it if it sleeps
             "get access.foundation.dev agents/actions counter",  # its tools' schemas
             "list discovery.k8s.io endpointslices",
         ],
         runner: [
             "patch foundation.dev workflows/status flow",
             "create access.foundation.dev agents/tasks counter",
+            "create access.foundation.dev agents/wake counter",
         ],
         operator: [
             "create core pods",
@@ -319,6 +321,7 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
             "get core configmaps counter-0-state",  # another Agent's state
             "update core configmaps counter-0-state",
             "create access.foundation.dev agents/tasks caller",  # not declared
+            "create access.foundation.dev agents/wake caller",
             "get access.foundation.dev agents/tasks counter",  # others' task records
             "relay access.foundation.dev agents/tasks counter",  # speak for others
             "create core pods/proxy",
@@ -328,6 +331,7 @@ async def test_each_identity_the_operator_makes_has_what_it_needs_and_nothing_mo
             "get core secrets",
             "create core pods",
             "create access.foundation.dev agents/tasks caller",  # no step names it
+            "create access.foundation.dev agents/wake caller",
             "get core configmaps counter-0-state",
         ],
         operator: [
