@@ -123,6 +123,12 @@ class Step(Model):
 class Runner(Model):
     """The runner pod the operator gives the Workflow."""
 
+    shared: bool = Field(
+        False,
+        description="Run on the namespace's shared runner, already running: the Workflow "
+        "starts at once in a process of its own (no pod of its own), and its steps are sent as "
+        "the shared runner's account. resources, podTemplate and tracing do not apply.",
+    )
     resources: FreeForm | None = Field(None, description="The runner container's resources.")
     pod_template: PodTemplate = Field(default_factory=PodTemplate)
     tracing: Tracing = Field(default_factory=Tracing)

@@ -52,6 +52,7 @@ PATHS = {
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
     "WorkflowTemplate": ("/apis/foundation.dev/v1alpha1", "workflowtemplates"),
     "Workflow": ("/apis/foundation.dev/v1alpha1", "workflows"),
 }

@@ -90,6 +90,8 @@ def cluster_rules() -> list[Obj]:
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
+        # A namespace's shared runner (Workflows with spec.runner.shared): one Deployment.
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
         # Each Agent's NetworkPolicy (watched, like the other owned objects, for repair).
         {
             "apiGroups": ["networking.k8s.io"],

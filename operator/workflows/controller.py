@@ -25,7 +25,7 @@ from foundation_operator.core import defaults, metrics, owned
 from foundation_operator.core.client import Api, Obj
 from foundation_operator.core.index import Index, Key, OwnedIndex
 from foundation_operator.core.reconciler import Reconciler
-from foundation_operator.workflows import objects
+from foundation_operator.workflows import objects, shared
 from foundation_operator.workflows.objects import InvalidWorkflow, WorkflowView
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class WorkflowController(Reconciler):
         self.runners = OwnedIndex(objects.WORKFLOW_LABEL)
         self.owned_applied: dict[Key, str] = {}
         self.phases: dict[Key, str] = {}
+        self.shared_made: set[str] = set()  # namespaces whose shared runner is made
         metrics.WORKFLOW_STALLED.set_function(self.stalled_seconds)
         metrics.WAITING_APPROVALS.set_function(lambda: len(self.waiting_approvals()))
         metrics.APPROVAL_WAIT.set_function(
@@ -185,6 +186,14 @@ class WorkflowController(Reconciler):
             return None
         if status.phase in FINISHED:
             return await self._expire(view, status)
+        if view.spec.runner.shared:
+            # The namespace's shared runner takes it (foundation_runner.shared): no pod and no
+            # account of its own; the runner there restarts its process, and fails it after
+            # as many restarts as a runner pod's.
+            await self._ensure_shared(view.namespace)
+            if status.phase == "Pending" and not status.progress:
+                await self._pending(body, view, generation)
+            return None
         runner = self.runners.of(key).get(view.runner_name)
         if runner is not None and runner_restarts(runner) >= MAX_RUNNER_RESTARTS:
             await self._fail(
@@ -203,18 +212,7 @@ class WorkflowController(Reconciler):
         await self._ensure_identity(view)
         if runner is None:
             if status.phase == "Pending" and not status.progress:
-                # Who created it, kept where only Foundation writes (an editor may change the
-                # annotation later, never the status).
-                creator = (body["metadata"].get("annotations") or {}).get(CREATOR, "")
-                await self._patch_status(
-                    body,
-                    {
-                        "phase": "Pending",
-                        "progress": f"0/{len(view.spec.steps)}",
-                        "observedGeneration": generation,
-                        **({"createdBy": creator} if creator else {}),
-                    },
-                )
+                await self._pending(body, view, generation)
             created = await owned.create_if_missing(self.kube, objects.runner_pod(view))
             if created is not None:
                 self.runners.observe("ADDED", created)
@@ -226,6 +224,33 @@ class WorkflowController(Reconciler):
                 "Pod", view.namespace, view.runner_name, uid=runner["metadata"]["uid"]
             )
         return None
+
+    async def _pending(self, body: Obj, view: WorkflowView, generation: int) -> None:
+        # Who created it, kept where only Foundation writes (an editor may change the
+        # annotation later, never the status).
+        creator = (body["metadata"].get("annotations") or {}).get(CREATOR, "")
+        await self._patch_status(
+            body,
+            {
+                "phase": "Pending",
+                "progress": f"0/{len(view.spec.steps)}",
+                "observedGeneration": generation,
+                **({"createdBy": creator} if creator else {}),
+            },
+        )
+
+    async def _ensure_shared(self, namespace: str) -> None:
+        """The namespace's shared runner, made once (writes only the first time)."""
+        if namespace in self.shared_made:
+            return
+        account, role, binding, deployment = shared.objects(namespace, self.image, self.platform)
+        await asyncio.gather(
+            owned.ensure(self.kube, account), owned.ensure(self.kube, role, ("rules",))
+        )
+        await owned.ensure(self.kube, binding, ("subjects",))
+        await owned.create_if_missing(self.kube, deployment)
+        self.shared_made.add(namespace)
+        logger.info("workflow runner shared in namespace %s: ready to take Workflows", namespace)
 
     async def _ensure_identity(self, view: WorkflowView) -> None:
         key = (view.namespace, view.name)

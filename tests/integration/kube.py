@@ -127,6 +127,7 @@ class Kube:
             "Pod": self.core.read_namespaced_pod,
             "Service": self.core.read_namespaced_service,
             "ConfigMap": self.core.read_namespaced_config_map,
+            "ServiceAccount": self.core.read_namespaced_service_account,
         }
         try:
             response = await readers[kind](name, self.ns, _preload_content=False)

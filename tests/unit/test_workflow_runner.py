@@ -463,3 +463,27 @@ async def test_a_decision_made_while_no_runner_runs_is_taken_once_by_the_next(me
     assert api.step("after")["result"] == "bob"
     assert member.sent.count("u1.after.1") == 1
     assert [e["reason"] for e in api.events].count("Approved") == 1
+
+
+def test_the_shared_runner_is_restricted_and_may_send_to_the_namespaces_agents() -> None:
+    """What a namespace's shared runner is made of (issue 29): one pod that meets the
+    restricted profile, an account that may run every Workflow's status and send tasks to (and
+    wake) any Agent of the namespace, and nothing cluster-wide."""
+    from foundation_operator.core import defaults, security
+    from foundation_operator.workflows import shared
+
+    account, role, binding, deployment = shared.objects("team", "img", defaults.Platform())
+    pod = deployment["spec"]["template"]["spec"]
+    assert security.violations(pod) == []
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two at once
+    assert pod["serviceAccountName"] == account["metadata"]["name"] == "foundation-shared-runner"
+    assert pod["containers"][0]["command"] == ["foundation-shared-runner"]
+    rules = {(tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]}
+    assert (("agents/tasks", "agents/wake"), ("create",)) in rules
+    assert (("workflows/status",), ("get", "patch")) in rules
+    assert all("resourceNames" not in r for r in role["rules"])
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "foundation-shared-runner", "namespace": "team"}
+    ]
+    assert {o["metadata"]["namespace"] for o in (account, role, binding, deployment)} == {"team"}
