@@ -45,7 +45,7 @@ logger = logging.getLogger("foundation_runner.shared")
 
 MAX_RESTARTS = 5  # as a runner pod's (foundation_operator.workflows.controller)
 FINISHED = ("Succeeded", "Failed")
-PRELOAD = ["foundation_runner.main", "foundation_runner.runner", "httpx", "aiohttp", "pydantic"]
+PRELOAD = ["foundation_runner.warm"]
 
 
 def is_shared(body: dict[str, Any]) -> bool:
@@ -83,7 +83,13 @@ def run_one(namespace: str, name: str) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    raise SystemExit(aio.run(serve(RunnerSettings(namespace=namespace, workflow=name))))
+    try:
+        code = aio.run(serve(RunnerSettings(namespace=namespace, workflow=name)))
+    finally:
+        logger.info(
+            "workflow %s/%s: its process used %.3f s of CPU", namespace, name, time.process_time()
+        )
+    raise SystemExit(code)
 
 
 @dataclass
