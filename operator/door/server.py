@@ -171,7 +171,14 @@ class Door:
         except (ApiError, Unreachable):
             found = {}
         spec = found.get("spec") or {}
-        if wake and spec.get("sleepAfterIdleSeconds") and not spec.get("suspend"):
+        failed = (found.get("status") or {}).get("phase") == "Failed"
+        if (
+            wake
+            and spec.get("sleepAfterIdleSeconds")
+            and int(spec.get("replicas", 1)) > 0
+            and not spec.get("suspend")
+            and not failed
+        ):
             try:
                 await self.wake(found)
             except (ApiError, Unreachable) as exc:

@@ -1,0 +1,213 @@
+"""What an Agent that sleeps when idle costs and gives (issue 29): the first task to a sleeping
+Agent until it is accepted, against the same task to the Agent awake, in the same run; and the
+pods and memory of Agents asleep against the same Agents awake.
+
+    .venv/bin/python bench/agent_wake.py [--wakes 10] [--agents 100]
+
+On the local cluster: the operator run as a process for a namespace of its own, serving
+people's door as the tests' harness does (tests/integration/door.py).
+- `wake`: one CounterAgent (no sidecar) with `sleepAfterIdleSeconds: 2`; `--wakes` times: wait
+  until it sleeps (no member pod), then `POST .../agents/counter/tasks` through the door with
+  the admin's token, timed to its 202 (the door asks for the wake, holds the call, relays it
+  once a member is ready: the pod's start, the runtime's start and its state's load
+  included). Against it, `--wakes` sends to it awake. p50 and p99.
+- `idle`: `--agents` CounterAgents as users make them (with their sidecar) and
+  `sleepAfterIdleSeconds: 20`: their pods, and the resident memory of the processes of those
+  pods (the test node runs containers as processes; PSS, shared pages split), awake; then
+  asleep. And the API objects each keeps either way.
+Run it alone: it serves the door on the harness's port, and removes the cluster's door objects
+after. A benchmark, not a test: it asserts nothing and prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from harness import KUBECONFIG, REPO, agent_body, delete_namespace, new_namespace, operator_env
+from kubernetes_asyncio import client, config
+
+sys.path[:0] = [str(REPO / "tests/integration"), str(REPO / "e2e/local")]
+import door  # noqa: E402
+
+from localcluster.layout import API_URL  # noqa: E402
+
+GROUP, VERSION = "foundation.dev", "v1alpha1"
+
+
+def quantiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
+        "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "n": len(ordered),
+    }
+
+
+def pods_pss_mb(namespace: str) -> tuple[int, float]:
+    """Processes of the namespace's pods (their FOUNDATION_NAMESPACE), and their PSS in MB."""
+    count, total = 0, 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"FOUNDATION_NAMESPACE={namespace}".encode() not in (entry / "environ").read_bytes():
+                continue
+            for line in (entry / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+                    count += 1
+        except OSError:
+            continue
+    return count, round(total, 1)
+
+
+async def phases(custom: client.CustomObjectsApi, ns: str) -> dict[str, str]:
+    listing = await custom.list_namespaced_custom_object(GROUP, VERSION, ns, "agents")
+    return {
+        a["metadata"]["name"]: (a.get("status") or {}).get("phase", "") for a in listing["items"]
+    }
+
+
+async def until(check, timeout: float = 600, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.2)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--wakes", type=int, default=10)
+    parser.add_argument("--agents", type=int, default=100)
+    args = parser.parse_args()
+    ns = f"bench-wake-{uuid.uuid4().hex[:5]}"
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=KUBECONFIG, client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    await new_namespace(core, ns)
+    env = {**operator_env(ns, 18092, 19192), **door.install()}
+    log = open(REPO / ".local-cluster/logs/bench-wake-operator.log", "ab")
+    operator = subprocess.Popen(
+        [str(REPO / ".venv/bin/python"), "-m", "foundation_operator"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    out: dict = {}
+    names = ["counter"] + [f"idle-{i}" for i in range(args.agents)]
+    try:
+        await asyncio.to_thread(door.wait_available)
+        await custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            "agents",
+            agent_body(
+                "counter",
+                "foundation_agent.agents:CounterAgent",
+                sidecar={"enabled": False},
+                sleepAfterIdleSeconds=2,
+            ),
+        )
+        admin = {"Authorization": f"Bearer {configuration.api_key['BearerToken'].split()[-1]}"}
+        verify = ssl.create_default_context(cafile=str(REPO / ".local-cluster/pki/ca.crt"))
+        base = f"{API_URL}/apis/access.foundation.dev/v1alpha1/namespaces/{ns}/agents/counter"
+
+        async def asleep() -> bool:
+            pods = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent=counter")
+            return (await phases(custom, ns)).get("counter") == "Sleeping" and not pods.items
+
+        cold, warm = [], []
+        async with httpx.AsyncClient(verify=verify, timeout=70) as http:
+            for i in range(args.wakes):
+                await until(asleep, 120, "counter asleep")
+                started = time.perf_counter()
+                answer = await http.post(
+                    f"{base}/tasks",
+                    json={"id": f"wake-{i}", "action": "increment", "input": {"by": 1}},
+                    headers=admin,
+                )
+                cold.append(time.perf_counter() - started)
+                assert answer.status_code == 202, answer.text
+                for j in range(3):  # awake: the same call, the member ready
+                    started = time.perf_counter()
+                    answer = await http.post(
+                        f"{base}/tasks",
+                        json={"id": f"awake-{i}-{j}", "action": "get"},
+                        headers=admin,
+                    )
+                    warm.append(time.perf_counter() - started)
+                    assert answer.status_code == 202, answer.text
+        out["wake"] = {"asleep_cold": quantiles(cold), "awake": quantiles(warm)}
+
+        # -- idle cost ---------------------------------------------------------------------
+        started = time.monotonic()
+        gate = asyncio.Semaphore(16)
+
+        async def create(name: str) -> None:
+            async with gate:
+                await custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    ns,
+                    "agents",
+                    agent_body(
+                        name, "foundation_agent.agents:CounterAgent", sleepAfterIdleSeconds=20
+                    ),
+                )
+
+        await asyncio.gather(*(create(n) for n in names[1:]))
+
+        async def all_in(phase: str) -> bool:
+            found = await phases(custom, ns)
+            return all(found.get(n) == phase for n in names[1:])
+
+        await until(lambda: all_in("Running"), 900, "all awake")
+        out["idle"] = {
+            "agents": args.agents,
+            "all_awake_after_s": round(time.monotonic() - started),
+        }
+        pods = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
+        processes, pss = pods_pss_mb(ns)
+        out["idle"]["awake"] = {
+            "pods": len(
+                [p for p in pods.items if p.metadata.labels["foundation.dev/agent"] != "counter"]
+            ),
+            "processes": processes,
+            "pss_mb": pss,
+        }
+        await until(lambda: all_in("Sleeping"), 900, "all asleep")
+
+        async def no_pods() -> bool:
+            listed = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
+            return not listed.items
+
+        await until(no_pods, 300, "their pods gone")
+        processes, pss = pods_pss_mb(ns)
+        out["idle"]["asleep"] = {"pods": 0, "processes": processes, "pss_mb": pss}
+        configmaps = await core.list_namespaced_config_map(ns)
+        out["idle"]["state_objects_kept"] = len(
+            [c for c in configmaps.items if c.metadata.name.endswith("-state")]
+        )
+    finally:
+        operator.terminate()
+        operator.wait(30)
+        await delete_namespace(core, custom, ns, names)
+        await api.close()
+        door.uninstall()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
