@@ -11,10 +11,10 @@ people's door as the tests' harness does (tests/integration/door.py).
   the admin's token, timed to its 202 (the door asks for the wake, holds the call, relays it
   once a member is ready: the pod's start, the runtime's start and its state's load
   included). Against it, `--wakes` sends to it awake. p50 and p99.
-- `idle`: `--agents` CounterAgents as users make them (with their sidecar) and
-  `sleepAfterIdleSeconds: 20`: their pods, and the resident memory of the processes of those
-  pods (the test node runs containers as processes; PSS, shared pages split), awake; then
-  asleep. And the API objects each keeps either way.
+- `idle`: `--agents` CounterAgents as users make them (with their sidecar), all awake: their
+  pods, and the memory of the processes of those pods (the test node runs containers as
+  processes; PSS, shared pages split); then each told `sleepAfterIdleSeconds: 5`, all asleep:
+  the same. And the state objects each keeps either way.
 Run it alone: it serves the door on the harness's port, and removes the cluster's door objects
 after. A benchmark, not a test: it asserts nothing and prints JSON.
 """
@@ -133,11 +133,15 @@ async def main() -> None:
             for i in range(args.wakes):
                 await until(asleep, 120, "counter asleep")
                 started = time.perf_counter()
-                answer = await http.post(
-                    f"{base}/tasks",
-                    json={"id": f"wake-{i}", "action": "increment", "input": {"by": 1}},
-                    headers=admin,
-                )
+                for _ in range(30):  # as a client does: a 503 again after its Retry-After
+                    answer = await http.post(
+                        f"{base}/tasks",
+                        json={"id": f"wake-{i}", "action": "increment", "input": {"by": 1}},
+                        headers=admin,
+                    )
+                    if answer.status_code != 503:
+                        break
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", 1)))
                 cold.append(time.perf_counter() - started)
                 assert answer.status_code == 202, answer.text
                 for j in range(3):  # awake: the same call, the member ready
@@ -162,8 +166,10 @@ async def main() -> None:
                     VERSION,
                     ns,
                     "agents",
+                    # Awake until all are (their pods start over a minute or more here):
+                    # then told to sleep after 5 s.
                     agent_body(
-                        name, "foundation_agent.agents:CounterAgent", sleepAfterIdleSeconds=20
+                        name, "foundation_agent.agents:CounterAgent", sleepAfterIdleSeconds=3600
                     ),
                 )
 
@@ -187,6 +193,21 @@ async def main() -> None:
             "processes": processes,
             "pss_mb": pss,
         }
+        started = time.monotonic()
+
+        async def sleepy(name: str) -> None:
+            async with gate:
+                await custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    ns,
+                    "agents",
+                    name,
+                    {"spec": {"sleepAfterIdleSeconds": 5}},
+                    _content_type="application/merge-patch+json",
+                )
+
+        await asyncio.gather(*(sleepy(n) for n in names[1:]))
         await until(lambda: all_in("Sleeping"), 900, "all asleep")
 
         async def no_pods() -> bool:
@@ -195,7 +216,12 @@ async def main() -> None:
 
         await until(no_pods, 300, "their pods gone")
         processes, pss = pods_pss_mb(ns)
-        out["idle"]["asleep"] = {"pods": 0, "processes": processes, "pss_mb": pss}
+        out["idle"]["asleep"] = {
+            "pods": 0,
+            "processes": processes,
+            "pss_mb": pss,
+            "all_asleep_after_s": round(time.monotonic() - started),
+        }
         configmaps = await core.list_namespaced_config_map(ns)
         out["idle"]["state_objects_kept"] = len(
             [c for c in configmaps.items if c.metadata.name.endswith("-state")]

@@ -150,7 +150,7 @@ class Door:
             )
         except ApiError as exc:
             if exc.status == 404:
-                return await self._no_service(target)
+                return await self._no_service(target, wake)
             return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
         except Unreachable as exc:
             return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
@@ -296,12 +296,17 @@ class Door:
                 return None
             raise
 
-    async def _no_service(self, target: Target) -> web.Response:
-        """No Endpoints: no such Agent (404), or one whose Service is still to come (503)."""
+    async def _no_service(
+        self, target: Target, wake: bool = False
+    ) -> dict[str, str] | web.Response:
+        """No Endpoints: no such Agent (404), or one whose Service is still to come (503; a
+        sleeping Agent whose Endpoints the cluster has not made yet is woken and waited for)."""
         try:
             found = await self.agent(target)
         except (ApiError, Unreachable) as exc:
             return problem(503, f"cannot read the Agent: {exc}", "ServiceUnavailable", 1)
+        if found is not None and wake and (found.get("spec") or {}).get("sleepAfterIdleSeconds"):
+            return await self._none_ready(target, wake)
         if found is None:
             return problem(
                 404,
