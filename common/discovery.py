@@ -210,13 +210,20 @@ class RestEndpoints:
     carry an Endpoints-shaped object. `api` is the client, or a function that makes it on the
     first watch (a sidecar that never calls a capability never makes one)."""
 
-    def __init__(self, api: Any = None, connect: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        api: Any = None,
+        connect: Callable[[], Any] | None = None,
+        slice_api: str | None = None,
+    ) -> None:
         self._api = api  # given: its owner closes it
         self._connect = connect  # or made on the first watch, and closed here
         self._made = False
         self._lock = asyncio.Lock()
-        self._slices: str | None = None
-        self._decided = False
+        # Which API serves the slices, if the caller knows ("v1" for none: Endpoints): asked
+        # of the API server otherwise, once (two requests).
+        self._slices: str | None = None if slice_api in (None, "v1") else slice_api
+        self._decided = slice_api is not None
 
     async def _client(self) -> Any:
         async with self._lock:
@@ -229,6 +236,11 @@ class RestEndpoints:
                 self._decided = True
                 logger.info("discovery from %s", self._slices or "v1 Endpoints")
         return self._api
+
+    @staticmethod
+    async def slice_api(api: Any) -> str | None:
+        """The EndpointSlice API the API server serves (None: v1 Endpoints only)."""
+        return await RestEndpoints._slice_api(api)
 
     @staticmethod
     async def _slice_api(api: Any) -> str | None:

@@ -23,6 +23,9 @@ class RunnerSettings(BaseModel, frozen=True):
 
     namespace: str = Field(min_length=1)
     workflow: str = Field(min_length=1)
+    # Which API serves EndpointSlices ("v1": none, Endpoints), when known (the shared runner
+    # asks once for all its processes); else the runner asks.
+    discovery_api: str | None = None
 
 
 class TokenAuth(httpx.Auth):
@@ -50,7 +53,9 @@ async def serve(settings: RunnerSettings) -> int:
         async with httpx.AsyncClient(
             timeout=10.0, auth=TokenAuth(CallerToken()), verify=members_tls
         ) as http:
-            runner = Runner(api, settings.namespace, settings.workflow, http)
+            runner = Runner(
+                api, settings.namespace, settings.workflow, http, settings.discovery_api
+            )
             task = asyncio.create_task(runner.run())
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

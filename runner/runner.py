@@ -62,13 +62,18 @@ WRITE_RETRY_SECONDS = 60.0  # how long a status write is retried through the API
 
 class Runner:
     def __init__(
-        self, api: rest.Client, namespace: str, name: str, http: httpx.AsyncClient
+        self,
+        api: rest.Client,
+        namespace: str,
+        name: str,
+        http: httpx.AsyncClient,
+        slice_api: str | None = None,
     ) -> None:
         self.api = api
         self.namespace, self.name = namespace, name
         self.path = WORKFLOW.path(namespace, name)
         self.http = http
-        self.directory = Directory(Discovery(), namespace, RestEndpoints(api))
+        self.directory = Directory(Discovery(), namespace, RestEndpoints(api, slice_api=slice_api))
         self.waker = Waker(self._api, namespace)
         self.attempts = Attempts(http, self._members, self._wake)
         self.outcomes: list[Outcome] = []  # of attempts, for the main loop

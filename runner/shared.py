@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from foundation_common import rest
+from foundation_common.discovery import RestEndpoints
 from foundation_common.retry import Backoff
 from foundation_common.settings import SettingsError, settings_from_env
 from foundation_common.status import condition, now, stamp
@@ -84,7 +85,12 @@ def run_one(namespace: str, name: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        code = aio.run(serve(RunnerSettings(namespace=namespace, workflow=name)))
+        settings = RunnerSettings(
+            namespace=namespace,
+            workflow=name,
+            discovery_api=os.environ.get("FOUNDATION_DISCOVERY_API"),
+        )
+        code = aio.run(serve(settings))
     finally:
         logger.info(
             "workflow %s/%s: its process used %.3f s of CPU", namespace, name, time.process_time()
@@ -254,6 +260,8 @@ def forkserver() -> ForkServerContext:
 
 async def serve_shared(namespace: str) -> int:
     api = rest.Client.in_cluster()
+    # Asked once here, for every Workflow's process (each would ask with two requests).
+    os.environ["FOUNDATION_DISCOVERY_API"] = await RestEndpoints.slice_api(api) or "v1"
     shared = SharedRunner(api, namespace, forkserver())
     task = asyncio.get_running_loop().create_task(shared.run())
     for sig in (signal.SIGTERM, signal.SIGINT):
