@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from foundation_common import access
 from foundation_common.resources import A2A_PORT, AGENT, AGENT_PORT, WORKFLOW
 from foundation_common.workflows.api import CREATOR
 
 GROUP_VERSION = f"{access.GROUP}/{access.DOOR_VERSION}"
+MAX_WAIT = 50.0  # below the API server's 60 s for a call it relays
 PREFIX = f"/apis/{GROUP_VERSION}"
 # subresource -> (verbs, what it is): the API server authorizes these before the door is asked.
 SUBRESOURCES: dict[str, tuple[list[str], str]] = {
@@ -222,3 +225,16 @@ def creator_review(review: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "AdmissionReview",
         "response": response,
     }
+
+
+def problem(code: int, message: str, reason: str, retry_after: float | None = None) -> web.Response:
+    """An answer with a Status body, as the API server's own."""
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
+    return web.json_response(status(code, message, reason), status=code, headers=headers)
+
+
+def number(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0

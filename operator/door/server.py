@@ -7,12 +7,10 @@ Every replica serves it (it needs no leadership): the APIService's Service reach
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
 import uuid
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -20,33 +18,23 @@ from aiohttp import web
 
 from foundation_common import access, history
 from foundation_common.access import TokenFile
-from foundation_common.discovery import ready_members, rendezvous
-from foundation_common.resources import AGENT
+from foundation_common.discovery import rendezvous
 from foundation_common.rest import ApiError, Client, Unreachable
 from foundation_common.retry import Backoff
-from foundation_common.status import now
 from foundation_common.tasks import ENDED
-from foundation_operator.agents import objects, plan
 from foundation_operator.core import metrics
 from foundation_operator.door import approvals, routes
-from foundation_operator.door.routes import FrontProxy, Target
+from foundation_operator.door.members import Members
+from foundation_operator.door.routes import MAX_WAIT, FrontProxy, Target, number, problem
 
 logger = logging.getLogger("foundation_operator.door")
 
 MAX_BODY = 4 * 1024 * 1024  # what a person's call may carry (the members bound it further)
-MAX_WAIT = 50.0  # below the API server's 60 s for a call it relays
-WAKE_WAIT = 45.0  # how long a call that wakes an Agent is held for its members (< MAX_WAIT)
-SUSPENDED_RETRY = 30.0  # Retry-After for a suspended Agent: nothing changes until a person acts
 FRONT_PROXY_CONFIG = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 RELAYED = ("Content-Type", "Cache-Control", "Retry-After", "WWW-Authenticate")
 MEMBER_HEADER = "X-Foundation-Member"  # which member answered
 # What a caller's request carries on to the member (the protocol's and the trace's headers).
 PASSED = ("A2A-Version", "A2A-Extensions", "X-A2A-Extensions", "traceparent", "tracestate")
-
-
-def problem(code: int, message: str, reason: str, retry_after: float | None = None) -> web.Response:
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
-    return web.json_response(routes.status(code, message, reason), status=code, headers=headers)
 
 
 class Door:
@@ -56,6 +44,7 @@ class Door:
         self, api: Client, front: FrontProxy, token: TokenFile, public_url: str = ""
     ) -> None:
         self.api = api
+        self.found = Members(api)  # an Agent's ready members; waking a sleeping one
         self.front = front
         self.token = token
         self.public = urlsplit(public_url) if public_url else None
@@ -130,7 +119,7 @@ class Door:
         if target and target.subresource == access.WAKE and not target.rest:
             if request.method != "POST":
                 return problem(405, "wake is POST only", "MethodNotAllowed")
-            answer = await self.wake_call(request, target)
+            answer = await self.found.wake_call(request, target)
             metrics.DOOR_REQUESTS.labels(target.subresource, str(answer.status)).inc()
             return answer
         member_path = target.member_path(request.method) if target else None
@@ -139,184 +128,6 @@ class Door:
         answer = await self.relay(request, target, member_path, person)
         metrics.DOOR_REQUESTS.labels(target.subresource, str(answer.status)).inc()
         return answer
-
-    # -- to the members ---------------------------------------------------------------------
-    async def members(self, target: Target, wake: bool = False) -> dict[str, str] | web.Response:
-        """Ready members (pod -> host:port) of the target's Agent, or the answer to give. With
-        `wake`, a sleeping Agent is woken and waited for."""
-        try:
-            endpoints = await self.api.get(
-                f"/api/v1/namespaces/{target.namespace}/endpoints/{target.agent}"
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return await self._no_service(target, wake)
-            return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
-        except Unreachable as exc:
-            return problem(503, f"cannot list the Agent's members: {exc}", "ServiceUnavailable", 1)
-        found = ready_members(endpoints, number=target.port)
-        if not found:
-            return await self._none_ready(target, wake)
-        return found
-
-    async def _none_ready(
-        self, target: Target, wake: bool = False
-    ) -> dict[str, str] | web.Response:
-        """No ready member: a suspended Agent says so (refused at once, not held: it wakes only
-        when someone sets spec.suspend false, which a caller waiting cannot know); a sleeping
-        one is woken and the call held until its members are ready; any other is coming back
-        (Retry-After 1)."""
-        try:
-            found = await self.agent(target) or {}
-        except (ApiError, Unreachable):
-            found = {}
-        spec = found.get("spec") or {}
-        failed = (found.get("status") or {}).get("phase") == "Failed"
-        if (
-            wake
-            and spec.get("sleepAfterIdleSeconds")
-            and int(spec.get("replicas", 1)) > 0
-            and not spec.get("suspend")
-            and not failed
-        ):
-            try:
-                await self.wake(found)
-            except (ApiError, Unreachable) as exc:
-                return problem(503, f"cannot wake the Agent: {exc}", "ServiceUnavailable", 1)
-            ready = await self.until_ready(target, int(spec.get("replicas", 1)), WAKE_WAIT)
-            if ready:
-                return ready
-            return problem(
-                503,
-                f"Agent {target.agent} is waking: no member was ready within {WAKE_WAIT:.0f}s",
-                "ServiceUnavailable",
-                retry_after=1,
-            )
-        if spec.get("suspend"):
-            return problem(
-                503,
-                f"Agent {target.agent} is suspended (spec.suspend: true): no member runs, its "
-                "state and tasks are kept; it takes calls again once spec.suspend is false",
-                "ServiceUnavailable",
-                retry_after=SUSPENDED_RETRY,
-            )
-        return problem(
-            503, f"Agent {target.agent} has no ready member", "ServiceUnavailable", retry_after=1
-        )
-
-    # -- waking a sleeping Agent ------------------------------------------------------------
-    async def wake(self, agent: dict[str, Any]) -> bool:
-        """Ask for a sleeping Agent to wake: its wakeRequestedAt annotation set at or after
-        status.asleepSince (the operator acts on it; kept in etcd, it outlives this replica and
-        the operator's). One write a sleep, whoever calls: none if asked already. True if
-        written."""
-        since = plan.moment((agent.get("status") or {}).get("asleepSince"))
-        if since is None:
-            return False  # awake, or waking
-        meta = agent["metadata"]
-        asked = plan.moment((meta.get("annotations") or {}).get(objects.WAKE_REQUESTED_AT))
-        if asked is not None and asked >= since:
-            return False
-        at = max(now(), since)
-        await self.api.merge_patch(
-            AGENT.path(meta["namespace"], meta["name"]),
-            {"metadata": {"annotations": {objects.WAKE_REQUESTED_AT: plan.fine_stamp(at)}}},
-        )
-        metrics.DOOR_WAKES.inc()
-        logger.info("waking agent %s/%s", meta["namespace"], meta["name"])
-        return True
-
-    async def until_ready(self, target: Target, want: int, seconds: float) -> dict[str, str]:
-        """The Agent's ready members once `want` are ready (so a task id hashes to the member
-        it will hash to later), or those ready after `seconds` (maybe none): from a watch of
-        its Endpoints, not a poll."""
-        ready: dict[str, str] = {}
-
-        async def watch() -> None:
-            nonlocal ready
-            async for kind, obj in self.api.list_and_watch(
-                f"/api/v1/namespaces/{target.namespace}/endpoints",
-                {"fieldSelector": f"metadata.name={target.agent}"},
-                timeout_seconds=int(seconds) + 5,
-            ):
-                items = (obj.get("items") or []) if kind == "SYNC" else [obj]
-                for item in items:
-                    ready = {} if kind == "DELETED" else ready_members(item, number=target.port)
-                if len(ready) >= max(1, want):
-                    return
-
-        with contextlib.suppress(TimeoutError, ApiError, Unreachable):
-            await asyncio.wait_for(watch(), seconds)
-        return ready
-
-    async def wake_call(self, request: web.Request, target: Target) -> web.Response:
-        """`POST agents/NAME/wake[?wait=S]`: for callers that reach members on their own (a
-        Workflow's runner, a sidecar) and found none ready."""
-        try:
-            agent = await self.agent(target)
-        except (ApiError, Unreachable) as exc:
-            return problem(503, f"cannot read the Agent: {exc}", "ServiceUnavailable", 1)
-        if agent is None:
-            return problem(
-                404,
-                f'agents.{AGENT.group} "{target.agent}" not found in namespace'
-                f' "{target.namespace}"',
-                "NotFound",
-            )
-        spec = agent.get("spec") or {}
-        if spec.get("suspend"):
-            return problem(
-                409,
-                f"Agent {target.agent} is suspended (spec.suspend: true): only setting it "
-                "false resumes it",
-                "Conflict",
-            )
-        try:
-            woken = await self.wake(agent)
-        except (ApiError, Unreachable) as exc:
-            return problem(503, f"cannot wake the Agent: {exc}", "ServiceUnavailable", 1)
-        wait = min(MAX_WAIT, max(0.0, _number(request.query.get("wait"))))
-        ready = await self.until_ready(target, int(spec.get("replicas", 1)), wait) if wait else {}
-        return web.json_response(
-            {
-                "agent": target.agent,
-                "sleeps": bool(spec.get("sleepAfterIdleSeconds")),
-                "asleep": bool((agent.get("status") or {}).get("asleepSince")),
-                "wakeRequested": woken,
-                "readyMembers": sorted(ready),
-            },
-            status=200 if ready or not wait else 202,
-        )
-
-    async def agent(self, target: Target) -> dict[str, Any] | None:
-        try:
-            return await self.api.get(AGENT.path(target.namespace, target.agent))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    async def _no_service(
-        self, target: Target, wake: bool = False
-    ) -> dict[str, str] | web.Response:
-        """No Endpoints: no such Agent (404), or one whose Service is still to come (503; a
-        sleeping Agent whose Endpoints the cluster has not made yet is woken and waited for)."""
-        try:
-            found = await self.agent(target)
-        except (ApiError, Unreachable) as exc:
-            return problem(503, f"cannot read the Agent: {exc}", "ServiceUnavailable", 1)
-        if found is not None and wake and (found.get("spec") or {}).get("sleepAfterIdleSeconds"):
-            return await self._none_ready(target, wake)
-        if found is None:
-            return problem(
-                404,
-                f'agents.{AGENT.group} "{target.agent}" not found in namespace'
-                f' "{target.namespace}"',
-                "NotFound",
-            )
-        return problem(
-            503, f"Agent {target.agent} has no ready member yet", "ServiceUnavailable", 1
-        )
 
     def headers(self, request: web.Request, person: tuple[str, tuple[str, ...]]) -> dict[str, str]:
         token = self.token.header()
@@ -354,7 +165,7 @@ class Door:
             return problem(413, f"the call is over {MAX_BODY} bytes", "RequestEntityTooLarge")
         started = asyncio.get_running_loop().time()
         # Any call wakes a sleeping Agent: its tasks, actions and card live in its members.
-        found = await self.members(target, wake=True)
+        found = await self.found.find(target, wake=True)
         if isinstance(found, web.Response):
             return found
         woke = asyncio.get_running_loop().time() - started  # the API server waits 60 s in all
@@ -363,7 +174,7 @@ class Door:
             body, task_id, refused = with_task_id(body)
             if refused is not None:
                 return refused
-            wait = min(MAX_WAIT - woke, max(0.0, _number(request.query.get("wait"))))
+            wait = min(MAX_WAIT - woke, max(0.0, number(request.query.get("wait"))))
             wait = max(0.0, wait)
         else:
             task_id = target.task_id
@@ -449,7 +260,8 @@ class Door:
                 continue
             listed.append(name)
         try:
-            replicas = int(((await self.agent(target)) or {}).get("spec", {}).get("replicas", 0))
+            found = (await self.found.agent(target)) or {}
+            replicas = int(found.get("spec", {}).get("replicas", 0))
         except (ApiError, Unreachable, ValueError, TypeError):
             replicas = 0
         unavailable += [
@@ -463,7 +275,7 @@ class Door:
         """The actions with the Agent's description (what a tool list shows of it)."""
         try:
             listed = json.loads(data)
-            found = await self.agent(target) or {}
+            found = await self.found.agent(target) or {}
         except (ValueError, ApiError, Unreachable):
             return data
         listed["description"] = str((found.get("spec") or {}).get("description") or "")
@@ -561,13 +373,6 @@ def with_task_id(body: bytes) -> tuple[bytes, str, web.Response | None]:
         task["id"] = uuid.uuid4().hex
         body = json.dumps(task).encode()
     return body, str(task["id"]), None
-
-
-def _number(value: str | None) -> float:
-    try:
-        return float(value or 0)
-    except ValueError:
-        return 0.0
 
 
 def _order(key: str, members: list[str]) -> list[str]:
