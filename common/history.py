@@ -109,7 +109,13 @@ class Query:
         for name, value in params.items():
             if len(value) > MAX_VALUE and name != "pageToken":
                 raise BadQuery(f"{name} is over {MAX_VALUE} characters")
-        statuses = frozenset(s for s in params.get("status", "").split(",") if s)
+        named = params["status"].split(",") if "status" in params else []
+        if "" in named:
+            raise BadQuery(
+                f"status {params['status']!r} names an empty status; use one or more of "
+                f"{', '.join(STATUSES)}, separated by commas"
+            )
+        statuses = frozenset(named)
         wrong = sorted(statuses - set(STATUSES))
         if wrong:
             raise BadQuery(
@@ -313,7 +319,7 @@ def rfc3339(seconds: float) -> str:
 
 
 def _time(name: str, value: str | None) -> float | None:
-    if not value:
+    if value is None:
         return None
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
