@@ -20,6 +20,7 @@ from foundation_agent.program import command_line
 from foundation_agent.protocols.asgi import LazyApp, serve
 from foundation_agent.runtime.access import Gate, review_with
 from foundation_agent.runtime.member import Member
+from foundation_agent.runtime.parking import Parking
 from foundation_agent.runtime.peers import Peers
 from foundation_agent.runtime.server import TaskApi, metrics_app
 from foundation_agent.runtime.settings import Settings
@@ -94,7 +95,8 @@ async def run(settings: Settings) -> int:
         settings.caller_auth,
         ttl=settings.auth_cache_seconds,
     )
-    task_api = TaskApi(gate, bounds=settings.limits)
+    parking = Parking(bool(settings.parked_for))
+    task_api = TaskApi(gate, bounds=settings.limits, parking=parking)
     runner = web.AppRunner(task_api.app(), handle_signals=False)
     runners = [runner]
     await runner.setup()
@@ -149,6 +151,8 @@ async def run(settings: Settings) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
 
+    # Parked while the Agent sleeps (spec.warmWhileAsleep): the first call asks for the state.
+    await parking.until_wanted(stop)
     loaded = await retrying(load, LOAD_BACKOFF.fresh(), retry_on=StoreError, sleep=until_stopped)
     if loaded is None:
         await stop_a2a(a2a, a2a_stop, peers)
@@ -159,6 +163,7 @@ async def run(settings: Settings) -> int:
     member = loaded
     member.start()
     task_api.member = member
+    parking.loaded.set()
     logger.info("state loaded: version %d, %d tasks queued", member.version, len(member.queue))
     reporting = loop.create_task(reporter.run(member.summary, member.changed)) if reporter else None
     member.changed.set()

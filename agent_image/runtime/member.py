@@ -577,6 +577,8 @@ class Member:
             "queued": self.queued(),
             "busy": self.busy(),
             "idleSince": history.stamp(self.idle_since),
+            # Started parked (spec.warmWhileAsleep) and loaded for a call: the Agent is awake.
+            "wokeFrom": self.settings.parked_for or None,
             "reason": self.error.reason if self.error else None,
             "message": self.error.message if self.error else None,
         }

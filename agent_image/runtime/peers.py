@@ -27,6 +27,7 @@ import aiohttp
 
 from foundation_agent.runtime.access import Caller, Denied, Gate
 from foundation_agent.runtime.member import Member
+from foundation_agent.runtime.parking import Parking
 from foundation_agent.runtime.records import Refused
 from foundation_agent.stores import Record
 from foundation_common import access, history, tracing
@@ -83,11 +84,15 @@ class LocalTasks:
     needs `create` on the Agent's tasks; a record is its sender's to read (and cancel), and
     anyone's who may `get` (and `delete`) the Agent's tasks."""
 
-    def __init__(self, member: Callable[[], Member | None], gate: Gate) -> None:
+    def __init__(
+        self, member: Callable[[], Member | None], gate: Gate, parking: Parking | None = None
+    ) -> None:
         self._member = member
         self.gate = gate
+        self.parking = parking or Parking()
 
-    def _loaded(self) -> Member:
+    async def _loaded(self) -> Member:
+        await self.parking.hold()  # parked: this call loads the state (runtime.parking)
         member = self._member()
         if member is None:
             raise Refused(503, "this member is still loading its state", retry_after=1)
@@ -98,9 +103,10 @@ class LocalTasks:
     ) -> tuple[int, Record]:
         await self.gate.require(caller, access.SEND)
         sender = None if caller.anonymous else caller.user
-        return await self._loaded().submit(task_id, action, input, context, sender)
+        return await (await self._loaded()).submit(task_id, action, input, context, sender)
 
     async def get(self, task_id: str, caller: Caller, wait: float = 0.0) -> Record | None:
+        await self.parking.hold()
         member = self._member()
         record = member.task(task_id) if member is not None else None
         if not await self.gate.may_read(caller, record):
@@ -124,11 +130,11 @@ class LocalTasks:
 
     async def list(self, query: history.Query, caller: Caller) -> history.Page:
         query = await self.visible(query, caller)
-        return self._loaded().history(query)
+        return (await self._loaded()).history(query)
 
     async def cancel(self, task_id: str, caller: Caller) -> Record:
         await self.gate.require(caller, access.SEND)
-        member = self._loaded()
+        member = await self._loaded()
         record = member.task(task_id)
         if record is not None and not caller.sent(record):
             await self.gate.require(caller, access.CANCEL_ANY)

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from foundation_agent.runtime import metrics, openapi
 from foundation_agent.runtime.access import Caller, Gate
 from foundation_agent.runtime.member import Member, Refused
+from foundation_agent.runtime.parking import Parking
 from foundation_agent.runtime.peers import LocalTasks
 from foundation_common import __version__, access, history, limits, tracing
 from foundation_common.tasks import ENDED
@@ -19,6 +20,7 @@ from foundation_common.tasks import ENDED
 MAX_WAIT = 60.0  # seconds a GET of a task may wait for its end
 WAIT = frozenset({"wait"})
 PROBES = frozenset({"/healthz", "/readyz"})  # the kubelet's: never refused for being busy
+LOADING = "loading the state"
 
 
 def refusal(
@@ -65,17 +67,34 @@ class TaskApi:
     door (`runtime.access`); metrics are served on a port of their own (`metrics_app`)."""
 
     def __init__(
-        self, gate: Gate, member: Member | None = None, bounds: limits.Limits | None = None
+        self,
+        gate: Gate,
+        member: Member | None = None,
+        bounds: limits.Limits | None = None,
+        parking: Parking | None = None,
     ) -> None:
         self.member = member  # None until the state is loaded
         self.limits = bounds or limits.Limits()
-        self.problem = "loading the state"
+        self.problem = LOADING
         self.gate = gate
-        self.inbox = LocalTasks(lambda: self.member, gate)
+        self.parking = parking or Parking()
+        self.inbox = LocalTasks(lambda: self.member, gate, self.parking)
         self._document: dict[str, Any] | None = None  # openapi.json, built once loaded
 
     async def _caller(self, request: web.Request) -> Caller:
         return await self.gate.identify(request.headers)
+
+    @web.middleware
+    async def unpark(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Parked (`runtime.parking`): a call from an identified caller loads the state and
+        waits for it; the probes do not."""
+        if self.parking.holding and request.path not in PROBES:
+            try:
+                await self._caller(request)
+            except Refused as exc:
+                return refusal(exc.status, exc.message, exc.retry_after)
+            await self.parking.hold()
+        return await handler(request)  # type: ignore[no-any-return]
 
     async def post_task(self, request: web.Request) -> web.Response:
         """Accept a task; with `?wait=S`, answer once it is done or after S seconds (the
@@ -204,6 +223,9 @@ class TaskApi:
 
     async def readyz(self, _: web.Request) -> web.Response:
         member = self.member
+        if member is None and self.parking.holding and self.problem == LOADING:
+            # Parked, or loading for the call that woke it: ready, calls are held meanwhile.
+            return web.json_response({"status": "ready", "parked": True})
         if member is None:
             return web.json_response({"status": "not ready", "reason": self.problem}, status=503)
         if member.fatal is not None:
@@ -217,7 +239,7 @@ class TaskApi:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.limits.request_bytes,
-            middlewares=[limits.middleware(self.limits, exempt=PROBES), traced],
+            middlewares=[limits.middleware(self.limits, exempt=PROBES), traced, self.unpark],
         )
         app.router.add_get("/v1/actions", self.list_actions)
         app.router.add_post("/v1/tasks", self.post_task)

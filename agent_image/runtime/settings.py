@@ -23,6 +23,11 @@ class Settings(BaseModel, frozen=True):
     namespace: str = "default"
     member_name: str = "agent-0"
     member: int = Field(0, ge=0)
+    parked_for: str = Field(
+        "",
+        description="Made while the Agent sleeps (spec.warmWhileAsleep): start parked, ready,"
+        " and load the state on the first call.",
+    )
     state_store: Literal["ConfigMap", "Secret", "PVC", "None"] = "None"
     state_key: str = Field(
         "", description="The member's ConfigMap or Secret; default <member>-state."

@@ -244,6 +244,13 @@ class AgentSpec(Model):
         "stop and keep their state (as spec.suspend does); the first task sent to the Agent "
         "wakes it, waits for a member, and is delivered once. Unset: never sleeps.",
     )
+    warm_while_asleep: bool = Field(
+        False,
+        description="While asleep, keep each member's pod started but parked: its processes "
+        "up and ready, no state loaded. The first call to a member loads its state and is "
+        "served (a wake in a fraction of a second, not a pod's cold start); the pods cost "
+        "their memory while the Agent sleeps. Needs sleepAfterIdleSeconds.",
+    )
     capabilities: list[Capability] = Field(default_factory=list, max_length=32)
     calls: Calls = Field(
         default_factory=Calls,
@@ -295,6 +302,11 @@ class MemberState(StateSummary):
     queued: int = 0
     busy: int = Field(0, description="Tasks accepted and not ended (queued or running).")
     idle_since: str | None = Field(None, description="Since when the member held no task.")
+    woke_from: str | None = Field(
+        None,
+        description="A member parked while the Agent slept (spec.warmWhileAsleep) that a call "
+        "woke: the sleep (status.asleepSince) it woke from.",
+    )
     reason: str | None = Field(None, description="Why the state is not saved, if it is not.")
     message: str | None = None
 

@@ -341,7 +341,7 @@ class Supervisor(Reconciler):
         refused = None
         if not supervised.failed:
             try:
-                await self._converge_members(view, members, asleep=bool(slept.asleep_since))
+                await self._converge_members(view, members, slept.asleep_since)
             except ApiError as exc:
                 # A pod the API server will not take (invalid, or forbidden by admission):
                 # said in the status, and looked at again later, not in a hot loop.
@@ -374,10 +374,10 @@ class Supervisor(Reconciler):
         return slept.recheck
 
     async def _converge_members(
-        self, view: AgentView, members: dict[str, Obj], asleep: bool = False
+        self, view: AgentView, members: dict[str, Obj], asleep_since: str = ""
     ) -> None:
         """Apply `plan.converge`; `members` gains the pods created."""
-        changes = plan.converge(view, members, asleep)
+        changes = plan.converge(view, members, asleep_since)
         for pod in changes.scale_down:
             await self._delete_member(view, pod)
         memory = self.remember((view.namespace, view.name))
@@ -388,7 +388,9 @@ class Supervisor(Reconciler):
         await asyncio.gather(*(self._ensure_state(view, ordinal) for ordinal in changes.create))
         created = await asyncio.gather(
             *(
-                owned.create_if_missing(self.kube, objects.member_pod(view, ordinal))
+                owned.create_if_missing(
+                    self.kube, objects.member_pod(view, ordinal, changes.parked_for)
+                )
                 for ordinal in changes.create
             )
         )

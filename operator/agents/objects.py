@@ -38,6 +38,9 @@ RESTARTED_AT = "foundation.dev/restartedAt"
 # Set by the door when a call finds the Agent asleep: a time at or after status.asleepSince
 # wakes it (kept in etcd, so a wake asked for survives the operator that was to act on it).
 WAKE_REQUESTED_AT = "foundation.dev/wakeRequestedAt"
+# On a member pod made while its Agent sleeps with spec.warmWhileAsleep: the sleep
+# (status.asleepSince) it was made in; its runtime starts parked (FOUNDATION_PARKED_FOR).
+PARKED_FOR = "foundation.dev/parkedFor"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 STATE_VOLUME = "state"
 STATE_MOUNT = "/var/lib/foundation/state"
@@ -65,6 +68,11 @@ def problems(view: AgentView) -> list[str]:
     if reserved:
         found.append(
             f"spec.env sets {', '.join(reserved)}: FOUNDATION_* variables are the operator's"
+        )
+    if view.spec.warm_while_asleep and view.spec.sleep_after_idle_seconds is None:
+        found.append(
+            "spec.warmWhileAsleep keeps members' pods parked while the Agent sleeps: it needs "
+            "spec.sleepAfterIdleSeconds"
         )
     return found
 
@@ -126,6 +134,12 @@ def container(view: AgentView) -> Obj:
         {
             "name": "FOUNDATION_MEMBER",
             "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{MEMBER_LABEL}']"}},
+        },
+        # Set on a pod made while its Agent sleeps (spec.warmWhileAsleep): the runtime starts
+        # parked, and loads its state on the first call.
+        {
+            "name": "FOUNDATION_PARKED_FOR",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{PARKED_FOR}']"}},
         },
         {"name": "FOUNDATION_STATE_STORE", "value": spec.persistence.store},
         {"name": "FOUNDATION_STATE_PATH", "value": f"{STATE_MOUNT}/agent.db"},
@@ -287,7 +301,9 @@ def template_hash(view: AgentView) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def member_pod(view: AgentView, ordinal: int) -> Obj:
+def member_pod(view: AgentView, ordinal: int, parked_for: str = "") -> Obj:
+    """Member `ordinal`'s pod; `parked_for` (the sleep it is made in, status.asleepSince) makes
+    it a warm one: started, ready, its state loaded on the first call."""
     template = pod_template(view)
     name = member_name(view, ordinal)
     pod: Obj = {
@@ -297,7 +313,11 @@ def member_pod(view: AgentView, ordinal: int) -> Obj:
             "name": name,
             "namespace": view.namespace,
             "labels": {**template["labels"], **agent_labels(view), MEMBER_LABEL: str(ordinal)},
-            "annotations": {**template["annotations"], TEMPLATE_HASH: template_hash(view)},
+            "annotations": {
+                **template["annotations"],
+                TEMPLATE_HASH: template_hash(view),
+                **({PARKED_FOR: parked_for} if parked_for else {}),
+            },
             "ownerReferences": [owner_reference(view)],
         },
         # hostname + subdomain: <agent>-<i>.<agent>.<namespace>.svc resolves on a cluster's DNS.

@@ -277,18 +277,31 @@ class Convergence:
     replace: list[Obj] = field(default_factory=list)  # failed pods (evicted): deleted now
     create: list[int] = field(default_factory=list)  # ordinals without a pod
     roll: Obj | None = None  # the one outdated member to replace next
+    # spec.warmWhileAsleep: the sleep the pods created are parked for ("": none).
+    parked_for: str = ""
 
 
-def converge(view: AgentView, members: dict[str, Obj], asleep: bool = False) -> Convergence:
+def parked_for(pod: Obj) -> str:
+    return pod["metadata"].get("annotations", {}).get(objects.PARKED_FOR, "")
+
+
+def converge(view: AgentView, members: dict[str, Obj], asleep_since: str = "") -> Convergence:
+    """Suspended, or asleep: no member runs, except that an Agent asleep with
+    spec.warmWhileAsleep keeps a pod for each member, parked (made after the sleep began, so
+    it holds no state: one that served before it is replaced)."""
     want_hash = objects.template_hash(view)
-    # Suspended or asleep: no member runs.
-    replicas = 0 if view.spec.suspend or asleep else view.spec.replicas
-    plan = Convergence()
+    warm = bool(asleep_since) and view.spec.warm_while_asleep and not view.spec.suspend
+    replicas = 0 if view.spec.suspend or (asleep_since and not warm) else view.spec.replicas
+    plan = Convergence(parked_for=asleep_since if warm else "")
     by_ordinal = {ordinal_of(p): p for p in members.values()}
     for ordinal in sorted((o for o in by_ordinal if o >= replicas or o < 0), reverse=True):
         pod = by_ordinal.pop(ordinal)
         if not going(pod):
             plan.scale_down.append(pod)
+    if warm:
+        for _, pod in sorted(by_ordinal.items(), reverse=True):
+            if parked_for(pod) != asleep_since and not going(pod):
+                plan.scale_down.append(pod)
     for ordinal in range(replicas):
         pod = by_ordinal.get(ordinal)
         if pod is None:
@@ -462,11 +475,18 @@ def suspended_message(view: AgentView, running: int) -> str:
 
 
 def sleeping_message(view: AgentView, running: int, since: str) -> str:
-    going = f"; {running} member(s) still stopping" if running else ""
+    if view.spec.warm_while_asleep:
+        then = (
+            f"; {running} member pod(s) parked (spec.warmWhileAsleep): the first call to a"
+            " member loads its state"
+        )
+    else:
+        then = "; the first task sent wakes it" + (
+            f"; {running} member(s) still stopping" if running else ""
+        )
     return (
         f"asleep since {since}: no member held a task for {view.spec.sleep_after_idle_seconds}s "
-        f"(spec.sleepAfterIdleSeconds); {kept_message(view)}; the first task sent wakes it"
-        f"{going}"
+        f"(spec.sleepAfterIdleSeconds); {kept_message(view)}{then}"
     )
 
 
@@ -519,7 +539,9 @@ def sleep(
     wake = moment(view.annotations.get(objects.WAKE_REQUESTED_AT))
     if status.asleep_since:
         asleep = moment(status.asleep_since)
-        if busy or asleep is None or (wake is not None and wake >= asleep):
+        # A parked member (spec.warmWhileAsleep) woken by a call says which sleep it woke from.
+        woke = any(report.get("wokeFrom") == status.asleep_since for report in reports)
+        if busy or woke or asleep is None or (wake is not None and wake >= asleep):
             return Sleep()
         return Sleep(status.asleep_since)
     idle = [moment(report.get("idleSince")) for report in reports]

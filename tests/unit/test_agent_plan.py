@@ -296,7 +296,7 @@ def test_a_suspended_agent_runs_no_member_and_says_what_is_kept() -> None:
     assert plan.converge(running, {}).create == [0, 1]
 
 
-def sleepy(replicas: int = 2, after: int = 60, wake: str = "") -> AgentView:
+def sleepy(replicas: int = 2, after: int = 60, wake: str = "", warm: bool = False) -> AgentView:
     annotations = {objects.WAKE_REQUESTED_AT: wake} if wake else {}
     return AgentView.from_body(
         {
@@ -306,6 +306,7 @@ def sleepy(replicas: int = 2, after: int = 60, wake: str = "") -> AgentView:
                 "agent": "m:C",
                 "replicas": replicas,
                 "sleepAfterIdleSeconds": after,
+                "warmWhileAsleep": warm,
             },
         }
     )
@@ -360,8 +361,9 @@ def test_a_sleeping_agent_wakes_on_a_wake_asked_for_after_it_slept_or_a_member_h
 def test_a_sleeping_agent_runs_no_member_and_says_how_it_wakes() -> None:
     agent = sleepy()
     running = {objects.member_name(agent, i): pod(view(replicas=2), i) for i in range(2)}
-    changes = plan.converge(agent, running, asleep=True)
+    changes = plan.converge(agent, running, plan.fine_stamp(AT))
     assert [p["metadata"]["name"] for p in changes.scale_down] == ["w-1", "w-0"]
+    assert changes.create == [] and changes.parked_for == ""
     decided = plan.supervise(agent, AgentStatus(), {}, [], AT)
     since = plan.fine_stamp(AT)
     new = plan.agent_status(agent, AgentStatus(phase="Running"), {}, {}, decided, AT, None, since)
@@ -374,3 +376,83 @@ def test_a_sleeping_agent_runs_no_member_and_says_how_it_wakes() -> None:
     assert plan.converge(agent, {}).create == [0, 1]
     woken = plan.agent_status(agent, new, {}, {}, decided, AT)
     assert (woken.phase, woken.asleep_since) == ("Pending", "")
+
+
+def parked(agent: AgentView, ordinal: int, since: str, **kwargs) -> dict:
+    made = pod(agent, ordinal, **kwargs)
+    made["metadata"]["annotations"][objects.PARKED_FOR] = since
+    return made
+
+
+def test_a_warm_agent_asleep_keeps_a_parked_pod_for_each_member() -> None:
+    agent = sleepy(warm=True)
+    since = plan.fine_stamp(AT)
+    # Falling asleep: the members that served are replaced by pods made parked for this sleep.
+    running = members(pod(agent, 0), pod(agent, 1))
+    changes = plan.converge(agent, running, since)
+    assert [p["metadata"]["name"] for p in changes.scale_down] == ["w-1", "w-0"]
+    assert changes.create == [] and changes.parked_for == since
+    # Once they are gone, made again: parked for this sleep (the annotation the runtime reads).
+    changes = plan.converge(agent, {}, since)
+    assert changes.create == [0, 1]
+    made = objects.member_pod(agent, 0, changes.parked_for)
+    assert made["metadata"]["annotations"][objects.PARKED_FOR] == since
+    env = {e["name"]: e for e in made["spec"]["containers"][0]["env"]}
+    assert env["FOUNDATION_PARKED_FOR"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        f"metadata.annotations['{objects.PARKED_FOR}']"
+    )
+    # Parked pods stay while it sleeps (ready: a call reaches them), and after it wakes.
+    warm = members(parked(agent, 0, since), parked(agent, 1, since))
+    assert plan.converge(agent, warm, since) == plan.Convergence(parked_for=since)
+    assert plan.converge(agent, warm) == plan.Convergence()
+    # The next sleep replaces them: one may have loaded its state since.
+    later = plan.fine_stamp(AT + timedelta(hours=1))
+    assert len(plan.converge(agent, warm, later).scale_down) == 2
+    # The pod template does not depend on the sleep: no roll-out when it falls asleep.
+    assert objects.template_hash(agent) == objects.template_hash(sleepy(warm=True))
+    # Suspended wins: nothing kept.
+    suspended = AgentView.from_body(
+        {
+            "metadata": {"name": "w", "namespace": "n", "uid": "u"},
+            "spec": {
+                "image": "i",
+                "agent": "m:C",
+                "replicas": 2,
+                "suspend": True,
+                "sleepAfterIdleSeconds": 60,
+                "warmWhileAsleep": True,
+            },
+        }
+    )
+    assert plan.converge(suspended, warm, since).create == []
+    assert len(plan.converge(suspended, warm, since).scale_down) == 2
+
+
+def test_a_warm_agent_wakes_when_a_parked_member_says_a_call_woke_it() -> None:
+    since = plan.fine_stamp(AT - timedelta(seconds=30))
+    asleep = AgentStatus(phase="Sleeping", asleep_since=since)
+    agent = sleepy(warm=True)
+    reports = {"w-0": idle(100), "w-1": idle(100)}
+    assert plan.sleep(agent, asleep, reports, AT) == plan.Sleep(since)
+    woke = {**reports, "w-1": {**idle(1), "wokeFrom": since}}
+    assert plan.sleep(agent, asleep, woke, AT) == plan.Sleep()
+    # A report from a member woken in an earlier sleep does not wake this one.
+    earlier = {**reports, "w-1": {**idle(100), "wokeFrom": plan.fine_stamp(AT - timedelta(1))}}
+    assert plan.sleep(agent, asleep, earlier, AT) == plan.Sleep(since)
+    # Asleep and warm: the status says the pods are parked, and how a call wakes it.
+    decided = plan.supervise(agent, AgentStatus(), {}, [], AT)
+    pods = members(parked(agent, 0, since), parked(agent, 1, since))
+    new = plan.agent_status(agent, asleep, {}, pods, decided, AT, None, since)
+    assert new.phase == "Sleeping"
+    assert "parked (spec.warmWhileAsleep)" in new.conditions[0].message
+
+
+def test_warm_while_asleep_needs_a_sleep() -> None:
+    agent = AgentView.from_body(
+        {
+            "metadata": {"name": "w", "namespace": "n", "uid": "u"},
+            "spec": {"image": "i", "agent": "m:C", "warmWhileAsleep": True},
+        }
+    )
+    assert any("needs spec.sleepAfterIdleSeconds" in p for p in objects.problems(agent))
+    assert objects.problems(sleepy(warm=True)) == []

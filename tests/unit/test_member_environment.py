@@ -30,8 +30,9 @@ def environment(pod: Obj, container: str) -> dict[str, str]:
             out[var["name"]] = "a-secret"
             continue
         path = source["fieldRef"]["fieldPath"]
-        if label := re.fullmatch(r"metadata\.labels\['(.+)'\]", path):
-            out[var["name"]] = pod["metadata"]["labels"][label.group(1)]
+        if label := re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path):
+            # A key the pod does not have is "" (as the kubelet gives it).
+            out[var["name"]] = pod["metadata"].get(label.group(1), {}).get(label.group(2), "")
         else:
             section, field = path.split(".")
             out[var["name"]] = pod[section][field]
@@ -57,6 +58,11 @@ def test_the_runtime_parses_what_the_operator_sets(store: str) -> None:
     )
     pod = objects.member_pod(view, 2)
     settings = Settings.from_env(environment(pod, "agent"))
+    assert settings.parked_for == ""  # made awake: loads at once
+    parked = Settings.from_env(
+        environment(objects.member_pod(view, 2, "2026-12-04T10:00Z"), "agent")
+    )
+    assert parked.parked_for == "2026-12-04T10:00Z"
     assert (settings.agent_name, settings.namespace) == ("writer", "team")
     assert (settings.member_name, settings.member) == ("writer-2", 2)
     assert settings.agent_class == "pkg.mod:Writer" and settings.agent_config == {"greeting": "hi"}
