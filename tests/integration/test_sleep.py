@@ -21,7 +21,7 @@ from test_a2a import http as http  # the fixture
 from test_cli import cli
 from test_mcp import mcp_server
 
-from foundation_operator.agents.objects import WAKE_REQUESTED_AT
+from foundation_operator.agents.objects import PARKED_FOR, WAKE_REQUESTED_AT
 from kube import Kube, in_pod, phase
 from operators import OperatorProcess
 
@@ -48,7 +48,7 @@ async def asleep(kube: Kube, name: str) -> dict[str, Any]:
     return agent
 
 
-async def sleepy_counter(kube: Kube, name: str = "tally") -> None:
+async def sleepy_counter(kube: Kube, name: str = "tally", **spec: Any) -> None:
     await kube.create_agent(
         name,
         agent="foundation_agent.agents:CounterAgent",
@@ -56,7 +56,33 @@ async def sleepy_counter(kube: Kube, name: str = "tally") -> None:
         sleepAfterIdleSeconds=IDLE,
         sidecar={"enabled": False},
         persistence={"store": "ConfigMap"},
+        **spec,
     )
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+async def parked(kube: Kube, name: str, replicas: int) -> dict[str, str]:
+    """A warm Agent asleep: phase Sleeping, a ready pod for each member, each made after the
+    sleep began (annotated with it); the pods' uids by name."""
+    agent = await kube.wait_agent(name, lambda a: phase(a) == "Sleeping", timeout=90, what="asleep")
+    since = agent["status"]["asleepSince"]
+
+    async def warm() -> dict[str, str] | None:
+        pods = await kube.members(name)
+        if len(pods) == replicas and all(
+            pod_ready(p)
+            and p["metadata"]["annotations"].get(PARKED_FOR) == since
+            and not p["metadata"].get("deletionTimestamp")
+            for p in pods.values()
+        ):
+            return {n: p["metadata"]["uid"] for n, p in pods.items()}
+        return None
+
+    return await kube.wait(warm, timeout=90, what=f"{name}'s members parked")  # type: ignore[no-any-return]
 
 
 async def count(kube: Kube, cluster: str, name: str = "tally") -> int:
@@ -185,3 +211,60 @@ async def test_a_wake_asked_for_survives_the_operator_killed_in_the_middle_of_it
     )
     assert code == 0 and again["result"] == {"count": 1}, err
     assert await count(kube, cluster) == 1
+
+
+async def test_a_warm_agent_asleep_is_woken_by_a_call_in_its_parked_pods_even_without_operator(
+    kube: Kube, cluster: str, operator: OperatorProcess
+) -> None:
+    """spec.warmWhileAsleep: asleep, each member's pod stays (parked, ready, no state); a call
+    loads the state in the pod it reaches (the same pod: a claim, not a cold start), and is
+    counted once. The operator is not needed for it: killed, a call from another Agent's
+    sidecar still wakes the parked member."""
+    await sleepy_counter(kube, warmWhileAsleep=True)
+    await kube.create_agent("caller", sidecar={"enabled": True}, calls={"capabilities": ["count"]})
+    await kube.wait_agent("caller", lambda a: phase(a) == "Running", timeout=90, what="caller")
+    uids = await parked(kube, "tally", 1)
+    ready = next(
+        c for c in (await kube.agent("tally"))["status"]["conditions"] if c["type"] == "Ready"
+    )
+    assert ready["reason"] == "Sleeping" and "parked (spec.warmWhileAsleep)" in ready["message"]
+
+    # Through people's door: the member is ready, so the call goes to it, and it loads its
+    # state and answers.
+    started = time.monotonic()
+    code, record, err = await cli(
+        kube, cluster, "send", "tally", "increment", "--id", "warm-cli", "--wait"
+    )
+    took = time.monotonic() - started
+    assert code == 0 and record["result"] == {"count": 1}, err
+    # The Agent is awake (the member said it woke), and no pod was made for it.
+    await kube.wait_agent(
+        "tally",
+        lambda a: phase(a) == "Running" and not a["status"].get("asleepSince"),
+        timeout=30,
+        what="tally awake",
+    )
+    now = await kube.members("tally")
+    assert {n: p["metadata"]["uid"] for n, p in now.items()} == uids
+    states = (await kube.agent("tally"))["status"]["memberStates"]
+    assert any(s.get("wokeFrom") for s in states.values()), states
+
+    # Asleep again: the pods that served are replaced by new parked ones.
+    again = await parked(kube, "tally", 1)
+    assert set(again.values()).isdisjoint(uids.values())
+
+    # The operator killed (and the door in it): another Agent's sidecar reaches a parked
+    # member by capability, which wakes on the call alone.
+    await asyncio.to_thread(operator.stop, signal.SIGKILL)
+    try:
+        answer = await in_pod(kube, "caller-0", THROUGH_SIDECAR, timeout=90)
+        assert isinstance(answer, dict) and answer["status"] == 202, answer
+    finally:
+        await asyncio.to_thread(operator.start)
+    assert {n: p["metadata"]["uid"] for n, p in (await kube.members("tally")).items()} == again
+    await kube.wait_agent(
+        "tally", lambda a: phase(a) == "Running", timeout=60, what="tally awake again"
+    )
+    # Each task once: the CLI's and the sidecar's, on one count across the sleeps.
+    assert await count(kube, cluster) == 2
+    print("warm wake through the door (s):", round(took, 3))
