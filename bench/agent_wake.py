@@ -52,14 +52,18 @@ def quantiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def pods_pss_mb(namespace: str) -> tuple[int, float]:
-    """Processes of the namespace's pods (their FOUNDATION_NAMESPACE), and their PSS in MB."""
+def pods_pss_mb(namespace: str, agent: str = "") -> tuple[int, float]:
+    """Processes of the namespace's pods (their FOUNDATION_NAMESPACE; with `agent`, only its
+    members' runtimes), and their PSS in MB."""
     count, total = 0, 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if f"FOUNDATION_NAMESPACE={namespace}".encode() not in (entry / "environ").read_bytes():
+            environ = (entry / "environ").read_bytes()
+            if f"FOUNDATION_NAMESPACE={namespace}\0".encode() not in environ:
+                continue
+            if agent and f"\0FOUNDATION_AGENT_NAME={agent}\0".encode() not in environ:
                 continue
             for line in (entry / "smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -105,7 +109,7 @@ async def main() -> None:
         stderr=subprocess.STDOUT,
     )
     out: dict = {}
-    names = ["counter"] + [f"idle-{i}" for i in range(args.agents)]
+    names = ["counter", "warm"] + [f"idle-{i}" for i in range(args.agents)]
     try:
         await asyncio.to_thread(door.wait_available)
         await custom.create_namespaced_custom_object(
@@ -120,40 +124,77 @@ async def main() -> None:
                 sleepAfterIdleSeconds=2,
             ),
         )
+        await custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            "agents",
+            agent_body(
+                "warm",
+                "foundation_agent.agents:CounterAgent",
+                sidecar={"enabled": False},
+                sleepAfterIdleSeconds=2,
+                warmWhileAsleep=True,
+            ),
+        )
         admin = {"Authorization": f"Bearer {configuration.api_key['BearerToken'].split()[-1]}"}
         verify = ssl.create_default_context(cafile=str(REPO / ".local-cluster/pki/ca.crt"))
-        base = f"{API_URL}/apis/access.foundation.dev/v1alpha1/namespaces/{ns}/agents/counter"
+        door_url = f"{API_URL}/apis/access.foundation.dev/v1alpha1/namespaces/{ns}/agents"
 
         async def asleep() -> bool:
             pods = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent=counter")
             return (await phases(custom, ns)).get("counter") == "Sleeping" and not pods.items
 
-        cold, warm = [], []
+        async def parked() -> bool:
+            """The warm Agent asleep, its member pod made for this sleep and ready."""
+            agent = await custom.get_namespaced_custom_object(GROUP, VERSION, ns, "agents", "warm")
+            since = (agent.get("status") or {}).get("asleepSince")
+            pods = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent=warm")
+            return bool(since) and any(
+                (p.metadata.annotations or {}).get("foundation.dev/parkedFor") == since
+                and not p.metadata.deletion_timestamp
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+                for p in pods.items
+            )
+
+        async def send(http: httpx.AsyncClient, agent: str, body: dict) -> float:
+            started = time.perf_counter()
+            for _ in range(30):  # as a client does: a 503 again after its Retry-After
+                answer = await http.post(f"{door_url}/{agent}/tasks", json=body, headers=admin)
+                if answer.status_code != 503:
+                    break
+                await asyncio.sleep(float(answer.headers.get("Retry-After", 1)))
+            assert answer.status_code == 202, answer.text
+            return time.perf_counter() - started
+
+        cold, warm, awake, parked_pss = [], [], [], []
         async with httpx.AsyncClient(verify=verify, timeout=70) as http:
             for i in range(args.wakes):
                 await until(asleep, 120, "counter asleep")
-                started = time.perf_counter()
-                for _ in range(30):  # as a client does: a 503 again after its Retry-After
-                    answer = await http.post(
-                        f"{base}/tasks",
-                        json={"id": f"wake-{i}", "action": "increment", "input": {"by": 1}},
-                        headers=admin,
-                    )
-                    if answer.status_code != 503:
-                        break
-                    await asyncio.sleep(float(answer.headers.get("Retry-After", 1)))
-                cold.append(time.perf_counter() - started)
-                assert answer.status_code == 202, answer.text
+                body = {"id": f"wake-{i}", "action": "increment", "input": {"by": 1}}
+                cold.append(await send(http, "counter", body))
                 for j in range(3):  # awake: the same call, the member ready
-                    started = time.perf_counter()
-                    answer = await http.post(
-                        f"{base}/tasks",
-                        json={"id": f"awake-{i}-{j}", "action": "get"},
-                        headers=admin,
-                    )
-                    warm.append(time.perf_counter() - started)
-                    assert answer.status_code == 202, answer.text
-        out["wake"] = {"asleep_cold": quantiles(cold), "awake": quantiles(warm)}
+                    body = {"id": f"awake-{i}-{j}", "action": "get"}
+                    awake.append(await send(http, "counter", body))
+                await until(parked, 120, "warm asleep, parked")
+                parked_pss.append(pods_pss_mb(ns, "warm")[1])
+                body = {"id": f"wake-{i}", "action": "increment", "input": {"by": 1}}
+                warm.append(await send(http, "warm", body))
+        out["wake"] = {
+            "asleep_cold": quantiles(cold),
+            "asleep_warm": quantiles(warm),
+            "awake": quantiles(awake),
+            "parked_member_pss_mb": sorted(parked_pss)[len(parked_pss) // 2],
+        }
+
+        for name in ("counter", "warm"):  # out of the way of the idle measures
+            await custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "agents", name)
+
+        async def wake_pods_gone() -> bool:
+            listed = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
+            return not listed.items
+
+        await until(wake_pods_gone, 120, "the wake bench's pods gone")
 
         # -- idle cost ---------------------------------------------------------------------
         started = time.monotonic()
@@ -173,11 +214,12 @@ async def main() -> None:
                     ),
                 )
 
-        await asyncio.gather(*(create(n) for n in names[1:]))
+        idlers = names[2:]
+        await asyncio.gather(*(create(n) for n in idlers))
 
         async def all_in(phase: str) -> bool:
             found = await phases(custom, ns)
-            return all(found.get(n) == phase for n in names[1:])
+            return all(found.get(n) == phase for n in idlers)
 
         await until(lambda: all_in("Running"), 900, "all awake")
         out["idle"] = {
@@ -187,15 +229,13 @@ async def main() -> None:
         pods = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
         processes, pss = pods_pss_mb(ns)
         out["idle"]["awake"] = {
-            "pods": len(
-                [p for p in pods.items if p.metadata.labels["foundation.dev/agent"] != "counter"]
-            ),
+            "pods": len(pods.items),
             "processes": processes,
             "pss_mb": pss,
         }
         started = time.monotonic()
 
-        async def sleepy(name: str) -> None:
+        async def patch(name: str, spec: dict) -> None:
             async with gate:
                 await custom.patch_namespaced_custom_object(
                     GROUP,
@@ -203,12 +243,38 @@ async def main() -> None:
                     ns,
                     "agents",
                     name,
-                    {"spec": {"sleepAfterIdleSeconds": 5}},
+                    {"spec": spec},
                     _content_type="application/merge-patch+json",
                 )
 
-        await asyncio.gather(*(sleepy(n) for n in names[1:]))
+        # Asleep and warm: each keeps its member's pod, parked.
+        await asyncio.gather(
+            *(patch(n, {"sleepAfterIdleSeconds": 5, "warmWhileAsleep": True}) for n in idlers)
+        )
         await until(lambda: all_in("Sleeping"), 900, "all asleep")
+
+        async def all_parked() -> bool:
+            listed = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
+            ready = [
+                p
+                for p in listed.items
+                if p.metadata.labels["foundation.dev/agent"] in idlers
+                and (p.metadata.annotations or {}).get("foundation.dev/parkedFor")
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            ]
+            return len(ready) == len(idlers)
+
+        await until(all_parked, 900, "all parked")
+        processes, pss = pods_pss_mb(ns)
+        out["idle"]["asleep_warm"] = {
+            "pods": len(idlers),
+            "processes": processes,
+            "pss_mb": pss,
+            "all_parked_after_s": round(time.monotonic() - started),
+        }
+        # Asleep, not warm: no pod.
+        started = time.monotonic()
+        await asyncio.gather(*(patch(n, {"warmWhileAsleep": False}) for n in idlers))
 
         async def no_pods() -> bool:
             listed = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
