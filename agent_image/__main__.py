@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 
 from aiohttp import web
 
@@ -29,7 +30,7 @@ from foundation_agent.stores import MemoryStore, Store, StoreError
 from foundation_agent.stores.configmap import ConfigMapStore
 from foundation_agent.stores.secret import SecretStore
 from foundation_agent.stores.sqlite import SqliteStore
-from foundation_common import __version__, tracing
+from foundation_common import __version__, history, tracing
 from foundation_common.limits import AsgiLimits
 
 # The light client: kubernetes_asyncio's models would cost every member about 35 MB and 0.3 s
@@ -151,7 +152,12 @@ async def run(settings: Settings) -> int:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
 
-    # Parked while the Agent sleeps (spec.warmWhileAsleep): the first call asks for the state.
+    # Parked (spec.warmWhileAsleep, spec.warmSpares): the first call asks for the state. Said
+    # once, so the operator knows the member idle (a claimed spare holds no task).
+    if parking.parked and reporter is not None and not parking.wanted.is_set():
+        await reporter.report(
+            {"busy": 0, "idleSince": history.stamp(time.time()), "parked": settings.parked_for}
+        )
     await parking.until_wanted(stop)
     loaded = await retrying(load, LOAD_BACKOFF.fresh(), retry_on=StoreError, sleep=until_stopped)
     if loaded is None:

@@ -81,12 +81,12 @@ async def phases(custom: client.CustomObjectsApi, ns: str) -> dict[str, str]:
     }
 
 
-async def until(check, timeout: float = 600, what: str = "") -> None:
+async def until(check, timeout: float = 600, what: str = "", poll: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(poll)
 
 
 async def main() -> None:
@@ -109,7 +109,7 @@ async def main() -> None:
         stderr=subprocess.STDOUT,
     )
     out: dict = {}
-    names = ["counter", "warm"] + [f"idle-{i}" for i in range(args.agents)]
+    names = ["counter", "warm", "scaler"] + [f"idle-{i}" for i in range(args.agents)]
     try:
         await asyncio.to_thread(door.wait_available)
         await custom.create_namespaced_custom_object(
@@ -187,7 +187,49 @@ async def main() -> None:
             "parked_member_pss_mb": sorted(parked_pss)[len(parked_pss) // 2],
         }
 
-        for name in ("counter", "warm"):  # out of the way of the idle measures
+        # A scale-up, for what a warm spare would save: replicas 1 -> 2 until the new member
+        # is ready in the Agent's Endpoints (a cold pod: start, imports, load, first probe).
+        await custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            "agents",
+            agent_body(
+                "scaler", "foundation_agent.agents:CounterAgent", sidecar={"enabled": False}
+            ),
+        )
+
+        async def ready_members(want: int) -> bool:
+            try:
+                found = await core.read_namespaced_endpoints("scaler", ns)
+            except client.ApiException:
+                return False
+            ready = sum(len(s.addresses or []) for s in found.subsets or [])
+            return ready == want
+
+        async def scale(replicas: int) -> None:
+            await custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "agents",
+                "scaler",
+                {"spec": {"replicas": replicas}},
+                _content_type="application/merge-patch+json",
+            )
+
+        await until(lambda: ready_members(1), 120, "scaler ready")
+        ups = []
+        for _ in range(args.wakes):
+            started = time.perf_counter()
+            await scale(2)
+            await until(lambda: ready_members(2), 120, "scaled up", poll=0.02)
+            ups.append(time.perf_counter() - started)
+            await scale(1)
+            await until(lambda: ready_members(1), 120, "scaled down")
+        out["wake"]["scale_up_cold"] = quantiles(ups)
+
+        for name in ("counter", "warm", "scaler"):  # out of the way of the idle measures
             await custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "agents", name)
 
         async def wake_pods_gone() -> bool:
@@ -214,7 +256,7 @@ async def main() -> None:
                     ),
                 )
 
-        idlers = names[2:]
+        idlers = names[3:]
         await asyncio.gather(*(create(n) for n in idlers))
 
         async def all_in(phase: str) -> bool:

@@ -137,6 +137,7 @@ def watches(
     managed = "app.kubernetes.io/managed-by=foundation-operator"
     specs = [
         ("Pod", objects.AGENT_LABEL, supervisor.observe_pod),
+        ("Pod", objects.SPARE_LABEL, supervisor.observe_spare),
         ("Pod", WORKFLOW_LABEL, workflows.observe_pod),
         *((kind, managed, supervisor.observe_owned) for kind in OWNED_KINDS),
     ]

@@ -579,6 +579,7 @@ class Member:
             "idleSince": history.stamp(self.idle_since),
             # Started parked (spec.warmWhileAsleep) and loaded for a call: the Agent is awake.
             "wokeFrom": self.settings.parked_for or None,
+            "parked": None,  # loaded: no longer parked
             "reason": self.error.reason if self.error else None,
             "message": self.error.message if self.error else None,
         }

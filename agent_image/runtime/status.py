@@ -40,7 +40,7 @@ class StatusReporter:
         if summary == self.reported:
             return True
         status: dict[str, Any] = {"memberStates": {self.member_name: summary}}
-        if self.ordinal == 0:
+        if self.ordinal == 0 and "version" in summary:  # not a parked member's report
             status["state"] = {k: summary[k] for k in ("store", "key", "version", "sizeBytes")}
             status["state"]["lastSavedAt"] = summary["lastSavedAt"]
         try:

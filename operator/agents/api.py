@@ -251,6 +251,15 @@ class AgentSpec(Model):
         "served (a wake in a fraction of a second, not a pod's cold start); the pods cost "
         "their memory while the Agent sleeps. Needs sleepAfterIdleSeconds.",
     )
+    warm_spares: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Pods kept parked for the next ordinals (replicas, replicas+1, ...): started"
+        " and ready, no state loaded, taking no calls. A scale-up claims them (their labels"
+        " then put them in the Agent's Service) instead of starting new pods. Each costs a"
+        " member pod's memory. None while suspended or asleep.",
+    )
     capabilities: list[Capability] = Field(default_factory=list, max_length=32)
     calls: Calls = Field(
         default_factory=Calls,
@@ -302,6 +311,11 @@ class MemberState(StateSummary):
     queued: int = 0
     busy: int = Field(0, description="Tasks accepted and not ended (queued or running).")
     idle_since: str | None = Field(None, description="Since when the member held no task.")
+    parked: str | None = Field(
+        None,
+        description="Parked, its state not loaded: the sleep it was made in (asleepSince), or "
+        "spare (spec.warmSpares).",
+    )
     woke_from: str | None = Field(
         None,
         description="A member parked while the Agent slept (spec.warmWhileAsleep) that a call "

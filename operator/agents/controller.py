@@ -88,6 +88,7 @@ class Supervisor(Reconciler):
         self.members_applied: set[tuple[str, str]] | None = None  # accounts last written
         self.agents = Index()
         self.pods = OwnedIndex(objects.AGENT_LABEL)
+        self.spares = OwnedIndex(objects.SPARE_LABEL)  # spec.warmSpares: not members yet
         self.memory: dict[Key, AgentMemory] = {}
         self.phases: dict[Key, str] = {}
         self.status = StatusWriter(
@@ -163,6 +164,13 @@ class Supervisor(Reconciler):
             memory.restart_baseline.pop(uid, None)
         self.queue.add(key)
 
+    def observe_spare(self, event: str, body: Obj) -> None:
+        """A spare changed, went, or was claimed (its spare label taken off: the watch says it
+        is gone, the members' watch that it came): no restart either way."""
+        key = self.spares.observe(event, body)
+        if key is not None:
+            self.queue.add(key)
+
     def observe_owned(self, event: str, body: Obj) -> None:
         """An object an Agent owns changed or went (from a server-filtered watch): check the
         Agent's owned objects against the API on its next pass. Our own creates (ADDED) and
@@ -233,6 +241,7 @@ class Supervisor(Reconciler):
             self.status.forget(key)
             self.queue.discard(key)
             self.pods.prune(key)
+            self.spares.prune(key)
             self.trimmer.forgotten()
             return None
         try:
@@ -377,7 +386,8 @@ class Supervisor(Reconciler):
         self, view: AgentView, members: dict[str, Obj], asleep_since: str = ""
     ) -> None:
         """Apply `plan.converge`; `members` gains the pods created."""
-        changes = plan.converge(view, members, asleep_since)
+        key = (view.namespace, view.name)
+        changes = plan.converge(view, members, asleep_since, self.spares.of(key))
         for pod in changes.scale_down:
             await self._delete_member(view, pod)
         memory = self.remember((view.namespace, view.name))
@@ -399,6 +409,47 @@ class Supervisor(Reconciler):
                 members[pod["metadata"]["name"]] = pod
         if changes.roll is not None:
             await self._delete_member(view, changes.roll)
+        await self._tend_spares(view, members, changes)
+
+    async def _tend_spares(
+        self, view: AgentView, members: dict[str, Obj], changes: plan.Convergence
+    ) -> None:
+        """spec.warmSpares: claim (a member's labels on a ready spare: the Endpoints take it
+        at once, and its first call loads its state, made in reconcile with the Role that
+        lets it read it), drop, and make spares (after their state object: a PVC must exist
+        for the pod to start)."""
+        for spare in changes.claim:
+            meta = spare["metadata"]
+            ordinal = plan.ordinal_of(spare)
+            patch = objects.claim(view, ordinal)
+            patch["metadata"]["uid"] = meta["uid"]  # this spare, not one made since
+            try:
+                claimed = await self.kube.patch("Pod", view.namespace, meta["name"], patch)
+            except ApiError as exc:
+                if exc.status not in (404, 409, 422):
+                    raise
+                continue  # gone or replaced meanwhile: its watch event brings us back
+            metrics.SPARES_CLAIMED.inc()
+            members[meta["name"]] = claimed
+            logger.info(
+                "agent %s/%s: spare %s claimed as member %d",
+                view.namespace,
+                view.name,
+                meta["name"],
+                ordinal,
+                extra=self.log_fields((view.namespace, view.name)),
+            )
+        for spare in changes.drop_spares:
+            await self.kube.delete(
+                "Pod", view.namespace, spare["metadata"]["name"], uid=spare["metadata"]["uid"]
+            )
+        await asyncio.gather(*(self._ensure_state(view, ordinal) for ordinal in changes.spares))
+        await asyncio.gather(
+            *(
+                owned.create_if_missing(self.kube, objects.spare_pod(view, ordinal))
+                for ordinal in changes.spares
+            )
+        )
 
     async def _ensure_state(self, view: AgentView, ordinal: int) -> None:
         """Create the member's state object, or adopt one kept from an earlier Agent."""

@@ -41,6 +41,10 @@ WAKE_REQUESTED_AT = "foundation.dev/wakeRequestedAt"
 # On a member pod made while its Agent sleeps with spec.warmWhileAsleep: the sleep
 # (status.asleepSince) it was made in; its runtime starts parked (FOUNDATION_PARKED_FOR).
 PARKED_FOR = "foundation.dev/parkedFor"
+# A spare (spec.warmSpares): a pod for a member still to come, parked, out of every Service;
+# a scale-up claims it by giving it the member's labels (and taking this one off).
+SPARE_LABEL = "foundation.dev/spare-of"
+SPARE = "spare"  # its PARKED_FOR
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foundation-operator"}
 STATE_VOLUME = "state"
 STATE_MOUNT = "/var/lib/foundation/state"
@@ -312,7 +316,7 @@ def member_pod(view: AgentView, ordinal: int, parked_for: str = "") -> Obj:
         "metadata": {
             "name": name,
             "namespace": view.namespace,
-            "labels": {**template["labels"], **agent_labels(view), MEMBER_LABEL: str(ordinal)},
+            "labels": member_labels(view, ordinal),
             "annotations": {
                 **template["annotations"],
                 TEMPLATE_HASH: template_hash(view),
@@ -332,6 +336,51 @@ def member_pod(view: AgentView, ordinal: int, parked_for: str = "") -> Obj:
             },
         ]
     return pod
+
+
+def member_labels(view: AgentView, ordinal: int) -> dict[str, str]:
+    return {**pod_template(view)["labels"], **agent_labels(view), MEMBER_LABEL: str(ordinal)}
+
+
+def spare_pod(view: AgentView, ordinal: int) -> Obj:
+    """A spare for member `ordinal` (spec.warmSpares): its pod, parked, but with none of the
+    labels that put a member in a Service (the Agent's, its capabilities') or in the member
+    index: only its ordinal (the runtime reads it) and whose spare it is."""
+    pod = member_pod(view, ordinal, SPARE)
+    pod["metadata"]["labels"] = {
+        "app.kubernetes.io/name": "foundation-agent",
+        **MANAGED_BY,
+        SPARE_LABEL: view.name,
+        MEMBER_LABEL: str(ordinal),
+    }
+    return pod
+
+
+def claim(view: AgentView, ordinal: int) -> Obj:
+    """The merge patch that makes a spare member `ordinal`: the member's labels on, the
+    spare's off. The pod is ready already: the Endpoints take it at once."""
+    return {"metadata": {"labels": {**member_labels(view, ordinal), SPARE_LABEL: None}}}
+
+
+def spares_network_policy(view: AgentView) -> Obj:
+    """Spares take no calls: no ingress at all until a scale-up claims one (then the members'
+    policy is its)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"foundation-agent-{view.name}-spares",
+            "namespace": view.namespace,
+            "labels": agent_labels(view),
+            "ownerReferences": [owner_reference(view)],
+        },
+        # Ingress as a policy type with no rule: none is allowed (no `ingress: []`, which
+        # the API server drops: the drift repair would then see a change on every look).
+        "spec": {
+            "podSelector": {"matchLabels": {SPARE_LABEL: view.name}},
+            "policyTypes": ["Ingress"],
+        },
+    }
 
 
 def state_object(view: AgentView, ordinal: int) -> Obj | None:
@@ -610,6 +659,8 @@ def owned_objects(
     wanted = [role(view, calls), role_binding(view), agent_service(view)]
     if callers_from is not None:
         wanted.append(network_policy(view, callers_from))
+        if view.spec.warm_spares:
+            wanted.append(spares_network_policy(view))
     if not view.spec.service_account_name:
         wanted.insert(0, service_account(view))
     return wanted

@@ -279,16 +279,27 @@ class Convergence:
     roll: Obj | None = None  # the one outdated member to replace next
     # spec.warmWhileAsleep: the sleep the pods created are parked for ("": none).
     parked_for: str = ""
+    # spec.warmSpares: spares a scale-up makes members (instead of creating their pods),
+    # ordinals to make a spare for, and spares no longer wanted (or outdated, or failed).
+    claim: list[Obj] = field(default_factory=list)
+    spares: list[int] = field(default_factory=list)
+    drop_spares: list[Obj] = field(default_factory=list)
 
 
 def parked_for(pod: Obj) -> str:
     return pod["metadata"].get("annotations", {}).get(objects.PARKED_FOR, "")
 
 
-def converge(view: AgentView, members: dict[str, Obj], asleep_since: str = "") -> Convergence:
+def converge(
+    view: AgentView,
+    members: dict[str, Obj],
+    asleep_since: str = "",
+    spares: dict[str, Obj] | None = None,
+) -> Convergence:
     """Suspended, or asleep: no member runs, except that an Agent asleep with
     spec.warmWhileAsleep keeps a pod for each member, parked (made after the sleep began, so
-    it holds no state: one that served before it is replaced)."""
+    it holds no state: one that served before it is replaced). Awake, spec.warmSpares keeps
+    spares for the next ordinals, and a member to come takes its spare if there is one."""
     want_hash = objects.template_hash(view)
     warm = bool(asleep_since) and view.spec.warm_while_asleep and not view.spec.suspend
     replicas = 0 if view.spec.suspend or (asleep_since and not warm) else view.spec.replicas
@@ -315,7 +326,47 @@ def converge(view: AgentView, members: dict[str, Obj], asleep_since: str = "") -
     )
     if outdated and settled and not any(going(p) for p in by_ordinal.values()):
         plan.roll = outdated[0]
+    plan_spares(view, plan, members, spares or {}, want_hash, awake=not asleep_since)
     return plan
+
+
+def plan_spares(
+    view: AgentView,
+    plan: Convergence,
+    members: dict[str, Obj],
+    spares: dict[str, Obj],
+    want_hash: str,
+    awake: bool,
+) -> None:
+    """Spares (spec.warmSpares) for ordinals replicas .. replicas+warmSpares-1 while the Agent
+    is awake and not suspended; a member to create takes its ordinal's spare instead."""
+
+    def usable(pod: Obj) -> bool:
+        return (
+            not going(pod)
+            and template_of(pod) == want_hash
+            and pod.get("status", {}).get("phase") not in ("Failed", "Succeeded")
+        )
+
+    by_ordinal = {ordinal_of(p): p for p in spares.values()}
+    for ordinal in list(plan.create):
+        spare = by_ordinal.get(ordinal)
+        if spare is None:
+            continue
+        plan.create.remove(ordinal)  # taken, or made once the spare holding its name is gone
+        if usable(spare):
+            plan.claim.append(by_ordinal.pop(ordinal))
+    replicas = view.spec.replicas
+    wanted = (
+        set(range(replicas, replicas + view.spec.warm_spares))
+        if awake and not view.spec.suspend
+        else set()
+    )
+    for ordinal, spare in sorted(by_ordinal.items()):
+        if not going(spare) and (ordinal not in wanted or not usable(spare)):
+            plan.drop_spares.append(spare)
+    taken = {ordinal_of(p) for p in members.values()} | set(by_ordinal)
+    plan.spares = sorted(wanted - taken)
 
 
 # -- status ----------------------------------------------------------------------------------

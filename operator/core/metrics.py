@@ -37,6 +37,10 @@ INTENSITY_EXHAUSTED = Counter(
     "foundation_operator_restart_intensity_exhausted_total",
     "Times an Agent failed because its restart intensity was exceeded.",
 )
+SPARES_CLAIMED = Counter(
+    "foundation_operator_spares_claimed_total",
+    "Spares (spec.warmSpares) a scale-up made members instead of starting new pods.",
+)
 AGENT_SLEEPS = Counter(
     "foundation_operator_agent_sleeps_total",
     "Agents put to sleep after spec.sleepAfterIdleSeconds idle, and woken.",

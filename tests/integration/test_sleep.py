@@ -255,6 +255,7 @@ async def test_a_warm_agent_asleep_is_woken_by_a_call_in_its_parked_pods_even_wi
 
     # The operator killed (and the door in it): another Agent's sidecar reaches a parked
     # member by capability, which wakes on the call alone.
+    since = (await kube.agent("tally"))["status"]["asleepSince"]
     await asyncio.to_thread(operator.stop, signal.SIGKILL)
     try:
         answer = await in_pod(kube, "caller-0", THROUGH_SIDECAR, timeout=90)
@@ -262,9 +263,86 @@ async def test_a_warm_agent_asleep_is_woken_by_a_call_in_its_parked_pods_even_wi
     finally:
         await asyncio.to_thread(operator.start)
     assert {n: p["metadata"]["uid"] for n, p in (await kube.members("tally")).items()} == again
+    # The operator, back, counts it awake from the member's report (and, idle since the
+    # call, maybe asleep again at once: a new sleep).
     await kube.wait_agent(
-        "tally", lambda a: phase(a) == "Running", timeout=60, what="tally awake again"
+        "tally",
+        lambda a: phase(a) == "Running" or a["status"].get("asleepSince") not in ("", None, since),
+        timeout=60,
+        what="tally awake again",
     )
     # Each task once: the CLI's and the sidecar's, on one count across the sleeps.
     assert await count(kube, cluster) == 2
     print("warm wake through the door (s):", round(took, 3))
+
+
+async def test_a_scale_up_claims_a_warm_spare_instead_of_starting_a_pod(
+    kube: Kube, cluster: str
+) -> None:
+    """spec.warmSpares: a parked pod for the next ordinal, in no Service; a scale-up gives it
+    the member's labels (the same pod serves), and a new spare is made for the next one; a
+    scale-down stops the member and makes a fresh spare in its place."""
+    await kube.create_agent(
+        "tally", capabilities=["count"], warmSpares=1, persistence={"store": "ConfigMap"}
+    )
+
+    async def spare(ordinal: int, other_than: str = "") -> dict[str, Any]:
+        async def found() -> dict[str, Any] | None:
+            pod = await kube.get("Pod", f"tally-{ordinal}")
+            if (
+                pod
+                and pod["metadata"]["labels"].get("foundation.dev/spare-of") == "tally"
+                and pod["metadata"]["uid"] != other_than
+                and not pod["metadata"].get("deletionTimestamp")
+                and pod_ready(pod)
+            ):
+                return pod
+            return None
+
+        return await kube.wait(found, timeout=90, what=f"spare tally-{ordinal}")  # type: ignore[no-any-return]
+
+    async def endpoints(want: int) -> list[str]:
+        async def ready() -> list[str] | None:
+            found = await kube.get("Endpoints", "tally") or {}
+            names = sorted(
+                a["targetRef"]["name"]
+                for s in found.get("subsets") or []
+                for a in s.get("addresses") or []
+            )
+            return names if len(names) == want else None
+
+        return await kube.wait(ready, timeout=60, what=f"{want} ready members")  # type: ignore[no-any-return]
+
+    await kube.wait_agent("tally", lambda a: phase(a) == "Running", timeout=90, what="tally")
+    first = await spare(1)
+    assert "foundation.dev/agent" not in first["metadata"]["labels"]
+    assert await endpoints(1) == ["tally-0"]  # the spare takes no calls
+
+    await kube.patch_agent("tally", {"spec": {"replicas": 2}})
+    assert await endpoints(2) == ["tally-0", "tally-1"]
+    claimed = await kube.pod("tally-1")
+    assert claimed["metadata"]["uid"] == first["metadata"]["uid"]  # claimed, not started
+    assert claimed["metadata"]["labels"]["foundation.dev/agent"] == "tally"
+    assert "foundation.dev/spare-of" not in claimed["metadata"]["labels"]
+    await spare(2)  # the next one
+    await kube.wait_agent(
+        "tally", lambda a: a["status"].get("ready") == "2/2", timeout=30, what="2/2"
+    )
+
+    # Tasks spread over both, the claimed one loading its state for the first it owns.
+    for i in range(6):
+        code, record, err = await cli(
+            kube, cluster, "send", "tally", "increment", "--id", f"spread-{i}", "--wait"
+        )
+        assert code == 0 and record["status"] == "succeeded", err
+    code, listed, err = await cli(kube, cluster, "tasks", "tally", "-o", "json")
+    assert code == 0, err
+    served = {t["member"] for t in listed["tasks"]}
+    assert sorted(t["id"] for t in listed["tasks"]) == [f"spread-{i}" for i in range(6)]
+    assert "tally-1" in served, listed
+
+    # Scaled down: the member stops (its state kept), a fresh spare takes its name.
+    await kube.patch_agent("tally", {"spec": {"replicas": 1}})
+    assert await endpoints(1) == ["tally-0"]
+    await spare(1, other_than=first["metadata"]["uid"])
+    await kube.wait_gone("tally-2", timeout=60)

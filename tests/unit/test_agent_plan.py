@@ -456,3 +456,90 @@ def test_warm_while_asleep_needs_a_sleep() -> None:
     )
     assert any("needs spec.sleepAfterIdleSeconds" in p for p in objects.problems(agent))
     assert objects.problems(sleepy(warm=True)) == []
+
+
+def spared(replicas: int = 1, spares: int = 1, **spec) -> AgentView:
+    return AgentView.from_body(
+        {
+            "metadata": {"name": "w", "namespace": "n", "uid": "u"},
+            "spec": {
+                "image": "i",
+                "agent": "m:C",
+                "replicas": replicas,
+                "warmSpares": spares,
+                "capabilities": ["count"],
+                **spec,
+            },
+        }
+    )
+
+
+def spare(agent: AgentView, ordinal: int, **kwargs) -> dict:
+    made = objects.spare_pod(agent, ordinal)
+    made["metadata"]["uid"] = f"spare-{ordinal}"
+    made["status"] = {"phase": "Running"}
+    if kwargs.get("going"):
+        made["metadata"]["deletionTimestamp"] = "2026-12-04T10:00:00Z"
+    return made
+
+
+def test_spares_are_kept_for_the_next_ordinals_and_a_scale_up_claims_them() -> None:
+    agent = spared(replicas=1, spares=2)
+    one = members(pod(agent, 0))
+    # Spares for ordinals 1 and 2, made parked, out of every Service.
+    changes = plan.converge(agent, one, "", {})
+    assert changes.spares == [1, 2] and changes.create == [] and changes.claim == []
+    made = objects.spare_pod(agent, 1)
+    labels = made["metadata"]["labels"]
+    assert labels[objects.SPARE_LABEL] == "w" and labels[objects.MEMBER_LABEL] == "1"
+    assert objects.AGENT_LABEL not in labels and objects.CAPABILITY_PREFIX + "count" not in labels
+    assert made["metadata"]["annotations"][objects.PARKED_FOR] == objects.SPARE
+    assert made["metadata"]["name"] == "w-1"  # its member's name: DNS, state, routing
+    kept = {p["metadata"]["name"]: p for p in (spare(agent, 1), spare(agent, 2))}
+    assert plan.converge(agent, one, "", kept) == plan.Convergence()
+    # Scaled up to 2: member 1 takes its spare (no pod made), a spare for 3 is made.
+    bigger = spared(replicas=2, spares=2)
+    changes = plan.converge(bigger, one, "", kept)
+    assert [p["metadata"]["name"] for p in changes.claim] == ["w-1"]
+    assert changes.create == [] and changes.spares == [3] and changes.drop_spares == []
+    # The claim: the member's labels on (the Service's and the capability's), the spare's off.
+    labels = objects.claim(bigger, 1)["metadata"]["labels"]
+    assert labels[objects.AGENT_LABEL] == "w" and labels[objects.MEMBER_LABEL] == "1"
+    assert labels[objects.CAPABILITY_PREFIX + "count"] == "true"
+    assert labels[objects.SPARE_LABEL] is None
+    # Scaled up by more than the spares: the rest are made cold.
+    changes = plan.converge(spared(replicas=4, spares=2), one, "", kept)
+    assert [p["metadata"]["name"] for p in changes.claim] == ["w-1", "w-2"]
+    assert changes.create == [3] and changes.spares == [4, 5]
+
+
+def test_spares_go_when_not_wanted_and_wait_for_a_member_of_their_name_to_go() -> None:
+    agent = spared(replicas=1, spares=1)
+    kept = {"w-1": spare(agent, 1)}
+    # Scaled down from 2: member 1 stops; its spare is made once its pod is gone.
+    two = members(pod(agent, 0), pod(agent, 1))
+    changes = plan.converge(agent, two, "", {})
+    assert [p["metadata"]["name"] for p in changes.scale_down] == ["w-1"]
+    assert changes.spares == []
+    assert plan.converge(agent, members(pod(agent, 0)), "", {}).spares == [1]
+    # No spares asked for any more, suspended, or asleep: dropped.
+    for unwanted in (
+        spared(replicas=1, spares=0),
+        spared(replicas=1, spares=1, suspend=True),
+    ):
+        assert plan.converge(unwanted, members(pod(agent, 0)), "", kept).drop_spares == [
+            kept["w-1"]
+        ]
+    asleep = spared(replicas=1, spares=1, sleepAfterIdleSeconds=5)
+    changes = plan.converge(asleep, {}, plan.fine_stamp(AT), kept)
+    assert changes.drop_spares == [kept["w-1"]] and changes.spares == []
+    # An outdated spare (the template changed) is replaced, never claimed.
+    changed = spared(replicas=2, spares=1, env=[{"name": "X", "value": "1"}])
+    changes = plan.converge(changed, members(pod(changed, 0)), "", kept)
+    assert changes.claim == [] and changes.drop_spares == [kept["w-1"]]
+    assert changes.create == []  # once the spare, which holds its name, is gone
+    assert plan.converge(changed, members(pod(changed, 0)), "", {}).create == [1]
+    # One going is neither claimed nor dropped again, and holds its name.
+    going = {"w-1": spare(agent, 1, going=True)}
+    changes = plan.converge(agent, members(pod(agent, 0)), "", going)
+    assert changes == plan.Convergence()

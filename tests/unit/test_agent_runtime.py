@@ -432,3 +432,24 @@ async def test_a_member_says_what_it_holds_and_since_when_it_is_idle(tmp_path: P
     await until(lambda: held.running == "third", what="the third task running")
     await held.stop()
     assert held.summary()["busy"] == 1 and held.summary()["idleSince"] is None
+
+
+async def test_member_0_parked_reports_itself_idle_and_leaves_the_agents_state_alone() -> None:
+    """A parked member (spec.warmWhileAsleep, warmSpares) says once that it holds nothing,
+    and member 0's report then does not stand for the Agent's state (it has loaded none)."""
+
+    class Api:
+        def __init__(self) -> None:
+            self.patches: list[dict] = []
+
+        async def merge_patch(self, path: str, body: dict) -> None:
+            self.patches.append(body)
+
+    api = Api()
+    reporter = StatusReporter(api, "ns", "w", "w-0", 0, 5.0)
+    parked = {"busy": 0, "idleSince": "2026-12-04T10:00:00.000000Z", "parked": "spare"}
+    assert await reporter.report(parked)
+    assert api.patches == [{"status": {"memberStates": {"w-0": parked}}}]
+    loaded = {"store": "ConfigMap", "key": "w-0-state", "version": 3, "sizeBytes": 9}
+    assert await reporter.report({**loaded, "lastSavedAt": None, "parked": None})
+    assert api.patches[-1]["status"]["state"]["version"] == 3
