@@ -109,7 +109,7 @@ async def main() -> None:
         stderr=subprocess.STDOUT,
     )
     out: dict = {}
-    names = ["counter", "warm", "scaler"] + [f"idle-{i}" for i in range(args.agents)]
+    names = ["counter", "warm", "scaler", "spared"] + [f"idle-{i}" for i in range(args.agents)]
     try:
         await asyncio.to_thread(door.wait_available)
         await custom.create_namespaced_custom_object(
@@ -187,53 +187,72 @@ async def main() -> None:
             "parked_member_pss_mb": sorted(parked_pss)[len(parked_pss) // 2],
         }
 
-        # A scale-up, for what a warm spare would save: replicas 1 -> 2 until the new member
-        # is ready in the Agent's Endpoints (a cold pod: start, imports, load, first probe).
-        await custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            "agents",
-            agent_body(
-                "scaler", "foundation_agent.agents:CounterAgent", sidecar={"enabled": False}
-            ),
-        )
+        # A scale-up: replicas 1 -> 2 until the new member is ready in the Agent's Endpoints;
+        # cold (a new pod: start, imports, load, first probe), and with spec.warmSpares: 1
+        # (the parked spare claimed).
+        for name, spares in (("scaler", 0), ("spared", 1)):
+            await custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "agents",
+                agent_body(
+                    name,
+                    "foundation_agent.agents:CounterAgent",
+                    sidecar={"enabled": False},
+                    warmSpares=spares,
+                ),
+            )
 
-        async def ready_members(want: int) -> bool:
+        async def ready_members(name: str, want: int) -> bool:
             try:
-                found = await core.read_namespaced_endpoints("scaler", ns)
+                found = await core.read_namespaced_endpoints(name, ns)
             except client.ApiException:
                 return False
             ready = sum(len(s.addresses or []) for s in found.subsets or [])
             return ready == want
 
-        async def scale(replicas: int) -> None:
+        async def spare_ready(name: str) -> bool:
+            listed = await core.list_namespaced_pod(
+                ns, label_selector=f"foundation.dev/spare-of={name}"
+            )
+            return any(
+                p.metadata.name == f"{name}-1"
+                and not p.metadata.deletion_timestamp
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+                for p in listed.items
+            )
+
+        async def scale(name: str, replicas: int) -> None:
             await custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
                 ns,
                 "agents",
-                "scaler",
+                name,
                 {"spec": {"replicas": replicas}},
                 _content_type="application/merge-patch+json",
             )
 
-        await until(lambda: ready_members(1), 120, "scaler ready")
-        ups = []
-        for _ in range(args.wakes):
-            started = time.perf_counter()
-            await scale(2)
-            await until(lambda: ready_members(2), 120, "scaled up", poll=0.02)
-            ups.append(time.perf_counter() - started)
-            await scale(1)
-            await until(lambda: ready_members(1), 120, "scaled down")
-        out["wake"]["scale_up_cold"] = quantiles(ups)
+        for name, spares in (("scaler", 0), ("spared", 1)):
+            await until(lambda name=name: ready_members(name, 1), 120, f"{name} ready")
+            ups = []
+            for _ in range(args.wakes):
+                if spares:
+                    await until(lambda name=name: spare_ready(name), 120, "a spare ready")
+                started = time.perf_counter()
+                await scale(name, 2)
+                await until(lambda name=name: ready_members(name, 2), 120, "up", poll=0.02)
+                ups.append(time.perf_counter() - started)
+                await scale(name, 1)
+                await until(lambda name=name: ready_members(name, 1), 120, "scaled down")
+            out["wake"]["scale_up_warm" if spares else "scale_up_cold"] = quantiles(ups)
 
-        for name in ("counter", "warm", "scaler"):  # out of the way of the idle measures
+        for name in ("counter", "warm", "scaler", "spared"):  # out of the idle measures' way
             await custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "agents", name)
 
-        async def wake_pods_gone() -> bool:
-            listed = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")
+        async def wake_pods_gone() -> bool:  # members and spares
+            listed = await core.list_namespaced_pod(ns)
             return not listed.items
 
         await until(wake_pods_gone, 120, "the wake bench's pods gone")
@@ -256,7 +275,7 @@ async def main() -> None:
                     ),
                 )
 
-        idlers = names[3:]
+        idlers = names[4:]
         await asyncio.gather(*(create(n) for n in idlers))
 
         async def all_in(phase: str) -> bool:
