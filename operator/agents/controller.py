@@ -167,6 +167,13 @@ class Supervisor(Reconciler):
     def observe_spare(self, event: str, body: Obj) -> None:
         """A spare changed, went, or was claimed (its spare label taken off: the watch says it
         is gone, the members' watch that it came): no restart either way."""
+        labels = body["metadata"].get("labels") or {}
+        if objects.SPARE_LABEL not in labels and objects.AGENT_LABEL in labels:
+            # Claimed, in case the watch says so as a change rather than as its going.
+            key = (body["metadata"]["namespace"], labels[objects.AGENT_LABEL])
+            self.spares.of(key).pop(body["metadata"]["name"], None)
+            self.queue.add(key)
+            return
         key = self.spares.observe(event, body)
         if key is not None:
             self.queue.add(key)

@@ -348,7 +348,12 @@ def plan_spares(
             and pod.get("status", {}).get("phase") not in ("Failed", "Succeeded")
         )
 
-    by_ordinal = {ordinal_of(p): p for p in spares.values()}
+    # A spare claimed is a member (its labels say so), whatever the spares' index still holds.
+    by_ordinal = {
+        ordinal_of(p): p
+        for name, p in spares.items()
+        if name not in members and objects.AGENT_LABEL not in p["metadata"].get("labels", {})
+    }
     for ordinal in list(plan.create):
         spare = by_ordinal.get(ordinal)
         if spare is None:

@@ -539,6 +539,13 @@ def test_spares_go_when_not_wanted_and_wait_for_a_member_of_their_name_to_go() -
     assert changes.claim == [] and changes.drop_spares == [kept["w-1"]]
     assert changes.create == []  # once the spare, which holds its name, is gone
     assert plan.converge(changed, members(pod(changed, 0)), "", {}).create == [1]
+    # A spare the index still holds after its claim is a member: never dropped.
+    claimed = spare(agent, 1)
+    claimed["metadata"]["labels"].update(objects.claim(spared(replicas=2), 1)["metadata"]["labels"])
+    del claimed["metadata"]["labels"][objects.SPARE_LABEL]
+    two = members(pod(agent, 0), claimed)
+    changes = plan.converge(spared(replicas=2, spares=0), two, "", {"w-1": claimed})
+    assert changes.drop_spares == [] and changes.scale_down == []
     # One going is neither claimed nor dropped again, and holds its name.
     going = {"w-1": spare(agent, 1, going=True)}
     changes = plan.converge(agent, members(pod(agent, 0)), "", going)
