@@ -77,11 +77,12 @@ def cluster_rules() -> list[Obj]:
         # Schedules: watched, their status written; they create their Workflows.
         {"apiGroups": [GROUP], "resources": [SCHEDULE.plural], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [GROUP], "resources": [f"{SCHEDULE.plural}/status"], "verbs": ["patch"]},
-        # Members and runners: created and deleted, watched for restarts and readiness.
+        # Members and runners: created and deleted, watched for restarts and readiness; a
+        # spare (spec.warmSpares) is claimed by patching the member's labels onto it.
         {
             "apiGroups": [""],
             "resources": ["pods"],
-            "verbs": ["get", "list", "watch", "create", "delete"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         # The Agent's and capabilities' Services (list/watch too: Agents are granted them).
         {
