@@ -93,6 +93,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wakes", type=int, default=10)
     parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument(
+        "--no-sidecars",
+        action="store_true",
+        help="the idle Agents without their sidecar (100 with sidecars overload 2 cores)",
+    )
     args = parser.parse_args()
     ns = f"bench-wake-{uuid.uuid4().hex[:5]}"
     configuration = client.Configuration()
@@ -271,7 +276,10 @@ async def main() -> None:
                     # Awake until all are (their pods start over a minute or more here):
                     # then told to sleep after 5 s.
                     agent_body(
-                        name, "foundation_agent.agents:CounterAgent", sleepAfterIdleSeconds=3600
+                        name,
+                        "foundation_agent.agents:CounterAgent",
+                        sleepAfterIdleSeconds=3600,
+                        **({"sidecar": {"enabled": False}} if args.no_sidecars else {}),
                     ),
                 )
 
@@ -285,6 +293,7 @@ async def main() -> None:
         await until(lambda: all_in("Running"), 900, "all awake")
         out["idle"] = {
             "agents": args.agents,
+            "sidecars": not args.no_sidecars,
             "all_awake_after_s": round(time.monotonic() - started),
         }
         pods = await core.list_namespaced_pod(ns, label_selector="foundation.dev/agent")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from foundation_common import events
 from foundation_common.resources import AGENT
 from foundation_common.status import now
-from foundation_operator.agents import objects, plan
+from foundation_operator.agents import objects, plan, pods
 from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
 from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
 from foundation_operator.core import finalizers, metrics, owned, security
@@ -278,7 +278,7 @@ class Supervisor(Reconciler):
         if view.namespace not in self.privileged_namespaces:
             # What admission enforces on clusters of today (Pod Security "restricted"), said
             # here, where 1.20's API server would take the pod: no pod, and the field named.
-            breaks = security.violations(objects.member_pod(view, 0)["spec"])
+            breaks = security.violations(pods.member_pod(view, 0)["spec"])
             if breaks:
                 await self._invalid(
                     body,
@@ -406,7 +406,7 @@ class Supervisor(Reconciler):
         created = await asyncio.gather(
             *(
                 owned.create_if_missing(
-                    self.kube, objects.member_pod(view, ordinal, changes.parked_for)
+                    self.kube, pods.member_pod(view, ordinal, changes.parked_for)
                 )
                 for ordinal in changes.create
             )
@@ -428,7 +428,7 @@ class Supervisor(Reconciler):
         for spare in changes.claim:
             meta = spare["metadata"]
             ordinal = plan.ordinal_of(spare)
-            patch = objects.claim(view, ordinal)
+            patch = pods.claim(view, ordinal)
             patch["metadata"]["uid"] = meta["uid"]  # this spare, not one made since
             try:
                 claimed = await self.kube.patch("Pod", view.namespace, meta["name"], patch)
@@ -453,7 +453,7 @@ class Supervisor(Reconciler):
         await asyncio.gather(*(self._ensure_state(view, ordinal) for ordinal in changes.spares))
         await asyncio.gather(
             *(
-                owned.create_if_missing(self.kube, objects.spare_pod(view, ordinal))
+                owned.create_if_missing(self.kube, pods.spare_pod(view, ordinal))
                 for ordinal in changes.spares
             )
         )

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from foundation_common.status import Condition, condition, parse_stamp, stamp
-from foundation_operator.agents import objects
+from foundation_operator.agents import objects, pods
 from foundation_operator.agents.api import (
     AgentStatus,
     AgentView,
@@ -300,7 +300,7 @@ def converge(
     spec.warmWhileAsleep keeps a pod for each member, parked (made after the sleep began, so
     it holds no state: one that served before it is replaced). Awake, spec.warmSpares keeps
     spares for the next ordinals, and a member to come takes its spare if there is one."""
-    want_hash = objects.template_hash(view)
+    want_hash = pods.template_hash(view)
     warm = bool(asleep_since) and view.spec.warm_while_asleep and not view.spec.suspend
     replicas = 0 if view.spec.suspend or (asleep_since and not warm) else view.spec.replicas
     plan = Convergence(parked_for=asleep_since if warm else "")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from foundation_operator.agents import objects
+from foundation_operator.agents import objects, pods
 from foundation_operator.agents.api import AgentView, InvalidSpec
 
 
@@ -22,7 +22,7 @@ def view(**spec: object) -> AgentView:
 
 
 def test_member_pod_is_owned_labelled_and_runs_the_runtime() -> None:
-    pod = objects.member_pod(view(capabilities=["summarize"], env=[{"name": "X", "value": "1"}]), 1)
+    pod = pods.member_pod(view(capabilities=["summarize"], env=[{"name": "X", "value": "1"}]), 1)
     meta = pod["metadata"]
     assert meta["name"] == "writer-1"
     assert meta["ownerReferences"] == [
@@ -50,15 +50,15 @@ def test_member_pod_is_owned_labelled_and_runs_the_runtime() -> None:
 
 
 def test_template_hash_follows_the_template_not_replicas() -> None:
-    base = objects.template_hash(view())
-    assert objects.template_hash(view(replicas=5)) == base
-    assert objects.template_hash(view(image="other:1")) != base
-    assert objects.template_hash(view(config={"k": 1})) != base
-    assert objects.member_pod(view(), 0)["metadata"]["annotations"][objects.TEMPLATE_HASH] == base
+    base = pods.template_hash(view())
+    assert pods.template_hash(view(replicas=5)) == base
+    assert pods.template_hash(view(image="other:1")) != base
+    assert pods.template_hash(view(config={"k": 1})) != base
+    assert pods.member_pod(view(), 0)["metadata"]["annotations"][objects.TEMPLATE_HASH] == base
 
 
 def test_code_from_a_config_map_is_mounted_read_only_and_first_on_the_import_path() -> None:
-    pod = objects.member_pod(view(code={"configMap": "writer-code"}, env=[{"name": "X"}]), 0)
+    pod = pods.member_pod(view(code={"configMap": "writer-code"}, env=[{"name": "X"}]), 0)
     assert {"name": "code", "configMap": {"name": "writer-code"}} in pod["spec"]["volumes"]
     agent_container, sidecar = pod["spec"]["containers"]
     assert {
@@ -72,7 +72,7 @@ def test_code_from_a_config_map_is_mounted_read_only_and_first_on_the_import_pat
     # The sidecar runs no agent code.
     assert all(m["name"] != "code" for m in sidecar["volumeMounts"])
     # Without it, nothing of the kind.
-    plain = objects.member_pod(view(), 0)
+    plain = pods.member_pod(view(), 0)
     assert all(v["name"] != "code" for v in plain["spec"]["volumes"])
     assert "PYTHONPATH" not in {e["name"] for e in plain["spec"]["containers"][0]["env"]}
     with pytest.raises(InvalidSpec, match=r"spec\.code\.configMap"):
@@ -80,7 +80,7 @@ def test_code_from_a_config_map_is_mounted_read_only_and_first_on_the_import_pat
 
 
 def test_pod_template_overrides_reach_the_pod() -> None:
-    pod = objects.member_pod(
+    pod = pods.member_pod(
         view(
             podTemplate={
                 "labels": {"team": "a"},
@@ -179,7 +179,7 @@ def test_discovery_services_are_headless_on_the_members_port() -> None:
     assert capability["spec"]["ports"] == [http]
     a2a = {"name": "a2a", "protocol": "TCP", "port": 8081, "targetPort": "a2a"}
     assert agent["spec"]["ports"] == [http, a2a]
-    ports = objects.container(view())["ports"]
+    ports = pods.container(view())["ports"]
     assert {p["name"]: p["containerPort"] for p in ports} == {
         "http": 8080,
         "a2a": 8081,
@@ -224,7 +224,7 @@ def test_each_member_gets_a_state_object_owned_by_the_agent() -> None:
     assert claim["kind"] == "PersistentVolumeClaim"
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert claim["spec"]["storageClassName"] == "fast"
-    pod = objects.member_pod(pvc_view, 0)
+    pod = pods.member_pod(pvc_view, 0)
     token = {
         "name": "foundation-token",
         "projected": {
@@ -260,14 +260,14 @@ def test_each_member_gets_a_state_object_owned_by_the_agent() -> None:
     ]
     # The PVC is writable by the pod's fsGroup.
     assert pod["spec"]["securityContext"]["fsGroup"] == 10001
-    assert objects.member_pod(view(), 0)["spec"]["volumes"] == [
+    assert pods.member_pod(view(), 0)["spec"]["volumes"] == [
         {"name": "tmp", "emptyDir": {}},
         token,
     ]
 
 
 def test_the_runtime_is_told_its_store_and_inbox() -> None:
-    pod = objects.member_pod(
+    pod = pods.member_pod(
         view(inbox={"maxQueued": 7}, persistence={"store": "PVC", "groupCommit": False}), 0
     )
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
@@ -283,7 +283,7 @@ def test_every_member_gets_the_sidecar_with_its_configuration() -> None:
         "url": "https://api.example.test",
         "rateLimit": {"requestsPerSecond": 5},
     }
-    pod = objects.member_pod(view(sidecar={"upstreams": [upstream]}), 0)
+    pod = pods.member_pod(view(sidecar={"upstreams": [upstream]}), 0)
     agent_container, sidecar = pod["spec"]["containers"]
     assert sidecar["name"] == "sidecar" and sidecar["command"] == ["foundation-sidecar"]
     assert sidecar["image"] == agent_container["image"]
@@ -300,10 +300,8 @@ def test_every_member_gets_the_sidecar_with_its_configuration() -> None:
     agent_env = {e["name"]: e.get("value") for e in agent_container["env"]}
     assert agent_env["FOUNDATION_SIDECAR_URL"] == "http://127.0.0.1:15000"
     # A sidecar change rolls the members; disabling it leaves the agent alone in its pod.
-    assert objects.template_hash(view(sidecar={"upstreams": [upstream]})) != objects.template_hash(
-        view()
-    )
-    alone = objects.member_pod(view(sidecar={"enabled": False}), 0)
+    assert pods.template_hash(view(sidecar={"upstreams": [upstream]})) != pods.template_hash(view())
+    alone = pods.member_pod(view(sidecar={"enabled": False}), 0)
     assert [c["name"] for c in alone["spec"]["containers"]] == ["agent"]
 
 
@@ -313,7 +311,7 @@ def test_an_upstreams_api_key_goes_from_its_secret_to_the_sidecar_only() -> None
         "url": "https://api.example.com",
         "authorization": {"secretKeyRef": {"name": "keys", "key": "openai"}},
     }
-    pod = objects.member_pod(view(sidecar={"upstreams": [upstream]}), 0)
+    pod = pods.member_pod(view(sidecar={"upstreams": [upstream]}), 0)
     agent_container, sidecar = pod["spec"]["containers"]
     env = {e["name"]: e for e in sidecar["env"]}
     assert env["FOUNDATION_UPSTREAM_SECRET_OPEN_AI"] == {
@@ -340,10 +338,10 @@ def test_the_image_is_the_agents_own_or_the_operators_default() -> None:
     assert AgentView.from_body(body, "registry.test/agent:1").image == "foundation-agent:dev"
     del body["spec"]["image"]
     with_default = AgentView.from_body(body, "registry.test/agent:1")
-    assert objects.member_pod(with_default, 0)["spec"]["containers"][0]["image"] == (
+    assert pods.member_pod(with_default, 0)["spec"]["containers"][0]["image"] == (
         "registry.test/agent:1"
     )
-    assert objects.member_pod(with_default, 0)["spec"]["containers"][1]["image"] == (
+    assert pods.member_pod(with_default, 0)["spec"]["containers"][1]["image"] == (
         "registry.test/agent:1"
     )
     with pytest.raises(InvalidSpec, match=r"spec\.image: set it, or give the operator a default"):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from foundation_common.status import Condition, stamp
-from foundation_operator.agents import objects, plan
+from foundation_operator.agents import objects, plan, pods
 from foundation_operator.agents.api import AgentStatus, AgentView, MemberStatus
 
 AT = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
@@ -46,7 +46,7 @@ def pod(
         "name": f"w-{ordinal}",
         "uid": f"uid-{ordinal}",
         "labels": {objects.MEMBER_LABEL: str(ordinal)},
-        "annotations": {objects.TEMPLATE_HASH: "old" if outdated else objects.template_hash(agent)},
+        "annotations": {objects.TEMPLATE_HASH: "old" if outdated else pods.template_hash(agent)},
     }
     if going:
         meta["deletionTimestamp"] = stamp(AT)
@@ -395,7 +395,7 @@ def test_a_warm_agent_asleep_keeps_a_parked_pod_for_each_member() -> None:
     # Once they are gone, made again: parked for this sleep (the annotation the runtime reads).
     changes = plan.converge(agent, {}, since)
     assert changes.create == [0, 1]
-    made = objects.member_pod(agent, 0, changes.parked_for)
+    made = pods.member_pod(agent, 0, changes.parked_for)
     assert made["metadata"]["annotations"][objects.PARKED_FOR] == since
     env = {e["name"]: e for e in made["spec"]["containers"][0]["env"]}
     assert env["FOUNDATION_PARKED_FOR"]["valueFrom"]["fieldRef"]["fieldPath"] == (
@@ -409,7 +409,7 @@ def test_a_warm_agent_asleep_keeps_a_parked_pod_for_each_member() -> None:
     later = plan.fine_stamp(AT + timedelta(hours=1))
     assert len(plan.converge(agent, warm, later).scale_down) == 2
     # The pod template does not depend on the sleep: no roll-out when it falls asleep.
-    assert objects.template_hash(agent) == objects.template_hash(sleepy(warm=True))
+    assert pods.template_hash(agent) == pods.template_hash(sleepy(warm=True))
     # Suspended wins: nothing kept.
     suspended = AgentView.from_body(
         {
@@ -475,7 +475,7 @@ def spared(replicas: int = 1, spares: int = 1, **spec) -> AgentView:
 
 
 def spare(agent: AgentView, ordinal: int, **kwargs) -> dict:
-    made = objects.spare_pod(agent, ordinal)
+    made = pods.spare_pod(agent, ordinal)
     made["metadata"]["uid"] = f"spare-{ordinal}"
     made["status"] = {"phase": "Running"}
     if kwargs.get("going"):
@@ -489,7 +489,7 @@ def test_spares_are_kept_for_the_next_ordinals_and_a_scale_up_claims_them() -> N
     # Spares for ordinals 1 and 2, made parked, out of every Service.
     changes = plan.converge(agent, one, "", {})
     assert changes.spares == [1, 2] and changes.create == [] and changes.claim == []
-    made = objects.spare_pod(agent, 1)
+    made = pods.spare_pod(agent, 1)
     labels = made["metadata"]["labels"]
     assert labels[objects.SPARE_LABEL] == "w" and labels[objects.MEMBER_LABEL] == "1"
     assert objects.AGENT_LABEL not in labels and objects.CAPABILITY_PREFIX + "count" not in labels
@@ -503,7 +503,7 @@ def test_spares_are_kept_for_the_next_ordinals_and_a_scale_up_claims_them() -> N
     assert [p["metadata"]["name"] for p in changes.claim] == ["w-1"]
     assert changes.create == [] and changes.spares == [3] and changes.drop_spares == []
     # The claim: the member's labels on (the Service's and the capability's), the spare's off.
-    labels = objects.claim(bigger, 1)["metadata"]["labels"]
+    labels = pods.claim(bigger, 1)["metadata"]["labels"]
     assert labels[objects.AGENT_LABEL] == "w" and labels[objects.MEMBER_LABEL] == "1"
     assert labels[objects.CAPABILITY_PREFIX + "count"] == "true"
     assert labels[objects.SPARE_LABEL] is None
@@ -541,7 +541,7 @@ def test_spares_go_when_not_wanted_and_wait_for_a_member_of_their_name_to_go() -
     assert plan.converge(changed, members(pod(changed, 0)), "", {}).create == [1]
     # A spare the index still holds after its claim is a member: never dropped.
     claimed = spare(agent, 1)
-    claimed["metadata"]["labels"].update(objects.claim(spared(replicas=2), 1)["metadata"]["labels"])
+    claimed["metadata"]["labels"].update(pods.claim(spared(replicas=2), 1)["metadata"]["labels"])
     del claimed["metadata"]["labels"][objects.SPARE_LABEL]
     two = members(pod(agent, 0), claimed)
     changes = plan.converge(spared(replicas=2, spares=0), two, "", {"w-1": claimed})

@@ -10,7 +10,7 @@ import pytest
 from foundation_agent.runtime.settings import Settings
 from foundation_agent.sidecar.server import SidecarSettings
 from foundation_common.resources import A2A_PORT, AGENT_METRICS_PORT, AGENT_PORT, SIDECAR_URL
-from foundation_operator.agents import objects
+from foundation_operator.agents import objects, pods
 from foundation_operator.agents.api import AgentView
 
 Obj = dict
@@ -56,12 +56,10 @@ def test_the_runtime_parses_what_the_operator_sets(store: str) -> None:
         persistence={"store": store, "groupCommit": False},
         inbox={"maxQueued": 7, "keepCompleted": 9, "keepCompletedSeconds": 60},
     )
-    pod = objects.member_pod(view, 2)
+    pod = pods.member_pod(view, 2)
     settings = Settings.from_env(environment(pod, "agent"))
     assert settings.parked_for == ""  # made awake: loads at once
-    parked = Settings.from_env(
-        environment(objects.member_pod(view, 2, "2026-12-04T10:00Z"), "agent")
-    )
+    parked = Settings.from_env(environment(pods.member_pod(view, 2, "2026-12-04T10:00Z"), "agent"))
     assert parked.parked_for == "2026-12-04T10:00Z"
     assert (settings.agent_name, settings.namespace) == ("writer", "team")
     assert (settings.member_name, settings.member) == ("writer-2", 2)
@@ -94,7 +92,7 @@ def test_the_sidecar_parses_what_the_operator_sets() -> None:
             ]
         }
     )
-    pod = objects.member_pod(view, 0)
+    pod = pods.member_pod(view, 0)
     settings = SidecarSettings.from_env(environment(pod, "sidecar"))
     assert settings.namespace == "team" and settings.agent_port == AGENT_PORT
     assert [u.name for u in settings.sidecar_config.upstreams] == ["llm"]

@@ -9,7 +9,7 @@ import pytest
 from test_agent_objects import agent
 from test_chart import by_kind, render
 
-from foundation_operator.agents import objects
+from foundation_operator.agents import pods
 from foundation_operator.agents.api import AgentView
 from foundation_operator.core.defaults import AGENT_RESOURCES, Platform, amount, merged
 from foundation_operator.settings import Settings
@@ -19,7 +19,7 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 def containers(view: AgentView) -> dict[str, dict]:
-    return {c["name"]: c for c in objects.member_pod(view, 0)["spec"]["containers"]}
+    return {c["name"]: c for c in pods.member_pod(view, 0)["spec"]["containers"]}
 
 
 def test_the_sidecar_runs_the_platforms_image_never_the_agents() -> None:

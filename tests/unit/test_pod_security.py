@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from test_chart import VALUE_SETS, render
 
-from foundation_operator.agents import objects as agent_objects
+from foundation_operator.agents import pods as agent_pods
 from foundation_operator.agents.api import AgentView
 from foundation_operator.core.security import violations
 from foundation_operator.workflows import objects as workflow_objects
@@ -33,7 +33,7 @@ def agent(**spec) -> AgentView:
 
 @pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
 def test_member_pods_are_restricted(spec) -> None:
-    pod = agent_objects.member_pod(agent(**spec), 0)
+    pod = agent_pods.member_pod(agent(**spec), 0)
     assert violations(pod["spec"]) == []
     for container in pod["spec"]["containers"]:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -47,9 +47,9 @@ def test_a_pod_level_override_replaces_the_default_and_is_checked_too() -> None:
         "fsGroup": 3000,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    pod = agent_objects.member_pod(agent(podTemplate={"securityContext": own}), 0)
+    pod = agent_pods.member_pod(agent(podTemplate={"securityContext": own}), 0)
     assert pod["spec"]["securityContext"] == own and violations(pod["spec"]) == []
-    rooted = agent_objects.member_pod(agent(podTemplate={"securityContext": {"runAsUser": 0}}), 0)
+    rooted = agent_pods.member_pod(agent(podTemplate={"securityContext": {"runAsUser": 0}}), 0)
     assert "spec.securityContext.runAsUser: 0 (root) is not allowed" in violations(rooted["spec"])
 
 

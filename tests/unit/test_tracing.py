@@ -149,7 +149,7 @@ def test_contexts_are_checked_and_a_workflows_trace_is_its_own() -> None:
 
 
 def test_pods_get_the_standard_variables_from_the_platform_or_their_spec() -> None:
-    from foundation_operator.agents import objects as agent_objects
+    from foundation_operator.agents import pods as agent_pods
     from foundation_operator.agents.api import AgentView
     from foundation_operator.core.defaults import Platform
     from foundation_operator.workflows import objects as workflow_objects
@@ -163,7 +163,7 @@ def test_pods_get_the_standard_variables_from_the_platform_or_their_spec() -> No
             "metadata": {"name": "a", "namespace": "n", "uid": "u", "generation": 1},
             "spec": {"image": "i", "agent": "m:C", **spec},
         }
-        pod = agent_objects.member_pod(AgentView.from_body(body, platform=platform), 0)
+        pod = agent_pods.member_pod(AgentView.from_body(body, platform=platform), 0)
         return [env(c) for c in pod["spec"]["containers"]]
 
     platform = Platform(tracing_endpoint="http://collector:4318", tracing_sampling_ratio=0.25)
@@ -182,7 +182,7 @@ def test_pods_get_the_standard_variables_from_the_platform_or_their_spec() -> No
     # spec.env comes after: an Agent may still set any OTEL_* variable itself.
     names = [
         e["name"]
-        for e in agent_objects.member_pod(
+        for e in agent_pods.member_pod(
             AgentView.from_body(
                 {
                     "metadata": {"name": "a", "namespace": "n", "uid": "u", "generation": 1},
