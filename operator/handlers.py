@@ -28,6 +28,7 @@ from foundation_operator.settings import Settings
 from foundation_operator.workflows.controller import WorkflowController
 from foundation_operator.workflows.objects import WORKFLOW_LABEL
 from foundation_operator.workflows.schedules import ScheduleController
+from foundation_operator.workflows.shared import NAME as SHARED_RUNNER
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def watches(
         ("Pod", objects.AGENT_LABEL, supervisor.observe_pod),
         ("Pod", objects.SPARE_LABEL, supervisor.observe_spare),
         ("Pod", WORKFLOW_LABEL, workflows.observe_pod),
+        ("Deployment", f"app.kubernetes.io/name={SHARED_RUNNER}", workflows.observe_shared_runner),
         *((kind, managed, supervisor.observe_owned) for kind in OWNED_KINDS),
     ]
     return [

@@ -92,7 +92,12 @@ def cluster_rules() -> list[Obj]:
         },
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
         # A namespace's shared runner (Workflows with spec.runner.shared): one Deployment.
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
+        # Watched, so one deleted is made again for the shared Workflows it was running.
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
+        },
         # Each Agent's NetworkPolicy (watched, like the other owned objects, for repair).
         {
             "apiGroups": ["networking.k8s.io"],

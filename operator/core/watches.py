@@ -42,6 +42,7 @@ KINDS = {
         Kind("Role", "rbac.authorization.k8s.io/v1"),
         Kind("RoleBinding", "rbac.authorization.k8s.io/v1"),
         Kind("NetworkPolicy", "networking.k8s.io/v1"),
+        Kind("Deployment", "apps/v1"),
     )
 }
 

@@ -96,6 +96,20 @@ class WorkflowController(Reconciler):
         self._account(key, before, None if event == "DELETED" else body)
         self.queue.add(key)
 
+    def observe_shared_runner(self, event: str, body: Obj) -> None:
+        """The namespace's shared runner's Deployment went (deleted by someone, or with its
+        namespace): made again, at once if a shared Workflow there is unfinished (its runner
+        gone, it would wait for a new shared Workflow to bring it back)."""
+        if event != "DELETED":
+            return
+        namespace = body["metadata"]["namespace"]
+        self.shared_made.discard(namespace)
+        for key, workflow in self.workflows.objects.items():
+            phase = (workflow.get("status") or {}).get("phase")
+            shared = ((workflow.get("spec") or {}).get("runner") or {}).get("shared")
+            if key[0] == namespace and shared and phase not in FINISHED:
+                self.queue.add(key)
+
     def observe_pod(self, event: str, body: Obj) -> None:
         owner = self.runners.owner_of(body)
         before = self.runners.of(owner).get(body["metadata"]["name"]) if owner else None

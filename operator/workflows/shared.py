@@ -2,7 +2,8 @@
 it may do, and the Deployment that keeps one pod of it running (foundation_runner.shared).
 
 It is made with the namespace's first shared Workflow and stays, so the next ones start at
-once; deleting the Deployment stops it (the next shared Workflow makes it again). It owns no
+once; deleted, it is made again at once if a shared Workflow of the namespace is unfinished
+(which then goes on from its status), else with the next one. It owns no
 Workflow and no Workflow owns it: it serves them all.
 """
 

@@ -118,3 +118,23 @@ async def test_a_shared_runners_workflow_killed_mid_run_resumes_and_its_neighbou
     assert after["metadata"]["uid"] == runner_pod["metadata"]["uid"]
     statuses = after["status"].get("containerStatuses") or []
     assert all(s.get("restartCount", 0) == 0 for s in statuses)
+
+    # The shared runner's Deployment deleted under a Workflow in mid-run: the operator makes
+    # it again at once (not only when the next shared Workflow comes), and the Workflow
+    # goes on from its status, each step once.
+    await kube.create_workflow("wd", runner=SHARED, steps=chain("ca"))
+    await kube.wait_workflow("wd", napping, timeout=60, what="wd napping")
+    kube.kubectl("delete", "deployment", "foundation-shared-runner", "--wait=false")
+
+    async def replaced() -> bool:
+        names = await kube.names("Pod", "app.kubernetes.io/name=foundation-shared-runner")
+        for name in names:
+            pod = await kube.get("Pod", name)
+            if pod and pod["metadata"]["uid"] != runner_pod["metadata"]["uid"]:
+                return True
+        return False
+
+    await kube.wait(replaced, timeout=90, what="a new shared runner pod")
+    wd = await kube.wait_workflow("wd", ended, timeout=120, what="wd ended")
+    assert wd["status"]["phase"] == "Succeeded", wd["status"]
+    assert await count_of(kube, "ca") == 6  # wd's three, once each
