@@ -115,33 +115,31 @@ async def main() -> None:
     )
     out: dict = {}
     names = ["counter", "warm", "scaler", "spared"] + [f"idle-{i}" for i in range(args.agents)]
+    gate = asyncio.Semaphore(16)  # writes at once
+
+    async def create(name: str, **spec) -> None:
+        """A CounterAgent, without its sidecar unless `sidecar` says otherwise."""
+        spec.setdefault("sidecar", {"enabled": False})
+        body = agent_body(name, "foundation_agent.agents:CounterAgent", **spec)
+        async with gate:
+            await custom.create_namespaced_custom_object(GROUP, VERSION, ns, "agents", body)
+
+    async def patch(name: str, spec: dict) -> None:
+        async with gate:
+            await custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "agents",
+                name,
+                {"spec": spec},
+                _content_type="application/merge-patch+json",
+            )
+
     try:
         await asyncio.to_thread(door.wait_available)
-        await custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            "agents",
-            agent_body(
-                "counter",
-                "foundation_agent.agents:CounterAgent",
-                sidecar={"enabled": False},
-                sleepAfterIdleSeconds=2,
-            ),
-        )
-        await custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            "agents",
-            agent_body(
-                "warm",
-                "foundation_agent.agents:CounterAgent",
-                sidecar={"enabled": False},
-                sleepAfterIdleSeconds=2,
-                warmWhileAsleep=True,
-            ),
-        )
+        await create("counter", sleepAfterIdleSeconds=2)
+        await create("warm", sleepAfterIdleSeconds=2, warmWhileAsleep=True)
         admin = {"Authorization": f"Bearer {configuration.api_key['BearerToken'].split()[-1]}"}
         verify = ssl.create_default_context(cafile=str(REPO / ".local-cluster/pki/ca.crt"))
         door_url = f"{API_URL}/apis/access.foundation.dev/v1alpha1/namespaces/{ns}/agents"
@@ -196,18 +194,7 @@ async def main() -> None:
         # cold (a new pod: start, imports, load, first probe), and with spec.warmSpares: 1
         # (the parked spare claimed).
         for name, spares in (("scaler", 0), ("spared", 1)):
-            await custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                "agents",
-                agent_body(
-                    name,
-                    "foundation_agent.agents:CounterAgent",
-                    sidecar={"enabled": False},
-                    warmSpares=spares,
-                ),
-            )
+            await create(name, warmSpares=spares)
 
         async def ready_members(name: str, want: int) -> bool:
             try:
@@ -229,15 +216,7 @@ async def main() -> None:
             )
 
         async def scale(name: str, replicas: int) -> None:
-            await custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                "agents",
-                name,
-                {"spec": {"replicas": replicas}},
-                _content_type="application/merge-patch+json",
-            )
+            await patch(name, {"replicas": replicas})
 
         for name, spares in (("scaler", 0), ("spared", 1)):
             await until(lambda name=name: ready_members(name, 1), 120, f"{name} ready")
@@ -264,27 +243,13 @@ async def main() -> None:
 
         # -- idle cost ---------------------------------------------------------------------
         started = time.monotonic()
-        gate = asyncio.Semaphore(16)
-
-        async def create(name: str) -> None:
-            async with gate:
-                await custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    ns,
-                    "agents",
-                    # Awake until all are (their pods start over a minute or more here):
-                    # then told to sleep after 5 s.
-                    agent_body(
-                        name,
-                        "foundation_agent.agents:CounterAgent",
-                        sleepAfterIdleSeconds=3600,
-                        **({"sidecar": {"enabled": False}} if args.no_sidecars else {}),
-                    ),
-                )
-
         idlers = names[4:]
-        await asyncio.gather(*(create(n) for n in idlers))
+        # As users make them (with their sidecar, unless --no-sidecars); awake until all are
+        # (their pods start over a minute or more here): then told to sleep after 5 s.
+        sidecar = {"enabled": not args.no_sidecars}
+        await asyncio.gather(
+            *(create(n, sleepAfterIdleSeconds=3600, sidecar=sidecar) for n in idlers)
+        )
 
         async def all_in(phase: str) -> bool:
             found = await phases(custom, ns)
@@ -304,18 +269,6 @@ async def main() -> None:
             "pss_mb": pss,
         }
         started = time.monotonic()
-
-        async def patch(name: str, spec: dict) -> None:
-            async with gate:
-                await custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    ns,
-                    "agents",
-                    name,
-                    {"spec": spec},
-                    _content_type="application/merge-patch+json",
-                )
 
         # Asleep and warm: each keeps its member's pod, parked.
         await asyncio.gather(
