@@ -1,5 +1,11 @@
 """What the benchmarks on the local cluster share: a namespace of their own, and the operator
-run as a process for it alone (no leader election, its own ports)."""
+run as a process for it alone (no leader election, its own ports).
+
+They need a cluster the integration tests have prepared (the CRDs, and the cluster-wide roles
+their setup installs, such as the members' `foundation-agent-member`): `e2e/local/cluster up`,
+then any integration test (`.venv/bin/pytest tests/integration/test_suspend.py`), then the
+benchmark. On a cluster only just started, an Agent's create is a 404, or its members cannot
+review their callers."""
 
 from __future__ import annotations
 
