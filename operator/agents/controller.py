@@ -1,4 +1,5 @@
-"""The Agent supervisor: observes Agents and their member pods, and applies what `plan` decides.
+"""The Agent supervisor: observes Agents and their member pods, and applies what `plan` decides
+(the pods themselves through `members.MemberPods`).
 
 Level-triggered: watch events only update the indexes and queue the Agent's key; the core's
 workers take keys from the queue, one worker per key at a time, and bring the cluster to what
@@ -11,14 +12,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from foundation_common import events
 from foundation_common.resources import AGENT
 from foundation_common.status import now
 from foundation_operator.agents import objects, plan, pods
 from foundation_operator.agents.api import AgentStatus, AgentView, InvalidSpec
-from foundation_operator.agents.plan import RUNTIME_FIELDS, Restart
+from foundation_operator.agents.members import AgentMemory, MemberPods
+from foundation_operator.agents.plan import RUNTIME_FIELDS
 from foundation_operator.core import finalizers, metrics, owned, security
 from foundation_operator.core.client import Api, ApiError, Obj
 from foundation_operator.core.defaults import Platform
@@ -38,25 +39,6 @@ REFUSALS = (400, 403, 422)
 # Agent has an empty namespace.
 MEMBERS_KEY: Key = ("", "members-binding")
 REFUSED_RETRY_SECONDS = 30.0  # a refusal by admission (quota, policy) may lift by itself
-
-
-@dataclass
-class AgentMemory:
-    """What the supervisor remembers of one Agent between reconciliations."""
-
-    restart_baseline: dict[str, int] = field(default_factory=dict)  # pod uid -> restartCount
-    expected_gone: set[str] = field(default_factory=set)  # pod uids the supervisor deleted
-    # Restarts seen by observation (pods deleted from under us, failed pods replaced), counted
-    # by the next pass.
-    pending_restarts: list[Restart] = field(default_factory=list)
-    # The owned objects (RBAC, Services) last brought to this desired form; see _ensure_owned.
-    owned_applied: str = ""
-    # (ordinal, kind) of the state objects made or adopted since this operator started.
-    states_made: set[tuple[int, str]] = field(default_factory=set)
-
-    def restarted(self, pod: Obj, why: str) -> None:
-        """A restart seen by observation; the next pass counts it with the container restarts."""
-        self.pending_restarts.append(plan.restart_of(pod, why, now()))
 
 
 class Supervisor(Reconciler):
@@ -90,6 +72,7 @@ class Supervisor(Reconciler):
         self.pods = OwnedIndex(objects.AGENT_LABEL)
         self.spares = OwnedIndex(objects.SPARE_LABEL)  # spec.warmSpares: not members yet
         self.memory: dict[Key, AgentMemory] = {}
+        self.member_pods = MemberPods(kube, self.remember)
         self.phases: dict[Key, str] = {}
         self.status = StatusWriter(
             self._patch_status,
@@ -314,7 +297,7 @@ class Supervisor(Reconciler):
         await asyncio.gather(
             finalizing,
             self._ensure_owned(view),
-            *(self._ensure_state(view, i) for i in coming),
+            *(self.member_pods.ensure_state(view, i) for i in coming),
         )
         return await self._supervise(view, body)
 
@@ -342,7 +325,7 @@ class Supervisor(Reconciler):
             logger.warning(
                 "agent %s/%s failed: %s", *key, supervised.exhausted, extra=self.log_fields(key)
             )
-        await self._stop_members(view, supervised.stop)
+        await self.member_pods.stop(view, supervised.stop)
         slept = plan.sleep(view, status, raw.get("memberStates") or {}, at)
         if bool(slept.asleep_since) != bool(status.asleep_since):
             logger.info(
@@ -357,7 +340,9 @@ class Supervisor(Reconciler):
         refused = None
         if not supervised.failed:
             try:
-                await self._converge_members(view, members, slept.asleep_since)
+                await self.member_pods.converge(
+                    view, members, slept.asleep_since, self.spares.of(key)
+                )
             except ApiError as exc:
                 # A pod the API server will not take (invalid, or forbidden by admission):
                 # said in the status, and looked at again later, not in a hot loop.
@@ -388,107 +373,6 @@ class Supervisor(Reconciler):
         if refused:
             return REFUSED_RETRY_SECONDS
         return slept.recheck
-
-    async def _converge_members(
-        self, view: AgentView, members: dict[str, Obj], asleep_since: str = ""
-    ) -> None:
-        """Apply `plan.converge`; `members` gains the pods created."""
-        key = (view.namespace, view.name)
-        changes = plan.converge(view, members, asleep_since, self.spares.of(key))
-        for pod in changes.scale_down:
-            await self._delete_member(view, pod)
-        memory = self.remember((view.namespace, view.name))
-        for pod in changes.replace:
-            memory.restarted(pod, "its pod failed")
-            await self._delete_member(view, pod)
-        # A member's state object exists before its pod: the runtime loads from it at start.
-        await asyncio.gather(*(self._ensure_state(view, ordinal) for ordinal in changes.create))
-        created = await asyncio.gather(
-            *(
-                owned.create_if_missing(
-                    self.kube, pods.member_pod(view, ordinal, changes.parked_for)
-                )
-                for ordinal in changes.create
-            )
-        )
-        for pod in created:
-            if pod:
-                members[pod["metadata"]["name"]] = pod
-        if changes.roll is not None:
-            await self._delete_member(view, changes.roll)
-        await self._tend_spares(view, members, changes)
-
-    async def _tend_spares(
-        self, view: AgentView, members: dict[str, Obj], changes: plan.Convergence
-    ) -> None:
-        """spec.warmSpares: claim (a member's labels on a ready spare: the Endpoints take it
-        at once, and its first call loads its state, made in reconcile with the Role that
-        lets it read it), drop, and make spares (after their state object: a PVC must exist
-        for the pod to start)."""
-        for spare in changes.claim:
-            meta = spare["metadata"]
-            ordinal = plan.ordinal_of(spare)
-            patch = pods.claim(view, ordinal)
-            patch["metadata"]["uid"] = meta["uid"]  # this spare, not one made since
-            try:
-                claimed = await self.kube.patch("Pod", view.namespace, meta["name"], patch)
-            except ApiError as exc:
-                if exc.status not in (404, 409, 422):
-                    raise
-                continue  # gone or replaced meanwhile: its watch event brings us back
-            metrics.SPARES_CLAIMED.inc()
-            members[meta["name"]] = claimed
-            logger.info(
-                "agent %s/%s: spare %s claimed as member %d",
-                view.namespace,
-                view.name,
-                meta["name"],
-                ordinal,
-                extra=self.log_fields((view.namespace, view.name)),
-            )
-        for spare in changes.drop_spares:
-            await self.kube.delete(
-                "Pod", view.namespace, spare["metadata"]["name"], uid=spare["metadata"]["uid"]
-            )
-        await asyncio.gather(*(self._ensure_state(view, ordinal) for ordinal in changes.spares))
-        await asyncio.gather(
-            *(
-                owned.create_if_missing(self.kube, pods.spare_pod(view, ordinal))
-                for ordinal in changes.spares
-            )
-        )
-
-    async def _ensure_state(self, view: AgentView, ordinal: int) -> None:
-        """Create the member's state object, or adopt one kept from an earlier Agent."""
-        want = objects.state_object(view, ordinal)
-        memory = self.remember((view.namespace, view.name))
-        if want is None or (ordinal, want["kind"]) in memory.states_made:
-            return
-        have, created = await owned.create_or_read(self.kube, want)
-        if not created:
-            # Kept by persistence.retainOnDelete (or made by hand): this Agent takes it over,
-            # state and all; an owner that was another Agent's is replaced.
-            await owned.adopt(
-                self.kube, have, objects.owner_reference(view), replacing_kind=AGENT.kind
-            )
-        memory.states_made.add((ordinal, want["kind"]))
-
-    async def _release_state(self, view: AgentView) -> None:
-        """persistence.retainOnDelete: drop the Agent's owner reference from its members' state
-        objects (every ordinal it ever had), so the garbage collector leaves them; an Agent of
-        the same name adopts them later."""
-        selector = f"{objects.AGENT_LABEL}={view.name}"
-        for kind in ("ConfigMap", "PersistentVolumeClaim"):
-            for have in await self.kube.list(kind, view.namespace, selector):
-                if await owned.disown(self.kube, have, view.uid):
-                    logger.info(
-                        "kept %s %s/%s of deleted Agent %s (retainOnDelete)",
-                        kind,
-                        view.namespace,
-                        have["metadata"]["name"],
-                        view.name,
-                        extra=self.log_fields((view.namespace, view.name)),
-                    )
 
     async def _ensure_owned(self, view: AgentView) -> None:
         """ServiceAccount, Role, RoleBinding, Service and capability memberships.
@@ -556,18 +440,6 @@ class Supervisor(Reconciler):
             # A conflict (someone joined, or it changed since the read) is decided again on
             # the next pass.
             await owned.disown(self.kube, have, view.uid, delete_when_last=True)
-
-    async def _stop_members(self, view: AgentView, pods: Iterable[Obj]) -> None:
-        """Delete these member pods together (graceful); those already going are left be."""
-        await asyncio.gather(
-            *(self._delete_member(view, pod) for pod in pods if not plan.going(pod))
-        )
-
-    async def _delete_member(self, view: AgentView, pod: Obj) -> None:
-        self.remember((view.namespace, view.name)).expected_gone.add(pod["metadata"]["uid"])
-        await self.kube.delete(
-            "Pod", view.namespace, pod["metadata"]["name"], uid=pod["metadata"]["uid"]
-        )
 
     # -- status, events, finalizer ---------------------------------------------------------------
 
@@ -642,11 +514,11 @@ class Supervisor(Reconciler):
         status = plan.parse_status(body.get("status"))
         if status.phase != "Terminating":
             await self._write_status(body, plan.terminating_status(status))
-        await self._stop_members(view, list(members.values()))
+        await self.member_pods.stop(view, list(members.values()))
         if members:
             return  # pod events bring us back when they are gone
         for capability in set(status.capabilities) | set(view.spec.capabilities):
             await self._leave_capability(view, capability)
         if view.spec.persistence.retain_on_delete:
-            await self._release_state(view)
+            await self.member_pods.release_state(view)
         await self._release_finalizer(body)
